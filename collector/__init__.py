@@ -1,0 +1,1 @@
+"""OTLP collector: receivers -> processors -> exporters, assembled from one config in pipeline.py."""

@@ -1,0 +1,20 @@
+"""The registry of component factories by name: the only place a config name maps to a class."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from clickhouse_connect.driver.client import Client
+
+from agentledger.collector.component import Exporter, Processor
+from agentledger.collector.exporters.clickhouse import ClickHouseExporter
+
+# Factories take the shared resources a component may need (for now the ClickHouse client).
+ProcessorFactory = Callable[[Client], Processor]
+ExporterFactory = Callable[[Client], Exporter]
+
+PROCESSORS: Mapping[str, ProcessorFactory] = {}
+
+EXPORTERS: Mapping[str, ExporterFactory] = {
+    "clickhouse": ClickHouseExporter,
+}

@@ -1,0 +1,1 @@
+"""Exporters: deliver columnar span batches to ClickHouse and other destinations."""

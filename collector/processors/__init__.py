@@ -1,0 +1,1 @@
+"""Processors: transform columnar span batches between receivers and exporters."""

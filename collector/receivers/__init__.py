@@ -1,0 +1,1 @@
+"""OTLP receivers: decode requests into columnar span batches."""

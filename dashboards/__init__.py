@@ -1,0 +1,1 @@
+"""Grafana dashboards (JSON) for the ClickHouse datasource."""

@@ -1,0 +1,1 @@
+"""ClickHouse access: clients, schema migrations and columnar inserts."""

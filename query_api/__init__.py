@@ -1,0 +1,1 @@
+"""FastAPI query API: incident timelines, lookups and the responder page."""

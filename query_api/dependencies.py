@@ -1,0 +1,20 @@
+"""FastAPI dependencies shared by the routers: the ClickHouse client and the caller's tenant."""
+
+from __future__ import annotations
+
+from typing import Annotated, cast
+
+from clickhouse_connect.driver.client import Client
+from fastapi import Depends, Request
+
+
+def get_client(request: Request) -> Client:
+    return cast(Client, request.app.state.client)
+
+
+def get_tenant(request: Request) -> str:
+    return cast(str, request.app.state.config.tenant)
+
+
+ClientDep = Annotated[Client, Depends(get_client)]
+TenantDep = Annotated[str, Depends(get_tenant)]

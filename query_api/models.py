@@ -1,0 +1,56 @@
+"""Response bodies of the query API (pydantic), which also make the OpenAPI schema."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="What went wrong, in a sentence.")
+
+
+class SpanEvent(BaseModel):
+    name: str
+    time_unix_nano: int
+    attributes: dict[str, str]
+
+
+class TimelineEntry(BaseModel):
+    type: str = Field(description="Timeline type from agentledger.span.type: run, prompt, retrieval, tool_call, ...")
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    start_time: str = Field(description="RFC 3339 UTC with nanoseconds.")
+    start_unix_nano: int
+    end_unix_nano: int
+    duration_ms: float
+    status: str = Field(description="UNSET, OK or ERROR.")
+    status_message: str
+    service_name: str
+    agent_id: str
+    details: dict[str, str | int] = Field(description="The type's own fields (tool, target, approver, ...).")
+    attributes: dict[str, str]
+    events: list[SpanEvent]
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    agent_id: str
+    agent_name: str
+    outcome: str
+    trace_ids: list[str]
+    first_start: str
+    last_end: str
+    span_count: int
+    error_count: int
+
+
+class Timeline(BaseModel):
+    run: RunSummary
+    entries: list[TimelineEntry]
+
+
+class Health(BaseModel):
+    status: str
+    clickhouse: str

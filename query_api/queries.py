@@ -1,0 +1,51 @@
+"""Every SQL statement the query API runs, parameterised with clickhouse-connect server-side binding."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# The run index row: where (traces, time range) a run's spans are, so the spans read is a key range.
+RUN_SUMMARY: Final = """
+SELECT
+    run_id,
+    toUnixTimestamp64Nano(min(first_start)) AS first_start_ns,
+    toUnixTimestamp64Nano(max(last_end)) AS last_end_ns,
+    groupUniqArrayArray(trace_ids) AS trace_ids,
+    max(agent_id) AS agent_id,
+    max(agent_name) AS agent_name,
+    max(outcome) AS outcome,
+    sum(span_count) AS span_count,
+    sum(error_count) AS error_count
+FROM runs
+WHERE tenant = {tenant:String} AND run_id = {run_id:String}
+GROUP BY run_id
+"""
+
+# Margin around the run's time range: spans of the run's traces that carry no run id (third-party
+# child spans) may start a little before or end after the spans that do.
+TIME_MARGIN_NS: Final = 3_600 * 1_000_000_000
+
+# The run's spans: those carrying its id, plus id-less spans of its traces. Both are ranges of the
+# (tenant, run_id, trace_id, span_id) key; LIMIT 1 BY hides replayed duplicates not yet merged away.
+RUN_SPANS: Final = """
+SELECT
+    trace_id, span_id, parent_span_id,
+    toUnixTimestamp64Nano(start_time) AS start_ns,
+    toUnixTimestamp64Nano(end_time) AS end_ns,
+    name, kind, status_code, status_message, service_name, entry_type,
+    agent_id, agent_name, operation, model, input_tokens, output_tokens, context_hash, provenance,
+    tool_name, tool_call_id, tool_access, target, arguments_hash,
+    approval_decision, approver, policy_id, policy_decision, write_system, write_ref, run_outcome,
+    input_value, output_value, system_instructions, input_messages, output_messages,
+    tool_arguments, tool_result, retrieval_documents,
+    attributes,
+    arrayMap(t -> toUnixTimestamp64Nano(t), event_times) AS event_times_ns,
+    event_names, event_attributes
+FROM spans
+WHERE tenant = {tenant:String}
+  AND (run_id = {run_id:String} OR (run_id = '' AND trace_id IN {trace_ids:Array(String)}))
+  AND start_time >= fromUnixTimestamp64Nano({from_ns:Int64})
+  AND start_time <= fromUnixTimestamp64Nano({to_ns:Int64})
+ORDER BY start_time, trace_id, span_id
+LIMIT 1 BY trace_id, span_id
+"""

@@ -1,0 +1,30 @@
+"""Agent runs: the incident timeline of one run."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
+
+from agentledger.query_api.dependencies import ClientDep, TenantDep
+from agentledger.query_api.models import ErrorBody, Timeline
+from agentledger.query_api.timeline import load_timeline
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+RunId = Annotated[str, Path(min_length=1, max_length=256, description="The agent.run.id of the run.")]
+
+
+@router.get(
+    "/{run_id}/timeline",
+    responses={
+        404: {"model": ErrorBody, "description": "No run with this id for the caller's tenant."},
+        503: {"model": ErrorBody, "description": "ClickHouse is unreachable."},
+    },
+)
+def get_timeline(run_id: RunId, client: ClientDep, tenant: TenantDep) -> Timeline:
+    """Every span of the run across its traces, in time order, typed by the conventions."""
+    timeline = load_timeline(client, tenant, run_id)
+    if timeline is None:
+        raise HTTPException(status_code=404, detail=f"no run with id {run_id!r}")
+    return timeline

@@ -1,0 +1,1 @@
+"""agentledger's semantic conventions: the registry YAML, generated constants, and the ClickHouse DDL."""

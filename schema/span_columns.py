@@ -1,0 +1,60 @@
+"""The spans table's columns as an Arrow schema: the one columnar batch shape every collector stage uses.
+
+Must match schema/migrations (a test compares it with the migrated table).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import pyarrow as pa
+
+from agentledger.schema.conventions import ATTRIBUTE_COLUMNS
+
+TIMESTAMP: Final = pa.timestamp("ns")
+STRING_MAP: Final = pa.map_(pa.string(), pa.string())
+
+_ARROW_BY_KIND: Final = {"string": pa.string(), "int": pa.int64(), "content": pa.string()}
+
+# Columns every span has, independent of the conventions registry.
+_ENVELOPE: Final = [
+    ("tenant", pa.string()),
+    ("run_id", pa.string()),
+    ("trace_id", pa.string()),
+    ("span_id", pa.string()),
+    ("parent_span_id", pa.string()),
+    ("start_time", TIMESTAMP),
+    ("end_time", TIMESTAMP),
+    ("duration_ns", pa.uint64()),
+    ("name", pa.string()),
+    ("kind", pa.string()),
+    ("status_code", pa.string()),
+    ("status_message", pa.string()),
+    ("service_name", pa.string()),
+    ("scope_name", pa.string()),
+    ("scope_version", pa.string()),
+]
+
+_TRAILER: Final = [
+    ("attributes", STRING_MAP),
+    ("resource_attributes", STRING_MAP),
+    ("event_times", pa.list_(TIMESTAMP)),
+    ("event_names", pa.list_(pa.string())),
+    ("event_attributes", pa.list_(STRING_MAP)),
+    ("link_trace_ids", pa.list_(pa.string())),
+    ("link_span_ids", pa.list_(pa.string())),
+    ("link_attributes", pa.list_(STRING_MAP)),
+]
+
+_ENVELOPE_NAMES: Final = {name for name, _ in _ENVELOPE}
+
+# Promoted attribute columns, in registry order, skipping those the envelope already has (run_id, tenant).
+PROMOTED_COLUMNS: Final[tuple[tuple[str, str, str], ...]] = tuple(
+    (key, column, kind) for key, (column, kind) in ATTRIBUTE_COLUMNS.items() if column not in _ENVELOPE_NAMES
+)
+
+SPAN_SCHEMA: Final = pa.schema(
+    [pa.field(name, type_, nullable=False) for name, type_ in _ENVELOPE]
+    + [pa.field(column, _ARROW_BY_KIND[kind], nullable=False) for _, column, kind in PROMOTED_COLUMNS]
+    + [pa.field(name, type_, nullable=False) for name, type_ in _TRAILER]
+)
