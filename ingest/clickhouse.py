@@ -31,24 +31,32 @@ def connect(dsn: str, database: str) -> Client:
     """Returns a client bound to `database`, creating the database first if needed.
 
     Embedded (chDB) clients on one path share one engine, so the short-lived bootstrap client is safe
-    to close. Session ids are off so threads can share the client over HTTP too.
+    to close.
     """
     if not _DATABASE_NAME.match(database):
         raise ValueError(f"database name {database!r} must be a plain identifier (letters, digits, _)")
     if is_embedded(dsn):
         Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
     try:
-        bootstrap = clickhouse_connect.get_client(dsn=dsn, autogenerate_session_id=False)
+        bootstrap = _open(dsn, "")
         try:
             # The identifier is validated above; DDL cannot take it as a bound parameter.
             bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         finally:
             bootstrap.close()
-        return clickhouse_connect.get_client(dsn=dsn, database=database, autogenerate_session_id=False)
+        return _open(dsn, database)
     except ClickHouseError as error:
         raise StorageUnavailable(f"cannot open ClickHouse at {redact_dsn(dsn)}: {first_line(error)}") from error
     except OSError as error:
         raise StorageUnavailable(f"cannot reach ClickHouse at {redact_dsn(dsn)}: {error}") from error
+
+
+def _open(dsn: str, database: str) -> Client:
+    if is_embedded(dsn):
+        return clickhouse_connect.get_client(dsn=dsn, database=database)
+    # Without a session id, threads can share one HTTP client (ClickHouse refuses concurrent queries
+    # in one session); chDB has no sessions to turn off.
+    return clickhouse_connect.get_client(dsn=dsn, database=database, autogenerate_session_id=False)
 
 
 def redact_dsn(dsn: str) -> str:

@@ -1,0 +1,125 @@
+"""Shared fixtures: one embedded chDB engine per test process, a fresh ClickHouse database per test,
+and helpers that start the real `agentledger up` as a subprocess and send spans with the OTel SDK."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from clickhouse_connect.driver.client import Client
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from agentledger.ingest.clickhouse import chdb_dsn, connect
+from agentledger.ingest.migrations import migrate
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def engine_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The one chDB data folder this test process may open (chDB allows one path per process)."""
+    return chdb_dsn(tmp_path_factory.mktemp("chdb"))
+
+
+@pytest.fixture
+def database(engine_dsn: str) -> Iterator[str]:
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    yield name
+    admin = connect(engine_dsn, "default")
+    admin.command(f"DROP DATABASE IF EXISTS `{name}` SYNC")
+    admin.close()
+
+
+@pytest.fixture
+def client(engine_dsn: str, database: str) -> Iterator[Client]:
+    """A client bound to a fresh, migrated database of the shared engine."""
+    ch = connect(engine_dsn, database)
+    migrate(ch)
+    yield ch
+    ch.close()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningService:
+    process: subprocess.Popen[str]
+    collector_url: str
+    api_url: str
+    data_dir: Path
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+def start_service(data_dir: Path, *extra: str) -> RunningService:
+    """Starts `agentledger up` in its own process and data folder; waits until both servers answer."""
+    http_port, api_port = free_port(), free_port()
+    log_path = data_dir.parent / f"{data_dir.name}-up.log"
+    log_file = log_path.open("w")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentledger", "up", "--data-dir", str(data_dir),
+         "--otlp-http-port", str(http_port), "--api-port", str(api_port), *extra],
+        stdout=log_file, stderr=subprocess.STDOUT, text=True, env=env, cwd=data_dir.parent,
+    )  # fmt: skip
+    service = RunningService(
+        process, f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{api_port}", data_dir, log_path
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"agentledger up exited with {process.returncode}:\n{service.log()}")
+        try:
+            if (
+                httpx.get(f"{service.api_url}/healthz", timeout=2).status_code == 200
+                and httpx.get(f"{service.collector_url}/healthz", timeout=2).status_code == 200
+            ):
+                return service
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    service.stop()
+    raise AssertionError(f"agentledger up did not become ready:\n{service.log()}")
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[RunningService]:
+    running = start_service(tmp_path / "data")
+    yield running
+    running.stop()
+
+
+def sdk_tracer_provider(collector_url: str, service_name: str = "test-agent") -> TracerProvider:
+    """A TracerProvider exporting synchronously with the SDK's own OTLP/HTTP protobuf exporter."""
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{collector_url}/v1/traces")))
+    return provider

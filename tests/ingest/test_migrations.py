@@ -1,0 +1,39 @@
+"""Versioned, idempotent migrations on a real chDB database."""
+
+from __future__ import annotations
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from agentledger.ingest.clickhouse import connect
+from agentledger.ingest.migrations import Migration, MigrationError, bundled_migrations, migrate
+
+
+def test_migrations_apply_once_and_then_are_a_no_op(engine_dsn: str, database: str) -> None:
+    client = connect(engine_dsn, database)
+
+    first = migrate(client)
+    second = migrate(client)
+
+    assert [f"{m.version:04d}_{m.name}" for m in first] == ["0001_initial"]
+    assert second == []
+    tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
+    assert {"spans", "runs", "runs_mv", "writes", "annotations", "schema_migrations"} <= tables
+    client.close()
+
+
+def test_an_applied_migration_that_changed_is_refused(client: Client) -> None:
+    original = bundled_migrations()[0]
+    edited = Migration(original.version, original.name, original.sql + "\n-- edited\n")
+
+    with pytest.raises(MigrationError) as error:
+        migrate(client, [edited])
+
+    assert "0001_initial changed after it was applied" in str(error.value)
+
+
+def test_statements_are_idempotent_when_rerun_after_an_interruption(client: Client) -> None:
+    for statement in bundled_migrations()[0].statements():
+        client.command(statement)
+
+    assert int(client.command("SELECT count() FROM spans")) == 0
