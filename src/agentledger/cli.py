@@ -128,10 +128,11 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _storage_hint(message: str, settings: Settings) -> str:
-    if "EmbeddedServer" in message or "lock" in message.lower():
+    # chDB lets one process own a data folder; a second one fails to start its EmbeddedServer.
+    if "EmbeddedServer" in message:
         return (
-            f"{message}. The data folder {settings.data_dir} is in use by another process"
-            " (is `agentledger up` running? other commands go through its API)."
+            f"the data folder {settings.data_dir} is in use by another process; is `agentledger up` running?"
+            " While it runs, other commands go through its API."
         )
     return message
 
