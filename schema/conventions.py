@@ -35,12 +35,18 @@ AGENTLEDGER_POLICY_RULE_ID: Final = "agentledger.policy.rule.id"
 AGENTLEDGER_PROMPT_CONTEXT_HASH: Final = "agentledger.prompt.context_hash"
 # Identifiers of the sources assembled into the context (document ids, ticket keys, tool call ids).
 AGENTLEDGER_PROMPT_CONTEXT_SOURCES: Final = "agentledger.prompt.context_sources"
+# `sha256:` + hex SHA-256 over RFC 8785 canonical JSON of the output messages, recorded when content capture is `hashes`.
+AGENTLEDGER_PROMPT_OUTPUT_HASH: Final = "agentledger.prompt.output_hash"
 # Identifier and version of the prompt template used.
 AGENTLEDGER_PROMPT_TEMPLATE_ID: Final = "agentledger.prompt.template.id"
+# `sha256:` + hex SHA-256 over RFC 8785 canonical JSON of the retrieved documents with their content, recorded when content capture is `hashes`.
+AGENTLEDGER_RETRIEVAL_DOCUMENTS_HASH: Final = "agentledger.retrieval.documents_hash"
 # URIs of the sources the retrieved documents came from.
 AGENTLEDGER_RETRIEVAL_SOURCES: Final = "agentledger.retrieval.sources"
 # The autonomy the agent was granted for this run, which decides which approvals are required.
 AGENTLEDGER_RUN_AUTONOMY_LEVEL: Final = "agentledger.run.autonomy_level"
+# The emitter's content capture mode for this run, so a reader knows whether missing content was never recorded.
+AGENTLEDGER_RUN_CONTENT_CAPTURE: Final = "agentledger.run.content_capture"
 # How the run ended; set on the run span.
 AGENTLEDGER_RUN_OUTCOME: Final = "agentledger.run.outcome"
 # Short description of the task the run was started for.
@@ -55,6 +61,8 @@ AGENTLEDGER_TOOL_ACCESS: Final = "agentledger.tool.access"
 AGENTLEDGER_TOOL_ARGUMENTS_HASH: Final = "agentledger.tool.arguments_hash"
 # Provenance labels of the inputs that shaped the arguments (values of `agentledger.input.provenance`).
 AGENTLEDGER_TOOL_INFLUENCED_BY: Final = "agentledger.tool.influenced_by"
+# `sha256:` + hex SHA-256 over RFC 8785 canonical JSON of the tool result, recorded when content capture is `hashes`.
+AGENTLEDGER_TOOL_RESULT_HASH: Final = "agentledger.tool.result_hash"
 # The resource the tool call acts on (customer, record, repository, ticket).
 AGENTLEDGER_TOOL_TARGET: Final = "agentledger.tool.target"
 # What the write did.
@@ -105,14 +113,28 @@ GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 # Name of the workflow the agent runs (OTel GenAI).
 GEN_AI_WORKFLOW_NAME: Final = "gen_ai.workflow.name"
+# OpenInference MIME type of `input.value` (`text/plain` or `application/json`).
+INPUT_MIME_TYPE: Final = "input.mime_type"
 # OpenInference input of a span (kept in its own compressed column).
 INPUT_VALUE: Final = "input.value"
+# OpenInference model name; the normaliser reads it into the `model` column when `gen_ai.request.model` is absent.
+LLM_MODEL_NAME: Final = "llm.model_name"
+# OpenInference completion token count; read into `output_tokens` when `gen_ai.usage.output_tokens` is absent.
+LLM_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"
+# OpenInference prompt token count; read into `input_tokens` when `gen_ai.usage.input_tokens` is absent.
+LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
+# OpenInference total token count.
+LLM_TOKEN_COUNT_TOTAL: Final = "llm.token_count.total"
 # OpenInference span kind (LLM, TOOL, RETRIEVER, AGENT, CHAIN, GUARDRAIL, ...), read on input.
 OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
+# OpenInference MIME type of `output.value`.
+OUTPUT_MIME_TYPE: Final = "output.mime_type"
 # OpenInference output of a span (kept in its own compressed column).
 OUTPUT_VALUE: Final = "output.value"
 # OpenInference session id, read on input as a fallback run grouping.
 SESSION_ID: Final = "session.id"
+# OpenInference tool name; read into `tool_name` when `gen_ai.tool.name` is absent.
+TOOL_NAME: Final = "tool.name"
 
 
 class ApprovalDecisionValues(StrEnum):
@@ -152,6 +174,14 @@ class RunAutonomyLevelValues(StrEnum):
     APPROVE_WRITES = "approve_writes"
     APPROVE_HIGH_RISK = "approve_high_risk"
     AUTONOMOUS = "autonomous"
+
+
+class RunContentCaptureValues(StrEnum):
+    """Values of `agentledger.run.content_capture`."""
+
+    OFF = "off"
+    HASHES = "hashes"
+    FULL = "full"
 
 
 class RunOutcomeValues(StrEnum):

@@ -1,0 +1,649 @@
+"""The emitter's span helpers: one context manager (and decorator) per timeline entry type.
+
+Each sets agentledger's attributes, the matching OTel GenAI ones and the OpenInference ones Phoenix
+renders. The helpers are lower-case classes, like contextlib's `suppress`, because they are used as
+functions: `with tool_call("issue_refund", access="write", arguments=...) as call: ...`.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import json
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, ContextDecorator
+from contextvars import Token
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, ParamSpec, Self, TypedDict, TypeVar
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, TracerProvider
+from opentelemetry.util.types import AttributeValue
+
+from agentledger import __version__
+from agentledger.emitter.canonical_json import CanonicalJsonError, JsonValue, canonicalize, content_hash
+from agentledger.emitter.run_context import (
+    ContentCapture,
+    EmitterError,
+    RunState,
+    attach_run,
+    current_run,
+    detach_run,
+    new_run_id,
+)
+from agentledger.schema import conventions as conv
+from agentledger.schema import openinference as oi
+
+TRAILER_KEY: Final = "Agent-Run-Id"
+_TRACER_NAME: Final = "agentledger.emitter"
+
+Attributes = dict[str, AttributeValue]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Message(TypedDict):
+    """A chat message as the agent sent or received it."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Document:
+    """A retrieved document; `content` is recorded only with full content capture."""
+
+    id: str
+    content: str = ""
+    score: float | None = None
+
+
+def _json_text(value: JsonValue) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _messages_json(messages: Sequence[Message]) -> list[JsonValue]:
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def _genai_messages(messages: Sequence[Message]) -> str:
+    # OTel GenAI's message shape: a role and a list of typed parts.
+    return _json_text([{"role": m["role"], "parts": [{"type": "text", "content": m["content"]}]} for m in messages])
+
+
+def _openinference_messages(prefix: str, messages: Sequence[Message]) -> Attributes:
+    attributes: Attributes = {}
+    for index, message in enumerate(messages):
+        attributes[oi.flattened_key(prefix, index, oi.MESSAGE_ITEM, "role")] = message["role"]
+        attributes[oi.flattened_key(prefix, index, oi.MESSAGE_ITEM, "content")] = message["content"]
+    return attributes
+
+
+class _EmitterSpan(ContextDecorator):
+    """Starts a span of the current run on enter and ends it on exit; subclasses say what it records."""
+
+    _span_kind: SpanKind = SpanKind.INTERNAL
+
+    def __init__(self) -> None:
+        self._run: RunState | None = None
+        self._scope: AbstractContextManager[Span] | None = None
+        self._span: Span | None = None
+
+    def _recreate_cm(self) -> Self:
+        # A decorated function gets a fresh span per call, not the decorator's shared instance.
+        fresh = copy.copy(self)
+        fresh._run, fresh._scope, fresh._span = None, None, None
+        return fresh
+
+    @property
+    def span(self) -> Span:
+        if self._span is None:
+            raise EmitterError("the span exists only inside the `with` block")
+        return self._span
+
+    @property
+    def run_id(self) -> str:
+        if self._run is None:
+            raise EmitterError("the run id is known only inside the `with` block")
+        return self._run.run_id
+
+    def _name(self) -> str:
+        raise NotImplementedError
+
+    def _start_attributes(self, capture: ContentCapture) -> Attributes:
+        raise NotImplementedError
+
+    def _end_attributes(self, capture: ContentCapture, failed: bool) -> Attributes:
+        return {}
+
+    def _enter_run(self) -> RunState:
+        return current_run()
+
+    def __enter__(self) -> Self:
+        run = self._enter_run()
+        self._run = run
+        # Every span of a run carries the run id, and OpenInference's session id so Phoenix groups the run.
+        attributes: Attributes = {conv.AGENT_RUN_ID: run.run_id, conv.SESSION_ID: run.run_id}
+        attributes.update(self._start_attributes(run.capture))
+        self._scope = run.tracer.start_as_current_span(self._name(), kind=self._span_kind, attributes=attributes)
+        self._span = self._scope.__enter__()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self._scope is None or self._span is None or self._run is None:
+            raise EmitterError("exit without enter")
+        try:
+            self._span.set_attributes(self._end_attributes(self._run.capture, exc is not None))
+        finally:
+            self._scope.__exit__(exc_type, exc, traceback)
+            self._scope, self._span = None, None
+
+
+class agent_run(_EmitterSpan):
+    """The root span of an agent run; every emitter span inside it carries its run id.
+
+    A run resumed later (after a human approval, in another process) passes the same `run_id` again.
+    """
+
+    def __init__(
+        self,
+        agent_id: str,
+        *,
+        agent_name: str = "",
+        task: str = "",
+        run_id: str | None = None,
+        autonomy: conv.RunAutonomyLevelValues | None = None,
+        capture: ContentCapture = ContentCapture.OFF,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        super().__init__()
+        self.agent_id = agent_id
+        self.agent_name = agent_name
+        self.task = task
+        self.requested_run_id = run_id
+        self.autonomy = autonomy
+        self.capture = capture
+        self.tracer_provider = tracer_provider
+        self.outcome: conv.RunOutcomeValues | None = None
+        self._token: Token[Context] | None = None
+
+    def set_outcome(self, outcome: conv.RunOutcomeValues) -> None:
+        self.outcome = outcome
+
+    def _enter_run(self) -> RunState:
+        tracer = trace.get_tracer(_TRACER_NAME, __version__, tracer_provider=self.tracer_provider)
+        state = RunState(self.requested_run_id or new_run_id(), tracer, self.capture)
+        self._token = attach_run(state)
+        return state
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        token = self._token
+        try:
+            super().__exit__(exc_type, exc, traceback)
+        finally:
+            if token is not None:
+                detach_run(token)
+            self._token = None
+
+    def _name(self) -> str:
+        return f"invoke_agent {self.agent_name or self.agent_id}"
+
+    def _start_attributes(self, capture: ContentCapture) -> Attributes:
+        attributes: Attributes = {
+            conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.RUN.value,
+            conv.GEN_AI_OPERATION_NAME: "invoke_agent",
+            conv.GEN_AI_AGENT_ID: self.agent_id,
+            conv.AGENTLEDGER_RUN_CONTENT_CAPTURE: capture.value,
+            conv.OPENINFERENCE_SPAN_KIND: oi.KIND_AGENT,
+        }
+        if self.agent_name:
+            attributes[conv.GEN_AI_AGENT_NAME] = self.agent_name
+        if self.autonomy is not None:
+            attributes[conv.AGENTLEDGER_RUN_AUTONOMY_LEVEL] = self.autonomy.value
+        if self.task:
+            attributes[conv.AGENTLEDGER_RUN_TASK] = self.task
+            if capture is ContentCapture.FULL:
+                attributes[conv.INPUT_VALUE] = self.task
+                attributes[conv.INPUT_MIME_TYPE] = oi.MIME_TEXT
+        return attributes
+
+    def _end_attributes(self, capture: ContentCapture, failed: bool) -> Attributes:
+        outcome = self.outcome or (conv.RunOutcomeValues.FAILURE if failed else None)
+        return {conv.AGENTLEDGER_RUN_OUTCOME: outcome.value} if outcome is not None else {}
+
+
+class prompt(_EmitterSpan):
+    """A model call. The context hash covers `context` (the assembled context), or the messages if none is given."""
+
+    _span_kind = SpanKind.CLIENT
+
+    def __init__(
+        self,
+        model: str,
+        messages: Sequence[Message],
+        *,
+        context: JsonValue | None = None,
+        context_sources: Sequence[str] = (),
+        template_id: str = "",
+        operation: str = "chat",
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.messages = list(messages)
+        # Hashed now, from the values the agent assembled: before any redaction anywhere downstream.
+        self.context_hash = content_hash(context if context is not None else _messages_json(self.messages))
+        self.context_sources = list(context_sources)
+        self.template_id = template_id
+        self.operation = operation
+        self.output_messages: list[Message] = []
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+
+    def record_response(
+        self,
+        messages: Sequence[Message] = (),
+        *,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+    ) -> None:
+        self.output_messages = list(messages)
+        self.input_tokens = input_tokens
+        self.output_tokens = output_tokens
+
+    def _name(self) -> str:
+        return f"{self.operation} {self.model}"
+
+    def _start_attributes(self, capture: ContentCapture) -> Attributes:
+        attributes: Attributes = {
+            conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.PROMPT.value,
+            conv.GEN_AI_OPERATION_NAME: self.operation,
+            conv.GEN_AI_REQUEST_MODEL: self.model,
+            conv.LLM_MODEL_NAME: self.model,
+            conv.AGENTLEDGER_PROMPT_CONTEXT_HASH: self.context_hash,
+            conv.OPENINFERENCE_SPAN_KIND: oi.KIND_LLM,
+        }
+        if self.context_sources:
+            attributes[conv.AGENTLEDGER_PROMPT_CONTEXT_SOURCES] = self.context_sources
+        if self.template_id:
+            attributes[conv.AGENTLEDGER_PROMPT_TEMPLATE_ID] = self.template_id
+        if capture is ContentCapture.FULL:
+            attributes[conv.GEN_AI_INPUT_MESSAGES] = _genai_messages(self.messages)
+            attributes[conv.INPUT_VALUE] = _json_text({"messages": _messages_json(self.messages)})
+            attributes[conv.INPUT_MIME_TYPE] = oi.MIME_JSON
+            attributes.update(_openinference_messages(oi.INPUT_MESSAGES_PREFIX, self.messages))
+        return attributes
+
+    def _end_attributes(self, capture: ContentCapture, failed: bool) -> Attributes:
+        attributes: Attributes = {}
+        if self.input_tokens is not None:
+            attributes[conv.GEN_AI_USAGE_INPUT_TOKENS] = self.input_tokens
+            attributes[conv.LLM_TOKEN_COUNT_PROMPT] = self.input_tokens
+        if self.output_tokens is not None:
+            attributes[conv.GEN_AI_USAGE_OUTPUT_TOKENS] = self.output_tokens
+            attributes[conv.LLM_TOKEN_COUNT_COMPLETION] = self.output_tokens
+        if self.input_tokens is not None and self.output_tokens is not None:
+            attributes[conv.LLM_TOKEN_COUNT_TOTAL] = self.input_tokens + self.output_tokens
+        if not self.output_messages:
+            return attributes
+        if capture is ContentCapture.FULL:
+            attributes[conv.GEN_AI_OUTPUT_MESSAGES] = _genai_messages(self.output_messages)
+            attributes[conv.OUTPUT_VALUE] = _json_text({"messages": _messages_json(self.output_messages)})
+            attributes[conv.OUTPUT_MIME_TYPE] = oi.MIME_JSON
+            attributes.update(_openinference_messages(oi.OUTPUT_MESSAGES_PREFIX, self.output_messages))
+        elif capture is ContentCapture.HASHES:
+            attributes[conv.AGENTLEDGER_PROMPT_OUTPUT_HASH] = content_hash(_messages_json(self.output_messages))
+        return attributes
+
+
+class retrieval(_EmitterSpan):
+    """A retrieval of documents or records, labelled with where its content came from (provenance)."""
+
+    _span_kind = SpanKind.CLIENT
+
+    def __init__(
+        self,
+        data_source: str,
+        *,
+        provenance: conv.InputProvenanceValues,
+        query: str = "",
+        source: str = "",
+        sources: Sequence[str] = (),
+        documents: Sequence[Document] = (),
+    ) -> None:
+        super().__init__()
+        self.data_source = data_source
+        self.provenance = provenance
+        self.query = query
+        self.source = source
+        self.sources = list(sources)
+        self.documents = list(documents)
+
+    def set_documents(self, documents: Sequence[Document]) -> None:
+        self.documents = list(documents)
+
+    def _name(self) -> str:
+        return f"retrieval {self.data_source}"
+
+    def _start_attributes(self, capture: ContentCapture) -> Attributes:
+        attributes: Attributes = {
+            conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.RETRIEVAL.value,
+            conv.GEN_AI_OPERATION_NAME: "retrieval",
+            conv.GEN_AI_DATA_SOURCE_ID: self.data_source,
+            conv.AGENTLEDGER_INPUT_PROVENANCE: self.provenance.value,
+            conv.OPENINFERENCE_SPAN_KIND: oi.KIND_RETRIEVER,
+        }
+        if self.source:
+            attributes[conv.AGENTLEDGER_INPUT_SOURCE] = self.source
+        if self.sources:
+            attributes[conv.AGENTLEDGER_RETRIEVAL_SOURCES] = self.sources
+        if self.query and capture is ContentCapture.FULL:
+            attributes[conv.GEN_AI_RETRIEVAL_QUERY_TEXT] = self.query
+            attributes[conv.INPUT_VALUE] = self.query
+            attributes[conv.INPUT_MIME_TYPE] = oi.MIME_TEXT
+        return attributes
+
+    def _end_attributes(self, capture: ContentCapture, failed: bool) -> Attributes:
+        if not self.documents:
+            return {}
+        # Ids and scores are references, not content: they are recorded whatever the capture mode.
+        summaries: list[JsonValue] = []
+        attributes: Attributes = {}
+        for index, document in enumerate(self.documents):
+            summary: dict[str, JsonValue] = {"id": document.id}
+            attributes[oi.flattened_key(oi.RETRIEVAL_DOCUMENTS_PREFIX, index, oi.DOCUMENT_ITEM, "id")] = document.id
+            if document.score is not None:
+                summary["score"] = document.score
+                key = oi.flattened_key(oi.RETRIEVAL_DOCUMENTS_PREFIX, index, oi.DOCUMENT_ITEM, "score")
+                attributes[key] = document.score
+            if capture is ContentCapture.FULL:
+                key = oi.flattened_key(oi.RETRIEVAL_DOCUMENTS_PREFIX, index, oi.DOCUMENT_ITEM, "content")
+                attributes[key] = document.content
+            summaries.append(summary)
+        attributes[conv.GEN_AI_RETRIEVAL_DOCUMENTS] = _json_text(summaries)
+        if capture is ContentCapture.HASHES:
+            attributes[conv.AGENTLEDGER_RETRIEVAL_DOCUMENTS_HASH] = content_hash(
+                [_document_json(document) for document in self.documents]
+            )
+        return attributes
+
+
+def _document_json(document: Document) -> JsonValue:
+    value: dict[str, JsonValue] = {"id": document.id, "content": document.content}
+    if document.score is not None:
+        value["score"] = document.score
+    return value
+
+
+def new_tool_call_id() -> str:
+    return f"call_{secrets.token_hex(12)}"
+
+
+def _json_or_text(value: object) -> JsonValue:
+    """A decorated function's argument or result as JSON; what JCS cannot take is recorded as its str()."""
+    try:
+        canonicalize(value)  # type: ignore[arg-type]
+    except CanonicalJsonError:
+        return str(value)
+    return value  # type: ignore[return-value]
+
+
+class tool_call(_EmitterSpan):
+    """A tool execution. The arguments hash is always recorded; arguments and result per the capture mode.
+
+    As a decorator without `arguments`, the decorated function's bound arguments are the tool arguments and
+    its return value the result.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        access: conv.ToolAccessValues,
+        arguments: Mapping[str, JsonValue] | None = None,
+        target: str = "",
+        call_id: str | None = None,
+        influenced_by: Sequence[conv.InputProvenanceValues] = (),
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.access = access
+        self.arguments: Mapping[str, JsonValue] | None = arguments
+        self.target = target
+        self.call_id = call_id or new_tool_call_id()
+        self.influenced_by = list(influenced_by)
+        self.result: JsonValue = None
+        self._has_result = False
+
+    def _recreate_cm(self) -> Self:
+        fresh = super()._recreate_cm()
+        fresh.result, fresh._has_result = None, False
+        return fresh
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:  # type: ignore[override]
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def traced(*args: P.args, **kwargs: P.kwargs) -> R:
+            scope = self._recreate_cm()
+            if scope.arguments is None:
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                scope.arguments = {name: _json_or_text(value) for name, value in bound.arguments.items()}
+            with scope:
+                result = func(*args, **kwargs)
+                scope.set_result(_json_or_text(result))
+                return result
+
+        return traced
+
+    def set_result(self, result: JsonValue) -> None:
+        self.result = result
+        self._has_result = True
+
+    def _name(self) -> str:
+        return f"execute_tool {self.name}"
+
+    def _start_attributes(self, capture: ContentCapture) -> Attributes:
+        arguments = dict(self.arguments or {})
+        attributes: Attributes = {
+            conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.TOOL_CALL.value,
+            conv.GEN_AI_OPERATION_NAME: "execute_tool",
+            conv.GEN_AI_TOOL_NAME: self.name,
+            conv.TOOL_NAME: self.name,
+            conv.GEN_AI_TOOL_CALL_ID: self.call_id,
+            conv.GEN_AI_TOOL_TYPE: "function",
+            conv.AGENTLEDGER_TOOL_ACCESS: self.access.value,
+            conv.AGENTLEDGER_TOOL_ARGUMENTS_HASH: content_hash(arguments),
+            conv.OPENINFERENCE_SPAN_KIND: oi.KIND_TOOL,
+        }
+        if self.target:
+            attributes[conv.AGENTLEDGER_TOOL_TARGET] = self.target
+        if self.influenced_by:
+            attributes[conv.AGENTLEDGER_TOOL_INFLUENCED_BY] = [label.value for label in self.influenced_by]
+        if capture is ContentCapture.FULL:
+            text = _json_text(arguments)
+            attributes[conv.GEN_AI_TOOL_CALL_ARGUMENTS] = text
+            attributes[conv.INPUT_VALUE] = text
+            attributes[conv.INPUT_MIME_TYPE] = oi.MIME_JSON
+        return attributes
+
+    def _end_attributes(self, capture: ContentCapture, failed: bool) -> Attributes:
+        if not self._has_result:
+            return {}
+        if capture is ContentCapture.FULL:
+            text = self.result if isinstance(self.result, str) else _json_text(self.result)
+            mime = oi.MIME_TEXT if isinstance(self.result, str) else oi.MIME_JSON
+            return {conv.GEN_AI_TOOL_CALL_RESULT: text, conv.OUTPUT_VALUE: text, conv.OUTPUT_MIME_TYPE: mime}
+        if capture is ContentCapture.HASHES:
+            return {conv.AGENTLEDGER_TOOL_RESULT_HASH: content_hash(self.result)}
+        return {}
+
+
+class approval(_EmitterSpan):
+    """An approval request, from request to decision; recorded whatever the decision, so a rejection that
+    stops a tool call still leaves evidence. A block left without decide() records `timed_out`."""
+
+    def __init__(
+        self,
+        tool_name: str,
+        *,
+        tool_call_id: str = "",
+        arguments: Mapping[str, JsonValue] | None = None,
+        reason: str = "",
+    ) -> None:
+        super().__init__()
+        self.tool_name = tool_name
+        self.tool_call_id = tool_call_id
+        self.arguments = arguments
+        self.reason = reason
+        self.decision: conv.ApprovalDecisionValues | None = None
+        self.approver = ""
+
+    def decide(self, decision: conv.ApprovalDecisionValues, approver: str, reason: str = "") -> None:
+        self.decision = decision
+        self.approver = approver
+        if reason:
+            self.reason = reason
+
+    @property
+    def approved(self) -> bool:
+        return self.decision in (conv.ApprovalDecisionValues.APPROVED, conv.ApprovalDecisionValues.AUTO_APPROVED)
+
+    def _name(self) -> str:
+        return f"approval {self.tool_name}"
+
+    def _start_attributes(self, capture: ContentCapture) -> Attributes:
+        attributes: Attributes = {
+            conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.APPROVAL.value,
+            conv.GEN_AI_TOOL_NAME: self.tool_name,
+            conv.OPENINFERENCE_SPAN_KIND: oi.KIND_CHAIN,
+        }
+        if self.tool_call_id:
+            attributes[conv.AGENTLEDGER_APPROVAL_TOOL_CALL_ID] = self.tool_call_id
+        if self.arguments is not None:
+            # The same hash as the tool call's: proves the executed arguments are the approved ones.
+            attributes[conv.AGENTLEDGER_TOOL_ARGUMENTS_HASH] = content_hash(dict(self.arguments))
+            if capture is ContentCapture.FULL:
+                attributes[conv.INPUT_VALUE] = _json_text(dict(self.arguments))
+                attributes[conv.INPUT_MIME_TYPE] = oi.MIME_JSON
+        return attributes
+
+    def _end_attributes(self, capture: ContentCapture, failed: bool) -> Attributes:
+        decision = self.decision or conv.ApprovalDecisionValues.TIMED_OUT
+        attributes: Attributes = {
+            conv.AGENTLEDGER_APPROVAL_DECISION: decision.value,
+            conv.OUTPUT_VALUE: decision.value,
+            conv.OUTPUT_MIME_TYPE: oi.MIME_TEXT,
+        }
+        if self.approver:
+            attributes[conv.AGENTLEDGER_APPROVAL_APPROVER] = self.approver
+        if self.reason:
+            attributes[conv.AGENTLEDGER_APPROVAL_REASON] = self.reason
+        return attributes
+
+
+class policy_decision(_EmitterSpan):
+    """A policy or guardrail evaluation; the decision may be given up front or with decide()."""
+
+    def __init__(
+        self,
+        policy_id: str,
+        decision: conv.PolicyDecisionValues | None = None,
+        *,
+        rule_id: str = "",
+        reason: str = "",
+    ) -> None:
+        super().__init__()
+        self.policy_id = policy_id
+        self.decision = decision
+        self.rule_id = rule_id
+        self.reason = reason
+
+    def decide(self, decision: conv.PolicyDecisionValues, *, rule_id: str = "", reason: str = "") -> None:
+        self.decision = decision
+        self.rule_id = rule_id or self.rule_id
+        self.reason = reason or self.reason
+
+    def _name(self) -> str:
+        return f"policy {self.policy_id}"
+
+    def _start_attributes(self, capture: ContentCapture) -> Attributes:
+        return {
+            conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.POLICY_DECISION.value,
+            conv.AGENTLEDGER_POLICY_ID: self.policy_id,
+            conv.OPENINFERENCE_SPAN_KIND: oi.KIND_GUARDRAIL,
+        }
+
+    def _end_attributes(self, capture: ContentCapture, failed: bool) -> Attributes:
+        attributes: Attributes = {}
+        if self.decision is not None:
+            attributes[conv.AGENTLEDGER_POLICY_DECISION] = self.decision.value
+            attributes[conv.OUTPUT_VALUE] = self.decision.value
+            attributes[conv.OUTPUT_MIME_TYPE] = oi.MIME_TEXT
+        if self.rule_id:
+            attributes[conv.AGENTLEDGER_POLICY_RULE_ID] = self.rule_id
+        if self.reason:
+            attributes[conv.AGENTLEDGER_POLICY_REASON] = self.reason
+        return attributes
+
+
+def run_trailer(run_id: str) -> str:
+    """The line a downstream object (PR description, commit, ticket) carries to name its run."""
+    return f"{TRAILER_KEY}: {run_id}"
+
+
+class downstream_write(_EmitterSpan):
+    """A write to another system. `trailer` is the text to attach to the written object (PR, ticket) so
+    the system's own record leads back to the run; the ref may be set once the system returned it."""
+
+    _span_kind = SpanKind.CLIENT
+
+    def __init__(
+        self,
+        system: str,
+        *,
+        action: conv.WriteActionValues,
+        ref: str = "",
+        target: str = "",
+        tool_call_id: str = "",
+    ) -> None:
+        super().__init__()
+        self.system = system
+        self.action = action
+        self.ref = ref
+        self.target = target
+        self.tool_call_id = tool_call_id
+
+    @property
+    def trailer(self) -> str:
+        return run_trailer(self.run_id)
+
+    def set_ref(self, ref: str) -> None:
+        self.ref = ref
+
+    def _name(self) -> str:
+        return f"write {self.system}"
+
+    def _start_attributes(self, capture: ContentCapture) -> Attributes:
+        attributes: Attributes = {
+            conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.DOWNSTREAM_WRITE.value,
+            conv.AGENTLEDGER_WRITE_SYSTEM: self.system,
+            conv.AGENTLEDGER_WRITE_ACTION: self.action.value,
+            conv.OPENINFERENCE_SPAN_KIND: oi.KIND_CHAIN,
+        }
+        if self.target:
+            attributes[conv.AGENTLEDGER_TOOL_TARGET] = self.target
+        if self.tool_call_id:
+            attributes[conv.AGENTLEDGER_WRITE_TOOL_CALL_ID] = self.tool_call_id
+        return attributes
+
+    def _end_attributes(self, capture: ContentCapture, failed: bool) -> Attributes:
+        return {conv.AGENTLEDGER_WRITE_REF: self.ref} if self.ref else {}
