@@ -11,6 +11,7 @@ COPY schema/ schema/
 COPY ingest/ ingest/
 COPY query_api/ query_api/
 COPY dashboards/ dashboards/
+COPY emitter/ emitter/
 RUN pip install . \
     && useradd --system --create-home --uid 10001 agentledger
 

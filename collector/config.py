@@ -35,7 +35,8 @@ class OtlpHttpReceiverConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    processors: tuple[str, ...] = ()
+    # normalize: third-party spans get their run id before export, when the run index sees them.
+    processors: tuple[str, ...] = ("normalize",)
     exporters: tuple[str, ...] = ("clickhouse",)
 
     def __post_init__(self) -> None:

@@ -25,7 +25,9 @@ GROUP BY run_id
 # child spans) may start a little before or end after the spans that do.
 TIME_MARGIN_NS: Final = 3_600 * 1_000_000_000
 
-# The run's spans: those carrying its id, plus id-less spans of its traces. Both are ranges of the
+# The run's spans: those carrying its id, plus spans of its traces that carry no run of their own: an
+# empty run id, or their trace id as run id (what the collector's normaliser gives a third-party span
+# that arrived without any span of its run in its batch). All are ranges of the
 # (tenant, run_id, trace_id, span_id) key; LIMIT 1 BY hides replayed duplicates not yet merged away.
 RUN_SPANS: Final = """
 SELECT
@@ -43,7 +45,11 @@ SELECT
     event_names, event_attributes
 FROM spans
 WHERE tenant = {tenant:String}
-  AND (run_id = {run_id:String} OR (run_id = '' AND trace_id IN {trace_ids:Array(String)}))
+  AND (
+    run_id = {run_id:String}
+    OR (run_id IN {trace_ids:Array(String)} AND run_id = trace_id)
+    OR (run_id = '' AND trace_id IN {trace_ids:Array(String)})
+  )
   AND start_time >= fromUnixTimestamp64Nano({from_ns:Int64})
   AND start_time <= fromUnixTimestamp64Nano({to_ns:Int64})
 ORDER BY start_time, trace_id, span_id

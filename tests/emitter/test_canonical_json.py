@@ -95,7 +95,7 @@ def test_out_of_model_values_are_refused() -> None:
     with pytest.raises(CanonicalJsonError, match="keys must be strings"):
         canonicalize({1: "x"})  # type: ignore[dict-item]
     with pytest.raises(CanonicalJsonError, match="bytes is not a JSON value"):
-        canonicalize(b"x")  # type: ignore[arg-type]
+        canonicalize(b"x")
 
 
 def test_content_hash_is_sha256_of_the_canonical_bytes() -> None:

@@ -20,8 +20,11 @@ from agentledger.query_api.timeline import rfc3339_nanos
 from agentledger.schema import conventions as conv
 
 
-def _ingest(client: Client, spans: Iterable[ReadableSpan], tenant: str = "default") -> None:
-    build_pipeline(PipelineConfig(), client).consume(decode_request(encode_spans(list(spans)), tenant).batch)
+def _ingest(
+    client: Client, spans: Iterable[ReadableSpan], tenant: str = "default", processors: tuple[str, ...] | None = None
+) -> None:
+    config = PipelineConfig() if processors is None else PipelineConfig(processors=processors)
+    build_pipeline(config, client).consume(decode_request(encode_spans(list(spans)), tenant).batch)
 
 
 def _record(build: object) -> list[ReadableSpan]:
@@ -45,12 +48,34 @@ def test_spans_without_run_id_in_the_runs_traces_are_included_others_are_not(cli
         with tracer.start_as_current_span("unrelated trace"):
             pass
 
-    _ingest(client, _record(build))
+    # Without the normaliser, which would give "db query" the run id of its trace sibling.
+    _ingest(client, _record(build), processors=())
 
     body = api.get("/v1/runs/run_a/timeline").json()
 
     assert [entry["name"] for entry in body["entries"]] == ["root", "db query"]
     assert body["run"]["span_count"] == 1
+
+
+def test_spans_whose_run_id_is_their_trace_id_are_included_in_the_run_of_their_trace(
+    client: Client, api: TestClient
+) -> None:
+    def build(tracer):  # type: ignore[no-untyped-def]
+        with tracer.start_as_current_span("root", attributes={conv.AGENT_RUN_ID: "run_a"}):
+            with tracer.start_as_current_span("db query"):
+                pass
+
+    root, child = sorted(_record(build), key=lambda span: span.name != "root")
+    # Sent apart, the child has no sibling to take the run id from: the normaliser files it under its trace.
+    _ingest(client, [child])
+    _ingest(client, [root])
+    trace_id = f"{root.context.trace_id:032x}"
+
+    body = api.get("/v1/runs/run_a/timeline").json()
+
+    assert [entry["name"] for entry in body["entries"]] == ["root", "db query"]
+    assert body["run"]["span_count"] == 1
+    assert api.get(f"/v1/runs/{trace_id}/timeline").json()["run"]["span_count"] == 1
 
 
 def test_a_replayed_batch_does_not_duplicate_timeline_entries(client: Client, api: TestClient) -> None:
