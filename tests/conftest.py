@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -123,3 +124,22 @@ def sdk_tracer_provider(collector_url: str, service_name: str = "test-agent") ->
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{collector_url}/v1/traces")))
     return provider
+
+
+def wait_for_timeline(api_url: str, run_id: str, entries: int, timeout_s: float = 30.0) -> dict[str, Any]:
+    """The run's timeline once it holds at least `entries` entries. Polls, since the collector may store
+    asynchronously (a spool); fails with the last answer after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while True:
+        response = httpx.get(f"{api_url}/v1/runs/{run_id}/timeline", timeout=10)
+        if response.status_code == 200:
+            body: dict[str, Any] = response.json()
+            if len(body["entries"]) >= entries:
+                return body
+            last = f"{len(body['entries'])} entries: {[entry['name'] for entry in body['entries']]}"
+        else:
+            last = f"{response.status_code} {response.text[:200]}"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} did not reach {entries} timeline entries in {timeout_s} s ({last})")
+        time.sleep(0.2)

@@ -50,8 +50,9 @@ _SHORT_ESCAPES: Final = {0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0
 
 class NormalizeConfig(BaseModel):
     """`run_id_from`: where a span without `agent.run.id` takes its run id, first non-empty wins: span (then
-    resource) attribute keys, or `trace_id` for the span's trace id. Before those, a span takes the run id
-    of another span of its trace in the same batch, unless `run_id_from_trace_siblings` is false."""
+    resource) attribute keys, or `trace_id` for the span's trace id. Unless `run_id_from_trace_siblings` is
+    false, a span first takes the `agent.run.id` of another span of its trace in the same batch, and before
+    falling back to the trace id, the run id a sibling found through the attribute keys."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -115,10 +116,15 @@ class NormalizeProcessor:
     def _run_ids(self, batch: SpanBatch, attributes: pa.MapArray, resource_attributes: pa.MapArray) -> pa.Array:
         run_ids = _array(batch, "run_id")
         trace_ids = _array(batch, "trace_id")
-        if self.config.run_id_from_trace_siblings:
+        siblings = self.config.run_id_from_trace_siblings
+        # A run id the producer set on one span of a trace is the best evidence for the others.
+        if siblings:
             run_ids = _fill_string(run_ids, _trace_sibling_run_ids(trace_ids, run_ids))
         for source in self.config.run_id_from:
             if source == TRACE_ID_SOURCE:
+                # A trace whose spans found a run id otherwise (a session id on one of them) keeps that.
+                if siblings:
+                    run_ids = _fill_string(run_ids, _trace_sibling_run_ids(trace_ids, run_ids))
                 candidate = trace_ids
             else:
                 candidate = pc.coalesce(
@@ -126,6 +132,8 @@ class NormalizeProcessor:
                     _non_empty(pc.map_lookup(resource_attributes, source, "first")),
                 )
             run_ids = _fill_string(run_ids, candidate)
+        if siblings and TRACE_ID_SOURCE not in self.config.run_id_from:
+            run_ids = _fill_string(run_ids, _trace_sibling_run_ids(trace_ids, run_ids))
         return run_ids
 
     def _move_flattened_lists(self, attributes: pa.MapArray, num_rows: int) -> tuple[pa.MapArray, dict[str, pa.Array]]:
