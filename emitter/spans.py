@@ -353,7 +353,8 @@ class retrieval(_EmitterSpan):
     def _end_attributes(self, capture: ContentCapture, failed: bool) -> Attributes:
         if not self.documents:
             return {}
-        # Ids and scores are references, not content: they are recorded whatever the capture mode.
+        # Ids and scores are references, not content: they are recorded whatever the capture mode; the
+        # content only with full capture.
         summaries: list[JsonValue] = []
         attributes: Attributes = {}
         for index, document in enumerate(self.documents):
@@ -366,6 +367,7 @@ class retrieval(_EmitterSpan):
             if capture is ContentCapture.FULL:
                 key = oi.flattened_key(oi.RETRIEVAL_DOCUMENTS_PREFIX, index, oi.DOCUMENT_ITEM, "content")
                 attributes[key] = document.content
+                summary["content"] = document.content
             summaries.append(summary)
         attributes[conv.GEN_AI_RETRIEVAL_DOCUMENTS] = _json_text(summaries)
         if capture is ContentCapture.HASHES:
@@ -417,6 +419,7 @@ class tool_call(_EmitterSpan):
         self.access = access
         self.arguments: Mapping[str, JsonValue] | None = arguments
         self.target = target
+        self._call_id_given = call_id is not None
         self.call_id = call_id or new_tool_call_id()
         self.influenced_by = list(influenced_by)
         self.result: JsonValue = None
@@ -425,6 +428,8 @@ class tool_call(_EmitterSpan):
     def _recreate_cm(self) -> Self:
         fresh = super()._recreate_cm()
         fresh.result, fresh._has_result = None, False
+        if not self._call_id_given:  # each call of a decorated tool is its own tool call
+            fresh.call_id = new_tool_call_id()
         return fresh
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:  # type: ignore[override]

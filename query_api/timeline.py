@@ -64,6 +64,8 @@ _DETAILS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
         ("approver", "approver"),
         ("tool_name", "tool_name"),
         ("tool_call_id", "@" + conv.AGENTLEDGER_APPROVAL_TOOL_CALL_ID),
+        # Equal to the tool call's arguments hash when the executed arguments are the approved ones.
+        ("arguments_hash", "arguments_hash"),
         ("reason", "@" + conv.AGENTLEDGER_APPROVAL_REASON),
     ),
     "policy_decision": (

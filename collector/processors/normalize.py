@@ -100,9 +100,8 @@ class NormalizeProcessor:
             candidate = pc.if_else(is_tool_call, _array(batch, source), "")
             columns[column] = _fill_string(current, candidate)
 
-        attributes, flattened = self._move_flattened_lists(attributes, batch.num_rows)
-        for column, values in flattened.items():
-            columns[column] = _fill_string(_array(batch, column), values)
+        attributes, flattened = self._move_flattened_lists(batch, attributes)
+        columns.update(flattened)
         columns["attributes"] = attributes
 
         for name, values in columns.items():
@@ -136,7 +135,12 @@ class NormalizeProcessor:
             run_ids = _fill_string(run_ids, _trace_sibling_run_ids(trace_ids, run_ids))
         return run_ids
 
-    def _move_flattened_lists(self, attributes: pa.MapArray, num_rows: int) -> tuple[pa.MapArray, dict[str, pa.Array]]:
+    def _move_flattened_lists(
+        self, batch: SpanBatch, attributes: pa.MapArray
+    ) -> tuple[pa.MapArray, dict[str, pa.Array]]:
+        """Fills empty content columns from OpenInference's flattened lists and drops the entries used from
+        the Map; rows whose column the producer already filled keep theirs (they may differ)."""
+        num_rows = batch.num_rows
         # The list kernels take lists, not maps: view the map as the list of key/value structs it is.
         as_list = pa.ListArray.from_arrays(attributes.offsets, attributes.values)
         entries = pc.list_flatten(as_list)
@@ -147,13 +151,15 @@ class NormalizeProcessor:
         columns: dict[str, pa.Array] = {}
         for prefix, (column, _) in _FLATTENED_LISTS.items():
             pattern = self._flattened_patterns[prefix].pattern
-            matched = pc.match_substring_regex(keys, pattern)
-            if not pc.any(matched).as_py():
+            current = _array(batch, column)
+            used = pc.and_(pc.match_substring_regex(keys, pattern), pc.take(pc.equal(current, ""), parents))
+            if not pc.any(used).as_py():
                 continue
-            consumed = pc.or_(consumed, matched)
-            columns[column] = _flattened_json(
-                pc.filter(keys, matched), pc.filter(values, matched), pc.filter(parents, matched), pattern, num_rows
+            consumed = pc.or_(consumed, used)
+            lists = _flattened_json(
+                pc.filter(keys, used), pc.filter(values, used), pc.filter(parents, used), pattern, num_rows
             )
+            columns[column] = _fill_string(current, lists)
         if not columns:
             return attributes, columns
         return _map_without(attributes, keys, values, parents, pc.invert(consumed), num_rows), columns

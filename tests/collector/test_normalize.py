@@ -206,7 +206,7 @@ def test_empty_batch_passes_through() -> None:
 def test_config_is_frozen_and_refuses_unknown_keys_and_bad_sources() -> None:
     config = NormalizeConfig()
     with pytest.raises(ValidationError):
-        config.run_id_from = ()  # type: ignore[misc]
+        config.run_id_from = ()
     with pytest.raises(ValidationError, match="extra"):
         NormalizeConfig(run_id_form=("x",))  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="lists a source twice"):
