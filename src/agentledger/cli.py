@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--collector-url", help=f"collector base URL (env {ENV_COLLECTOR_URL}; default http://127.0.0.1:4318)"
     )
+    demo.add_argument(
+        "--api-url",
+        help=f"query API base URL for the downstream writes (env {ENV_API_URL}; default http://127.0.0.1:8000)",
+    )
 
     timeline = commands.add_parser("timeline", help="print the incident timeline of a run (through the query API)")
     timeline.add_argument("run_id", help="the agent.run.id")
@@ -108,17 +112,18 @@ def _cmd_up(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def after_start(started: Settings) -> None:
+        logger = logging.getLogger("agentledger")
         try:
-            for run in send_demo(started.collector_url):
-                logging.getLogger("agentledger").info(
-                    "demo run %s (%s): %s/v1/runs/%s/timeline",
-                    run.run_id,
-                    run.description,
-                    started.api_url,
-                    run.run_id,
-                )
+            report = send_demo(started.collector_url, started.api_url)
         except DemoError as error:
-            logging.getLogger("agentledger").error("demo failed: %s", error)
+            logger.error("demo failed: %s", error)
+            return
+        for run in report.runs:
+            label = f"INCIDENT {run.incident}" if run.incident else "demo run"
+            logger.info(
+                "%s %s: %s: %s/v1/runs/%s/timeline", label, run.run_id, run.description, started.api_url, run.run_id
+            )
+        logger.info("demo: %s", report.writes_status)
 
     try:
         run_service(settings, after_start if args.demo else None)
@@ -160,12 +165,16 @@ def _env_url(explicit: str | None, env_name: str, default: str) -> str:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     url = _env_url(args.collector_url, ENV_COLLECTOR_URL, f"http://127.0.0.1:{DEFAULT_OTLP_HTTP_PORT}")
+    api = _env_url(args.api_url, ENV_API_URL, f"http://127.0.0.1:{DEFAULT_API_PORT}")
     try:
-        runs = send_demo(url)
+        report = send_demo(url, api)
     except DemoError as error:
         raise CliError(str(error)) from error
-    for run in runs:
-        print(f"{run.run_id}\t{run.description}")
+    # stdout: one run per line, `run id<TAB>description`, incidents marked; stderr: the writes' fate.
+    for run in report.runs:
+        description = f"INCIDENT {run.incident}: {run.description}" if run.incident else run.description
+        print(f"{run.run_id}\t{description}")
+    print(f"agentledger demo: {report.writes_status}", file=sys.stderr)
     return EXIT_OK
 
 

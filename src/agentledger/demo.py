@@ -1,24 +1,23 @@
-"""Demo traffic: agent runs sent through the plain OpenTelemetry SDK and its OTLP/HTTP exporter.
+"""Demo traffic: the demo agents (demo_workflows.py) emit through the plain OTel SDK and its OTLP/HTTP
+exporter to the collector; the downstream systems' records of their writes go to the query API.
 
-The refund run spans two traces (request, then the resume after a human approved), as real runs do.
+The span part must succeed; the writes part reports what happened, since the endpoint may not exist yet.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import httpx
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.trace import SpanKind, Tracer
 
-from agentledger.schema import conventions as conv
+from agentledger.demo_workflows import WORKFLOWS, DemoRun, DemoWorld, WriteRecord
+
+__all__ = ["DemoError", "DemoReport", "DemoRun", "post_writes", "send_demo"]
 
 
 class DemoError(RuntimeError):
@@ -26,14 +25,11 @@ class DemoError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class DemoRun:
-    run_id: str
-    description: str
-
-
-def context_hash(context: object) -> str:
-    canonical = json.dumps(context, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+class DemoReport:
+    runs: list[DemoRun]
+    writes: list[WriteRecord]
+    # One sentence on what became of the writes (sent, not sent and why).
+    writes_status: str
 
 
 class _FailureRecordingExporter(SpanExporter):
@@ -53,137 +49,42 @@ class _FailureRecordingExporter(SpanExporter):
         self.inner.shutdown()
 
 
-def send_demo(collector_url: str) -> list[DemoRun]:
+def send_demo(collector_url: str, api_url: str | None = None) -> DemoReport:
+    """Runs every demo workflow; spans go to the collector, then the writes to `api_url` if given."""
     endpoint = f"{collector_url.rstrip('/')}/v1/traces"
     exporter = _FailureRecordingExporter(OTLPSpanExporter(endpoint=endpoint, timeout=10))
-    provider = TracerProvider(resource=Resource.create({"service.name": "refund-agent"}))
+    provider = TracerProvider(resource=Resource.create({"service.name": "agentledger-demo"}))
     provider.add_span_processor(BatchSpanProcessor(exporter))
-    tracer = provider.get_tracer("agentledger.demo")
-    run_id = f"run_{uuid.uuid4().hex[:20]}"
+    world = DemoWorld(provider)
     try:
-        _refund_run(tracer, run_id)
-        if not provider.force_flush(timeout_millis=15_000):
+        for workflow in WORKFLOWS:
+            workflow(world)
+        if not provider.force_flush(timeout_millis=30_000):
             raise DemoError(f"the collector at {endpoint} did not take the demo spans in time")
     finally:
         provider.shutdown()
     if exporter.failed:
         raise DemoError(f"the collector at {endpoint} refused or did not answer; is `agentledger up` running?")
-    return [DemoRun(run_id, "refund above the auto-refund limit, approved by a human, then executed")]
+    status = post_writes(api_url, world.writes) if api_url else "downstream writes not sent: no query API URL given"
+    return DemoReport(world.runs, world.writes, status)
 
 
-def _refund_run(tracer: Tracer, run_id: str) -> None:
-    agent = {conv.GEN_AI_AGENT_ID: "refund-agent-prod-1", conv.GEN_AI_AGENT_NAME: "refund-agent"}
-    run_attributes = {conv.AGENT_RUN_ID: run_id, **agent}
-    ticket = {
-        "ticket": "SUP-4411",
-        "customer": "crm:customer/C-88123",
-        "text": "My blender arrived broken, refund 240 EUR",
-    }
-    arguments = {"order_id": "A-1001", "amount": 240.0, "currency": "EUR"}
-
-    # Trace 1: the agent reads the ticket, asks the model, hits the refund policy, requests approval.
-    with tracer.start_as_current_span(
-        "invoke_agent refund-agent",
-        attributes={
-            **run_attributes,
-            conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.RUN,
-            conv.GEN_AI_OPERATION_NAME: "invoke_agent",
-            conv.AGENTLEDGER_RUN_AUTONOMY_LEVEL: conv.RunAutonomyLevelValues.APPROVE_HIGH_RISK,
-            conv.AGENTLEDGER_RUN_TASK: "Refund request in ticket SUP-4411",
-        },
-    ):
-        with tracer.start_as_current_span(
-            "retrieval zendesk",
-            kind=SpanKind.CLIENT,
-            attributes={
-                **run_attributes,
-                conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.RETRIEVAL,
-                conv.GEN_AI_OPERATION_NAME: "retrieval",
-                conv.GEN_AI_DATA_SOURCE_ID: "zendesk",
-                conv.AGENTLEDGER_INPUT_PROVENANCE: conv.InputProvenanceValues.USER_PROVIDED,
-                conv.AGENTLEDGER_RETRIEVAL_SOURCES: ["zendesk://tickets/4411"],
-                conv.GEN_AI_RETRIEVAL_DOCUMENTS: json.dumps([{"id": "SUP-4411", "score": 1.0}]),
-            },
-        ):
-            time.sleep(0.002)
-        with tracer.start_as_current_span(
-            "chat gpt-4.1-mini",
-            kind=SpanKind.CLIENT,
-            attributes={
-                **run_attributes,
-                conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.PROMPT,
-                conv.GEN_AI_OPERATION_NAME: "chat",
-                conv.GEN_AI_REQUEST_MODEL: "gpt-4.1-mini",
-                conv.AGENTLEDGER_PROMPT_CONTEXT_HASH: context_hash(ticket),
-                conv.AGENTLEDGER_PROMPT_CONTEXT_SOURCES: ["SUP-4411", "kb:refund-policy#v7"],
-                conv.GEN_AI_USAGE_INPUT_TOKENS: 1250,
-                conv.GEN_AI_USAGE_OUTPUT_TOKENS: 180,
-            },
-        ):
-            time.sleep(0.002)
-        with tracer.start_as_current_span(
-            "policy refunds.max-amount",
-            attributes={
-                **run_attributes,
-                conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.POLICY_DECISION,
-                conv.AGENTLEDGER_POLICY_ID: "refunds.max-amount",
-                conv.AGENTLEDGER_POLICY_RULE_ID: "amount-over-100",
-                conv.AGENTLEDGER_POLICY_DECISION: conv.PolicyDecisionValues.REVIEW,
-                conv.AGENTLEDGER_POLICY_REASON: "Amount 240.00 EUR exceeds auto-refund limit 100.00 EUR",
-            },
-        ):
-            time.sleep(0.001)
-
-    # Trace 2: the run resumes once a human decided; the approval span covers request to decision.
-    with tracer.start_as_current_span(
-        "invoke_agent refund-agent",
-        attributes={
-            **run_attributes,
-            conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.RUN,
-            conv.GEN_AI_OPERATION_NAME: "invoke_agent",
-            conv.AGENTLEDGER_RUN_OUTCOME: conv.RunOutcomeValues.SUCCESS,
-        },
-    ):
-        with tracer.start_as_current_span(
-            "approval issue_refund",
-            attributes={
-                **run_attributes,
-                conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.APPROVAL,
-                conv.AGENTLEDGER_APPROVAL_DECISION: conv.ApprovalDecisionValues.APPROVED,
-                conv.AGENTLEDGER_APPROVAL_APPROVER: "user:maria.lopez",
-                conv.AGENTLEDGER_APPROVAL_TOOL_CALL_ID: "call_refund_1",
-                conv.GEN_AI_TOOL_NAME: "issue_refund",
-            },
-        ):
-            time.sleep(0.001)
-        with (
-            tracer.start_as_current_span(
-                "execute_tool issue_refund",
-                attributes={
-                    **run_attributes,
-                    conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.TOOL_CALL,
-                    conv.GEN_AI_OPERATION_NAME: "execute_tool",
-                    conv.GEN_AI_TOOL_NAME: "issue_refund",
-                    conv.GEN_AI_TOOL_CALL_ID: "call_refund_1",
-                    conv.AGENTLEDGER_TOOL_ACCESS: conv.ToolAccessValues.WRITE,
-                    conv.AGENTLEDGER_TOOL_TARGET: "crm:customer/C-88123",
-                    conv.AGENTLEDGER_TOOL_ARGUMENTS_HASH: context_hash(arguments),
-                    conv.AGENTLEDGER_TOOL_INFLUENCED_BY: [conv.InputProvenanceValues.USER_PROVIDED.value],
-                    conv.GEN_AI_TOOL_CALL_ARGUMENTS: json.dumps(arguments),
-                },
-            ),
-            tracer.start_as_current_span(
-                "write stripe",
-                kind=SpanKind.CLIENT,
-                attributes={
-                    **run_attributes,
-                    conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.DOWNSTREAM_WRITE,
-                    conv.AGENTLEDGER_WRITE_SYSTEM: "stripe",
-                    conv.AGENTLEDGER_WRITE_REF: "stripe:refund/re_3QdemoRefund",
-                    conv.AGENTLEDGER_WRITE_ACTION: conv.WriteActionValues.TRANSFER,
-                    conv.AGENTLEDGER_WRITE_TOOL_CALL_ID: "call_refund_1",
-                    conv.AGENTLEDGER_TOOL_TARGET: "crm:customer/C-88123",
-                },
-            ),
-        ):
-            time.sleep(0.001)
+def post_writes(api_url: str, writes: Sequence[WriteRecord]) -> str:
+    """Sends the writes to POST /v1/writes; returns a sentence saying what happened, never raises for HTTP."""
+    url = f"{api_url.rstrip('/')}/v1/writes"
+    try:
+        response = httpx.post(url, json={"writes": [write.to_json() for write in writes]}, timeout=30)
+    except httpx.HTTPError as error:
+        return f"downstream writes not sent: cannot reach {url} ({error})"
+    if response.status_code == 404:
+        return (
+            f"downstream writes not sent: {url} answered 404 (this query API has no writes endpoint yet);"
+            f" the {len(writes)} writes are in the spans only"
+        )
+    if response.status_code != 202:
+        return f"downstream writes not sent: {url} answered {response.status_code}: {response.text[:200]}"
+    try:
+        accepted = int(response.json()["accepted"])
+    except (ValueError, KeyError, TypeError):
+        return f"downstream writes sent to {url}, but its answer was not {{'accepted': n}}: {response.text[:200]}"
+    return f"{accepted} of {len(writes)} downstream writes accepted by {url}"
