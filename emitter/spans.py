@@ -39,11 +39,19 @@ from agentledger.schema import conventions as conv
 from agentledger.schema import openinference as oi
 
 TRAILER_KEY: Final = "Agent-Run-Id"
-_TRACER_NAME: Final = "agentledger.emitter"
+# The instrumentation scope of every emitter span; the collector recognises the emitter by it.
+TRACER_NAME: Final = "agentledger.emitter"
 
 Attributes = dict[str, AttributeValue]
 P = ParamSpec("P")
 R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def _refuse_coroutine(func: Callable[..., object]) -> None:
+    # The span would end when the coroutine is created, not when it finishes: wrong timing, wrong parent.
+    if inspect.iscoroutinefunction(func):
+        raise EmitterError(f"{func.__qualname__} is a coroutine function; use the helper as `with` inside it")
 
 
 class Message(TypedDict):
@@ -98,6 +106,10 @@ class _EmitterSpan(ContextDecorator):
         fresh = copy.copy(self)
         fresh._run, fresh._scope, fresh._span = None, None, None
         return fresh
+
+    def __call__(self, func: F) -> F:
+        _refuse_coroutine(func)
+        return super().__call__(func)
 
     @property
     def span(self) -> Span:
@@ -177,7 +189,7 @@ class agent_run(_EmitterSpan):
         self.outcome = outcome
 
     def _enter_run(self) -> RunState:
-        tracer = trace.get_tracer(_TRACER_NAME, __version__, tracer_provider=self.tracer_provider)
+        tracer = trace.get_tracer(TRACER_NAME, __version__, tracer_provider=self.tracer_provider)
         state = RunState(self.requested_run_id or new_run_id(), tracer, self.capture)
         self._token = attach_run(state)
         return state
@@ -433,6 +445,7 @@ class tool_call(_EmitterSpan):
         return fresh
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:  # type: ignore[override]
+        _refuse_coroutine(func)
         signature = inspect.signature(func)
 
         @functools.wraps(func)

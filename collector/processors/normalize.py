@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from agentledger.collector.component import SpanBatch
+from agentledger.emitter.spans import TRACER_NAME as EMITTER_SCOPE
 from agentledger.schema import conventions as conv
 from agentledger.schema import openinference as oi
 
@@ -139,7 +140,8 @@ class NormalizeProcessor:
         self, batch: SpanBatch, attributes: pa.MapArray
     ) -> tuple[pa.MapArray, dict[str, pa.Array]]:
         """Fills empty content columns from OpenInference's flattened lists and drops the entries used from
-        the Map; rows whose column the producer already filled keep theirs (they may differ)."""
+        the Map. Rows whose column the producer already filled keep their entries (a third party's two
+        encodings may differ), except the emitter's, whose flattened lists repeat its gen_ai.* content."""
         num_rows = batch.num_rows
         # The list kernels take lists, not maps: view the map as the list of key/value structs it is.
         as_list = pa.ListArray.from_arrays(attributes.offsets, attributes.values)
@@ -147,22 +149,25 @@ class NormalizeProcessor:
         keys = entries.field("key")
         values = entries.field("value")
         parents = pc.list_parent_indices(as_list)
-        consumed = pa.array(np.zeros(len(keys), dtype=bool))
+        from_emitter = pc.take(pc.equal(_array(batch, "scope_name"), EMITTER_SCOPE), parents)
+        dropped = pa.array(np.zeros(len(keys), dtype=bool))
         columns: dict[str, pa.Array] = {}
         for prefix, (column, _) in _FLATTENED_LISTS.items():
             pattern = self._flattened_patterns[prefix].pattern
-            current = _array(batch, column)
-            used = pc.and_(pc.match_substring_regex(keys, pattern), pc.take(pc.equal(current, ""), parents))
-            if not pc.any(used).as_py():
+            matched = pc.match_substring_regex(keys, pattern)
+            if not pc.any(matched).as_py():
                 continue
-            consumed = pc.or_(consumed, used)
-            lists = _flattened_json(
-                pc.filter(keys, used), pc.filter(values, used), pc.filter(parents, used), pattern, num_rows
-            )
-            columns[column] = _fill_string(current, lists)
-        if not columns:
+            current = _array(batch, column)
+            used = pc.and_(matched, pc.take(pc.equal(current, ""), parents))
+            dropped = pc.or_(dropped, pc.and_(matched, pc.or_(used, from_emitter)))
+            if pc.any(used).as_py():
+                lists = _flattened_json(
+                    pc.filter(keys, used), pc.filter(values, used), pc.filter(parents, used), pattern, num_rows
+                )
+                columns[column] = _fill_string(current, lists)
+        if not pc.any(dropped).as_py():
             return attributes, columns
-        return _map_without(attributes, keys, values, parents, pc.invert(consumed), num_rows), columns
+        return _map_without(attributes, keys, values, parents, pc.invert(dropped), num_rows), columns
 
 
 def _array(batch: SpanBatch, column: str) -> pa.Array:

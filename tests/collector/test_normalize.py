@@ -19,6 +19,8 @@ from agentledger.collector.components import PROCESSORS
 from agentledger.collector.config import PipelineConfig
 from agentledger.collector.processors.normalize import NormalizeConfig, NormalizeProcessor
 from agentledger.collector.receivers.otlp_decode import decode_request
+from agentledger.emitter import ContentCapture, Document, agent_run, prompt, retrieval
+from agentledger.schema.conventions import InputProvenanceValues
 from agentledger.schema.span_columns import SPAN_SCHEMA
 
 
@@ -237,3 +239,23 @@ def test_a_batch_in_several_chunks_is_normalized_whole() -> None:
     assert out.column("run_id").to_pylist() == ["s1", "s2"]
     assert out.column("input_messages").to_pylist() == ['[{"role":"u"}]', ""]
     assert [dict(m) for m in out.column("attributes").to_pylist()] == [{"session.id": "s1"}, {"session.id": "s2"}]
+
+
+def test_the_emitters_repeated_openinference_lists_leave_the_map_and_its_genai_content_stays() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with agent_run("a", run_id="run_e", capture=ContentCapture.FULL, tracer_provider=provider):
+        with prompt("m", [{"role": "user", "content": "hi"}]):
+            pass
+        with retrieval("kb", provenance=InputProvenanceValues.INTERNAL) as found:
+            found.set_documents([Document("kb-1", "text", 0.5)])
+
+    rows = {row["name"]: row for row in _normalize(list(exporter.get_finished_spans()))}
+
+    assert rows["chat m"]["input_messages"] == '[{"role":"user","parts":[{"type":"text","content":"hi"}]}]'
+    assert rows["retrieval kb"]["retrieval_documents"] == '[{"id":"kb-1","score":0.5,"content":"text"}]'
+    flattened = ("llm.input_messages.", "retrieval.documents.")
+    assert [key for row in rows.values() for key in row["attributes"] if key.startswith(flattened)] == []
+    # The emitter's other OpenInference keys stay, as they were sent.
+    assert rows["chat m"]["attributes"]["llm.model_name"] == "m"

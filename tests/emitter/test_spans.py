@@ -370,3 +370,25 @@ def test_openinference_spans_inside_a_run_get_the_run_id_as_session(recorder: Re
             pass
 
     assert recorder.by_name()["vector search"][conv.SESSION_ID] == RUN_ID
+
+
+def test_coroutine_functions_are_refused_as_decorated_functions() -> None:
+    async def fetch() -> None:
+        pass
+
+    with pytest.raises(EmitterError, match="is a coroutine function"):
+        tool_call("fetch", access=conv.ToolAccessValues.READ)(fetch)
+    with pytest.raises(EmitterError, match="is a coroutine function"):
+        policy_decision("p")(fetch)
+
+
+def test_other_helpers_decorate_plain_functions(recorder: Recorder) -> None:
+    @policy_decision("refunds.max-amount", conv.PolicyDecisionValues.ALLOW)
+    def check() -> str:
+        return "checked"
+
+    with _run(recorder):
+        assert check() == "checked"
+        check()
+
+    assert [span.name for span in recorder.spans()].count("policy refunds.max-amount") == 2
