@@ -4,11 +4,10 @@ Depends on opentelemetry-api and agentledger's conventions only, so agents need 
 """
 
 from agentledger.emitter.canonical_json import CanonicalJsonError, JsonValue, canonicalize, content_hash
+from agentledger.emitter.content import Document, Message
 from agentledger.emitter.run_context import ContentCapture, EmitterError, new_run_id
 from agentledger.emitter.spans import (
     TRAILER_KEY,
-    Document,
-    Message,
     agent_run,
     approval,
     downstream_write,

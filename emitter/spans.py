@@ -7,31 +7,36 @@ functions: `with tool_call("issue_refund", access="write", arguments=...) as cal
 
 from __future__ import annotations
 
-import copy
 import functools
 import inspect
-import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, ContextDecorator
 from contextvars import Token
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, ParamSpec, Self, TypedDict, TypeVar
+from typing import Final, ParamSpec, Self, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, TracerProvider
-from opentelemetry.util.types import AttributeValue
+from opentelemetry.trace import SpanKind, TracerProvider
 
 from agentledger import __version__
-from agentledger.emitter.canonical_json import CanonicalJsonError, JsonValue, canonicalize, content_hash
+from agentledger.emitter.canonical_json import JsonValue, content_hash
+from agentledger.emitter.content import (
+    Attributes,
+    Document,
+    Message,
+    document_json,
+    genai_messages,
+    json_or_text,
+    json_text,
+    messages_json,
+    openinference_messages,
+)
+from agentledger.emitter.emitter_span import EmitterSpan, refuse_coroutine
 from agentledger.emitter.run_context import (
     ContentCapture,
-    EmitterError,
     RunState,
     attach_run,
-    current_run,
     detach_run,
     new_run_id,
 )
@@ -42,122 +47,11 @@ TRAILER_KEY: Final = "Agent-Run-Id"
 # The instrumentation scope of every emitter span; the collector recognises the emitter by it.
 TRACER_NAME: Final = "agentledger.emitter"
 
-Attributes = dict[str, AttributeValue]
 P = ParamSpec("P")
 R = TypeVar("R")
-F = TypeVar("F", bound=Callable[..., object])
 
 
-def _refuse_coroutine(func: Callable[..., object]) -> None:
-    # The span would end when the coroutine is created, not when it finishes: wrong timing, wrong parent.
-    if inspect.iscoroutinefunction(func):
-        raise EmitterError(f"{func.__qualname__} is a coroutine function; use the helper as `with` inside it")
-
-
-class Message(TypedDict):
-    """A chat message as the agent sent or received it."""
-
-    role: str
-    content: str
-
-
-@dataclass(frozen=True)
-class Document:
-    """A retrieved document; `content` is recorded only with full content capture."""
-
-    id: str
-    content: str = ""
-    score: float | None = None
-
-
-def _json_text(value: JsonValue) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def _messages_json(messages: Sequence[Message]) -> list[JsonValue]:
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
-
-
-def _genai_messages(messages: Sequence[Message]) -> str:
-    # OTel GenAI's message shape: a role and a list of typed parts.
-    return _json_text([{"role": m["role"], "parts": [{"type": "text", "content": m["content"]}]} for m in messages])
-
-
-def _openinference_messages(prefix: str, messages: Sequence[Message]) -> Attributes:
-    attributes: Attributes = {}
-    for index, message in enumerate(messages):
-        attributes[oi.flattened_key(prefix, index, oi.MESSAGE_ITEM, "role")] = message["role"]
-        attributes[oi.flattened_key(prefix, index, oi.MESSAGE_ITEM, "content")] = message["content"]
-    return attributes
-
-
-class _EmitterSpan(ContextDecorator):
-    """Starts a span of the current run on enter and ends it on exit; subclasses say what it records."""
-
-    _span_kind: SpanKind = SpanKind.INTERNAL
-
-    def __init__(self) -> None:
-        self._run: RunState | None = None
-        self._scope: AbstractContextManager[Span] | None = None
-        self._span: Span | None = None
-
-    def _recreate_cm(self) -> Self:
-        # A decorated function gets a fresh span per call, not the decorator's shared instance.
-        fresh = copy.copy(self)
-        fresh._run, fresh._scope, fresh._span = None, None, None
-        return fresh
-
-    def __call__(self, func: F) -> F:
-        _refuse_coroutine(func)
-        return super().__call__(func)
-
-    @property
-    def span(self) -> Span:
-        if self._span is None:
-            raise EmitterError("the span exists only inside the `with` block")
-        return self._span
-
-    @property
-    def run_id(self) -> str:
-        if self._run is None:
-            raise EmitterError("the run id is known only inside the `with` block")
-        return self._run.run_id
-
-    def _name(self) -> str:
-        raise NotImplementedError
-
-    def _start_attributes(self, capture: ContentCapture) -> Attributes:
-        raise NotImplementedError
-
-    def _end_attributes(self, capture: ContentCapture, failed: bool) -> Attributes:
-        return {}
-
-    def _enter_run(self) -> RunState:
-        return current_run()
-
-    def __enter__(self) -> Self:
-        run = self._enter_run()
-        self._run = run
-        # Every span of a run carries the run id, and OpenInference's session id so Phoenix groups the run.
-        attributes: Attributes = {conv.AGENT_RUN_ID: run.run_id, conv.SESSION_ID: run.run_id}
-        attributes.update(self._start_attributes(run.capture))
-        self._scope = run.tracer.start_as_current_span(self._name(), kind=self._span_kind, attributes=attributes)
-        self._span = self._scope.__enter__()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        if self._scope is None or self._span is None or self._run is None:
-            raise EmitterError("exit without enter")
-        try:
-            self._span.set_attributes(self._end_attributes(self._run.capture, exc is not None))
-        finally:
-            self._scope.__exit__(exc_type, exc, traceback)
-            self._scope, self._span = None, None
-
-
-class agent_run(_EmitterSpan):
+class agent_run(EmitterSpan):
     """The root span of an agent run; every emitter span inside it carries its run id.
 
     A run resumed later (after a human approval, in another process) passes the same `run_id` again.
@@ -232,7 +126,7 @@ class agent_run(_EmitterSpan):
         return {conv.AGENTLEDGER_RUN_OUTCOME: outcome.value} if outcome is not None else {}
 
 
-class prompt(_EmitterSpan):
+class prompt(EmitterSpan):
     """A model call. The context hash covers `context` (the assembled context), or the messages if none is given."""
 
     _span_kind = SpanKind.CLIENT
@@ -251,7 +145,7 @@ class prompt(_EmitterSpan):
         self.model = model
         self.messages = list(messages)
         # Hashed now, from the values the agent assembled: before any redaction anywhere downstream.
-        self.context_hash = content_hash(context if context is not None else _messages_json(self.messages))
+        self.context_hash = content_hash(context if context is not None else messages_json(self.messages))
         self.context_sources = list(context_sources)
         self.template_id = template_id
         self.operation = operation
@@ -287,10 +181,10 @@ class prompt(_EmitterSpan):
         if self.template_id:
             attributes[conv.AGENTLEDGER_PROMPT_TEMPLATE_ID] = self.template_id
         if capture is ContentCapture.FULL:
-            attributes[conv.GEN_AI_INPUT_MESSAGES] = _genai_messages(self.messages)
-            attributes[conv.INPUT_VALUE] = _json_text({"messages": _messages_json(self.messages)})
+            attributes[conv.GEN_AI_INPUT_MESSAGES] = genai_messages(self.messages)
+            attributes[conv.INPUT_VALUE] = json_text({"messages": messages_json(self.messages)})
             attributes[conv.INPUT_MIME_TYPE] = oi.MIME_JSON
-            attributes.update(_openinference_messages(oi.INPUT_MESSAGES_PREFIX, self.messages))
+            attributes.update(openinference_messages(oi.INPUT_MESSAGES_PREFIX, self.messages))
         return attributes
 
     def _end_attributes(self, capture: ContentCapture, failed: bool) -> Attributes:
@@ -306,16 +200,16 @@ class prompt(_EmitterSpan):
         if not self.output_messages:
             return attributes
         if capture is ContentCapture.FULL:
-            attributes[conv.GEN_AI_OUTPUT_MESSAGES] = _genai_messages(self.output_messages)
-            attributes[conv.OUTPUT_VALUE] = _json_text({"messages": _messages_json(self.output_messages)})
+            attributes[conv.GEN_AI_OUTPUT_MESSAGES] = genai_messages(self.output_messages)
+            attributes[conv.OUTPUT_VALUE] = json_text({"messages": messages_json(self.output_messages)})
             attributes[conv.OUTPUT_MIME_TYPE] = oi.MIME_JSON
-            attributes.update(_openinference_messages(oi.OUTPUT_MESSAGES_PREFIX, self.output_messages))
+            attributes.update(openinference_messages(oi.OUTPUT_MESSAGES_PREFIX, self.output_messages))
         elif capture is ContentCapture.HASHES:
-            attributes[conv.AGENTLEDGER_PROMPT_OUTPUT_HASH] = content_hash(_messages_json(self.output_messages))
+            attributes[conv.AGENTLEDGER_PROMPT_OUTPUT_HASH] = content_hash(messages_json(self.output_messages))
         return attributes
 
 
-class retrieval(_EmitterSpan):
+class retrieval(EmitterSpan):
     """A retrieval of documents or records, labelled with where its content came from (provenance)."""
 
     _span_kind = SpanKind.CLIENT
@@ -381,35 +275,19 @@ class retrieval(_EmitterSpan):
                 attributes[key] = document.content
                 summary["content"] = document.content
             summaries.append(summary)
-        attributes[conv.GEN_AI_RETRIEVAL_DOCUMENTS] = _json_text(summaries)
+        attributes[conv.GEN_AI_RETRIEVAL_DOCUMENTS] = json_text(summaries)
         if capture is ContentCapture.HASHES:
             attributes[conv.AGENTLEDGER_RETRIEVAL_DOCUMENTS_HASH] = content_hash(
-                [_document_json(document) for document in self.documents]
+                [document_json(document) for document in self.documents]
             )
         return attributes
-
-
-def _document_json(document: Document) -> JsonValue:
-    value: dict[str, JsonValue] = {"id": document.id, "content": document.content}
-    if document.score is not None:
-        value["score"] = document.score
-    return value
 
 
 def new_tool_call_id() -> str:
     return f"call_{secrets.token_hex(12)}"
 
 
-def _json_or_text(value: object) -> JsonValue:
-    """A decorated function's argument or result as JSON; what JCS cannot take is recorded as its str()."""
-    try:
-        canonicalize(value)  # type: ignore[arg-type]
-    except CanonicalJsonError:
-        return str(value)
-    return value  # type: ignore[return-value]
-
-
-class tool_call(_EmitterSpan):
+class tool_call(EmitterSpan):
     """A tool execution. The arguments hash is always recorded; arguments and result per the capture mode.
 
     As a decorator without `arguments`, the decorated function's bound arguments are the tool arguments and
@@ -445,7 +323,7 @@ class tool_call(_EmitterSpan):
         return fresh
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:  # type: ignore[override]
-        _refuse_coroutine(func)
+        refuse_coroutine(func)
         signature = inspect.signature(func)
 
         @functools.wraps(func)
@@ -454,10 +332,10 @@ class tool_call(_EmitterSpan):
             if scope.arguments is None:
                 bound = signature.bind(*args, **kwargs)
                 bound.apply_defaults()
-                scope.arguments = {name: _json_or_text(value) for name, value in bound.arguments.items()}
+                scope.arguments = {name: json_or_text(value) for name, value in bound.arguments.items()}
             with scope:
                 result = func(*args, **kwargs)
-                scope.set_result(_json_or_text(result))
+                scope.set_result(json_or_text(result))
                 return result
 
         return traced
@@ -487,7 +365,7 @@ class tool_call(_EmitterSpan):
         if self.influenced_by:
             attributes[conv.AGENTLEDGER_TOOL_INFLUENCED_BY] = [label.value for label in self.influenced_by]
         if capture is ContentCapture.FULL:
-            text = _json_text(arguments)
+            text = json_text(arguments)
             attributes[conv.GEN_AI_TOOL_CALL_ARGUMENTS] = text
             attributes[conv.INPUT_VALUE] = text
             attributes[conv.INPUT_MIME_TYPE] = oi.MIME_JSON
@@ -497,7 +375,7 @@ class tool_call(_EmitterSpan):
         if not self._has_result:
             return {}
         if capture is ContentCapture.FULL:
-            text = self.result if isinstance(self.result, str) else _json_text(self.result)
+            text = self.result if isinstance(self.result, str) else json_text(self.result)
             mime = oi.MIME_TEXT if isinstance(self.result, str) else oi.MIME_JSON
             return {conv.GEN_AI_TOOL_CALL_RESULT: text, conv.OUTPUT_VALUE: text, conv.OUTPUT_MIME_TYPE: mime}
         if capture is ContentCapture.HASHES:
@@ -505,7 +383,7 @@ class tool_call(_EmitterSpan):
         return {}
 
 
-class approval(_EmitterSpan):
+class approval(EmitterSpan):
     """An approval request, from request to decision; recorded whatever the decision, so a rejection that
     stops a tool call still leaves evidence. A block left without decide() records `timed_out`."""
 
@@ -550,7 +428,7 @@ class approval(_EmitterSpan):
             # The same hash as the tool call's: proves the executed arguments are the approved ones.
             attributes[conv.AGENTLEDGER_TOOL_ARGUMENTS_HASH] = content_hash(dict(self.arguments))
             if capture is ContentCapture.FULL:
-                attributes[conv.INPUT_VALUE] = _json_text(dict(self.arguments))
+                attributes[conv.INPUT_VALUE] = json_text(dict(self.arguments))
                 attributes[conv.INPUT_MIME_TYPE] = oi.MIME_JSON
         return attributes
 
@@ -568,7 +446,7 @@ class approval(_EmitterSpan):
         return attributes
 
 
-class policy_decision(_EmitterSpan):
+class policy_decision(EmitterSpan):
     """A policy or guardrail evaluation; the decision may be given up front or with decide()."""
 
     def __init__(
@@ -618,7 +496,7 @@ def run_trailer(run_id: str) -> str:
     return f"{TRAILER_KEY}: {run_id}"
 
 
-class downstream_write(_EmitterSpan):
+class downstream_write(EmitterSpan):
     """A write to another system. `trailer` is the text to attach to the written object (PR, ticket) so
     the system's own record leads back to the run; the ref may be set once the system returned it."""
 
