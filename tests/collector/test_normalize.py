@@ -259,3 +259,9 @@ def test_the_emitters_repeated_openinference_lists_leave_the_map_and_its_genai_c
     assert [key for row in rows.values() for key in row["attributes"] if key.startswith(flattened)] == []
     # The emitter's other OpenInference keys stay, as they were sent.
     assert rows["chat m"]["attributes"]["llm.model_name"] == "m"
+
+
+def test_spans_without_any_attribute_get_their_trace_as_run() -> None:
+    (row,) = _normalize(_spans(lambda tracer: tracer.start_span("bare").end()))
+
+    assert (row["run_id"], row["entry_type"], row["attributes"]) == (row["trace_id"], "span", {})
