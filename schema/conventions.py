@@ -125,13 +125,13 @@ LLM_TOKEN_COUNT_COMPLETION: Final = "llm.token_count.completion"
 LLM_TOKEN_COUNT_PROMPT: Final = "llm.token_count.prompt"
 # OpenInference total token count.
 LLM_TOKEN_COUNT_TOTAL: Final = "llm.token_count.total"
-# OpenInference span kind (LLM, TOOL, RETRIEVER, AGENT, CHAIN, GUARDRAIL, ...), read on input.
+# OpenInference span kind (LLM, TOOL, RETRIEVER, AGENT, CHAIN, GUARDRAIL, ...); the emitter sets it, the collector derives the timeline type from it when `agentledger.span.type` is absent.
 OPENINFERENCE_SPAN_KIND: Final = "openinference.span.kind"
 # OpenInference MIME type of `output.value`.
 OUTPUT_MIME_TYPE: Final = "output.mime_type"
 # OpenInference output of a span (kept in its own compressed column).
 OUTPUT_VALUE: Final = "output.value"
-# OpenInference session id, read on input as a fallback run grouping.
+# OpenInference session id; the emitter sets it to the run id on every span (and in the context, for OpenInference instrumentations), the normaliser reads it as a run id when `agent.run.id` is absent.
 SESSION_ID: Final = "session.id"
 # OpenInference tool name; read into `tool_name` when `gen_ai.tool.name` is absent.
 TOOL_NAME: Final = "tool.name"
