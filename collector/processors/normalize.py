@@ -77,7 +77,7 @@ class NormalizeProcessor:
     def __init__(self, config: NormalizeConfig | None = None) -> None:
         self.config = config or NormalizeConfig()
         self._flattened_patterns = {
-            prefix: re.compile(rf"^{re.escape(prefix)}\.(?P<index>[0-9]+)\.{re.escape(item)}\.(?P<field>.+)$")
+            prefix: re.compile(rf"^{re.escape(prefix)}\.(?P<index>[0-9]{{1,9}})\.{re.escape(item)}\.(?P<field>.+)$")
             for prefix, (_, item) in _FLATTENED_LISTS.items()
         }
 
@@ -224,6 +224,7 @@ def _json_string(values: pa.Array) -> pa.Array:
 def _flattened_json(keys: pa.Array, values: pa.Array, rows: pa.Array, pattern: str, num_rows: int) -> pa.Array:
     """OpenInference's `prefix.N.item.field = value` entries as one JSON array per row, ordered by N, of
     objects `{"field": value}`; nested fields keep their dotted names (`tool_calls.0.tool_call.id`)."""
+    values = pc.fill_null(values, "")
     parts = pc.extract_regex(keys, pattern)
     indexes = pc.cast(parts.field("index"), pa.int64())
     fields = parts.field("field")

@@ -265,3 +265,10 @@ def test_spans_without_any_attribute_get_their_trace_as_run() -> None:
     (row,) = _normalize(_spans(lambda tracer: tracer.start_span("bare").end()))
 
     assert (row["run_id"], row["entry_type"], row["attributes"]) == (row["trace_id"], "span", {})
+
+
+def test_an_absurd_list_index_stays_an_attribute_instead_of_failing_the_batch() -> None:
+    key = "llm.input_messages.99999999999999999999.message.role"
+    (row,) = _normalize(_spans(lambda tracer: tracer.start_span("x", attributes={key: "user"}).end()))
+
+    assert (row["input_messages"], row["attributes"][key]) == ("", "user")
