@@ -76,8 +76,9 @@ class NormalizeProcessor:
 
     def __init__(self, config: NormalizeConfig | None = None) -> None:
         self.config = config or NormalizeConfig()
+        # RE2 patterns (Arrow's regex engine); an index beyond 9 digits would overflow the int64 cast.
         self._flattened_patterns = {
-            prefix: re.compile(rf"^{re.escape(prefix)}\.(?P<index>[0-9]{{1,9}})\.{re.escape(item)}\.(?P<field>.+)$")
+            prefix: rf"^{re.escape(prefix)}\.(?P<index>[0-9]{{1,9}})\.{re.escape(item)}\.(?P<field>.+)$"
             for prefix, (_, item) in _FLATTENED_LISTS.items()
         }
 
@@ -153,7 +154,7 @@ class NormalizeProcessor:
         dropped = pa.array(np.zeros(len(keys), dtype=bool))
         columns: dict[str, pa.Array] = {}
         for prefix, (column, _) in _FLATTENED_LISTS.items():
-            pattern = self._flattened_patterns[prefix].pattern
+            pattern = self._flattened_patterns[prefix]
             matched = pc.match_substring_regex(keys, pattern)
             if not pc.any(matched).as_py():
                 continue
