@@ -43,6 +43,9 @@ def test_wheel_has_only_the_agentledger_namespace_at_the_top(wheel: Path) -> Non
         "agentledger/schema/conventions.py",
         "agentledger/collector/receivers/otlp_http.py",
         "agentledger/query_api/routers/runs.py",
+        "agentledger/collector/processors/normalize.py",
+        "agentledger/emitter/spans.py",
+        "agentledger/schema/CONTEXT_HASH.md",
         "agentledger/py.typed",
     ):
         assert expected in names
@@ -56,6 +59,7 @@ def test_installed_wheel_imports_and_finds_its_migrations(wheel: Path, tmp_path:
     )  # fmt: skip
     script = (
         "import agentledger, agentledger.cli, agentledger.query_api.app, agentledger.collector.pipeline\n"
+        "import agentledger.emitter\n"
         "from agentledger.ingest.migrations import bundled_migrations\n"
         "print(agentledger.__file__)\n"
         "print([m.name for m in bundled_migrations()])\n"
