@@ -20,12 +20,17 @@ class SpanWriter:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def insert(self, batch: pa.Table) -> None:
+    def insert(self, batch: pa.Table, deduplication_token: str = "") -> None:
+        """Inserts the batch; a repeated insert with the same non-empty token is dropped by ClickHouse
+        (spans and the run index alike: migration 0002 turns on the deduplication window)."""
         if batch.num_rows == 0:
             return
         if not batch.schema.equals(SPAN_SCHEMA):
             raise WriteFailed("batch does not have the spans schema (schema/span_columns.py)")
+        settings = {"deduplicate_blocks_in_dependent_materialized_views": 1}
+        if deduplication_token:
+            settings["insert_deduplication_token"] = deduplication_token  # type: ignore[assignment]
         try:
-            self._client.insert_arrow(SPANS_TABLE, batch)
+            self._client.insert_arrow(SPANS_TABLE, batch, settings=settings)
         except (ClickHouseError, OSError) as error:
             raise WriteFailed(f"insert into {SPANS_TABLE} failed: {first_line(error)}") from error

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agentledger.ingest.migrations import bundled_migrations
 from tests.conftest import RunningService, free_port
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,8 @@ def test_migrate_applies_then_reports_up_to_date_in_the_default_data_folder(tmp_
     first = _cli("migrate", cwd=tmp_path)
     second = _cli("migrate", cwd=tmp_path)
 
-    assert (first.returncode, first.stdout) == (0, "applied: 0001_initial\n")
+    expected = ", ".join(f"{m.version:04d}_{m.name}" for m in bundled_migrations())
+    assert (first.returncode, first.stdout) == (0, f"applied: {expected}\n")
     assert (second.returncode, second.stdout) == (0, "schema is up to date\n")
     assert (tmp_path / ".agentledger" / "clickhouse").is_dir()
 

@@ -11,7 +11,7 @@ import pytest
 from opentelemetry.trace import SpanKind
 
 from agentledger.schema import conventions as conv
-from tests.conftest import RunningService, sdk_tracer_provider
+from tests.conftest import RunningService, sdk_tracer_provider, wait_for_timeline
 
 pytestmark = pytest.mark.slow
 
@@ -73,10 +73,8 @@ def _send_run_over_two_traces(collector_url: str) -> tuple[str, str]:
 def test_sdk_spans_of_one_run_over_two_traces_come_back_in_order_and_typed(service: RunningService) -> None:
     trace_1, trace_2 = _send_run_over_two_traces(service.collector_url)
 
-    response = httpx.get(f"{service.api_url}/v1/runs/{RUN_ID}/timeline", timeout=10)
+    body = wait_for_timeline(service.api_url, RUN_ID, 6)
 
-    assert response.status_code == 200, response.text
-    body = response.json()
     assert body["run"]["run_id"] == RUN_ID
     assert body["run"]["agent_id"] == "agent-7"
     assert body["run"]["trace_ids"] == sorted([trace_1, trace_2])
@@ -123,6 +121,7 @@ def test_cli_demo_and_timeline_go_through_the_running_service(service: RunningSe
     assert demo.returncode == 0, demo.stderr
     run_id = demo.stdout.split("\t", 1)[0]
     assert run_id.startswith("run_")
+    wait_for_timeline(service.api_url, run_id, 8)
 
     timeline = subprocess.run(
         [sys.executable, "-m", "agentledger", "timeline", run_id, "--api-url", service.api_url],
@@ -149,6 +148,7 @@ def test_cli_timeline_of_unknown_run_exits_1_with_a_sentence(service: RunningSer
 
 def test_sigterm_stops_cleanly_and_data_survives_a_restart(service: RunningService) -> None:
     _send_run_over_two_traces(service.collector_url)
+    wait_for_timeline(service.api_url, RUN_ID, 6)
 
     assert service.stop() == 0
     assert "stopped" in service.log()

@@ -12,9 +12,9 @@ class ClickHouseExporter:
     def __init__(self, client: Client) -> None:
         self._writer = SpanWriter(client)
 
-    def export(self, batch: SpanBatch) -> None:
+    def export(self, batch: SpanBatch, batch_id: str) -> None:
         try:
-            self._writer.insert(batch)
+            self._writer.insert(batch, deduplication_token=batch_id)
         except WriteFailed as error:
             raise ExportError(str(error)) from error
 

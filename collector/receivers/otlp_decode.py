@@ -15,6 +15,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from agentledger.collector.config import LimitsConfig
 from agentledger.schema import conventions as conv
 from agentledger.schema.span_columns import PROMOTED_COLUMNS, SPAN_SCHEMA
 from agentledger.schema.span_types import derive_span_type
@@ -37,11 +38,25 @@ _PROMOTED_KEYS = frozenset(key for key, _, _ in PROMOTED_COLUMNS)
 _TENANT_KEY = conv.AGENTLEDGER_TENANT_ID
 
 
+TRUNCATION_MARKER = "…[truncated by agentledger]"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who sent the request, as the receiver verified it (tenant always; agent id when authenticated)."""
+
+    tenant: str
+    agent_id: str = ""
+
+
 @dataclass(frozen=True)
 class DecodedBatch:
     batch: pa.Table
     rejected_spans: int
     rejection_message: str
+    # Spans on which the limits cut something, by kind (attribute_value, content, attributes, events, links).
+    truncated: dict[str, int]
+    identity_mismatches: int
 
 
 def any_value_json(value: AnyValue) -> Any:
@@ -92,6 +107,43 @@ def _plain_map(attributes: Any) -> list[tuple[str, str]]:
     return [(kv.key, any_value_text(kv.value)) for kv in attributes]
 
 
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """Cuts text to at most max_bytes of UTF-8 (marker included), never inside a character."""
+    encoded = text.encode("utf-8", errors="replace")
+    if len(encoded) <= max_bytes:
+        return text
+    room = max(0, max_bytes - len(TRUNCATION_MARKER.encode()))
+    return encoded[:room].decode("utf-8", errors="ignore") + TRUNCATION_MARKER
+
+
+class _Limiter:
+    """Applies LimitsConfig to one span's values, remembering what it cut."""
+
+    def __init__(self, limits: LimitsConfig) -> None:
+        self.limits = limits
+        self.cut: set[str] = set()
+
+    def _limit(self, text: str, max_bytes: int, kind: str) -> str:
+        if len(text) * 4 <= max_bytes:  # fast path: even all 4-byte characters would fit
+            return text
+        limited = truncate_utf8(text, max_bytes)
+        if limited is not text:
+            self.cut.add(kind)
+        return limited
+
+    def value(self, text: str) -> str:
+        return self._limit(text, self.limits.max_attribute_value_bytes, "attribute_value")
+
+    def content(self, text: str) -> str:
+        return self._limit(text, self.limits.max_content_bytes, "content")
+
+    def pairs(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        if len(pairs) > self.limits.max_attributes_per_span:
+            self.cut.add("attributes")
+            pairs = pairs[: self.limits.max_attributes_per_span]
+        return [(key, self.value(text)) for key, text in pairs]
+
+
 class _Columns:
     """Column lists filled span by span, then turned into Arrow arrays once."""
 
@@ -102,37 +154,56 @@ class _Columns:
         return pa.Table.from_pydict(self.values, schema=SPAN_SCHEMA)
 
 
-def decode_request(request: ExportTraceServiceRequest, tenant: str) -> DecodedBatch:
-    """Decodes every valid span; a span without a valid trace or span id is rejected and counted."""
+def decode_request(
+    request: ExportTraceServiceRequest, identity: Identity, limits: LimitsConfig | None = None
+) -> DecodedBatch:
+    """Decodes every valid span, stamping the verified identity and applying the limits.
+
+    A span without a valid trace or span id, or beyond max_spans_per_request, is rejected and counted.
+    """
+    limits = limits or LimitsConfig()
     columns = _Columns()
     out = columns.values
-    rejected = 0
+    invalid = over_limit = mismatches = 0
+    truncated: dict[str, int] = {}
     for resource_spans in request.resource_spans:
         resource_attributes = resource_spans.resource.attributes
-        resource_map = _plain_map(resource_attributes)
+        resource_limiter = _Limiter(limits)
+        resource_map = resource_limiter.pairs(_plain_map(resource_attributes))
         resource_lookup = {kv.key: kv.value for kv in resource_attributes}
         service_name = any_value_text(resource_lookup["service.name"]) if "service.name" in resource_lookup else ""
         for scope_spans in resource_spans.scope_spans:
-            scope_name = scope_spans.scope.name
-            scope_version = scope_spans.scope.version
+            scope = (scope_spans.scope.name, scope_spans.scope.version)
             for span in scope_spans.spans:
                 if len(span.trace_id) != 16 or len(span.span_id) != 8 or not any(span.trace_id):
-                    rejected += 1
+                    invalid += 1
                     continue
-                _append_span(out, span, tenant, resource_map, resource_lookup, service_name, scope_name, scope_version)
-    message = f"{rejected} span(s) rejected: trace_id must be 16 bytes and span_id 8 bytes" if rejected else ""
-    return DecodedBatch(columns.to_table(), rejected, message)
+                if len(out["span_id"]) >= limits.max_spans_per_request:
+                    over_limit += 1
+                    continue
+                limiter = _Limiter(limits)
+                limiter.cut |= resource_limiter.cut
+                _append_span(out, span, identity, limiter, resource_map, resource_lookup, service_name, scope)
+                for kind in limiter.cut:
+                    truncated[kind] = truncated.get(kind, 0) + 1
+                mismatches += out["identity_mismatch"][-1]
+    problems = []
+    if invalid:
+        problems.append(f"{invalid} span(s) rejected: trace_id must be 16 bytes and span_id 8 bytes")
+    if over_limit:
+        problems.append(f"{over_limit} span(s) rejected: a request may carry at most {limits.max_spans_per_request}")
+    return DecodedBatch(columns.to_table(), invalid + over_limit, "; ".join(problems), truncated, mismatches)
 
 
 def _append_span(
     out: dict[str, list[Any]],
     span: Span,
-    tenant: str,
+    identity: Identity,
+    limiter: _Limiter,
     resource_map: list[tuple[str, str]],
     resource_lookup: dict[str, AnyValue],
     service_name: str,
-    scope_name: str,
-    scope_version: str,
+    scope: tuple[str, str],
 ) -> None:
     promoted: dict[str, AnyValue] = {}
     others: list[tuple[str, str]] = []
@@ -142,6 +213,7 @@ def _append_span(
             promoted[kv.key] = kv.value
         elif kv.key != _TENANT_KEY:  # the tenant is the collector's to say, never the agent's
             others.append((kv.key, any_value_text(kv.value)))
+    others = limiter.pairs(others)
     # Attributes kept on the resource (one process per agent or per run) count for each of its spans.
     for key in _PROMOTED_KEYS:
         if key not in promoted and key in resource_lookup:
@@ -151,35 +223,53 @@ def _append_span(
 
     start = span.start_time_unix_nano
     end = max(span.end_time_unix_nano, start)
-    out["tenant"].append(tenant)
-    out["run_id"].append(any_value_text(promoted[conv.AGENT_RUN_ID]) if conv.AGENT_RUN_ID in promoted else "")
+    run_id = promoted.get(conv.AGENT_RUN_ID)
+    out["tenant"].append(identity.tenant)
+    out["run_id"].append(limiter.value(any_value_text(run_id)) if run_id is not None else "")
     out["trace_id"].append(span.trace_id.hex())
     out["span_id"].append(span.span_id.hex())
     out["parent_span_id"].append(span.parent_span_id.hex())
     out["start_time"].append(start)
     out["end_time"].append(end)
     out["duration_ns"].append(end - start)
-    out["name"].append(span.name)
+    out["name"].append(limiter.value(span.name))
     out["kind"].append(_SPAN_KINDS.get(span.kind, "UNSPECIFIED"))
     out["status_code"].append(_STATUS_CODES.get(span.status.code, "UNSET"))
-    out["status_message"].append(span.status.message)
+    out["status_message"].append(limiter.value(span.status.message))
     out["service_name"].append(service_name)
-    out["scope_name"].append(scope_name)
-    out["scope_version"].append(scope_version)
+    out["scope_name"].append(scope[0])
+    out["scope_version"].append(scope[1])
     for key, column, kind in PROMOTED_COLUMNS:
         value = promoted.get(key)
-        if kind == "int":
-            out[column].append(_int_of(value) if value is not None else 0)
+        if value is None:
+            out[column].append(0 if kind == "int" else "")
+        elif kind == "int":
+            out[column].append(_int_of(value))
+        elif kind == "content":
+            out[column].append(limiter.content(any_value_text(value)))
         else:
-            out[column].append(any_value_text(value) if value is not None else "")
+            out[column].append(limiter.value(any_value_text(value)))
+    claimed_agent = out["agent_id"][-1]
+    out["verified_agent_id"].append(identity.agent_id)
+    out["identity_mismatch"].append(bool(identity.agent_id and claimed_agent and claimed_agent != identity.agent_id))
     entry_types = out["entry_type"]
     openinference_kind = next((v for k, v in others if k == conv.OPENINFERENCE_SPAN_KIND), "")
     entry_types[-1] = derive_span_type(entry_types[-1], out["operation"][-1], openinference_kind)
     out["attributes"].append(others)
     out["resource_attributes"].append(resource_map)
-    out["event_times"].append([event.time_unix_nano for event in span.events])
-    out["event_names"].append([event.name for event in span.events])
-    out["event_attributes"].append([_plain_map(event.attributes) for event in span.events])
-    out["link_trace_ids"].append([link.trace_id.hex() for link in span.links])
-    out["link_span_ids"].append([link.span_id.hex() for link in span.links])
-    out["link_attributes"].append([_plain_map(link.attributes) for link in span.links])
+    limits = limiter.limits
+    events = list(span.events)
+    if len(events) > limits.max_events_per_span:
+        limiter.cut.add("events")
+        events = events[: limits.max_events_per_span]
+    links = list(span.links)
+    if len(links) > limits.max_links_per_span:
+        limiter.cut.add("links")
+        links = links[: limits.max_links_per_span]
+    out["event_times"].append([event.time_unix_nano for event in events])
+    out["event_names"].append([limiter.value(event.name) for event in events])
+    out["event_attributes"].append([limiter.pairs(_plain_map(event.attributes)) for event in events])
+    out["link_trace_ids"].append([link.trace_id.hex() for link in links])
+    out["link_span_ids"].append([link.span_id.hex() for link in links])
+    out["link_attributes"].append([limiter.pairs(_plain_map(link.attributes)) for link in links])
+    out["truncated"].append(sorted(limiter.cut))

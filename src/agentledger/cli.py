@@ -19,11 +19,13 @@ import httpx
 
 from agentledger import __version__
 from agentledger.collector.config import ConfigError
+from agentledger.credentials import CredentialsError, add_credential
 from agentledger.demo import DemoError, send_demo
 from agentledger.ingest.clickhouse import StorageUnavailable, connect
 from agentledger.ingest.migrations import MigrationError, migrate
 from agentledger.settings import (
     DEFAULT_API_PORT,
+    DEFAULT_OTLP_GRPC_PORT,
     DEFAULT_OTLP_HTTP_PORT,
     ENV_API_URL,
     ENV_COLLECTOR_URL,
@@ -43,6 +45,7 @@ class CliError(Exception):
 
 
 def _storage_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML config file (env AGENTLEDGER_CONFIG)")
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -68,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"OTLP/HTTP port (env AGENTLEDGER_OTLP_HTTP_PORT; default {DEFAULT_OTLP_HTTP_PORT})",
     )
     up.add_argument(
+        "--otlp-grpc-port",
+        type=int,
+        help=f"OTLP/gRPC port (env AGENTLEDGER_OTLP_GRPC_PORT; default {DEFAULT_OTLP_GRPC_PORT})",
+    )
+    up.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="accept spans without tokens on a non-loopback address (env AGENTLEDGER_ALLOW_UNAUTHENTICATED=1)",
+    )
+    up.add_argument(
         "--api-port", type=int, help=f"query API port (env AGENTLEDGER_API_PORT; default {DEFAULT_API_PORT})"
     )
     up.add_argument("--tenant", help="tenant stamped on received spans (env AGENTLEDGER_TENANT; default 'default')")
@@ -83,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--collector-url", help=f"collector base URL (env {ENV_COLLECTOR_URL}; default http://127.0.0.1:4318)"
     )
 
+    credential = commands.add_parser(
+        "credentials", help="manage bearer credentials files (tokens are printed once, only hashes are stored)"
+    )
+    credential_commands = credential.add_subparsers(dest="credentials_command", required=True)
+    add = credential_commands.add_parser("add", help="create a token and append its hash to a credentials file")
+    add.add_argument("--file", type=Path, required=True, help="credentials YAML file (created if missing)")
+    add.add_argument("--id", required=True, help="a name for the credential, shown in logs (never the secret)")
+    add.add_argument("--tenant", required=True, help="tenant the credential is bound to")
+    add.add_argument("--role", required=True, help="agent (collector) or responder | reviewer | admin (query API)")
+    add.add_argument("--agent-id", default="", help="collector: the agent identity stamped on its spans")
+
     timeline = commands.add_parser("timeline", help="print the incident timeline of a run (through the query API)")
     timeline.add_argument("run_id", help="the agent.run.id")
     timeline.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
@@ -91,10 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    flags = {
-        name: getattr(args, name, None)
-        for name in ("data_dir", "dsn", "database", "host", "otlp_http_port", "api_port", "tenant")
-    }
+    names = ("config", "data_dir", "dsn", "database", "host", "otlp_http_port", "otlp_grpc_port", "api_port",
+             "tenant", "allow_unauthenticated")  # fmt: skip
+    flags = {name: getattr(args, name, None) for name in names}
     try:
         return load_settings(flags)
     except ConfigError as error:
@@ -122,7 +145,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     try:
         run_service(settings, after_start if args.demo else None)
-    except (ServiceError, StorageUnavailable, MigrationError) as error:
+    except (ServiceError, StorageUnavailable, MigrationError, ConfigError) as error:
         raise CliError(_storage_hint(str(error), settings)) from error
     return EXIT_OK
 
@@ -201,7 +224,23 @@ def _detail(response: httpx.Response) -> str:
         return response.text[:200]
 
 
-_COMMANDS = {"up": _cmd_up, "migrate": _cmd_migrate, "demo": _cmd_demo, "timeline": _cmd_timeline}
+def _cmd_credentials(args: argparse.Namespace) -> int:
+    try:
+        token = add_credential(args.file, args.id, args.tenant, args.role, args.agent_id)
+    except CredentialsError as error:
+        raise CliError(str(error)) from error
+    print(token)
+    print(f"added {args.id!r} to {args.file}; the token above is shown only now", file=sys.stderr)
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "up": _cmd_up,
+    "migrate": _cmd_migrate,
+    "demo": _cmd_demo,
+    "timeline": _cmd_timeline,
+    "credentials": _cmd_credentials,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

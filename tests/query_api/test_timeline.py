@@ -12,16 +12,15 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from agentledger.collector.config import PipelineConfig
-from agentledger.collector.pipeline import build_pipeline
-from agentledger.collector.receivers.otlp_decode import decode_request
+from agentledger.collector.receivers.otlp_decode import Identity, decode_request
 from agentledger.query_api.app import QueryApiConfig, create_app
 from agentledger.query_api.timeline import rfc3339_nanos
 from agentledger.schema import conventions as conv
+from tests.conftest import direct_pipeline
 
 
 def _ingest(client: Client, spans: Iterable[ReadableSpan], tenant: str = "default") -> None:
-    build_pipeline(PipelineConfig(), client).consume(decode_request(encode_spans(list(spans)), tenant).batch)
+    direct_pipeline(client).consume(decode_request(encode_spans(list(spans)), Identity(tenant)).batch)
 
 
 def _record(build: object) -> list[ReadableSpan]:
