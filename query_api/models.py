@@ -28,7 +28,10 @@ class TimelineEntry(BaseModel):
     status: str = Field(description="UNSET, OK or ERROR.")
     status_message: str
     service_name: str
-    agent_id: str
+    agent_id: str = Field(description="The agent id the span claims (gen_ai.agent.id).")
+    verified_agent_id: str = Field(description="The agent identity the collector authenticated; empty without auth.")
+    identity_mismatch: bool = Field(description="The span claims another agent than the one authenticated.")
+    truncated: list[str] = Field(description="What the collector's limits cut on this span, if anything.")
     details: dict[str, str | int] = Field(description="The type's own fields (tool, target, approver, ...).")
     attributes: dict[str, str]
     events: list[SpanEvent]

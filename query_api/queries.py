@@ -33,6 +33,7 @@ SELECT
     toUnixTimestamp64Nano(start_time) AS start_ns,
     toUnixTimestamp64Nano(end_time) AS end_ns,
     name, kind, status_code, status_message, service_name, entry_type,
+    verified_agent_id, identity_mismatch, truncated,
     agent_id, agent_name, operation, model, input_tokens, output_tokens, context_hash, provenance,
     tool_name, tool_call_id, tool_access, target, arguments_hash,
     approval_decision, approver, policy_id, policy_decision, write_system, write_ref, run_outcome,
