@@ -144,14 +144,62 @@ class _Limiter:
         return [(key, self.value(text)) for key, text in pairs]
 
 
+_MAP_COLUMNS = frozenset({"attributes", "resource_attributes"})
+_MAP_LIST_COLUMNS = frozenset({"event_attributes", "link_attributes"})
+_PROMOTED_DEFAULTS = {column: (0 if kind == "int" else "") for _, column, kind in PROMOTED_COLUMNS}
+
+
 class _Columns:
-    """Column lists filled span by span, then turned into Arrow arrays once."""
+    """Column lists filled span by span, then turned into Arrow arrays once.
+
+    Promoted attributes are kept per span as a small dict of the columns present and spread into
+    columns at the end; maps are built from flat key/value lists. Both keep the per-span work minimal:
+    this loop is the hot spot of the ingest path (see benchmarks/ingest.py).
+    """
 
     def __init__(self) -> None:
-        self.values: dict[str, list[Any]] = {field.name: [] for field in SPAN_SCHEMA}
+        skip = set(_PROMOTED_DEFAULTS) | _MAP_COLUMNS | _MAP_LIST_COLUMNS
+        self.values: dict[str, list[Any]] = {field.name: [] for field in SPAN_SCHEMA if field.name not in skip}
+        self.promoted: list[dict[str, Any]] = []
+        self.maps: dict[str, tuple[list[int], list[str], list[str]]] = {
+            name: ([0], [], []) for name in _MAP_COLUMNS | _MAP_LIST_COLUMNS
+        }
+        self.map_list_offsets: dict[str, list[int]] = {name: [0] for name in _MAP_LIST_COLUMNS}
+
+    def add_map(self, column: str, pairs: list[tuple[str, str]]) -> None:
+        offsets, keys, values = self.maps[column]
+        for key, value in pairs:
+            keys.append(key)
+            values.append(value)
+        offsets.append(len(keys))
+
+    def add_map_list(self, column: str, maps: list[list[tuple[str, str]]]) -> None:
+        for pairs in maps:
+            self.add_map(column, pairs)
+        list_offsets = self.map_list_offsets[column]
+        list_offsets.append(list_offsets[-1] + len(maps))
+
+    def _map_array(self, column: str) -> pa.Array:
+        offsets, keys, values = self.maps[column]
+        return pa.MapArray.from_arrays(
+            pa.array(offsets, pa.int32()), pa.array(keys, pa.string()), pa.array(values, pa.string())
+        )
 
     def to_table(self) -> pa.Table:
-        return pa.Table.from_pydict(self.values, schema=SPAN_SCHEMA)
+        arrays: list[pa.Array] = []
+        for field in SPAN_SCHEMA:
+            name = field.name
+            if name in _MAP_COLUMNS:
+                arrays.append(self._map_array(name))
+            elif name in _MAP_LIST_COLUMNS:
+                arrays.append(pa.ListArray.from_arrays(pa.array(self.map_list_offsets[name], pa.int32()),
+                                                       self._map_array(name)))  # fmt: skip
+            elif name in _PROMOTED_DEFAULTS:
+                default = _PROMOTED_DEFAULTS[name]
+                arrays.append(pa.array([row.get(name, default) for row in self.promoted], field.type))
+            else:
+                arrays.append(pa.array(self.values[name], field.type))
+        return pa.Table.from_arrays(arrays, schema=SPAN_SCHEMA)
 
 
 def decode_request(
@@ -163,30 +211,34 @@ def decode_request(
     """
     limits = limits or LimitsConfig()
     columns = _Columns()
-    out = columns.values
-    invalid = over_limit = mismatches = 0
+    invalid = over_limit = mismatches = decoded = 0
     truncated: dict[str, int] = {}
     for resource_spans in request.resource_spans:
         resource_attributes = resource_spans.resource.attributes
         resource_limiter = _Limiter(limits)
         resource_map = resource_limiter.pairs(_plain_map(resource_attributes))
-        resource_lookup = {kv.key: kv.value for kv in resource_attributes}
-        service_name = any_value_text(resource_lookup["service.name"]) if "service.name" in resource_lookup else ""
+        # Attributes kept on the resource (one process per agent or per run) count for each of its spans.
+        resource_promoted = {
+            kv.key: kv.value for kv in resource_attributes if kv.key in _PROMOTED_KEYS or kv.key == conv.AGENT_RUN_ID
+        }
+        service_name = next((any_value_text(kv.value) for kv in resource_attributes if kv.key == "service.name"), "")
         for scope_spans in resource_spans.scope_spans:
             scope = (scope_spans.scope.name, scope_spans.scope.version)
             for span in scope_spans.spans:
                 if len(span.trace_id) != 16 or len(span.span_id) != 8 or not any(span.trace_id):
                     invalid += 1
                     continue
-                if len(out["span_id"]) >= limits.max_spans_per_request:
+                if decoded >= limits.max_spans_per_request:
                     over_limit += 1
                     continue
+                decoded += 1
                 limiter = _Limiter(limits)
                 limiter.cut |= resource_limiter.cut
-                _append_span(out, span, identity, limiter, resource_map, resource_lookup, service_name, scope)
+                mismatches += _append_span(
+                    columns, span, identity, limiter, resource_map, resource_promoted, service_name, scope
+                )
                 for kind in limiter.cut:
                     truncated[kind] = truncated.get(kind, 0) + 1
-                mismatches += out["identity_mismatch"][-1]
     problems = []
     if invalid:
         problems.append(f"{invalid} span(s) rejected: trace_id must be 16 bytes and span_id 8 bytes")
@@ -195,37 +247,56 @@ def decode_request(
     return DecodedBatch(columns.to_table(), invalid + over_limit, "; ".join(problems), truncated, mismatches)
 
 
+_COLUMN_OF = {key: (column, kind) for key, column, kind in PROMOTED_COLUMNS}
+
+
 def _append_span(
-    out: dict[str, list[Any]],
+    columns: _Columns,
     span: Span,
     identity: Identity,
     limiter: _Limiter,
     resource_map: list[tuple[str, str]],
-    resource_lookup: dict[str, AnyValue],
+    resource_promoted: dict[str, AnyValue],
     service_name: str,
     scope: tuple[str, str],
-) -> None:
-    promoted: dict[str, AnyValue] = {}
+) -> bool:
+    """Appends one span; returns whether it claims another agent than the authenticated one."""
+    out = columns.values
+    raw_promoted = dict(resource_promoted)
     others: list[tuple[str, str]] = []
     kv: KeyValue
     for kv in span.attributes:
-        if kv.key in _PROMOTED_KEYS or kv.key == conv.AGENT_RUN_ID:
-            promoted[kv.key] = kv.value
-        elif kv.key != _TENANT_KEY:  # the tenant is the collector's to say, never the agent's
-            others.append((kv.key, any_value_text(kv.value)))
+        key = kv.key
+        if key in _PROMOTED_KEYS or key == conv.AGENT_RUN_ID:
+            raw_promoted[key] = kv.value
+        elif key != _TENANT_KEY:  # the tenant is the collector's to say, never the agent's
+            others.append((key, any_value_text(kv.value)))
     others = limiter.pairs(others)
-    # Attributes kept on the resource (one process per agent or per run) count for each of its spans.
-    for key in _PROMOTED_KEYS:
-        if key not in promoted and key in resource_lookup:
-            promoted[key] = resource_lookup[key]
-    if conv.AGENT_RUN_ID not in promoted and conv.AGENT_RUN_ID in resource_lookup:
-        promoted[conv.AGENT_RUN_ID] = resource_lookup[conv.AGENT_RUN_ID]
+    promoted: dict[str, Any] = {}
+    run_id = ""
+    for key, value in raw_promoted.items():
+        if key == conv.AGENT_RUN_ID:
+            run_id = limiter.value(any_value_text(value))
+            continue
+        column, kind = _COLUMN_OF[key]
+        if kind == "int":
+            promoted[column] = _int_of(value)
+        elif kind == "content":
+            promoted[column] = limiter.content(any_value_text(value))
+        else:
+            promoted[column] = limiter.value(any_value_text(value))
+    openinference_kind = next((v for k, v in others if k == conv.OPENINFERENCE_SPAN_KIND), "")
+    promoted["entry_type"] = derive_span_type(
+        promoted.get("entry_type", ""), promoted.get("operation", ""), openinference_kind
+    )
+    claimed_agent = promoted.get("agent_id", "")
+    mismatch = bool(identity.agent_id and claimed_agent and claimed_agent != identity.agent_id)
+    columns.promoted.append(promoted)
 
     start = span.start_time_unix_nano
     end = max(span.end_time_unix_nano, start)
-    run_id = promoted.get(conv.AGENT_RUN_ID)
     out["tenant"].append(identity.tenant)
-    out["run_id"].append(limiter.value(any_value_text(run_id)) if run_id is not None else "")
+    out["run_id"].append(run_id)
     out["trace_id"].append(span.trace_id.hex())
     out["span_id"].append(span.span_id.hex())
     out["parent_span_id"].append(span.parent_span_id.hex())
@@ -239,37 +310,24 @@ def _append_span(
     out["service_name"].append(service_name)
     out["scope_name"].append(scope[0])
     out["scope_version"].append(scope[1])
-    for key, column, kind in PROMOTED_COLUMNS:
-        value = promoted.get(key)
-        if value is None:
-            out[column].append(0 if kind == "int" else "")
-        elif kind == "int":
-            out[column].append(_int_of(value))
-        elif kind == "content":
-            out[column].append(limiter.content(any_value_text(value)))
-        else:
-            out[column].append(limiter.value(any_value_text(value)))
-    claimed_agent = out["agent_id"][-1]
     out["verified_agent_id"].append(identity.agent_id)
-    out["identity_mismatch"].append(bool(identity.agent_id and claimed_agent and claimed_agent != identity.agent_id))
-    entry_types = out["entry_type"]
-    openinference_kind = next((v for k, v in others if k == conv.OPENINFERENCE_SPAN_KIND), "")
-    entry_types[-1] = derive_span_type(entry_types[-1], out["operation"][-1], openinference_kind)
-    out["attributes"].append(others)
-    out["resource_attributes"].append(resource_map)
+    out["identity_mismatch"].append(mismatch)
+    columns.add_map("attributes", others)
+    columns.add_map("resource_attributes", resource_map)
     limits = limiter.limits
-    events = list(span.events)
+    events = span.events
     if len(events) > limits.max_events_per_span:
         limiter.cut.add("events")
         events = events[: limits.max_events_per_span]
-    links = list(span.links)
+    links = span.links
     if len(links) > limits.max_links_per_span:
         limiter.cut.add("links")
         links = links[: limits.max_links_per_span]
     out["event_times"].append([event.time_unix_nano for event in events])
     out["event_names"].append([limiter.value(event.name) for event in events])
-    out["event_attributes"].append([limiter.pairs(_plain_map(event.attributes)) for event in events])
+    columns.add_map_list("event_attributes", [limiter.pairs(_plain_map(event.attributes)) for event in events])
     out["link_trace_ids"].append([link.trace_id.hex() for link in links])
     out["link_span_ids"].append([link.span_id.hex() for link in links])
-    out["link_attributes"].append([limiter.pairs(_plain_map(link.attributes)) for link in links])
+    columns.add_map_list("link_attributes", [limiter.pairs(_plain_map(link.attributes)) for link in links])
     out["truncated"].append(sorted(limiter.cut))
+    return mismatch
