@@ -14,7 +14,32 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from agentledger.schema import conventions as conv
 
-_WORDS = ["refund", "order", "customer", "ticket", "damaged", "shipping", "invoice", "amount", "policy", "approve", "escalate", "account", "payment", "card", "delivery", "warehouse", "return", "label", "credit", "note", "reconcile", "ledger", "vendor", "contract"]
+_WORDS = [
+    "refund",
+    "order",
+    "customer",
+    "ticket",
+    "damaged",
+    "shipping",
+    "invoice",
+    "amount",
+    "policy",
+    "approve",
+    "escalate",
+    "account",
+    "payment",
+    "card",
+    "delivery",
+    "warehouse",
+    "return",
+    "label",
+    "credit",
+    "note",
+    "reconcile",
+    "ledger",
+    "vendor",
+    "contract",
+]
 
 
 def _text(rng: random.Random, size: int) -> str:
