@@ -149,3 +149,48 @@ def test_sigkill_mid_stream_loses_no_acknowledged_span_and_duplicates_none(tmp_p
     # The run index sums what was inserted, merges or not: equal to the distinct spans only if no insert
     # was repeated, i.e. replays after the kill were deduplicated.
     assert index == distinct
+
+
+class _DeadExporter:
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def export(self, batch: object, batch_id: str) -> None:
+        from agentledger.collector.component import ExportError
+
+        self.attempts += 1
+        raise ExportError("destination is down")
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_a_dead_exporter_stalls_nothing_and_keeps_its_backlog(client: Client, tmp_path: Path) -> None:
+    from agentledger.collector.export_worker import ExportWorker
+    from agentledger.collector.exporters.clickhouse import ClickHouseExporter
+    from agentledger.collector.pipeline import Pipeline
+    from agentledger.collector.spool import Spool
+
+    telemetry = CollectorTelemetry()
+    spool = Spool(tmp_path / "spool", SpoolConfig())
+    dead = _DeadExporter()
+    fast_retry = RetryConfig(initial_interval_s=0.01, max_interval_s=0.05)
+    exporters = [("clickhouse", ClickHouseExporter(client)), ("archive", dead)]
+    workers = [ExportWorker(name, exporter, spool, telemetry, fast_retry, 1000) for name, exporter in exporters]
+    pipeline = Pipeline([], exporters, spool, workers)  # type: ignore[arg-type]
+    pipeline.start()
+    http = TestClient(create_otlp_http_app(HttpProtocolConfig(), otlp_ingest(pipeline, telemetry)))
+    try:
+        for index in range(5):
+            assert (
+                http.post("/v1/traces", content=_request_body(f"run_fan_{index}", 20), headers=PROTOBUF).status_code
+                == 200
+            )
+        _wait(lambda: int(client.command("SELECT count() FROM spans")) == 100)
+        _wait(lambda: dead.attempts >= 3)
+    finally:
+        pipeline.shutdown(drain_seconds=0.2)
+
+    assert spool.cursor("clickhouse").committed == spool.end()
+    assert spool.cursor("archive").committed < spool.end()  # its backlog waits for it, on disk
+    assert telemetry.value("agentledger_export_failures_total", ("exporter", "archive")) >= 3
