@@ -45,7 +45,9 @@ RECEIVERS: Mapping[str, type[FrozenModel]] = {
 PROCESSORS: Mapping[str, ProcessorType[Any]] = {}
 
 EXPORTERS: Mapping[str, ExporterType[Any]] = {
-    "clickhouse": ExporterType(ClickHouseExporterConfig, lambda config, context: ClickHouseExporter(context.client)),
+    "clickhouse": ExporterType(
+        ClickHouseExporterConfig, lambda config, context: ClickHouseExporter(context.client, config.audit_chain)
+    ),
 }
 
 

@@ -121,7 +121,8 @@ class ExporterConfig(FrozenModel):
 
 
 class ClickHouseExporterConfig(ExporterConfig):
-    pass
+    # Link every stored batch into its runs' tamper-evident hash chain (schema/AUDIT_CHAIN.md).
+    audit_chain: bool = True
 
 
 class SpoolConfig(FrozenModel):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -315,11 +316,11 @@ def _append_span(
     columns.add_map("attributes", others)
     columns.add_map("resource_attributes", resource_map)
     limits = limiter.limits
-    events = span.events
+    events: Sequence[Span.Event] = span.events
     if len(events) > limits.max_events_per_span:
         limiter.cut.add("events")
         events = events[: limits.max_events_per_span]
-    links = span.links
+    links: Sequence[Span.Link] = span.links
     if len(links) > limits.max_links_per_span:
         limiter.cut.add("links")
         links = links[: limits.max_links_per_span]

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.testclient import TestClient
 
-from agentledger.collector.config import ExporterConfig, HttpProtocolConfig, RetryConfig, SpoolConfig
+from agentledger.collector.config import ClickHouseExporterConfig, HttpProtocolConfig, RetryConfig, SpoolConfig
 from agentledger.collector.config_file import CollectorConfig
 from agentledger.collector.pipeline import build_pipeline
 from agentledger.collector.receivers.otlp_http import create_otlp_http_app
@@ -53,7 +53,9 @@ def _wait(condition: object, timeout: float = 30.0) -> None:
 
 def test_storage_outage_spool_grows_then_429_then_everything_arrives_once(client: Client, tmp_path: Path) -> None:
     config = CollectorConfig(
-        exporters={"clickhouse": ExporterConfig(retry=RetryConfig(initial_interval_s=0.05, max_interval_s=0.2))},
+        exporters={
+            "clickhouse": ClickHouseExporterConfig(retry=RetryConfig(initial_interval_s=0.05, max_interval_s=0.2))
+        },
         spool=SpoolConfig(max_bytes=1024 * 1024, segment_bytes=64 * 1024),
     )
     telemetry = CollectorTelemetry()

@@ -1,0 +1,150 @@
+"""The per-run hash chain over stored spans: span digests, chain links, and appending links at ingest.
+
+The algorithm is documented in schema/AUDIT_CHAIN.md so an auditor can recompute it without our code:
+everything here must stay in step with that document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from clickhouse_connect.driver.client import Client
+
+from agentledger.schema.span_columns import SPAN_SCHEMA
+
+CHAIN_TABLE: Final = "audit_chain"
+GENESIS: Final = "sha256:" + "0" * 64
+
+# Every stored span column, in schema order, is part of the digest.
+DIGEST_FIELDS: Final[tuple[str, ...]] = tuple(SPAN_SCHEMA.names)
+_MAP_FIELDS: Final = frozenset(f.name for f in SPAN_SCHEMA if pa.types.is_map(f.type))
+_MAP_LIST_FIELDS: Final = frozenset(
+    f.name for f in SPAN_SCHEMA if pa.types.is_list(f.type) and pa.types.is_map(f.type.value_type)
+)
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 (JCS) for the values a span holds: strings, integers, booleans, arrays (no floats, no
+    objects). For those, Python's json.dumps without ASCII escaping and without spaces is JCS."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def sha256_text(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _pairs(value: Any) -> list[list[str]]:
+    items = value.items() if isinstance(value, Mapping) else value
+    return sorted([str(k), str(v)] for k, v in items)
+
+
+def canonical_row(row: Mapping[str, Any]) -> list[Any]:
+    """The span as the array that is hashed: DIGEST_FIELDS in order, maps as sorted [key, value] pairs,
+    times as integer nanoseconds."""
+    values: list[Any] = []
+    for name in DIGEST_FIELDS:
+        value = row[name]
+        if name in _MAP_FIELDS:
+            value = _pairs(value)
+        elif name in _MAP_LIST_FIELDS:
+            value = [_pairs(item) for item in value]
+        elif isinstance(value, tuple):
+            value = list(value)
+        values.append(value)
+    return values
+
+
+def span_digest(row: Mapping[str, Any]) -> str:
+    return sha256_text(canonical_json(canonical_row(row)))
+
+
+def span_key(trace_id: str, span_id: str) -> str:
+    return f"{trace_id}:{span_id}"
+
+
+def chain_link(prev_link: str, batch_time_ns: int, keys: Sequence[str], digests: Sequence[str]) -> str:
+    return sha256_text(canonical_json([prev_link, batch_time_ns, [[k, d] for k, d in zip(keys, digests, strict=True)]]))
+
+
+def rows_of_batch(batch: pa.Table) -> list[dict[str, Any]]:
+    """Python rows of an Arrow span batch with times as integer nanoseconds (as the digest wants)."""
+    columns: dict[str, list[Any]] = {}
+    for field in SPAN_SCHEMA:
+        column = batch.column(field.name)
+        if pa.types.is_timestamp(field.type):
+            column = pc.cast(column, pa.int64())
+        elif pa.types.is_list(field.type) and pa.types.is_timestamp(field.type.value_type):
+            column = pc.cast(column, pa.list_(pa.int64()))
+        columns[field.name] = column.to_pylist()
+    return [{name: columns[name][index] for name in DIGEST_FIELDS} for index in range(batch.num_rows)]
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    tenant: str
+    run_id: str
+    seq: int
+    kind: str
+    batch_time_ns: int
+    span_keys: tuple[str, ...]
+    span_digests: tuple[str, ...]
+    prev_link: str
+    link: str
+
+
+_HEADS = """
+SELECT tenant, run_id, max(seq) AS head_seq, argMax(link, seq) AS head_link
+FROM audit_chain
+WHERE (tenant, run_id) IN {runs:Array(Tuple(String, String))}
+GROUP BY tenant, run_id
+"""
+
+
+class ChainWriter:
+    """Appends one link per run per exported batch. Used by one export worker at a time, which keeps
+    each run's links in order. Heads are read from the table for every batch (one query), never cached:
+    a replayed batch whose links ClickHouse drops as duplicates must not move a cached head."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def _heads(self, runs: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
+        rows = self._client.query(_HEADS, parameters={"runs": runs}).result_rows
+        return {(str(tenant), str(run_id)): (int(seq), str(link)) for tenant, run_id, seq, link in rows}
+
+    def links_for(self, batch: pa.Table, batch_time_ns: int) -> list[ChainLink]:
+        groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for row in rows_of_batch(batch):
+            key = span_key(row["trace_id"], row["span_id"])
+            groups.setdefault((row["tenant"], row["run_id"]), []).append((key, span_digest(row)))
+        heads = self._heads(sorted(groups))
+        links = []
+        for (tenant, run_id), entries in sorted(groups.items()):
+            entries.sort()
+            seq, prev = heads.get((tenant, run_id), (0, GENESIS))
+            keys = tuple(k for k, _ in entries)
+            digests = tuple(d for _, d in entries)
+            link = chain_link(prev, batch_time_ns, keys, digests)
+            links.append(ChainLink(tenant, run_id, seq + 1, "spans", batch_time_ns, keys, digests, prev, link))
+        return links
+
+    def append(self, links: Iterable[ChainLink], deduplication_token: str) -> None:
+        links = list(links)
+        if not links:
+            return
+        rows = [[lk.tenant, lk.run_id, lk.seq, lk.kind, lk.batch_time_ns, list(lk.span_keys), list(lk.span_digests),
+                 lk.prev_link, lk.link, ""] for lk in links]  # fmt: skip
+        settings = {"insert_deduplication_token": deduplication_token} if deduplication_token else None
+        self._client.insert(
+            CHAIN_TABLE,
+            rows,
+            column_names=["tenant", "run_id", "seq", "kind", "batch_time_ns", "span_keys", "span_digests",
+                          "prev_link", "link", "signature"],
+            settings=settings,
+        )  # fmt: skip
