@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -57,3 +59,33 @@ class Timeline(BaseModel):
 class Health(BaseModel):
     status: str
     clickhouse: str
+
+
+class SpanFinding(BaseModel):
+    trace_id: str
+    span_id: str
+    name: str = Field(description="The stored span's name (empty when the span was removed).")
+    problem: Literal["altered", "removed", "inserted"] = Field(
+        description="altered: stored content differs from what was chained; removed: chained but no longer"
+        " stored; inserted: stored but never chained (written around the collector)."
+    )
+    link_seq: int | None = Field(description="The chain link that recorded the span (none when inserted).")
+
+
+class ChainBreak(BaseModel):
+    seq: int
+    problem: str
+
+
+class Verification(BaseModel):
+    run_id: str
+    status: Literal["intact", "tampered", "unchained"] = Field(
+        description="intact: every link and span recomputes; tampered: see findings and chain_breaks;"
+        " unchained: spans exist but no chain (ingested with audit_chain off)."
+    )
+    links: int
+    spans_checked: int
+    head: str = Field(description="The last link's hash: what a signature or an external witness commits to.")
+    first_bad_link: int | None = Field(description="The earliest link from which the record cannot be trusted.")
+    chain_breaks: list[ChainBreak]
+    findings: list[SpanFinding]

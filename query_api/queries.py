@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from agentledger.ingest.audit_chain import DIGEST_FIELDS
+from agentledger.schema.span_columns import SPAN_SCHEMA
+
 # The run index row: where (traces, time range) a run's spans are, so the spans read is a key range.
 RUN_SUMMARY: Final = """
 SELECT
@@ -49,4 +52,34 @@ WHERE tenant = {tenant:String}
   AND start_time <= fromUnixTimestamp64Nano({to_ns:Int64})
 ORDER BY start_time, trace_id, span_id
 LIMIT 1 BY trace_id, span_id
+"""
+
+
+def _digest_expression(name: str) -> str:
+    """How a span column is read for its digest: times as integer ns, maps as [key, value] pairs."""
+    field_type = SPAN_SCHEMA.field(name).type
+    if str(field_type).startswith("timestamp"):
+        return f"toUnixTimestamp64Nano({name}) AS {name}"
+    if str(field_type) == "list<item: timestamp[ns]>":
+        return f"arrayMap(t -> toUnixTimestamp64Nano(t), {name}) AS {name}"
+    if str(field_type).startswith("map<"):
+        return f"arrayZip(mapKeys({name}), mapValues({name})) AS {name}"
+    if str(field_type).startswith("list<item: map<"):
+        return f"arrayMap(m -> arrayZip(mapKeys(m), mapValues(m)), {name}) AS {name}"
+    return name
+
+
+# Every stored copy of every span of the run, with its columns as the digest reads them. No LIMIT 1 BY:
+# a second, different copy of a span is itself a finding.
+RUN_SPANS_FOR_DIGEST: Final = f"""
+SELECT {", ".join(_digest_expression(name) for name in DIGEST_FIELDS)}
+FROM spans
+WHERE tenant = {{tenant:String}} AND run_id = {{run_id:String}}
+"""
+
+RUN_CHAIN: Final = """
+SELECT seq, kind, batch_time_ns, span_keys, span_digests, prev_link, link
+FROM audit_chain
+WHERE tenant = {tenant:String} AND run_id = {run_id:String}
+ORDER BY seq
 """

@@ -162,3 +162,17 @@ def test_sigterm_stops_cleanly_and_data_survives_a_restart(service: RunningServi
         assert len(response.json()["entries"]) == 6
     finally:
         assert restarted.stop() == 0
+
+
+def test_cli_verify_reports_an_intact_run(service: RunningService) -> None:
+    _send_run_over_two_traces(service.collector_url)
+    wait_for_timeline(service.api_url, RUN_ID, 6)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "agentledger", "verify", RUN_ID, "--api-url", service.api_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"run {RUN_ID}: intact (")
+    assert "5 spans checked" in result.stdout  # the id-less HTTP child is chained under no run

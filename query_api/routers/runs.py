@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path
 
 from agentledger.query_api.dependencies import ClientDep, TenantDep
-from agentledger.query_api.models import ErrorBody, Timeline
+from agentledger.query_api.models import ErrorBody, Timeline, Verification
 from agentledger.query_api.timeline import load_timeline
+from agentledger.query_api.verify import verify_run
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -28,3 +29,19 @@ def get_timeline(run_id: RunId, client: ClientDep, tenant: TenantDep) -> Timelin
     if timeline is None:
         raise HTTPException(status_code=404, detail=f"no run with id {run_id!r}")
     return timeline
+
+
+@router.get(
+    "/{run_id}/verify",
+    responses={
+        404: {"model": ErrorBody, "description": "No run with this id for the caller's tenant."},
+        503: {"model": ErrorBody, "description": "ClickHouse is unreachable."},
+    },
+)
+def verify(run_id: RunId, client: ClientDep, tenant: TenantDep) -> Verification:
+    """Recomputes the run's audit hash chain from the stored spans: intact, or which spans were altered,
+    removed or inserted out of band, and since which link."""
+    result = verify_run(client, tenant, run_id)
+    if result is None:
+        raise HTTPException(status_code=404, detail=f"no run with id {run_id!r}")
+    return result

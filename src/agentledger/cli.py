@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -107,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--role", required=True, help="agent (collector) or responder | reviewer | admin (query API)")
     add.add_argument("--agent-id", default="", help="collector: the agent identity stamped on its spans")
 
+    verify = commands.add_parser("verify", help="check a run against its audit hash chain (through the query API)")
+    verify.add_argument("run_id", help="the agent.run.id")
+    verify.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
+    verify.add_argument("--json", action="store_true", help="print the JSON the API returned")
+
     timeline = commands.add_parser("timeline", help="print the incident timeline of a run (through the query API)")
     timeline.add_argument("run_id", help="the agent.run.id")
     timeline.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
@@ -192,17 +198,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_timeline(args: argparse.Namespace) -> int:
+def _api_get(args: argparse.Namespace, resource: str) -> Any:
+    """GETs /v1/runs/{run_id}/{resource} from the query API; CliError with a sentence on any failure."""
     api = _env_url(args.api_url, ENV_API_URL, f"http://127.0.0.1:{DEFAULT_API_PORT}")
     try:
-        response = httpx.get(f"{api}/v1/runs/{quote(args.run_id, safe='')}/timeline", timeout=30)
+        response = httpx.get(f"{api}/v1/runs/{quote(args.run_id, safe='')}/{resource}", timeout=30)
     except httpx.HTTPError as error:
         raise CliError(f"cannot reach the query API at {api} ({error}); is `agentledger up` running?") from error
     if response.status_code == 404:
         raise CliError(f"no run with id {args.run_id!r}", EXIT_FAILED)
     if response.status_code != 200:
         raise CliError(f"the query API answered {response.status_code}: {_detail(response)}", EXIT_FAILED)
-    body = response.json()
+    return response.json()
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    body = _api_get(args, "verify")
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        print(f"run {body['run_id']}: {body['status']} ({body['links']} links, {body['spans_checked']} spans checked)")
+        for item in body["chain_breaks"]:
+            print(f"  link {item['seq']}: {item['problem']}")
+        for item in body["findings"]:
+            since = f" (chained in link {item['link_seq']})" if item["link_seq"] is not None else ""
+            print(f"  span {item['trace_id']}:{item['span_id']} {item['name']!r}: {item['problem']}{since}")
+    return EXIT_OK if body["status"] == "intact" else EXIT_FAILED
+
+
+def _cmd_timeline(args: argparse.Namespace) -> int:
+    body = _api_get(args, "timeline")
     if args.json:
         print(json.dumps(body, indent=2))
         return EXIT_OK
@@ -239,6 +264,7 @@ _COMMANDS = {
     "migrate": _cmd_migrate,
     "demo": _cmd_demo,
     "timeline": _cmd_timeline,
+    "verify": _cmd_verify,
     "credentials": _cmd_credentials,
 }
 

@@ -1,0 +1,70 @@
+"""Verifies a run against its audit hash chain: recomputes every link and every stored span's digest and
+names each span altered, removed or inserted out of band (schema/AUDIT_CHAIN.md)."""
+
+from __future__ import annotations
+
+from clickhouse_connect.driver.client import Client
+
+from agentledger.ingest.audit_chain import GENESIS, chain_link, span_digest, span_key
+from agentledger.query_api import queries
+from agentledger.query_api.models import ChainBreak, SpanFinding, Verification
+
+
+def verify_run(client: Client, tenant: str, run_id: str) -> Verification | None:
+    """None when the run has neither spans nor chain links for this tenant."""
+    parameters = {"tenant": tenant, "run_id": run_id}
+    chain = list(client.query(queries.RUN_CHAIN, parameters=parameters).named_results())
+    stored: dict[str, set[str]] = {}
+    names: dict[str, str] = {}
+    for row in client.query(queries.RUN_SPANS_FOR_DIGEST, parameters=parameters).named_results():
+        key = span_key(row["trace_id"], row["span_id"])
+        stored.setdefault(key, set()).add(span_digest(row))
+        names[key] = row["name"]
+    if not chain and not stored:
+        return None
+
+    breaks: list[ChainBreak] = []
+    expected: dict[str, tuple[str, int]] = {}
+    previous = GENESIS
+    for index, link in enumerate(chain, start=1):
+        seq = int(link["seq"])
+        keys, digests = list(link["span_keys"]), list(link["span_digests"])
+        if seq != index:
+            breaks.append(ChainBreak(seq=seq, problem=f"link {index} is missing or out of order"))
+        if link["prev_link"] != previous:
+            breaks.append(ChainBreak(seq=seq, problem="does not point at the previous link"))
+        if chain_link(link["prev_link"], int(link["batch_time_ns"]), keys, digests) != link["link"]:
+            breaks.append(ChainBreak(seq=seq, problem="its hash does not match its contents"))
+        previous = link["link"]
+        for key, digest in zip(keys, digests, strict=True):
+            expected[key] = (digest, seq)
+
+    findings: list[SpanFinding] = []
+    for key, (digest, seq) in sorted(expected.items(), key=lambda item: (item[1][1], item[0])):
+        copies = stored.get(key)
+        if copies is None:
+            findings.append(_finding(key, "removed", seq, ""))
+        elif copies != {digest}:
+            findings.append(_finding(key, "altered", seq, names.get(key, "")))
+    for key in sorted(set(stored) - set(expected)):
+        findings.append(_finding(key, "inserted", None, names.get(key, "")))
+
+    bad_links = [b.seq for b in breaks] + [f.link_seq for f in findings if f.link_seq is not None]
+    status = "intact" if not breaks and not findings else "tampered"
+    if not chain:
+        status = "unchained"
+    return Verification(
+        run_id=run_id,
+        status=status,
+        links=len(chain),
+        spans_checked=len(stored),
+        head=previous if chain else "",
+        first_bad_link=min(bad_links) if bad_links else None,
+        chain_breaks=breaks,
+        findings=findings,
+    )
+
+
+def _finding(key: str, problem: str, seq: int | None, name: str) -> SpanFinding:
+    trace_id, _, span_id = key.partition(":")
+    return SpanFinding(trace_id=trace_id, span_id=span_id, name=name, problem=problem, link_seq=seq)
