@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -176,3 +177,19 @@ def test_cli_verify_reports_an_intact_run(service: RunningService) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"run {RUN_ID}: intact (")
     assert "5 spans checked" in result.stdout  # the id-less HTTP child is chained under no run
+
+
+def test_cli_export_writes_a_bundle(service: RunningService, tmp_path: Path) -> None:
+    import zipfile
+
+    _send_run_over_two_traces(service.collector_url)
+    wait_for_timeline(service.api_url, RUN_ID, 6)
+    output = tmp_path / "bundle.zip"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "agentledger", "export", RUN_ID, "-o", str(output), "--api-url", service.api_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "manifest.json" in zipfile.ZipFile(output).namelist()

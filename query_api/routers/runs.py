@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
+from fastapi.responses import Response
 
 from agentledger.query_api.dependencies import ClientDep, TenantDep
+from agentledger.query_api.evidence import build_bundle
 from agentledger.query_api.models import ErrorBody, Timeline, Verification
 from agentledger.query_api.timeline import load_timeline
 from agentledger.query_api.verify import verify_run
@@ -45,3 +47,23 @@ def verify(run_id: RunId, client: ClientDep, tenant: TenantDep) -> Verification:
     if result is None:
         raise HTTPException(status_code=404, detail=f"no run with id {run_id!r}")
     return result
+
+
+@router.get(
+    "/{run_id}/evidence",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/zip": {}}, "description": "The evidence bundle (zip)."},
+        404: {"model": ErrorBody, "description": "No run with this id for the caller's tenant."},
+        503: {"model": ErrorBody, "description": "ClickHouse is unreachable."},
+    },
+)
+def evidence(run_id: RunId, client: ClientDep, tenant: TenantDep) -> Response:
+    """One self-contained file for an auditor: spans, chain, timeline and verification, with a README on
+    checking it offline (schema/AUDIT_CHAIN.md)."""
+    bundle = build_bundle(client, tenant, run_id)
+    if bundle is None:
+        raise HTTPException(status_code=404, detail=f"no run with id {run_id!r}")
+    filename = f"agentledger-evidence-{run_id}.zip".replace('"', "")
+    return Response(bundle, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip

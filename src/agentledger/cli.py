@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
     verify.add_argument("--json", action="store_true", help="print the JSON the API returned")
 
+    export = commands.add_parser("export", help="write a run's evidence bundle (zip) for an auditor")
+    export.add_argument("run_id", help="the agent.run.id")
+    export.add_argument("-o", "--output", type=Path, help="file to write (default agentledger-evidence-RUN_ID.zip)")
+    export.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
+
     timeline = commands.add_parser("timeline", help="print the incident timeline of a run (through the query API)")
     timeline.add_argument("run_id", help="the agent.run.id")
     timeline.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
@@ -198,8 +203,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _api_get(args: argparse.Namespace, resource: str) -> Any:
-    """GETs /v1/runs/{run_id}/{resource} from the query API; CliError with a sentence on any failure."""
+def _api_get(args: argparse.Namespace, resource: str, raw: bool = False) -> Any:
+    """GETs /v1/runs/{run_id}/{resource} from the query API (JSON, or bytes when raw); CliError with a
+    sentence on any failure."""
     api = _env_url(args.api_url, ENV_API_URL, f"http://127.0.0.1:{DEFAULT_API_PORT}")
     try:
         response = httpx.get(f"{api}/v1/runs/{quote(args.run_id, safe='')}/{resource}", timeout=30)
@@ -209,7 +215,18 @@ def _api_get(args: argparse.Namespace, resource: str) -> Any:
         raise CliError(f"no run with id {args.run_id!r}", EXIT_FAILED)
     if response.status_code != 200:
         raise CliError(f"the query API answered {response.status_code}: {_detail(response)}", EXIT_FAILED)
-    return response.json()
+    return response.content if raw else response.json()
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    bundle: bytes = _api_get(args, "evidence", raw=True)
+    output = args.output or Path(f"agentledger-evidence-{args.run_id.replace('/', '_')}.zip")
+    try:
+        output.write_bytes(bundle)
+    except OSError as error:
+        raise CliError(f"cannot write {output}: {error.strerror}") from error
+    print(f"wrote {output} ({len(bundle)} bytes); its README.md says how to verify it offline")
+    return EXIT_OK
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -265,6 +282,7 @@ _COMMANDS = {
     "demo": _cmd_demo,
     "timeline": _cmd_timeline,
     "verify": _cmd_verify,
+    "export": _cmd_export,
     "credentials": _cmd_credentials,
 }
 
