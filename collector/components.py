@@ -46,7 +46,7 @@ PROCESSORS: Mapping[str, ProcessorType[Any]] = {}
 
 EXPORTERS: Mapping[str, ExporterType[Any]] = {
     "clickhouse": ExporterType(
-        ClickHouseExporterConfig, lambda config, context: ClickHouseExporter(context.client, config.audit_chain)
+        ClickHouseExporterConfig, lambda config, context: ClickHouseExporter(context.client, config)
     ),
 }
 

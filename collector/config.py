@@ -120,9 +120,25 @@ class ExporterConfig(FrozenModel):
     retry: RetryConfig = RetryConfig()
 
 
+class RetentionConfig(FrozenModel):
+    """How long spans are kept, by start time; 0 keeps them. Legal holds override it."""
+
+    default_days: int = Field(0, ge=0)
+    tenants: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("tenants")
+    @classmethod
+    def _non_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        for tenant, days in value.items():
+            if days < 0:
+                raise ValueError(f"retention for tenant {tenant!r} must be 0 (keep) or more days, not {days}")
+        return value
+
+
 class ClickHouseExporterConfig(ExporterConfig):
     # Link every stored batch into its runs' tamper-evident hash chain (schema/AUDIT_CHAIN.md).
     audit_chain: bool = True
+    retention: RetentionConfig = RetentionConfig()
 
 
 class SpoolConfig(FrozenModel):

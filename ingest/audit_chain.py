@@ -68,8 +68,11 @@ def span_key(trace_id: str, span_id: str) -> str:
     return f"{trace_id}:{span_id}"
 
 
-def chain_link(prev_link: str, batch_time_ns: int, keys: Sequence[str], digests: Sequence[str]) -> str:
-    return sha256_text(canonical_json([prev_link, batch_time_ns, [[k, d] for k, d in zip(keys, digests, strict=True)]]))
+def chain_link(
+    prev_link: str, batch_time_ns: int, keys: Sequence[str], digests: Sequence[str], retain_until: Sequence[int]
+) -> str:
+    entries = [[k, d, r] for k, d, r in zip(keys, digests, retain_until, strict=True)]
+    return sha256_text(canonical_json([prev_link, batch_time_ns, entries]))
 
 
 def rows_of_batch(batch: pa.Table) -> list[dict[str, Any]]:
@@ -94,8 +97,10 @@ class ChainLink:
     batch_time_ns: int
     span_keys: tuple[str, ...]
     span_digests: tuple[str, ...]
+    span_retain_until: tuple[int, ...]
     prev_link: str
     link: str
+    note: str = ""
 
 
 _HEADS = """
@@ -118,20 +123,35 @@ class ChainWriter:
         rows = self._client.query(_HEADS, parameters={"runs": runs}).result_rows
         return {(str(tenant), str(run_id)): (int(seq), str(link)) for tenant, run_id, seq, link in rows}
 
-    def links_for(self, batch: pa.Table, batch_time_ns: int) -> list[ChainLink]:
-        groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
-        for row in rows_of_batch(batch):
+    def links_for(self, batch: pa.Table, batch_time_ns: int, retain_until: Sequence[int]) -> list[ChainLink]:
+        """One link per run in the batch; retain_until holds each row's retention end (unix seconds)."""
+        groups: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
+        for row, until in zip(rows_of_batch(batch), retain_until, strict=True):
             key = span_key(row["trace_id"], row["span_id"])
-            groups.setdefault((row["tenant"], row["run_id"]), []).append((key, span_digest(row)))
+            groups.setdefault((row["tenant"], row["run_id"]), []).append((key, span_digest(row), int(until)))
+        return self._links(groups, "spans", batch_time_ns, "")
+
+    def tombstone_for(
+        self, tenant: str, run_id: str, deleted: Sequence[tuple[str, str]], batch_time_ns: int, note: str
+    ) -> list[ChainLink]:
+        """A link recording that these (span key, digest) pairs are deleted on request, and why."""
+        return self._links({(tenant, run_id): [(k, d, 0) for k, d in deleted]}, "tombstone", batch_time_ns, note)
+
+    def _links(
+        self, groups: dict[tuple[str, str], list[tuple[str, str, int]]], kind: str, batch_time_ns: int, note: str
+    ) -> list[ChainLink]:
         heads = self._heads(sorted(groups))
         links = []
         for (tenant, run_id), entries in sorted(groups.items()):
             entries.sort()
             seq, prev = heads.get((tenant, run_id), (0, GENESIS))
-            keys = tuple(k for k, _ in entries)
-            digests = tuple(d for _, d in entries)
-            link = chain_link(prev, batch_time_ns, keys, digests)
-            links.append(ChainLink(tenant, run_id, seq + 1, "spans", batch_time_ns, keys, digests, prev, link))
+            keys = tuple(k for k, _, _ in entries)
+            digests = tuple(d for _, d, _ in entries)
+            until = tuple(u for _, _, u in entries)
+            link = chain_link(prev, batch_time_ns, keys, digests, until)
+            links.append(
+                ChainLink(tenant, run_id, seq + 1, kind, batch_time_ns, keys, digests, until, prev, link, note)
+            )
         return links
 
     def append(self, links: Iterable[ChainLink], deduplication_token: str) -> None:
@@ -139,12 +159,12 @@ class ChainWriter:
         if not links:
             return
         rows = [[lk.tenant, lk.run_id, lk.seq, lk.kind, lk.batch_time_ns, list(lk.span_keys), list(lk.span_digests),
-                 lk.prev_link, lk.link, ""] for lk in links]  # fmt: skip
+                 list(lk.span_retain_until), lk.note, lk.prev_link, lk.link, ""] for lk in links]  # fmt: skip
         settings = {"insert_deduplication_token": deduplication_token} if deduplication_token else None
         self._client.insert(
             CHAIN_TABLE,
             rows,
             column_names=["tenant", "run_id", "seq", "kind", "batch_time_ns", "span_keys", "span_digests",
-                          "prev_link", "link", "signature"],
+                          "span_retain_until", "note", "prev_link", "link", "signature"],
             settings=settings,
         )  # fmt: skip

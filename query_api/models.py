@@ -65,11 +65,14 @@ class SpanFinding(BaseModel):
     trace_id: str
     span_id: str
     name: str = Field(description="The stored span's name (empty when the span was removed).")
-    problem: Literal["altered", "removed", "inserted"] = Field(
+    problem: Literal["altered", "removed", "inserted", "pruned", "deleted"] = Field(
         description="altered: stored content differs from what was chained; removed: chained but no longer"
-        " stored; inserted: stored but never chained (written around the collector)."
+        " stored; inserted: stored but never chained (written around the collector). Not tampering: pruned"
+        " (gone after its retention ended), deleted (gone after a deletion request recorded as a tombstone)."
     )
     link_seq: int | None = Field(description="The chain link that recorded the span (none when inserted).")
+    at: str = Field("", description="pruned: when retention ended; deleted: when the tombstone was written.")
+    note: str = Field("", description="deleted: the reason and requester recorded in the tombstone.")
 
 
 class ChainBreak(BaseModel):
@@ -79,9 +82,10 @@ class ChainBreak(BaseModel):
 
 class Verification(BaseModel):
     run_id: str
-    status: Literal["intact", "tampered", "unchained"] = Field(
-        description="intact: every link and span recomputes; tampered: see findings and chain_breaks;"
-        " unchained: spans exist but no chain (ingested with audit_chain off)."
+    status: Literal["intact", "pruned", "tampered", "unchained"] = Field(
+        description="intact: every link and span recomputes; pruned: intact except spans removed by retention"
+        " or by a recorded deletion; tampered: see findings and chain_breaks; unchained: spans exist but no"
+        " chain (ingested with audit_chain off)."
     )
     links: int
     spans_checked: int

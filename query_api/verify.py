@@ -1,17 +1,25 @@
 """Verifies a run against its audit hash chain: recomputes every link and every stored span's digest and
-names each span altered, removed or inserted out of band (schema/AUDIT_CHAIN.md)."""
+names each span altered, removed or inserted out of band, telling apart spans that retention pruned or a
+recorded deletion removed (schema/AUDIT_CHAIN.md)."""
 
 from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
 from agentledger.ingest.audit_chain import GENESIS, chain_link, span_digest, span_key
 from agentledger.query_api import queries
 from agentledger.query_api.models import ChainBreak, SpanFinding, Verification
+from agentledger.query_api.timeline import rfc3339_nanos
+
+_TAMPERING = frozenset({"altered", "removed", "inserted"})
 
 
-def verify_run(client: Client, tenant: str, run_id: str) -> Verification | None:
+def verify_run(client: Client, tenant: str, run_id: str, now_seconds: int | None = None) -> Verification | None:
     """None when the run has neither spans nor chain links for this tenant."""
+    now_seconds = int(time.time()) if now_seconds is None else now_seconds
     parameters = {"tenant": tenant, "run_id": run_id}
     chain = list(client.query(queries.RUN_CHAIN, parameters=parameters).named_results())
     stored: dict[str, set[str]] = {}
@@ -24,35 +32,55 @@ def verify_run(client: Client, tenant: str, run_id: str) -> Verification | None:
         return None
 
     breaks: list[ChainBreak] = []
-    expected: dict[str, tuple[str, int]] = {}
+    chained: dict[str, tuple[str, int, int]] = {}  # key -> (digest, seq, retain_until)
+    tombstones: dict[str, tuple[int, int, str]] = {}  # key -> (seq, time ns, note)
     previous = GENESIS
     for index, link in enumerate(chain, start=1):
         seq = int(link["seq"])
         keys, digests = list(link["span_keys"]), list(link["span_digests"])
+        retain_until = [int(value) for value in link["span_retain_until"]]
         if seq != index:
             breaks.append(ChainBreak(seq=seq, problem=f"link {index} is missing or out of order"))
         if link["prev_link"] != previous:
             breaks.append(ChainBreak(seq=seq, problem="does not point at the previous link"))
-        if chain_link(link["prev_link"], int(link["batch_time_ns"]), keys, digests) != link["link"]:
+        if len(retain_until) != len(keys) or (
+            chain_link(link["prev_link"], int(link["batch_time_ns"]), keys, digests, retain_until) != link["link"]
+        ):
             breaks.append(ChainBreak(seq=seq, problem="its hash does not match its contents"))
         previous = link["link"]
-        for key, digest in zip(keys, digests, strict=True):
-            expected[key] = (digest, seq)
+        for key, digest, until in zip(keys, digests, retain_until, strict=False):
+            if link["kind"] == "tombstone":
+                tombstones[key] = (seq, int(link["batch_time_ns"]), str(link["note"]))
+            else:
+                chained[key] = (digest, seq, until)
 
     findings: list[SpanFinding] = []
-    for key, (digest, seq) in sorted(expected.items(), key=lambda item: (item[1][1], item[0])):
+    for key, (digest, seq, until) in sorted(chained.items(), key=lambda item: (item[1][1], item[0])):
         copies = stored.get(key)
         if copies is None:
-            findings.append(_finding(key, "removed", seq, ""))
+            if key in tombstones:
+                _, tomb_ns, note = tombstones[key]
+                findings.append(_finding(key, "deleted", seq, "", rfc3339_nanos(tomb_ns), note))
+            elif until <= now_seconds:
+                at = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                findings.append(_finding(key, "pruned", seq, "", at))
+            else:
+                findings.append(_finding(key, "removed", seq, ""))
         elif copies != {digest}:
             findings.append(_finding(key, "altered", seq, names.get(key, "")))
-    for key in sorted(set(stored) - set(expected)):
+    for key in sorted(set(stored) - set(chained)):
         findings.append(_finding(key, "inserted", None, names.get(key, "")))
 
-    bad_links = [b.seq for b in breaks] + [f.link_seq for f in findings if f.link_seq is not None]
-    status = "intact" if not breaks and not findings else "tampered"
+    tampering = [f for f in findings if f.problem in _TAMPERING]
+    bad_links = [b.seq for b in breaks] + [f.link_seq for f in tampering if f.link_seq is not None]
     if not chain:
         status = "unchained"
+    elif breaks or tampering:
+        status = "tampered"
+    elif findings:
+        status = "pruned"
+    else:
+        status = "intact"
     return Verification(
         run_id=run_id,
         status=status,
@@ -65,6 +93,6 @@ def verify_run(client: Client, tenant: str, run_id: str) -> Verification | None:
     )
 
 
-def _finding(key: str, problem: str, seq: int | None, name: str) -> SpanFinding:
+def _finding(key: str, problem: str, seq: int | None, name: str, at: str = "", note: str = "") -> SpanFinding:
     trace_id, _, span_id = key.partition(":")
-    return SpanFinding(trace_id=trace_id, span_id=span_id, name=name, problem=problem, link_seq=seq)
+    return SpanFinding(trace_id=trace_id, span_id=span_id, name=name, problem=problem, link_seq=seq, at=at, note=note)

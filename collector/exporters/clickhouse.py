@@ -1,5 +1,5 @@
-"""Exports span batches to the ClickHouse spans table through ingest/, and links them into each run's
-audit hash chain (ingest/audit_chain.py) right after they are stored."""
+"""Exports span batches to the ClickHouse spans table through ingest/: stamps retention and legal holds,
+then links the stored spans into each run's audit hash chain (ingest/audit_chain.py)."""
 
 from __future__ import annotations
 
@@ -9,28 +9,39 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from agentledger.collector.component import ExportError, SpanBatch
+from agentledger.collector.config import ClickHouseExporterConfig
 from agentledger.ingest.audit_chain import ChainWriter
 from agentledger.ingest.clickhouse import first_line
+from agentledger.ingest.retention import AgentHolds, RetentionPolicy
 from agentledger.ingest.span_writer import SpanWriter, WriteFailed
 
 
 class ClickHouseExporter:
-    def __init__(self, client: Client, audit_chain: bool = True) -> None:
+    def __init__(self, client: Client, config: ClickHouseExporterConfig | None = None) -> None:
+        config = config or ClickHouseExporterConfig()
         self._writer = SpanWriter(client)
-        self._chain = ChainWriter(client) if audit_chain else None
+        self._chain = ChainWriter(client) if config.audit_chain else None
+        self._retention = RetentionPolicy(config.retention.default_days, dict(config.retention.tenants))
+        self._holds = AgentHolds(client)
 
     def export(self, batch: SpanBatch, batch_id: str) -> None:
         try:
-            self._writer.insert(batch, deduplication_token=batch_id)
+            retain_until = self._retention.retain_until(batch)
+            legal_hold = self._holds.legal_hold(batch)
+            self._writer.insert(
+                batch,
+                deduplication_token=batch_id,
+                policy_columns={"retain_until": retain_until, "legal_hold": legal_hold},
+            )
             if self._chain is not None:
                 # Links are computed after the spans are stored and carry their own token, so a replay
                 # neither duplicates them nor chains a batch twice.
-                links = self._chain.links_for(batch, time.time_ns())
+                links = self._chain.links_for(batch, time.time_ns(), retain_until.to_pylist())
                 self._chain.append(links, deduplication_token=f"{batch_id}:chain")
         except WriteFailed as error:
             raise ExportError(str(error)) from error
         except ClickHouseError as error:
-            raise ExportError(f"audit chain: {first_line(error)}") from error
+            raise ExportError(f"audit chain or holds: {first_line(error)}") from error
 
     def shutdown(self) -> None:
         """The client is shared and closed by its owner."""

@@ -10,6 +10,10 @@ CREATE TABLE IF NOT EXISTS audit_chain
     batch_time_ns Int64,
     span_keys Array(String),
     span_digests Array(String),
+    -- When each span's retention ends (unix seconds): a span gone after it was pruned by policy.
+    span_retain_until Array(Int64),
+    -- Tombstones: why and by whom spans were deleted on request.
+    note String,
     prev_link String,
     link String,
     signature String,

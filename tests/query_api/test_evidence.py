@@ -49,11 +49,17 @@ def offline_verify(bundle: bytes) -> list[str]:
     previous = "sha256:" + "0" * 64
     chained = {}
     for link in sorted(chain, key=lambda item: item["seq"]):
-        pairs = [[key, digest] for key, digest in zip(link["span_keys"], link["span_digests"], strict=True)]
-        if link["prev_link"] != previous or sha(jcs([link["prev_link"], link["batch_time_ns"], pairs])) != link["link"]:
+        entries = [
+            list(e) for e in zip(link["span_keys"], link["span_digests"], link["span_retain_until"], strict=True)
+        ]
+        if (
+            link["prev_link"] != previous
+            or sha(jcs([link["prev_link"], link["batch_time_ns"], entries])) != link["link"]
+        ):
             problems.append(f"link {link['seq']}: broken")
         previous = link["link"]
-        chained.update(dict(pairs))
+        if link["kind"] == "spans":
+            chained.update({key: digest for key, digest, _ in entries})
     if previous != manifest["head"]:
         problems.append("head differs from manifest")
     for key, digest in chained.items():
