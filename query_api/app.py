@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from agentledger import __version__
 from agentledger.ingest.clickhouse import first_line
-from agentledger.query_api.routers import health, runs
+from agentledger.query_api.routers import health, holds, runs
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ def create_app(client: Client, config: QueryApiConfig | None = None) -> FastAPI:
     app.state.config = config or QueryApiConfig()
     app.include_router(health.router)
     app.include_router(runs.router)
+    app.include_router(holds.router)
 
     @app.exception_handler(ClickHouseError)
     async def storage_error(_: Request, error: ClickHouseError) -> JSONResponse:

@@ -93,3 +93,29 @@ class Verification(BaseModel):
     first_bad_link: int | None = Field(description="The earliest link from which the record cannot be trusted.")
     chain_breaks: list[ChainBreak]
     findings: list[SpanFinding]
+
+
+HoldScope = Literal["run", "agent"]
+
+
+class HoldRequest(BaseModel):
+    scope: HoldScope = Field(description="run: one run; agent: every run of an agent, including future ones.")
+    target: str = Field(min_length=1, max_length=256, description="The run id or the agent id.")
+    reason: str = Field(min_length=1, max_length=2000, description="Why, e.g. the matter or ticket number.")
+
+
+class Hold(BaseModel):
+    hold_id: str
+    scope: HoldScope
+    target: str
+    reason: str
+    placed_by: str
+    placed_at: str
+    released: bool
+
+
+class Deletion(BaseModel):
+    run_id: str
+    deleted_spans: int
+    tombstone_seq: int = Field(description="The audit chain link recording the deletion.")
+    note: str

@@ -83,3 +83,44 @@ FROM audit_chain
 WHERE tenant = {tenant:String} AND run_id = {run_id:String}
 ORDER BY seq
 """
+
+ACTIVE_HOLDS: Final = """
+SELECT hold_id, scope, target, reason, placed_by, toUnixTimestamp64Nano(placed_at) AS placed_ns
+FROM legal_holds FINAL
+WHERE tenant = {tenant:String} AND released_at IS NULL
+ORDER BY placed_at
+"""
+
+HOLD_BY_ID: Final = """
+SELECT hold_id, scope, target, reason, placed_by, toUnixTimestamp64Nano(placed_at) AS placed_ns,
+       released_at IS NOT NULL AS released
+FROM legal_holds FINAL
+WHERE tenant = {tenant:String} AND hold_id = {hold_id:String}
+"""
+
+# Mirrors holds onto stored spans so ClickHouse's TTL skips them (migration 0007).
+HOLD_RUN_SPANS: Final = """
+ALTER TABLE spans UPDATE legal_hold = 1 WHERE tenant = {tenant:String} AND run_id = {target:String}
+"""
+HOLD_AGENT_SPANS: Final = """
+ALTER TABLE spans UPDATE legal_hold = 1
+WHERE tenant = {tenant:String} AND (agent_id = {target:String} OR verified_agent_id = {target:String})
+"""
+# After a release, spans lose their hold unless another active hold still covers them.
+RELEASE_SPANS: Final = """
+ALTER TABLE spans UPDATE legal_hold = 0
+WHERE tenant = {tenant:String} AND legal_hold = 1
+  AND run_id NOT IN (SELECT target FROM legal_holds FINAL
+                     WHERE tenant = {tenant:String} AND scope = 'run' AND released_at IS NULL)
+  AND agent_id NOT IN (SELECT target FROM legal_holds FINAL
+                       WHERE tenant = {tenant:String} AND scope = 'agent' AND released_at IS NULL)
+  AND verified_agent_id NOT IN (SELECT target FROM legal_holds FINAL
+                                WHERE tenant = {tenant:String} AND scope = 'agent' AND released_at IS NULL)
+"""
+
+RUN_AGENTS: Final = """
+SELECT DISTINCT agent_id, verified_agent_id FROM spans WHERE tenant = {tenant:String} AND run_id = {run_id:String}
+"""
+
+DELETE_RUN_SPANS: Final = "ALTER TABLE spans DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
+DELETE_RUN_INDEX: Final = "ALTER TABLE runs DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
