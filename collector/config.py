@@ -138,6 +138,9 @@ class RetentionConfig(FrozenModel):
 class ClickHouseExporterConfig(ExporterConfig):
     # Link every stored batch into its runs' tamper-evident hash chain (schema/AUDIT_CHAIN.md).
     audit_chain: bool = True
+    # PEM Ed25519 private key (`agentledger keygen`): each chain link is signed, so a verifier holding the
+    # public key can trust the chain without trusting the database.
+    signing_key_file: Path | None = None
     retention: RetentionConfig = RetentionConfig()
 
 

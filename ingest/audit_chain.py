@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
+from agentledger.ingest.signing import LinkSigner
 from agentledger.schema.span_columns import SPAN_SCHEMA
 
 CHAIN_TABLE: Final = "audit_chain"
@@ -116,8 +117,9 @@ class ChainWriter:
     each run's links in order. Heads are read from the table for every batch (one query), never cached:
     a replayed batch whose links ClickHouse drops as duplicates must not move a cached head."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, signer: LinkSigner | None = None) -> None:
         self._client = client
+        self._signer = signer
 
     def _heads(self, runs: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str]]:
         rows = self._client.query(_HEADS, parameters={"runs": runs}).result_rows
@@ -159,7 +161,8 @@ class ChainWriter:
         if not links:
             return
         rows = [[lk.tenant, lk.run_id, lk.seq, lk.kind, lk.batch_time_ns, list(lk.span_keys), list(lk.span_digests),
-                 list(lk.span_retain_until), lk.note, lk.prev_link, lk.link, ""] for lk in links]  # fmt: skip
+                 list(lk.span_retain_until), lk.note, lk.prev_link, lk.link,
+                 self._signer.sign(lk.link) if self._signer else ""] for lk in links]  # fmt: skip
         settings = {"insert_deduplication_token": deduplication_token} if deduplication_token else None
         self._client.insert(
             CHAIN_TABLE,

@@ -18,6 +18,8 @@ from agentledger.query_api.routers import health, holds, runs
 class QueryApiConfig:
     # Tenant whose data an unauthenticated local API serves, until API keys bind requests to tenants.
     tenant: str = "default"
+    # Public key (PEM) that audit chain links are signed with; verification checks signatures when set.
+    audit_public_key_pem: str | None = None
 
 
 def create_app(client: Client, config: QueryApiConfig | None = None) -> FastAPI:

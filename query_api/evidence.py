@@ -39,7 +39,9 @@ Check it offline, with any SHA-256 and Parquet reader:
    want to read the values themselves.
 3. chain.parquet holds the run's links in `seq` order; recompute each link from prev_link,
    batch_time_ns, span_keys and span_digests as AUDIT_CHAIN.md says ("Links"), and check that each
-   points at the previous one.
+   points at the previous one. When links are signed, `signature` is a base64 Ed25519 signature of the
+   link text: check it (at least the head's) with the public key you got from the operator, not the
+   one in manifest.json, which only says which key signed.
 4. Every chained (span_key, digest) must have a stored span with that digest, and every stored span
    must be chained. manifest.json's `head` is the last link: compare it with any copy kept elsewhere.
 """
@@ -59,9 +61,9 @@ def _parquet(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
-def build_bundle(client: Client, tenant: str, run_id: str) -> bytes | None:
+def build_bundle(client: Client, tenant: str, run_id: str, public_key_pem: str | None = None) -> bytes | None:
     """The bundle's bytes, or None when the tenant has no such run."""
-    verification = verify_run(client, tenant, run_id)
+    verification = verify_run(client, tenant, run_id, public_key_pem=public_key_pem)
     if verification is None:
         return None
     timeline = load_timeline(client, tenant, run_id)
@@ -98,6 +100,8 @@ def build_bundle(client: Client, tenant: str, run_id: str) -> bytes | None:
         "created_at": created,
         "agentledger_version": __version__,
         "head": verification.head,
+        "head_signature": verification.head_signature,
+        "public_key": public_key_pem or "",
         "digest_fields": list(DIGEST_FIELDS),
         "files": {name: _sha256(data) for name, data in files.items()},
     }

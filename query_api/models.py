@@ -90,6 +90,8 @@ class Verification(BaseModel):
     links: int
     spans_checked: int
     head: str = Field(description="The last link's hash: what a signature or an external witness commits to.")
+    head_signature: str = Field(description="Base64 Ed25519 signature of the head link (empty when unsigned).")
+    signatures_checked: bool = Field(description="Every link's signature was checked with the configured key.")
     first_bad_link: int | None = Field(description="The earliest link from which the record cannot be trusted.")
     chain_breaks: list[ChainBreak]
     findings: list[SpanFinding]

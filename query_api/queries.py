@@ -78,7 +78,7 @@ WHERE tenant = {{tenant:String}} AND run_id = {{run_id:String}}
 """
 
 RUN_CHAIN: Final = """
-SELECT seq, kind, batch_time_ns, span_keys, span_digests, span_retain_until, note, prev_link, link
+SELECT seq, kind, batch_time_ns, span_keys, span_digests, span_retain_until, note, prev_link, link, signature
 FROM audit_chain
 WHERE tenant = {tenant:String} AND run_id = {run_id:String}
 ORDER BY seq

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from clickhouse_connect.driver.client import Client
 
 from agentledger.ingest.audit_chain import GENESIS, chain_link, span_digest, span_key
+from agentledger.ingest.signing import verify_signature
 from agentledger.query_api import queries
 from agentledger.query_api.models import ChainBreak, SpanFinding, Verification
 from agentledger.query_api.timeline import rfc3339_nanos
@@ -17,8 +18,11 @@ from agentledger.query_api.timeline import rfc3339_nanos
 _TAMPERING = frozenset({"altered", "removed", "inserted"})
 
 
-def verify_run(client: Client, tenant: str, run_id: str, now_seconds: int | None = None) -> Verification | None:
-    """None when the run has neither spans nor chain links for this tenant."""
+def verify_run(
+    client: Client, tenant: str, run_id: str, now_seconds: int | None = None, public_key_pem: str | None = None
+) -> Verification | None:
+    """None when the run has neither spans nor chain links for this tenant. With a public key, every
+    link's Ed25519 signature must verify too."""
     now_seconds = int(time.time()) if now_seconds is None else now_seconds
     parameters = {"tenant": tenant, "run_id": run_id}
     chain = list(client.query(queries.RUN_CHAIN, parameters=parameters).named_results())
@@ -47,6 +51,8 @@ def verify_run(client: Client, tenant: str, run_id: str, now_seconds: int | None
             chain_link(link["prev_link"], int(link["batch_time_ns"]), keys, digests, retain_until) != link["link"]
         ):
             breaks.append(ChainBreak(seq=seq, problem="its hash does not match its contents"))
+        if public_key_pem is not None and not verify_signature(public_key_pem, link["link"], link["signature"]):
+            breaks.append(ChainBreak(seq=seq, problem="its signature does not verify with the configured public key"))
         previous = link["link"]
         for key, digest, until in zip(keys, digests, retain_until, strict=False):
             if link["kind"] == "tombstone":
@@ -87,6 +93,8 @@ def verify_run(client: Client, tenant: str, run_id: str, now_seconds: int | None
         links=len(chain),
         spans_checked=len(stored),
         head=previous if chain else "",
+        head_signature=str(chain[-1]["signature"]) if chain else "",
+        signatures_checked=public_key_pem is not None and bool(chain),
         first_bad_link=min(bad_links) if bad_links else None,
         chain_breaks=breaks,
         findings=findings,

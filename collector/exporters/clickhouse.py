@@ -9,10 +9,11 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from agentledger.collector.component import ExportError, SpanBatch
-from agentledger.collector.config import ClickHouseExporterConfig
+from agentledger.collector.config import ClickHouseExporterConfig, ConfigError
 from agentledger.ingest.audit_chain import ChainWriter
 from agentledger.ingest.clickhouse import first_line
 from agentledger.ingest.retention import AgentHolds, RetentionPolicy
+from agentledger.ingest.signing import LinkSigner, SigningKeyError
 from agentledger.ingest.span_writer import SpanWriter, WriteFailed
 
 
@@ -20,7 +21,13 @@ class ClickHouseExporter:
     def __init__(self, client: Client, config: ClickHouseExporterConfig | None = None) -> None:
         config = config or ClickHouseExporterConfig()
         self._writer = SpanWriter(client)
-        self._chain = ChainWriter(client) if config.audit_chain else None
+        signer = None
+        if config.signing_key_file is not None:
+            try:
+                signer = LinkSigner.from_file(config.signing_key_file)
+            except SigningKeyError as error:
+                raise ConfigError(f"exporters.clickhouse.signing_key_file: {error}") from None
+        self._chain = ChainWriter(client, signer) if config.audit_chain else None
         self._retention = RetentionPolicy(config.retention.default_days, dict(config.retention.tenants))
         self._holds = AgentHolds(client)
 

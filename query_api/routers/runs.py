@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import Response
 
-from agentledger.query_api.dependencies import ClientDep, TenantDep
+from agentledger.query_api.dependencies import ClientDep, PublicKeyDep, TenantDep
 from agentledger.query_api.evidence import build_bundle
 from agentledger.query_api.holds import HoldActive, delete_run
 from agentledger.query_api.models import Deletion, ErrorBody, Timeline, Verification
@@ -41,10 +41,10 @@ def get_timeline(run_id: RunId, client: ClientDep, tenant: TenantDep) -> Timelin
         503: {"model": ErrorBody, "description": "ClickHouse is unreachable."},
     },
 )
-def verify(run_id: RunId, client: ClientDep, tenant: TenantDep) -> Verification:
+def verify(run_id: RunId, client: ClientDep, tenant: TenantDep, public_key: PublicKeyDep) -> Verification:
     """Recomputes the run's audit hash chain from the stored spans: intact, or which spans were altered,
     removed or inserted out of band, and since which link."""
-    result = verify_run(client, tenant, run_id)
+    result = verify_run(client, tenant, run_id, public_key_pem=public_key)
     if result is None:
         raise HTTPException(status_code=404, detail=f"no run with id {run_id!r}")
     return result
@@ -59,10 +59,10 @@ def verify(run_id: RunId, client: ClientDep, tenant: TenantDep) -> Verification:
         503: {"model": ErrorBody, "description": "ClickHouse is unreachable."},
     },
 )
-def evidence(run_id: RunId, client: ClientDep, tenant: TenantDep) -> Response:
+def evidence(run_id: RunId, client: ClientDep, tenant: TenantDep, public_key: PublicKeyDep) -> Response:
     """One self-contained file for an auditor: spans, chain, timeline and verification, with a README on
     checking it offline (schema/AUDIT_CHAIN.md)."""
-    bundle = build_bundle(client, tenant, run_id)
+    bundle = build_bundle(client, tenant, run_id, public_key)
     if bundle is None:
         raise HTTPException(status_code=404, detail=f"no run with id {run_id!r}")
     filename = f"agentledger-evidence-{run_id}.zip".replace('"', "")

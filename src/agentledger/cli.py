@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", type=Path, help="file to write (default agentledger-evidence-RUN_ID.zip)")
     export.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
 
+    keygen = commands.add_parser("keygen", help="make an Ed25519 key pair for signing audit chain links")
+    keygen.add_argument("--out", type=Path, required=True, help="where to write the private key (PEM, mode 0600)")
+
     timeline = commands.add_parser("timeline", help="print the incident timeline of a run (through the query API)")
     timeline.add_argument("run_id", help="the agent.run.id")
     timeline.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
@@ -243,6 +246,21 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if body["status"] == "intact" else EXIT_FAILED
 
 
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from agentledger.ingest.signing import generate_key_pair
+
+    try:
+        public = generate_key_pair(args.out)
+    except FileExistsError:
+        raise CliError(f"{args.out} exists already; refusing to overwrite a signing key") from None
+    except OSError as error:
+        raise CliError(f"cannot write {args.out}: {error.strerror}") from None
+    print(public, end="")
+    print(f"private key written to {args.out}; set exporters.clickhouse.signing_key_file to it and give"
+          " auditors the public key above", file=sys.stderr)  # fmt: skip
+    return EXIT_OK
+
+
 def _cmd_timeline(args: argparse.Namespace) -> int:
     body = _api_get(args, "timeline")
     if args.json:
@@ -283,6 +301,7 @@ _COMMANDS = {
     "timeline": _cmd_timeline,
     "verify": _cmd_verify,
     "export": _cmd_export,
+    "keygen": _cmd_keygen,
     "credentials": _cmd_credentials,
 }
 

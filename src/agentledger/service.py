@@ -20,6 +20,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from agentledger.collector.auth import Authenticator
+from agentledger.collector.config import ClickHouseExporterConfig
 from agentledger.collector.pipeline import build_pipeline
 from agentledger.collector.receivers.otlp_grpc import GrpcReceiverError, start_grpc_server
 from agentledger.collector.receivers.otlp_http import create_otlp_http_app
@@ -27,6 +28,7 @@ from agentledger.collector.receivers.otlp_ingest import OtlpIngest
 from agentledger.collector.telemetry import CollectorTelemetry
 from agentledger.ingest.clickhouse import connect, is_embedded, redact_dsn
 from agentledger.ingest.migrations import migrate
+from agentledger.ingest.signing import LinkSigner
 from agentledger.query_api.app import QueryApiConfig, create_app
 from agentledger.settings import Settings
 
@@ -93,7 +95,9 @@ def run_service(settings: Settings, on_started: Callable[[Settings], None] | Non
             apps: list[tuple[ASGIApp, socket.socket]] = []
             if receiver.protocols.http is not None:
                 apps.append((create_otlp_http_app(receiver.protocols.http, ingest), sockets[0]))
-            apps.append((create_app(client, QueryApiConfig(tenant=settings.api.tenant)), api_socket))
+            apps.append(
+                (create_app(client, QueryApiConfig(settings.api.tenant, audit_public_key(settings))), api_socket)
+            )
             if receiver.protocols.grpc is not None:
                 try:
                     grpc_server = start_grpc_server(receiver.protocols.grpc, ingest)
@@ -111,6 +115,15 @@ def run_service(settings: Settings, on_started: Callable[[Settings], None] | Non
         for sock in sockets:
             sock.close()
     logger.info("stopped")
+
+
+def audit_public_key(settings: Settings) -> str | None:
+    """The public half of the ClickHouse exporter's signing key, so the API checks signatures."""
+    for component_id in settings.collector.pipeline.exporters:
+        config = settings.collector.exporters[component_id]
+        if isinstance(config, ClickHouseExporterConfig) and config.signing_key_file is not None:
+            return LinkSigner.from_file(config.signing_key_file).public_key_pem()
+    return None
 
 
 def _log_start(settings: Settings, authenticated: bool) -> None:
