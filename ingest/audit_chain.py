@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
@@ -32,8 +33,12 @@ _MAP_LIST_FIELDS: Final = frozenset(
 
 def canonical_json(value: Any) -> bytes:
     """RFC 8785 (JCS) for the values a span holds: strings, integers, booleans, arrays (no floats, no
-    objects). For those, Python's json.dumps without ASCII escaping and without spaces is JCS."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    objects). For those, compact JSON without ASCII escaping is JCS; orjson writes exactly that (a
+    property test compares it with json.dumps) several times faster, tuples as arrays."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:  # integers beyond 64 bits: the standard library handles them
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def sha256_text(data: bytes) -> str:
@@ -76,8 +81,25 @@ def chain_link(
     return sha256_text(canonical_json([prev_link, batch_time_ns, entries]))
 
 
-def rows_of_batch(batch: pa.Table) -> list[dict[str, Any]]:
-    """Python rows of an Arrow span batch with times as integer nanoseconds (as the digest wants)."""
+def digests_of_batch(batch: pa.Table) -> list[str]:
+    """span_digest of every row, computed column-wise: the same canonical arrays, built without dicts
+    (the export hot path; span_digest serves verification, and tests hold the two equal)."""
+    columns = _python_columns(batch)
+    ordered = [columns[name] for name in DIGEST_FIELDS]
+    map_positions = [index for index, name in enumerate(DIGEST_FIELDS) if name in _MAP_FIELDS]
+    map_list_positions = [index for index, name in enumerate(DIGEST_FIELDS) if name in _MAP_LIST_FIELDS]
+    digests = []
+    for values in zip(*ordered, strict=True):
+        row = list(values)
+        for index in map_positions:
+            row[index] = sorted(row[index])
+        for index in map_list_positions:
+            row[index] = [sorted(item) for item in row[index]]
+        digests.append("sha256:" + hashlib.sha256(canonical_json(row)).hexdigest())
+    return digests
+
+
+def _python_columns(batch: pa.Table) -> dict[str, list[Any]]:
     columns: dict[str, list[Any]] = {}
     for field in SPAN_SCHEMA:
         column = batch.column(field.name)
@@ -86,6 +108,12 @@ def rows_of_batch(batch: pa.Table) -> list[dict[str, Any]]:
         elif pa.types.is_list(field.type) and pa.types.is_timestamp(field.type.value_type):
             column = pc.cast(column, pa.list_(pa.int64()))
         columns[field.name] = column.to_pylist()
+    return columns
+
+
+def rows_of_batch(batch: pa.Table) -> list[dict[str, Any]]:
+    """Python rows of an Arrow span batch with times as integer nanoseconds (as the digest wants)."""
+    columns = _python_columns(batch)
     return [{name: columns[name][index] for name in DIGEST_FIELDS} for index in range(batch.num_rows)]
 
 
@@ -128,9 +156,12 @@ class ChainWriter:
     def links_for(self, batch: pa.Table, batch_time_ns: int, retain_until: Sequence[int]) -> list[ChainLink]:
         """One link per run in the batch; retain_until holds each row's retention end (unix seconds)."""
         groups: dict[tuple[str, str], list[tuple[str, str, int]]] = {}
-        for row, until in zip(rows_of_batch(batch), retain_until, strict=True):
-            key = span_key(row["trace_id"], row["span_id"])
-            groups.setdefault((row["tenant"], row["run_id"]), []).append((key, span_digest(row), int(until)))
+        identity = zip(
+            batch["tenant"].to_pylist(), batch["run_id"].to_pylist(), batch["trace_id"].to_pylist(),
+            batch["span_id"].to_pylist(), digests_of_batch(batch), retain_until, strict=True,
+        )  # fmt: skip
+        for tenant, run_id, trace_id, span_id, digest, until in identity:
+            groups.setdefault((tenant, run_id), []).append((span_key(trace_id, span_id), digest, int(until)))
         return self._links(groups, "spans", batch_time_ns, "")
 
     def tombstone_for(
