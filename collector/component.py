@@ -25,8 +25,20 @@ class Processor(Protocol):
 
 
 class Exporter(Protocol):
-    """Delivers a batch to one destination; raises ExportError when it cannot."""
+    """Delivers a batch to one destination; raises ExportError when it cannot.
 
-    def export(self, batch: SpanBatch) -> None: ...
+    `batch_id` is stable: a retry or a replay after a restart of the same batch carries the same id,
+    so a destination that can deduplicate (ClickHouse insert tokens) stores it exactly once.
+    """
+
+    def export(self, batch: SpanBatch, batch_id: str) -> None: ...
 
     def shutdown(self) -> None: ...
+
+
+class PipelineFull(RuntimeError):
+    """The pipeline holds all it may (the spool is at its limit): the sender should retry later (429)."""
+
+
+class PipelineUnavailable(RuntimeError):
+    """The pipeline cannot take data now (storage down with the spool off, disk error): retry later (503)."""

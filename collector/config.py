@@ -1,58 +1,173 @@
-"""Typed, frozen configuration of the collector, validated when built; errors name the offending key."""
+"""Typed, frozen configuration of the collector, validated once at startup; errors name the offending key.
+
+The YAML shape follows the OTel Collector: `receivers`, `processors`, `exporters` keyed by
+`type[/name]`, wired by `service.pipelines.traces`. Component configs are pydantic models registered
+with their factories in components.py.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
-from agentledger.collector.components import EXPORTERS, PROCESSORS
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MiB = 1024 * 1024
 
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key."""
 
 
-def _check_port(key: str, port: int) -> None:
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{key} must be a TCP port between 0 and 65535, not {port}")
+class FrozenModel(BaseModel):
+    """Base of every config model: immutable, and unknown keys are errors rather than silently ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-@dataclass(frozen=True)
-class OtlpHttpReceiverConfig:
-    host: str = "127.0.0.1"
-    port: int = 4318
+def describe_validation_error(prefix: str, error: ValidationError) -> str:
+    """One sentence per problem, each naming the full key path, e.g. `receivers.otlp.limits.x: ...`."""
+    problems = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
+        problems.append(f"{path}: {item['msg']}")
+    return "; ".join(problems)
+
+
+def _split_endpoint(endpoint: str) -> tuple[str, int]:
+    host, sep, port_text = endpoint.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError(f"endpoint must be host:port, not {endpoint!r}")
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"port {port} is not a TCP port")
+    return host.strip("[]"), port
+
+
+class EndpointConfig(FrozenModel):
+    endpoint: str
+
+    @field_validator("endpoint")
+    @classmethod
+    def _valid_endpoint(cls, value: str) -> str:
+        _split_endpoint(value)
+        return value
+
+    @property
+    def host(self) -> str:
+        return _split_endpoint(self.endpoint)[0]
+
+    @property
+    def port(self) -> int:
+        return _split_endpoint(self.endpoint)[1]
+
+
+class HttpProtocolConfig(EndpointConfig):
+    endpoint: str = "127.0.0.1:4318"
     # Compressed and decompressed bodies alike; the OTel Collector's default is 20 MiB.
-    max_request_bytes: int = 16 * 1024 * 1024
-    # Tenant stamped on spans until authenticated receivers map tokens to tenants.
-    tenant: str = "default"
-
-    def __post_init__(self) -> None:
-        _check_port("receivers.otlp.http.port", self.port)
-        if self.max_request_bytes < 1024:
-            raise ConfigError("receivers.otlp.http.max_request_bytes must be at least 1024")
-        if not self.tenant:
-            raise ConfigError("receivers.otlp.http.tenant must not be empty")
+    max_request_bytes: int = Field(16 * MiB, ge=1024)
 
 
-@dataclass(frozen=True)
-class PipelineConfig:
+class GrpcProtocolConfig(EndpointConfig):
+    endpoint: str = "127.0.0.1:4317"
+    max_request_bytes: int = Field(16 * MiB, ge=1024)
+    max_workers: int = Field(8, ge=1, le=256)
+
+
+class ProtocolsConfig(FrozenModel):
+    http: HttpProtocolConfig | None = HttpProtocolConfig()
+    grpc: GrpcProtocolConfig | None = GrpcProtocolConfig()
+
+
+class AuthConfig(FrozenModel):
+    """Bearer-token authentication; tokens map to an agent identity and a tenant (credentials.py)."""
+
+    enabled: bool = False
+    credentials_file: Path | None = None
+
+
+class LimitsConfig(FrozenModel):
+    """What one span or request may carry; anything over is truncated with a marker and counted."""
+
+    max_attribute_value_bytes: int = Field(16 * 1024, ge=16)
+    # Prompts, messages, tool arguments and results have their own columns and a larger allowance.
+    max_content_bytes: int = Field(1 * MiB, ge=16)
+    max_attributes_per_span: int = Field(256, ge=1)
+    max_events_per_span: int = Field(256, ge=0)
+    max_links_per_span: int = Field(128, ge=0)
+    max_spans_per_request: int = Field(50_000, ge=1)
+
+
+class OtlpReceiverConfig(FrozenModel):
+    protocols: ProtocolsConfig = ProtocolsConfig()
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
+    # Tenant stamped on spans when authentication is off.
+    tenant: str = Field("default", min_length=1)
+
+
+class RetryConfig(FrozenModel):
+    initial_interval_s: float = Field(0.5, gt=0)
+    max_interval_s: float = Field(30.0, gt=0)
+    multiplier: float = Field(2.0, ge=1)
+
+
+class ExporterConfig(FrozenModel):
+    """Settings every exporter has: how its worker batches spool records and retries failures."""
+
+    # Spool records are combined into exports of up to this many spans.
+    batch_max_spans: int = Field(20_000, ge=1)
+    retry: RetryConfig = RetryConfig()
+
+
+class RetentionConfig(FrozenModel):
+    """How long spans are kept, by start time; 0 keeps them. Legal holds override it."""
+
+    default_days: int = Field(0, ge=0)
+    tenants: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("tenants")
+    @classmethod
+    def _non_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        for tenant, days in value.items():
+            if days < 0:
+                raise ValueError(f"retention for tenant {tenant!r} must be 0 (keep) or more days, not {days}")
+        return value
+
+
+class ClickHouseExporterConfig(ExporterConfig):
+    # Link every stored batch into its runs' tamper-evident hash chain (schema/AUDIT_CHAIN.md).
+    audit_chain: bool = True
+    # PEM Ed25519 private key (`agentledger keygen`): each chain link is signed, so a verifier holding the
+    # public key can trust the chain without trusting the database.
+    signing_key_file: Path | None = None
+    retention: RetentionConfig = RetentionConfig()
+
+
+class SpoolConfig(FrozenModel):
+    """The durable write-ahead spool between processors and exporters."""
+
+    enabled: bool = True
+    # Default: <data dir>/spool.
+    directory: Path | None = None
+    # always: fsync before acknowledging; interval: at most every fsync_interval_ms (a crash of the
+    # machine may lose that window, a crash of the process loses nothing); never: leave it to the OS.
+    fsync: Literal["always", "interval", "never"] = "always"
+    fsync_interval_ms: int = Field(200, ge=1)
+    max_bytes: int = Field(1024 * MiB, ge=MiB)
+    segment_bytes: int = Field(64 * MiB, ge=64 * 1024)
+
+
+class PipelineSpec(FrozenModel):
+    receivers: tuple[str, ...] = ("otlp",)
     # normalize: third-party spans get their run id before export, when the run index sees them.
     processors: tuple[str, ...] = ("normalize",)
     exporters: tuple[str, ...] = ("clickhouse",)
 
-    def __post_init__(self) -> None:
-        for name in self.processors:
-            if name not in PROCESSORS:
-                known = ", ".join(sorted(PROCESSORS)) or "none yet"
-                raise ConfigError(f"service.pipelines.traces.processors: unknown processor {name!r} (known: {known})")
-        if not self.exporters:
-            raise ConfigError("service.pipelines.traces.exporters must name at least one exporter")
-        for name in self.exporters:
-            if name not in EXPORTERS:
-                known = ", ".join(sorted(EXPORTERS))
-                raise ConfigError(f"service.pipelines.traces.exporters: unknown exporter {name!r} (known: {known})")
+
+class PipelinesConfig(FrozenModel):
+    traces: PipelineSpec = PipelineSpec()
 
 
-@dataclass(frozen=True)
-class CollectorConfig:
-    http: OtlpHttpReceiverConfig = field(default_factory=OtlpHttpReceiverConfig)
-    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+class ServiceConfig(FrozenModel):
+    pipelines: PipelinesConfig = PipelinesConfig()

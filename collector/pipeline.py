@@ -1,43 +1,127 @@
-"""Assembles receivers' consumer, processors and exporters from config: the only place components are wired."""
+"""Assembles the traces pipeline from config: the only place components are wired.
+
+receiver -> processors -> spool (acknowledge here) -> one export worker per exporter -> destinations.
+With the spool disabled, consume() exports synchronously and acknowledges only what every exporter took.
+"""
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
-from agentledger.collector.component import Exporter, Processor, SpanBatch
-from agentledger.collector.components import EXPORTERS, PROCESSORS
-from agentledger.collector.config import PipelineConfig
+from agentledger.collector.component import (
+    Exporter,
+    ExportError,
+    PipelineFull,
+    PipelineUnavailable,
+    Processor,
+    SpanBatch,
+)
+from agentledger.collector.components import EXPORTERS, PROCESSORS, ComponentContext, component_type
+from agentledger.collector.config_file import CollectorConfig
+from agentledger.collector.export_worker import ExportWorker
+from agentledger.collector.spool import Spool, SpoolError, SpoolFull
+from agentledger.collector.telemetry import CollectorTelemetry
+
+logger = logging.getLogger(__name__)
 
 
 class Pipeline:
-    """Runs a batch through the processors in order, then hands it to every exporter.
-
-    consume() returns only once every exporter has delivered the batch, so the receiver acknowledges
-    nothing that is not stored.
-    """
-
-    def __init__(self, processors: Sequence[Processor], exporters: Sequence[Exporter]) -> None:
+    def __init__(
+        self,
+        processors: Sequence[Processor],
+        exporters: Sequence[tuple[str, Exporter]],
+        spool: Spool | None = None,
+        workers: Sequence[ExportWorker] = (),
+    ) -> None:
         self.processors = tuple(processors)
         self.exporters = tuple(exporters)
+        self.spool = spool
+        self.workers = tuple(workers)
 
     def consume(self, batch: SpanBatch) -> None:
+        """Returns once the batch is durable (in the spool, or delivered everywhere without one)."""
         for processor in self.processors:
             batch = processor.process(batch)
         if batch.num_rows == 0:
             return
-        for exporter in self.exporters:
-            exporter.export(batch)
+        if self.spool is not None:
+            try:
+                self.spool.append(batch)
+            except SpoolFull as error:
+                raise PipelineFull(str(error)) from error
+            except SpoolError as error:
+                raise PipelineUnavailable(str(error)) from error
+            return
+        batch_id = f"direct:{uuid.uuid4()}"
+        for name, exporter in self.exporters:
+            try:
+                exporter.export(batch, batch_id)
+            except ExportError as error:
+                raise PipelineUnavailable(f"exporter {name}: {error}") from error
 
-    def shutdown(self) -> None:
+    def start(self) -> None:
+        for worker in self.workers:
+            worker.start()
+
+    def shutdown(self, drain_seconds: float = 10.0) -> None:
+        for worker in self.workers:
+            worker.stop(drain_seconds)
         for processor in self.processors:
             processor.shutdown()
-        for exporter in self.exporters:
+        for _, exporter in self.exporters:
             exporter.shutdown()
+        if self.spool is not None:
+            self.spool.close()
 
 
-def build_pipeline(config: PipelineConfig, client: Client) -> Pipeline:
-    processors = [PROCESSORS[name](client) for name in config.processors]
-    exporters = [EXPORTERS[name](client) for name in config.exporters]
-    return Pipeline(processors, exporters)
+def build_pipeline(
+    config: CollectorConfig, client: Client, telemetry: CollectorTelemetry, spool_directory: Path | None
+) -> Pipeline:
+    """Builds processors, exporters and (when enabled) the spool with one export worker per exporter.
+
+    `spool_directory` is where the spool lives unless `spool.directory` is configured.
+    """
+    processors = []
+    for component_id in config.pipeline.processors:
+        context = ComponentContext(component_id, client, telemetry)
+        processors.append(PROCESSORS[component_type(component_id)].create(config.processors[component_id], context))
+    exporters: list[tuple[str, Exporter]] = []
+    for component_id in config.pipeline.exporters:
+        context = ComponentContext(component_id, client, telemetry)
+        exporter = EXPORTERS[component_type(component_id)].create(config.exporters[component_id], context)
+        exporters.append((component_id, exporter))
+    if not config.spool.enabled:
+        logger.warning("the spool is off: requests wait for every exporter, and fail when one is down")
+        return Pipeline(processors, exporters)
+    directory = config.spool.directory or spool_directory
+    if directory is None:
+        raise ValueError("spool.directory is not set and no data folder was given")
+    spool = Spool(directory, config.spool)
+    workers = []
+    for component_id, exporter in exporters:
+        exporter_config = config.exporters[component_id]
+        workers.append(
+            ExportWorker(
+                component_id, exporter, spool, telemetry, exporter_config.retry, exporter_config.batch_max_spans
+            )
+        )
+    telemetry.gauge("agentledger_spool_bytes", "Bytes in spool segments on disk.", spool.total_bytes)
+    telemetry.gauge(
+        "agentledger_spool_unexported_bytes", "Spool bytes some exporter has not delivered yet.", spool.pending_bytes
+    )
+    telemetry.gauge(
+        "agentledger_spool_oldest_unexported_age_seconds",
+        "Age of the oldest spool segment holding undelivered spans.",
+        spool.oldest_unexported_age,
+    )
+    telemetry.gauge(
+        "agentledger_spool_quarantined_segments",
+        "Spool segments found corrupt and set aside.",
+        lambda: float(spool.quarantined_segments),
+    )
+    return Pipeline(processors, exporters, spool, workers)

@@ -11,13 +11,15 @@ from fastapi.responses import JSONResponse
 
 from agentledger import __version__
 from agentledger.ingest.clickhouse import first_line
-from agentledger.query_api.routers import health, runs
+from agentledger.query_api.routers import health, holds, runs
 
 
 @dataclass(frozen=True)
 class QueryApiConfig:
     # Tenant whose data an unauthenticated local API serves, until API keys bind requests to tenants.
     tenant: str = "default"
+    # Public key (PEM) that audit chain links are signed with; verification checks signatures when set.
+    audit_public_key_pem: str | None = None
 
 
 def create_app(client: Client, config: QueryApiConfig | None = None) -> FastAPI:
@@ -30,6 +32,7 @@ def create_app(client: Client, config: QueryApiConfig | None = None) -> FastAPI:
     app.state.config = config or QueryApiConfig()
     app.include_router(health.router)
     app.include_router(runs.router)
+    app.include_router(holds.router)
 
     @app.exception_handler(ClickHouseError)
     async def storage_error(_: Request, error: ClickHouseError) -> JSONResponse:

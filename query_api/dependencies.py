@@ -18,3 +18,10 @@ def get_tenant(request: Request) -> str:
 
 ClientDep = Annotated[Client, Depends(get_client)]
 TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def get_public_key(request: Request) -> str | None:
+    return cast("str | None", request.app.state.config.audit_public_key_pem)
+
+
+PublicKeyDep = Annotated["str | None", Depends(get_public_key)]

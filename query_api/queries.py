@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from agentledger.ingest.audit_chain import DIGEST_FIELDS
+from agentledger.schema.span_columns import SPAN_SCHEMA
+
 # The run index row: where (traces, time range) a run's spans are, so the spans read is a key range.
 RUN_SUMMARY: Final = """
 SELECT
@@ -35,6 +38,7 @@ SELECT
     toUnixTimestamp64Nano(start_time) AS start_ns,
     toUnixTimestamp64Nano(end_time) AS end_ns,
     name, kind, status_code, status_message, service_name, entry_type,
+    verified_agent_id, identity_mismatch, truncated,
     agent_id, agent_name, operation, model, input_tokens, output_tokens, context_hash, provenance,
     tool_name, tool_call_id, tool_access, target, arguments_hash,
     approval_decision, approver, policy_id, policy_decision, write_system, write_ref, run_outcome,
@@ -55,3 +59,74 @@ WHERE tenant = {tenant:String}
 ORDER BY start_time, trace_id, span_id
 LIMIT 1 BY trace_id, span_id
 """
+
+
+def _digest_expression(name: str) -> str:
+    """How a span column is read for its digest: times as integer ns, maps as [key, value] pairs."""
+    field_type = SPAN_SCHEMA.field(name).type
+    if str(field_type).startswith("timestamp"):
+        return f"toUnixTimestamp64Nano({name}) AS {name}"
+    if str(field_type) == "list<item: timestamp[ns]>":
+        return f"arrayMap(t -> toUnixTimestamp64Nano(t), {name}) AS {name}"
+    if str(field_type).startswith("map<"):
+        return f"arrayZip(mapKeys({name}), mapValues({name})) AS {name}"
+    if str(field_type).startswith("list<item: map<"):
+        return f"arrayMap(m -> arrayZip(mapKeys(m), mapValues(m)), {name}) AS {name}"
+    return name
+
+
+# Every stored copy of every span of the run, with its columns as the digest reads them. No LIMIT 1 BY:
+# a second, different copy of a span is itself a finding.
+RUN_SPANS_FOR_DIGEST: Final = f"""
+SELECT {", ".join(_digest_expression(name) for name in DIGEST_FIELDS)}
+FROM spans
+WHERE tenant = {{tenant:String}} AND run_id = {{run_id:String}}
+"""
+
+RUN_CHAIN: Final = """
+SELECT seq, kind, batch_time_ns, span_keys, span_digests, span_retain_until, note, prev_link, link, signature
+FROM audit_chain
+WHERE tenant = {tenant:String} AND run_id = {run_id:String}
+ORDER BY seq
+"""
+
+ACTIVE_HOLDS: Final = """
+SELECT hold_id, scope, target, reason, placed_by, toUnixTimestamp64Nano(placed_at) AS placed_ns
+FROM legal_holds FINAL
+WHERE tenant = {tenant:String} AND released_at IS NULL
+ORDER BY placed_at
+"""
+
+HOLD_BY_ID: Final = """
+SELECT hold_id, scope, target, reason, placed_by, toUnixTimestamp64Nano(placed_at) AS placed_ns,
+       released_at IS NOT NULL AS released
+FROM legal_holds FINAL
+WHERE tenant = {tenant:String} AND hold_id = {hold_id:String}
+"""
+
+# Mirrors holds onto stored spans so ClickHouse's TTL skips them (migration 0007).
+HOLD_RUN_SPANS: Final = """
+ALTER TABLE spans UPDATE legal_hold = 1 WHERE tenant = {tenant:String} AND run_id = {target:String}
+"""
+HOLD_AGENT_SPANS: Final = """
+ALTER TABLE spans UPDATE legal_hold = 1
+WHERE tenant = {tenant:String} AND (agent_id = {target:String} OR verified_agent_id = {target:String})
+"""
+# After a release, spans lose their hold unless another active hold still covers them.
+RELEASE_SPANS: Final = """
+ALTER TABLE spans UPDATE legal_hold = 0
+WHERE tenant = {tenant:String} AND legal_hold = 1
+  AND run_id NOT IN (SELECT target FROM legal_holds FINAL
+                     WHERE tenant = {tenant:String} AND scope = 'run' AND released_at IS NULL)
+  AND agent_id NOT IN (SELECT target FROM legal_holds FINAL
+                       WHERE tenant = {tenant:String} AND scope = 'agent' AND released_at IS NULL)
+  AND verified_agent_id NOT IN (SELECT target FROM legal_holds FINAL
+                                WHERE tenant = {tenant:String} AND scope = 'agent' AND released_at IS NULL)
+"""
+
+RUN_AGENTS: Final = """
+SELECT DISTINCT agent_id, verified_agent_id FROM spans WHERE tenant = {tenant:String} AND run_id = {run_id:String}
+"""
+
+DELETE_RUN_SPANS: Final = "ALTER TABLE spans DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
+DELETE_RUN_INDEX: Final = "ALTER TABLE runs DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"

@@ -164,6 +164,9 @@ def load_timeline(client: Client, tenant: str, run_id: str) -> Timeline | None:
                 status_message=row["status_message"],
                 service_name=row["service_name"],
                 agent_id=row["agent_id"],
+                verified_agent_id=row["verified_agent_id"],
+                identity_mismatch=bool(row["identity_mismatch"]),
+                truncated=list(row["truncated"]),
                 details=_details(entry_type, row, attributes),
                 attributes=attributes,
                 events=[

@@ -33,6 +33,11 @@ _ENVELOPE: Final = [
     ("service_name", pa.string()),
     ("scope_name", pa.string()),
     ("scope_version", pa.string()),
+    # Stamped by the collector from the request's credentials, never taken from the span.
+    ("verified_agent_id", pa.string()),
+    ("identity_mismatch", pa.bool_()),
+    # What the collector's limits cut on this span (attribute_value, content, attributes, events, links).
+    ("truncated", pa.list_(pa.string())),
 ]
 
 _TRAILER: Final = [

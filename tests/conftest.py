@@ -23,6 +23,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from agentledger.collector.auth import Authenticator
+from agentledger.collector.config import OtlpReceiverConfig
+from agentledger.collector.exporters.clickhouse import ClickHouseExporter
+from agentledger.collector.pipeline import Pipeline
+from agentledger.collector.receivers.otlp_ingest import OtlpIngest
+from agentledger.collector.telemetry import CollectorTelemetry
 from agentledger.ingest.clickhouse import chdb_dsn, connect
 from agentledger.ingest.migrations import migrate
 
@@ -66,6 +72,7 @@ class RunningService:
     api_url: str
     data_dir: Path
     log_path: Path
+    grpc_endpoint: str
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -83,18 +90,20 @@ class RunningService:
 
 def start_service(data_dir: Path, *extra: str) -> RunningService:
     """Starts `agentledger up` in its own process and data folder; waits until both servers answer."""
-    http_port, api_port = free_port(), free_port()
+    http_port, grpc_port, api_port = free_port(), free_port(), free_port()
     log_path = data_dir.parent / f"{data_dir.name}-up.log"
     log_file = log_path.open("w")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "agentledger", "up", "--data-dir", str(data_dir),
-         "--otlp-http-port", str(http_port), "--api-port", str(api_port), *extra],
+         "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port), "--api-port", str(api_port),
+         *extra],
         stdout=log_file, stderr=subprocess.STDOUT, text=True, env=env, cwd=data_dir.parent,
     )  # fmt: skip
     service = RunningService(
-        process, f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{api_port}", data_dir, log_path
-    )
+        process, f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{api_port}", data_dir, log_path,
+        f"127.0.0.1:{grpc_port}",
+    )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -119,6 +128,22 @@ def service(tmp_path: Path) -> Iterator[RunningService]:
     running.stop()
 
 
+def wait_for_timeline(
+    api_url: str, run_id: str, entries: int, timeout: float = 30.0, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Polls the timeline until it has `entries` entries: export from the spool is asynchronous."""
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{api_url}/v1/runs/{run_id}/timeline", timeout=10, headers=headers)
+        if response.status_code == 200:
+            body = response.json()
+            if len(body["entries"]) >= entries:
+                return body
+        time.sleep(0.1)
+    raise AssertionError(f"run {run_id} did not reach {entries} entries in {timeout}s: {body}")
+
+
 def sdk_tracer_provider(collector_url: str, service_name: str = "test-agent") -> TracerProvider:
     """A TracerProvider exporting synchronously with the SDK's own OTLP/HTTP protobuf exporter."""
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
@@ -126,20 +151,17 @@ def sdk_tracer_provider(collector_url: str, service_name: str = "test-agent") ->
     return provider
 
 
-def wait_for_timeline(api_url: str, run_id: str, entries: int, timeout_s: float = 30.0) -> dict[str, Any]:
-    """The run's timeline once it holds at least `entries` entries. Polls, since the collector may store
-    asynchronously (a spool); fails with the last answer after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    last = "no answer"
-    while True:
-        response = httpx.get(f"{api_url}/v1/runs/{run_id}/timeline", timeout=10)
-        if response.status_code == 200:
-            body: dict[str, Any] = response.json()
-            if len(body["entries"]) >= entries:
-                return body
-            last = f"{len(body['entries'])} entries: {[entry['name'] for entry in body['entries']]}"
-        else:
-            last = f"{response.status_code} {response.text[:200]}"
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} did not reach {entries} timeline entries in {timeout_s} s ({last})")
-        time.sleep(0.2)
+def direct_pipeline(client: Client) -> Pipeline:
+    """A pipeline without spool that stores synchronously through the real ClickHouse exporter."""
+    return Pipeline([], [("clickhouse", ClickHouseExporter(client))])
+
+
+def otlp_ingest(
+    pipeline: Pipeline,
+    telemetry: CollectorTelemetry | None = None,
+    receiver: OtlpReceiverConfig | None = None,
+) -> OtlpIngest:
+    receiver = receiver or OtlpReceiverConfig()
+    return OtlpIngest(
+        receiver, pipeline, telemetry or CollectorTelemetry(), Authenticator(receiver.auth, receiver.tenant)
+    )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agentledger.ingest.migrations import bundled_migrations
 from tests.conftest import RunningService, free_port
 
 pytestmark = pytest.mark.slow
@@ -27,7 +28,8 @@ def test_migrate_applies_then_reports_up_to_date_in_the_default_data_folder(tmp_
     first = _cli("migrate", cwd=tmp_path)
     second = _cli("migrate", cwd=tmp_path)
 
-    assert (first.returncode, first.stdout) == (0, "applied: 0001_initial\n")
+    expected = ", ".join(f"{m.version:04d}_{m.name}" for m in bundled_migrations())
+    assert (first.returncode, first.stdout) == (0, f"applied: {expected}\n")
     assert (second.returncode, second.stdout) == (0, "schema is up to date\n")
     assert (tmp_path / ".agentledger" / "clickhouse").is_dir()
 
@@ -86,3 +88,29 @@ def test_migrate_while_up_owns_the_folder_explains_why(service: RunningService) 
     assert result.returncode == 2
     assert "in use by another process" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_up_on_a_public_address_without_auth_is_refused(tmp_path: Path) -> None:
+    result = _cli("up", "--host", "0.0.0.0", "--otlp-http-port", str(free_port()), "--api-port", str(free_port()),
+                  cwd=tmp_path)  # fmt: skip
+
+    assert result.returncode == 2
+    assert "refusing to accept spans without authentication on 0.0.0.0:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_credentials_add_prints_the_token_once_and_stores_only_its_hash(tmp_path: Path) -> None:
+    from agentledger.credentials import hash_token, load_credentials
+
+    path = tmp_path / "credentials.yaml"
+    result = _cli("credentials", "add", "--file", str(path), "--id", "bot", "--tenant", "acme", "--role", "agent",
+                  "--agent-id", "bot-1")  # fmt: skip
+    again = _cli("credentials", "add", "--file", str(path), "--id", "bot", "--tenant", "acme", "--role", "agent")
+
+    token = result.stdout.strip()
+    assert result.returncode == 0 and token.startswith("al_")
+    assert token not in path.read_text()
+    credential = load_credentials(path, roles=("agent",)).verify(token)
+    assert credential is not None and (credential.tenant, credential.agent_id) == ("acme", "bot-1")
+    assert credential.sha256 == hash_token(token)
+    assert again.returncode == 2 and "a credential with id 'bot' exists already" in again.stderr

@@ -159,9 +159,11 @@ def test_agentledger_ports_match_settings_defaults() -> None:
     environment = _environment(agentledger)
     # Same port on the host as in the container, so the CLI's default URLs reach the stack.
     assert _published_ports(agentledger) == {
+        settings.DEFAULT_OTLP_GRPC_PORT: settings.DEFAULT_OTLP_GRPC_PORT,
         settings.DEFAULT_OTLP_HTTP_PORT: settings.DEFAULT_OTLP_HTTP_PORT,
         settings.DEFAULT_API_PORT: settings.DEFAULT_API_PORT,
     }
+    assert environment[settings.ENV_OTLP_GRPC_PORT] == str(settings.DEFAULT_OTLP_GRPC_PORT)
     assert environment[settings.ENV_OTLP_HTTP_PORT] == str(settings.DEFAULT_OTLP_HTTP_PORT)
     assert environment[settings.ENV_API_PORT] == str(settings.DEFAULT_API_PORT)
     # Bound to loopback, the published ports would lead nowhere.

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 from opentelemetry.trace import SpanKind
 
 from agentledger.schema import conventions as conv
-from tests.conftest import RunningService, sdk_tracer_provider
+from tests.conftest import RunningService, sdk_tracer_provider, wait_for_timeline
 
 pytestmark = pytest.mark.slow
 
@@ -73,10 +74,8 @@ def _send_run_over_two_traces(collector_url: str) -> tuple[str, str]:
 def test_sdk_spans_of_one_run_over_two_traces_come_back_in_order_and_typed(service: RunningService) -> None:
     trace_1, trace_2 = _send_run_over_two_traces(service.collector_url)
 
-    response = httpx.get(f"{service.api_url}/v1/runs/{RUN_ID}/timeline", timeout=10)
+    body = wait_for_timeline(service.api_url, RUN_ID, 6)
 
-    assert response.status_code == 200, response.text
-    body = response.json()
     assert body["run"]["run_id"] == RUN_ID
     assert body["run"]["agent_id"] == "agent-7"
     assert body["run"]["trace_ids"] == sorted([trace_1, trace_2])
@@ -123,6 +122,7 @@ def test_cli_demo_and_timeline_go_through_the_running_service(service: RunningSe
     assert demo.returncode == 0, demo.stderr
     run_id = demo.stdout.split("\t", 1)[0]
     assert run_id.startswith("run_")
+    wait_for_timeline(service.api_url, run_id, 8)
 
     timeline = subprocess.run(
         [sys.executable, "-m", "agentledger", "timeline", run_id, "--api-url", service.api_url],
@@ -149,6 +149,7 @@ def test_cli_timeline_of_unknown_run_exits_1_with_a_sentence(service: RunningSer
 
 def test_sigterm_stops_cleanly_and_data_survives_a_restart(service: RunningService) -> None:
     _send_run_over_two_traces(service.collector_url)
+    wait_for_timeline(service.api_url, RUN_ID, 6)
 
     assert service.stop() == 0
     assert "stopped" in service.log()
@@ -162,3 +163,33 @@ def test_sigterm_stops_cleanly_and_data_survives_a_restart(service: RunningServi
         assert len(response.json()["entries"]) == 6
     finally:
         assert restarted.stop() == 0
+
+
+def test_cli_verify_reports_an_intact_run(service: RunningService) -> None:
+    _send_run_over_two_traces(service.collector_url)
+    wait_for_timeline(service.api_url, RUN_ID, 6)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "agentledger", "verify", RUN_ID, "--api-url", service.api_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"run {RUN_ID}: intact (")
+    assert "5 spans checked" in result.stdout  # the id-less HTTP child is chained under no run
+
+
+def test_cli_export_writes_a_bundle(service: RunningService, tmp_path: Path) -> None:
+    import zipfile
+
+    _send_run_over_two_traces(service.collector_url)
+    wait_for_timeline(service.api_url, RUN_ID, 6)
+    output = tmp_path / "bundle.zip"
+
+    result = subprocess.run(
+        [sys.executable, "-m", "agentledger", "export", RUN_ID, "-o", str(output), "--api-url", service.api_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert "manifest.json" in zipfile.ZipFile(output).namelist()

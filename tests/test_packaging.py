@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from agentledger.ingest.migrations import bundled_migrations
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -73,4 +74,4 @@ def test_installed_wheel_imports_and_finds_its_migrations(wheel: Path, tmp_path:
     assert result.returncode == 0, result.stderr
     location, migrations = result.stdout.splitlines()
     assert Path(location).is_relative_to(target)
-    assert migrations == "['initial']"
+    assert migrations == repr([m.name for m in bundled_migrations()])

@@ -1,22 +1,54 @@
-"""Exports span batches to the ClickHouse spans table through ingest/."""
+"""Exports span batches to the ClickHouse spans table through ingest/: stamps retention and legal holds,
+then links the stored spans into each run's audit hash chain (ingest/audit_chain.py)."""
 
 from __future__ import annotations
 
+import time
+
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from agentledger.collector.component import ExportError, SpanBatch
+from agentledger.collector.config import ClickHouseExporterConfig, ConfigError
+from agentledger.ingest.audit_chain import ChainWriter
+from agentledger.ingest.clickhouse import first_line
+from agentledger.ingest.retention import AgentHolds, RetentionPolicy
+from agentledger.ingest.signing import LinkSigner, SigningKeyError
 from agentledger.ingest.span_writer import SpanWriter, WriteFailed
 
 
 class ClickHouseExporter:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, config: ClickHouseExporterConfig | None = None) -> None:
+        config = config or ClickHouseExporterConfig()
         self._writer = SpanWriter(client)
+        signer = None
+        if config.signing_key_file is not None:
+            try:
+                signer = LinkSigner.from_file(config.signing_key_file)
+            except SigningKeyError as error:
+                raise ConfigError(f"exporters.clickhouse.signing_key_file: {error}") from None
+        self._chain = ChainWriter(client, signer) if config.audit_chain else None
+        self._retention = RetentionPolicy(config.retention.default_days, dict(config.retention.tenants))
+        self._holds = AgentHolds(client)
 
-    def export(self, batch: SpanBatch) -> None:
+    def export(self, batch: SpanBatch, batch_id: str) -> None:
         try:
-            self._writer.insert(batch)
+            retain_until = self._retention.retain_until(batch)
+            legal_hold = self._holds.legal_hold(batch)
+            self._writer.insert(
+                batch,
+                deduplication_token=batch_id,
+                policy_columns={"retain_until": retain_until, "legal_hold": legal_hold},
+            )
+            if self._chain is not None:
+                # Links are computed after the spans are stored and carry their own token, so a replay
+                # neither duplicates them nor chains a batch twice.
+                links = self._chain.links_for(batch, time.time_ns(), retain_until.to_pylist())
+                self._chain.append(links, deduplication_token=f"{batch_id}:chain")
         except WriteFailed as error:
             raise ExportError(str(error)) from error
+        except ClickHouseError as error:
+            raise ExportError(f"audit chain or holds: {first_line(error)}") from error
 
     def shutdown(self) -> None:
         """The client is shared and closed by its owner."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
+from agentledger.collector.config import LimitsConfig
 from agentledger.schema import conventions as conv
 from agentledger.schema.span_columns import PROMOTED_COLUMNS, SPAN_SCHEMA
 from agentledger.schema.span_types import derive_span_type
@@ -37,11 +39,25 @@ _PROMOTED_KEYS = frozenset(key for key, _, _ in PROMOTED_COLUMNS)
 _TENANT_KEY = conv.AGENTLEDGER_TENANT_ID
 
 
+TRUNCATION_MARKER = "…[truncated by agentledger]"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who sent the request, as the receiver verified it (tenant always; agent id when authenticated)."""
+
+    tenant: str
+    agent_id: str = ""
+
+
 @dataclass(frozen=True)
 class DecodedBatch:
     batch: pa.Table
     rejected_spans: int
     rejection_message: str
+    # Spans on which the limits cut something, by kind (attribute_value, content, attributes, events, links).
+    truncated: dict[str, int]
+    identity_mismatches: int
 
 
 def any_value_json(value: AnyValue) -> Any:
@@ -92,94 +108,227 @@ def _plain_map(attributes: Any) -> list[tuple[str, str]]:
     return [(kv.key, any_value_text(kv.value)) for kv in attributes]
 
 
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """Cuts text to at most max_bytes of UTF-8 (marker included), never inside a character."""
+    encoded = text.encode("utf-8", errors="replace")
+    if len(encoded) <= max_bytes:
+        return text
+    room = max(0, max_bytes - len(TRUNCATION_MARKER.encode()))
+    return encoded[:room].decode("utf-8", errors="ignore") + TRUNCATION_MARKER
+
+
+class _Limiter:
+    """Applies LimitsConfig to one span's values, remembering what it cut."""
+
+    def __init__(self, limits: LimitsConfig) -> None:
+        self.limits = limits
+        self.cut: set[str] = set()
+
+    def _limit(self, text: str, max_bytes: int, kind: str) -> str:
+        if len(text) * 4 <= max_bytes:  # fast path: even all 4-byte characters would fit
+            return text
+        limited = truncate_utf8(text, max_bytes)
+        if limited is not text:
+            self.cut.add(kind)
+        return limited
+
+    def value(self, text: str) -> str:
+        return self._limit(text, self.limits.max_attribute_value_bytes, "attribute_value")
+
+    def content(self, text: str) -> str:
+        return self._limit(text, self.limits.max_content_bytes, "content")
+
+    def pairs(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        if len(pairs) > self.limits.max_attributes_per_span:
+            self.cut.add("attributes")
+            pairs = pairs[: self.limits.max_attributes_per_span]
+        return [(key, self.value(text)) for key, text in pairs]
+
+
+_MAP_COLUMNS = frozenset({"attributes", "resource_attributes"})
+_MAP_LIST_COLUMNS = frozenset({"event_attributes", "link_attributes"})
+_PROMOTED_DEFAULTS = {column: (0 if kind == "int" else "") for _, column, kind in PROMOTED_COLUMNS}
+
+
 class _Columns:
-    """Column lists filled span by span, then turned into Arrow arrays once."""
+    """Column lists filled span by span, then turned into Arrow arrays once.
+
+    Promoted attributes are kept per span as a small dict of the columns present and spread into
+    columns at the end; maps are built from flat key/value lists. Both keep the per-span work minimal:
+    this loop is the hot spot of the ingest path (see benchmarks/ingest.py).
+    """
 
     def __init__(self) -> None:
-        self.values: dict[str, list[Any]] = {field.name: [] for field in SPAN_SCHEMA}
+        skip = set(_PROMOTED_DEFAULTS) | _MAP_COLUMNS | _MAP_LIST_COLUMNS
+        self.values: dict[str, list[Any]] = {field.name: [] for field in SPAN_SCHEMA if field.name not in skip}
+        self.promoted: list[dict[str, Any]] = []
+        self.maps: dict[str, tuple[list[int], list[str], list[str]]] = {
+            name: ([0], [], []) for name in _MAP_COLUMNS | _MAP_LIST_COLUMNS
+        }
+        self.map_list_offsets: dict[str, list[int]] = {name: [0] for name in _MAP_LIST_COLUMNS}
+
+    def add_map(self, column: str, pairs: list[tuple[str, str]]) -> None:
+        offsets, keys, values = self.maps[column]
+        for key, value in pairs:
+            keys.append(key)
+            values.append(value)
+        offsets.append(len(keys))
+
+    def add_map_list(self, column: str, maps: list[list[tuple[str, str]]]) -> None:
+        for pairs in maps:
+            self.add_map(column, pairs)
+        list_offsets = self.map_list_offsets[column]
+        list_offsets.append(list_offsets[-1] + len(maps))
+
+    def _map_array(self, column: str) -> pa.Array:
+        offsets, keys, values = self.maps[column]
+        return pa.MapArray.from_arrays(
+            pa.array(offsets, pa.int32()), pa.array(keys, pa.string()), pa.array(values, pa.string())
+        )
 
     def to_table(self) -> pa.Table:
-        return pa.Table.from_pydict(self.values, schema=SPAN_SCHEMA)
+        arrays: list[pa.Array] = []
+        for field in SPAN_SCHEMA:
+            name = field.name
+            if name in _MAP_COLUMNS:
+                arrays.append(self._map_array(name))
+            elif name in _MAP_LIST_COLUMNS:
+                arrays.append(pa.ListArray.from_arrays(pa.array(self.map_list_offsets[name], pa.int32()),
+                                                       self._map_array(name)))  # fmt: skip
+            elif name in _PROMOTED_DEFAULTS:
+                default = _PROMOTED_DEFAULTS[name]
+                arrays.append(pa.array([row.get(name, default) for row in self.promoted], field.type))
+            else:
+                arrays.append(pa.array(self.values[name], field.type))
+        return pa.Table.from_arrays(arrays, schema=SPAN_SCHEMA)
 
 
-def decode_request(request: ExportTraceServiceRequest, tenant: str) -> DecodedBatch:
-    """Decodes every valid span; a span without a valid trace or span id is rejected and counted."""
+def decode_request(
+    request: ExportTraceServiceRequest, identity: Identity, limits: LimitsConfig | None = None
+) -> DecodedBatch:
+    """Decodes every valid span, stamping the verified identity and applying the limits.
+
+    A span without a valid trace or span id, or beyond max_spans_per_request, is rejected and counted.
+    """
+    limits = limits or LimitsConfig()
     columns = _Columns()
-    out = columns.values
-    rejected = 0
+    invalid = over_limit = mismatches = decoded = 0
+    truncated: dict[str, int] = {}
     for resource_spans in request.resource_spans:
         resource_attributes = resource_spans.resource.attributes
-        resource_map = _plain_map(resource_attributes)
-        resource_lookup = {kv.key: kv.value for kv in resource_attributes}
-        service_name = any_value_text(resource_lookup["service.name"]) if "service.name" in resource_lookup else ""
+        resource_limiter = _Limiter(limits)
+        resource_map = resource_limiter.pairs(_plain_map(resource_attributes))
+        # Attributes kept on the resource (one process per agent or per run) count for each of its spans.
+        resource_promoted = {
+            kv.key: kv.value for kv in resource_attributes if kv.key in _PROMOTED_KEYS or kv.key == conv.AGENT_RUN_ID
+        }
+        service_name = next((any_value_text(kv.value) for kv in resource_attributes if kv.key == "service.name"), "")
         for scope_spans in resource_spans.scope_spans:
-            scope_name = scope_spans.scope.name
-            scope_version = scope_spans.scope.version
+            scope = (scope_spans.scope.name, scope_spans.scope.version)
             for span in scope_spans.spans:
                 if len(span.trace_id) != 16 or len(span.span_id) != 8 or not any(span.trace_id):
-                    rejected += 1
+                    invalid += 1
                     continue
-                _append_span(out, span, tenant, resource_map, resource_lookup, service_name, scope_name, scope_version)
-    message = f"{rejected} span(s) rejected: trace_id must be 16 bytes and span_id 8 bytes" if rejected else ""
-    return DecodedBatch(columns.to_table(), rejected, message)
+                if decoded >= limits.max_spans_per_request:
+                    over_limit += 1
+                    continue
+                decoded += 1
+                limiter = _Limiter(limits)
+                limiter.cut |= resource_limiter.cut
+                mismatches += _append_span(
+                    columns, span, identity, limiter, resource_map, resource_promoted, service_name, scope
+                )
+                for kind in limiter.cut:
+                    truncated[kind] = truncated.get(kind, 0) + 1
+    problems = []
+    if invalid:
+        problems.append(f"{invalid} span(s) rejected: trace_id must be 16 bytes and span_id 8 bytes")
+    if over_limit:
+        problems.append(f"{over_limit} span(s) rejected: a request may carry at most {limits.max_spans_per_request}")
+    return DecodedBatch(columns.to_table(), invalid + over_limit, "; ".join(problems), truncated, mismatches)
+
+
+_COLUMN_OF = {key: (column, kind) for key, column, kind in PROMOTED_COLUMNS}
 
 
 def _append_span(
-    out: dict[str, list[Any]],
+    columns: _Columns,
     span: Span,
-    tenant: str,
+    identity: Identity,
+    limiter: _Limiter,
     resource_map: list[tuple[str, str]],
-    resource_lookup: dict[str, AnyValue],
+    resource_promoted: dict[str, AnyValue],
     service_name: str,
-    scope_name: str,
-    scope_version: str,
-) -> None:
-    promoted: dict[str, AnyValue] = {}
+    scope: tuple[str, str],
+) -> bool:
+    """Appends one span; returns whether it claims another agent than the authenticated one."""
+    out = columns.values
+    raw_promoted = dict(resource_promoted)
     others: list[tuple[str, str]] = []
     kv: KeyValue
     for kv in span.attributes:
-        if kv.key in _PROMOTED_KEYS or kv.key == conv.AGENT_RUN_ID:
-            promoted[kv.key] = kv.value
-        elif kv.key != _TENANT_KEY:  # the tenant is the collector's to say, never the agent's
-            others.append((kv.key, any_value_text(kv.value)))
-    # Attributes kept on the resource (one process per agent or per run) count for each of its spans.
-    for key in _PROMOTED_KEYS:
-        if key not in promoted and key in resource_lookup:
-            promoted[key] = resource_lookup[key]
-    if conv.AGENT_RUN_ID not in promoted and conv.AGENT_RUN_ID in resource_lookup:
-        promoted[conv.AGENT_RUN_ID] = resource_lookup[conv.AGENT_RUN_ID]
+        key = kv.key
+        if key in _PROMOTED_KEYS or key == conv.AGENT_RUN_ID:
+            raw_promoted[key] = kv.value
+        elif key != _TENANT_KEY:  # the tenant is the collector's to say, never the agent's
+            others.append((key, any_value_text(kv.value)))
+    others = limiter.pairs(others)
+    promoted: dict[str, Any] = {}
+    run_id = ""
+    for key, value in raw_promoted.items():
+        if key == conv.AGENT_RUN_ID:
+            run_id = limiter.value(any_value_text(value))
+            continue
+        column, kind = _COLUMN_OF[key]
+        if kind == "int":
+            promoted[column] = _int_of(value)
+        elif kind == "content":
+            promoted[column] = limiter.content(any_value_text(value))
+        else:
+            promoted[column] = limiter.value(any_value_text(value))
+    openinference_kind = next((v for k, v in others if k == conv.OPENINFERENCE_SPAN_KIND), "")
+    promoted["entry_type"] = derive_span_type(
+        promoted.get("entry_type", ""), promoted.get("operation", ""), openinference_kind
+    )
+    claimed_agent = promoted.get("agent_id", "")
+    mismatch = bool(identity.agent_id and claimed_agent and claimed_agent != identity.agent_id)
+    columns.promoted.append(promoted)
 
     start = span.start_time_unix_nano
     end = max(span.end_time_unix_nano, start)
-    out["tenant"].append(tenant)
-    out["run_id"].append(any_value_text(promoted[conv.AGENT_RUN_ID]) if conv.AGENT_RUN_ID in promoted else "")
+    out["tenant"].append(identity.tenant)
+    out["run_id"].append(run_id)
     out["trace_id"].append(span.trace_id.hex())
     out["span_id"].append(span.span_id.hex())
     out["parent_span_id"].append(span.parent_span_id.hex())
     out["start_time"].append(start)
     out["end_time"].append(end)
     out["duration_ns"].append(end - start)
-    out["name"].append(span.name)
+    out["name"].append(limiter.value(span.name))
     out["kind"].append(_SPAN_KINDS.get(span.kind, "UNSPECIFIED"))
     out["status_code"].append(_STATUS_CODES.get(span.status.code, "UNSET"))
-    out["status_message"].append(span.status.message)
+    out["status_message"].append(limiter.value(span.status.message))
     out["service_name"].append(service_name)
-    out["scope_name"].append(scope_name)
-    out["scope_version"].append(scope_version)
-    for key, column, kind in PROMOTED_COLUMNS:
-        value = promoted.get(key)
-        if kind == "int":
-            out[column].append(_int_of(value) if value is not None else 0)
-        else:
-            out[column].append(any_value_text(value) if value is not None else "")
-    entry_types = out["entry_type"]
-    openinference_kind = next((v for k, v in others if k == conv.OPENINFERENCE_SPAN_KIND), "")
-    entry_types[-1] = derive_span_type(entry_types[-1], out["operation"][-1], openinference_kind)
-    out["attributes"].append(others)
-    out["resource_attributes"].append(resource_map)
-    out["event_times"].append([event.time_unix_nano for event in span.events])
-    out["event_names"].append([event.name for event in span.events])
-    out["event_attributes"].append([_plain_map(event.attributes) for event in span.events])
-    out["link_trace_ids"].append([link.trace_id.hex() for link in span.links])
-    out["link_span_ids"].append([link.span_id.hex() for link in span.links])
-    out["link_attributes"].append([_plain_map(link.attributes) for link in span.links])
+    out["scope_name"].append(scope[0])
+    out["scope_version"].append(scope[1])
+    out["verified_agent_id"].append(identity.agent_id)
+    out["identity_mismatch"].append(mismatch)
+    columns.add_map("attributes", others)
+    columns.add_map("resource_attributes", resource_map)
+    limits = limiter.limits
+    events: Sequence[Span.Event] = span.events
+    if len(events) > limits.max_events_per_span:
+        limiter.cut.add("events")
+        events = events[: limits.max_events_per_span]
+    links: Sequence[Span.Link] = span.links
+    if len(links) > limits.max_links_per_span:
+        limiter.cut.add("links")
+        links = links[: limits.max_links_per_span]
+    out["event_times"].append([event.time_unix_nano for event in events])
+    out["event_names"].append([limiter.value(event.name) for event in events])
+    columns.add_map_list("event_attributes", [limiter.pairs(_plain_map(event.attributes)) for event in events])
+    out["link_trace_ids"].append([link.trace_id.hex() for link in links])
+    out["link_span_ids"].append([link.span_id.hex() for link in links])
+    columns.add_map_list("link_attributes", [limiter.pairs(_plain_map(link.attributes)) for link in links])
+    out["truncated"].append(sorted(limiter.cut))
+    return mismatch

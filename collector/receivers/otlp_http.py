@@ -1,24 +1,23 @@
 """OTLP/HTTP receiver: `POST /v1/traces` (protobuf or JSON, gzip), plus `/metrics` and `/healthz`.
 
-Responses follow the OTLP/HTTP specification: 200 with partial success, 400/413/415 with a
-google.rpc.Status body, 503 with Retry-After when the pipeline cannot store the batch.
+Responses follow the OTLP/HTTP specification: 200 with partial success; 400/401/413/415 with a
+google.rpc.Status body; 429 (spool full) and 503 (storage unavailable) with Retry-After.
 """
 
 from __future__ import annotations
 
 import logging
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from agentledger.collector.component import ExportError
-from agentledger.collector.config import OtlpHttpReceiverConfig
-from agentledger.collector.pipeline import Pipeline
-from agentledger.collector.receivers.otlp_decode import DecodedBatch, decode_request
+from agentledger.collector.auth import Unauthenticated
+from agentledger.collector.component import PipelineFull, PipelineUnavailable
+from agentledger.collector.config import HttpProtocolConfig
+from agentledger.collector.receivers.otlp_ingest import OtlpIngest
 from agentledger.collector.receivers.otlp_payload import (
     Encoding,
     PayloadError,
@@ -29,7 +28,6 @@ from agentledger.collector.receivers.otlp_payload import (
     encoding_of,
     parse_request,
 )
-from agentledger.collector.telemetry import CollectorTelemetry
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +35,8 @@ logger = logging.getLogger(__name__)
 _INVALID_ARGUMENT = 3
 _RESOURCE_EXHAUSTED = 8
 _UNAVAILABLE = 14
-_RETRY_AFTER_SECONDS = "5"
+_UNAUTHENTICATED = 16
+RETRY_AFTER_SECONDS = 5
 
 
 class _BodyTooLarge(Exception):
@@ -58,21 +57,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_otlp_http_app(
-    config: OtlpHttpReceiverConfig, pipeline: Pipeline, telemetry: CollectorTelemetry
-) -> Starlette:
-    def status_response(http_status: int, code: int, message: str, encoding: Encoding) -> Response:
-        telemetry.add("agentledger_requests_total", label=("outcome", str(http_status)))
-        headers = {"Retry-After": _RETRY_AFTER_SECONDS} if http_status in (429, 503) else None
-        return Response(
-            encode_status(code, message, encoding),
-            status_code=http_status,
-            media_type=encoding.value,
-            headers=headers,
-        )
+def create_otlp_http_app(protocol: HttpProtocolConfig, ingest: OtlpIngest) -> Starlette:
+    telemetry = ingest.telemetry
+    limit = protocol.max_request_bytes
 
-    def store(decoded: DecodedBatch) -> None:
-        pipeline.consume(decoded.batch)
+    def status_response(http_status: int, code: int, message: str, encoding: Encoding) -> Response:
+        telemetry.add("agentledger_requests_total", label=("http", str(http_status)))
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if http_status in (429, 503) else {}
+        if http_status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        return Response(
+            encode_status(code, message, encoding), status_code=http_status, media_type=encoding.value, headers=headers
+        )
 
     async def export_traces(request: Request) -> Response:
         encoding = encoding_of(request.headers.get("content-type", ""))
@@ -84,31 +80,25 @@ def create_otlp_http_app(
                 Encoding.PROTOBUF,
             )
         try:
-            body = await _read_body(request, config.max_request_bytes)
-            data = decompress(body, request.headers.get("content-encoding", ""), config.max_request_bytes)
-            otlp_request = parse_request(data, encoding)
+            identity = ingest.authenticator.identify(request.headers.get("authorization"))
+        except Unauthenticated as error:
+            return status_response(401, _UNAUTHENTICATED, str(error), encoding)
+        try:
+            body = await _read_body(request, limit)
+            data = decompress(body, request.headers.get("content-encoding", ""), limit)
+            otlp_request = await run_in_threadpool(parse_request, data, encoding)
         except (_BodyTooLarge, PayloadTooLarge):
-            return status_response(
-                413, _INVALID_ARGUMENT, f"request body exceeds {config.max_request_bytes} bytes", encoding
-            )
+            return status_response(413, _INVALID_ARGUMENT, f"request body exceeds {limit} bytes", encoding)
         except PayloadError as error:
             return status_response(400, _INVALID_ARGUMENT, str(error), encoding)
-
-        decoded = await run_in_threadpool(decode_request, otlp_request, config.tenant)
-        received = decoded.batch.num_rows + decoded.rejected_spans
-        telemetry.add("agentledger_spans_received_total", received)
         try:
-            await run_in_threadpool(store, decoded)
-        except ExportError as error:
-            logger.warning("refusing %d spans: %s", received, error)
+            response = await run_in_threadpool(ingest.export, otlp_request, identity)
+        except PipelineFull as error:
+            return status_response(429, _RESOURCE_EXHAUSTED, f"collector is full, retry later: {error}", encoding)
+        except PipelineUnavailable as error:
+            logger.warning("refusing a request: %s", error)
             return status_response(503, _UNAVAILABLE, f"spans could not be stored, retry later: {error}", encoding)
-        telemetry.add("agentledger_spans_accepted_total", decoded.batch.num_rows)
-        response = ExportTraceServiceResponse()
-        if decoded.rejected_spans:
-            telemetry.add("agentledger_spans_rejected_total", decoded.rejected_spans, ("reason", "invalid_id"))
-            response.partial_success.rejected_spans = decoded.rejected_spans
-            response.partial_success.error_message = decoded.rejection_message
-        telemetry.add("agentledger_requests_total", label=("outcome", "200"))
+        telemetry.add("agentledger_requests_total", label=("http", "200"))
         return Response(encode_response(response, encoding), status_code=200, media_type=encoding.value)
 
     async def metrics(_: Request) -> Response:

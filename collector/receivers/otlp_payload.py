@@ -76,14 +76,14 @@ def parse_request(data: bytes, encoding: Encoding) -> ExportTraceServiceRequest:
         return request
     try:
         document = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise PayloadError(f"body is not valid JSON: {error}") from error
     if not isinstance(document, dict):
         raise PayloadError("body must be a JSON object with resourceSpans")
     try:
         _hex_ids_to_base64(document)
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
-    except (json_format.ParseError, PayloadError) as error:
+    except (json_format.ParseError, PayloadError, ValueError, TypeError, RecursionError) as error:
         raise PayloadError(f"body is not a valid OTLP JSON trace request: {error}") from error
     return request
 

@@ -13,17 +13,20 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from agentledger import __version__
 from agentledger.collector.config import ConfigError
+from agentledger.credentials import CredentialsError, add_credential
 from agentledger.demo import DemoError, send_demo
 from agentledger.ingest.clickhouse import StorageUnavailable, connect
 from agentledger.ingest.migrations import MigrationError, migrate
 from agentledger.settings import (
     DEFAULT_API_PORT,
+    DEFAULT_OTLP_GRPC_PORT,
     DEFAULT_OTLP_HTTP_PORT,
     ENV_API_URL,
     ENV_COLLECTOR_URL,
@@ -43,6 +46,7 @@ class CliError(Exception):
 
 
 def _storage_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML config file (env AGENTLEDGER_CONFIG)")
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -68,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"OTLP/HTTP port (env AGENTLEDGER_OTLP_HTTP_PORT; default {DEFAULT_OTLP_HTTP_PORT})",
     )
     up.add_argument(
+        "--otlp-grpc-port",
+        type=int,
+        help=f"OTLP/gRPC port (env AGENTLEDGER_OTLP_GRPC_PORT; default {DEFAULT_OTLP_GRPC_PORT})",
+    )
+    up.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="accept spans without tokens on a non-loopback address (env AGENTLEDGER_ALLOW_UNAUTHENTICATED=1)",
+    )
+    up.add_argument(
         "--api-port", type=int, help=f"query API port (env AGENTLEDGER_API_PORT; default {DEFAULT_API_PORT})"
     )
     up.add_argument("--tenant", help="tenant stamped on received spans (env AGENTLEDGER_TENANT; default 'default')")
@@ -87,6 +101,30 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"query API base URL for the downstream writes (env {ENV_API_URL}; default http://127.0.0.1:8000)",
     )
 
+    credential = commands.add_parser(
+        "credentials", help="manage bearer credentials files (tokens are printed once, only hashes are stored)"
+    )
+    credential_commands = credential.add_subparsers(dest="credentials_command", required=True)
+    add = credential_commands.add_parser("add", help="create a token and append its hash to a credentials file")
+    add.add_argument("--file", type=Path, required=True, help="credentials YAML file (created if missing)")
+    add.add_argument("--id", required=True, help="a name for the credential, shown in logs (never the secret)")
+    add.add_argument("--tenant", required=True, help="tenant the credential is bound to")
+    add.add_argument("--role", required=True, help="agent (collector) or responder | reviewer | admin (query API)")
+    add.add_argument("--agent-id", default="", help="collector: the agent identity stamped on its spans")
+
+    verify = commands.add_parser("verify", help="check a run against its audit hash chain (through the query API)")
+    verify.add_argument("run_id", help="the agent.run.id")
+    verify.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
+    verify.add_argument("--json", action="store_true", help="print the JSON the API returned")
+
+    export = commands.add_parser("export", help="write a run's evidence bundle (zip) for an auditor")
+    export.add_argument("run_id", help="the agent.run.id")
+    export.add_argument("-o", "--output", type=Path, help="file to write (default agentledger-evidence-RUN_ID.zip)")
+    export.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
+
+    keygen = commands.add_parser("keygen", help="make an Ed25519 key pair for signing audit chain links")
+    keygen.add_argument("--out", type=Path, required=True, help="where to write the private key (PEM, mode 0600)")
+
     timeline = commands.add_parser("timeline", help="print the incident timeline of a run (through the query API)")
     timeline.add_argument("run_id", help="the agent.run.id")
     timeline.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
@@ -95,10 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    flags = {
-        name: getattr(args, name, None)
-        for name in ("data_dir", "dsn", "database", "host", "otlp_http_port", "api_port", "tenant")
-    }
+    names = ("config", "data_dir", "dsn", "database", "host", "otlp_http_port", "otlp_grpc_port", "api_port",
+             "tenant", "allow_unauthenticated")  # fmt: skip
+    flags = {name: getattr(args, name, None) for name in names}
     try:
         return load_settings(flags)
     except ConfigError as error:
@@ -127,7 +164,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     try:
         run_service(settings, after_start if args.demo else None)
-    except (ServiceError, StorageUnavailable, MigrationError) as error:
+    except (ServiceError, StorageUnavailable, MigrationError, ConfigError) as error:
         raise CliError(_storage_hint(str(error), settings)) from error
     return EXIT_OK
 
@@ -178,17 +215,63 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _cmd_timeline(args: argparse.Namespace) -> int:
+def _api_get(args: argparse.Namespace, resource: str, raw: bool = False) -> Any:
+    """GETs /v1/runs/{run_id}/{resource} from the query API (JSON, or bytes when raw); CliError with a
+    sentence on any failure."""
     api = _env_url(args.api_url, ENV_API_URL, f"http://127.0.0.1:{DEFAULT_API_PORT}")
     try:
-        response = httpx.get(f"{api}/v1/runs/{quote(args.run_id, safe='')}/timeline", timeout=30)
+        response = httpx.get(f"{api}/v1/runs/{quote(args.run_id, safe='')}/{resource}", timeout=30)
     except httpx.HTTPError as error:
         raise CliError(f"cannot reach the query API at {api} ({error}); is `agentledger up` running?") from error
     if response.status_code == 404:
         raise CliError(f"no run with id {args.run_id!r}", EXIT_FAILED)
     if response.status_code != 200:
         raise CliError(f"the query API answered {response.status_code}: {_detail(response)}", EXIT_FAILED)
-    body = response.json()
+    return response.content if raw else response.json()
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    bundle: bytes = _api_get(args, "evidence", raw=True)
+    output = args.output or Path(f"agentledger-evidence-{args.run_id.replace('/', '_')}.zip")
+    try:
+        output.write_bytes(bundle)
+    except OSError as error:
+        raise CliError(f"cannot write {output}: {error.strerror}") from error
+    print(f"wrote {output} ({len(bundle)} bytes); its README.md says how to verify it offline")
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    body = _api_get(args, "verify")
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        print(f"run {body['run_id']}: {body['status']} ({body['links']} links, {body['spans_checked']} spans checked)")
+        for item in body["chain_breaks"]:
+            print(f"  link {item['seq']}: {item['problem']}")
+        for item in body["findings"]:
+            since = f" (chained in link {item['link_seq']})" if item["link_seq"] is not None else ""
+            print(f"  span {item['trace_id']}:{item['span_id']} {item['name']!r}: {item['problem']}{since}")
+    return EXIT_OK if body["status"] == "intact" else EXIT_FAILED
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from agentledger.ingest.signing import generate_key_pair
+
+    try:
+        public = generate_key_pair(args.out)
+    except FileExistsError:
+        raise CliError(f"{args.out} exists already; refusing to overwrite a signing key") from None
+    except OSError as error:
+        raise CliError(f"cannot write {args.out}: {error.strerror}") from None
+    print(public, end="")
+    print(f"private key written to {args.out}; set exporters.clickhouse.signing_key_file to it and give"
+          " auditors the public key above", file=sys.stderr)  # fmt: skip
+    return EXIT_OK
+
+
+def _cmd_timeline(args: argparse.Namespace) -> int:
+    body = _api_get(args, "timeline")
     if args.json:
         print(json.dumps(body, indent=2))
         return EXIT_OK
@@ -210,7 +293,26 @@ def _detail(response: httpx.Response) -> str:
         return response.text[:200]
 
 
-_COMMANDS = {"up": _cmd_up, "migrate": _cmd_migrate, "demo": _cmd_demo, "timeline": _cmd_timeline}
+def _cmd_credentials(args: argparse.Namespace) -> int:
+    try:
+        token = add_credential(args.file, args.id, args.tenant, args.role, args.agent_id)
+    except CredentialsError as error:
+        raise CliError(str(error)) from error
+    print(token)
+    print(f"added {args.id!r} to {args.file}; the token above is shown only now", file=sys.stderr)
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "up": _cmd_up,
+    "migrate": _cmd_migrate,
+    "demo": _cmd_demo,
+    "timeline": _cmd_timeline,
+    "verify": _cmd_verify,
+    "export": _cmd_export,
+    "keygen": _cmd_keygen,
+    "credentials": _cmd_credentials,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -115,3 +115,31 @@ def load_credentials(path: Path, roles: Iterable[str]) -> CredentialStore:
     except yaml.YAMLError as error:
         raise CredentialsError(f"credentials file {path} is not valid YAML: {error}") from error
     return CredentialStore(parse_credentials(document, str(path), roles))
+
+
+ALL_ROLES = ("agent", "responder", "reviewer", "admin")
+
+
+def add_credential(path: Path, credential_id: str, tenant: str, role: str, agent_id: str = "") -> str:
+    """Creates a token, appends its hash to the file (created if missing) and returns the token."""
+    document: dict[str, object] = {"credentials": []}
+    if path.exists():
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {"credentials": []}
+        parse_credentials(loaded, str(path), ALL_ROLES)
+        document = loaded
+    token = generate_token()
+    entry = {"id": credential_id, "sha256": hash_token(token), "tenant": tenant, "role": role}
+    if agent_id:
+        entry["agent_id"] = agent_id
+    entries = document["credentials"]
+    assert isinstance(entries, list)
+    if any(existing.get("id") == credential_id for existing in entries):
+        raise CredentialsError(f"{path}: a credential with id {credential_id!r} exists already")
+    entries.append(entry)
+    parse_credentials(document, str(path), ALL_ROLES)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    temporary.chmod(0o600)
+    temporary.replace(path)
+    return token

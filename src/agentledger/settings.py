@@ -1,26 +1,42 @@
-"""Process settings of the `agentledger` command: defaults, environment variables (all named here) and flags.
+"""The process configuration of `agentledger up`: one YAML file, environment variables (all named here) and flags.
 
-Precedence: command-line flag, then environment variable, then default.
+Precedence: command-line flag, then environment variable, then the config file, then the default.
+The file holds `data_dir`, `storage`, `api` and the collector sections (`receivers`, `processors`,
+`exporters`, `spool`, `service`); see agentledger.example.yaml.
 """
 
 from __future__ import annotations
 
+import copy
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from agentledger.collector.config import ConfigError
+import yaml
+from pydantic import Field, ValidationError
+
+from agentledger.collector.config import (
+    ConfigError,
+    EndpointConfig,
+    FrozenModel,
+    describe_validation_error,
+)
+from agentledger.collector.config_file import DEFAULT_COMPONENTS, CollectorConfig, parse_collector_config
 from agentledger.ingest.clickhouse import chdb_dsn
 
+ENV_CONFIG: Final = "AGENTLEDGER_CONFIG"
 ENV_DATA_DIR: Final = "AGENTLEDGER_DATA_DIR"
 ENV_CLICKHOUSE_DSN: Final = "AGENTLEDGER_CLICKHOUSE_DSN"
 ENV_DATABASE: Final = "AGENTLEDGER_DATABASE"
 ENV_HOST: Final = "AGENTLEDGER_HOST"
 ENV_OTLP_HTTP_PORT: Final = "AGENTLEDGER_OTLP_HTTP_PORT"
+ENV_OTLP_GRPC_PORT: Final = "AGENTLEDGER_OTLP_GRPC_PORT"
 ENV_API_PORT: Final = "AGENTLEDGER_API_PORT"
 ENV_TENANT: Final = "AGENTLEDGER_TENANT"
+ENV_ALLOW_UNAUTHENTICATED: Final = "AGENTLEDGER_ALLOW_UNAUTHENTICATED"
 ENV_API_URL: Final = "AGENTLEDGER_API_URL"
 ENV_COLLECTOR_URL: Final = "AGENTLEDGER_COLLECTOR_URL"
 
@@ -28,8 +44,25 @@ DEFAULT_DATA_DIR: Final = ".agentledger"
 DEFAULT_DATABASE: Final = "agentledger"
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_OTLP_HTTP_PORT: Final = 4318
+DEFAULT_OTLP_GRPC_PORT: Final = 4317
 DEFAULT_API_PORT: Final = 8000
 DEFAULT_TENANT: Final = "default"
+
+_TOP_LEVEL_KEYS: Final = frozenset(
+    {"data_dir", "storage", "api", "receivers", "processors", "exporters", "spool", "service"}
+)
+
+
+class StorageConfig(FrozenModel):
+    # Default: embedded chDB in <data_dir>/clickhouse.
+    dsn: str | None = None
+    database: str = Field(DEFAULT_DATABASE, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class ApiConfig(EndpointConfig):
+    endpoint: str = f"{DEFAULT_HOST}:{DEFAULT_API_PORT}"
+    # Tenant an unauthenticated API serves.
+    tenant: str = Field(DEFAULT_TENANT, min_length=1)
 
 
 @dataclass(frozen=True)
@@ -37,18 +70,43 @@ class Settings:
     data_dir: Path
     clickhouse_dsn: str
     database: str
-    host: str
-    otlp_http_port: int
-    api_port: int
-    tenant: str
+    api: ApiConfig
+    collector: CollectorConfig
+    allow_unauthenticated: bool = False
+
+    @property
+    def tenant(self) -> str:
+        return self.api.tenant
 
     @property
     def collector_url(self) -> str:
-        return f"http://{_url_host(self.host)}:{self.otlp_http_port}"
+        http = self.collector.receiver.protocols.http
+        if http is None:
+            raise ConfigError("the OTLP/HTTP protocol is disabled in receivers.otlp.protocols.http")
+        return f"http://{_url_host(http.host)}:{http.port}"
 
     @property
     def api_url(self) -> str:
-        return f"http://{_url_host(self.host)}:{self.api_port}"
+        return f"http://{_url_host(self.api.host)}:{self.api.port}"
+
+    def exposed_without_auth(self) -> list[str]:
+        """Endpoints bound beyond loopback although their callers are not authenticated."""
+        receiver = self.collector.receiver
+        exposed = []
+        if not receiver.auth.enabled:
+            for protocol in (receiver.protocols.http, receiver.protocols.grpc):
+                if protocol is not None and not is_loopback(protocol.host):
+                    exposed.append(protocol.endpoint)
+        return exposed
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _url_host(host: str) -> str:
@@ -68,28 +126,106 @@ def _port(name: str, raw: str) -> int:
     return port
 
 
-def load_settings(flags: Mapping[str, str | int | Path | None], environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from flags (None = not given) over environment variables over defaults."""
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top")
+    unknown = set(document) - _TOP_LEVEL_KEYS
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}"
+            f" (known: {', '.join(sorted(_TOP_LEVEL_KEYS))})"
+        )
+    return document
+
+
+def _override_endpoint(section: dict[str, Any], default: str, host: str | None, port: int | None) -> None:
+    if host is None and port is None:
+        return
+    current = str(section.get("endpoint", default))
+    current_host, _, current_port = current.rpartition(":")
+    section["endpoint"] = f"{host if host is not None else current_host}:{port if port is not None else current_port}"
+
+
+def load_settings(
+    flags: Mapping[str, str | int | Path | bool | None], environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from flags (None = not given) over environment variables over the config file over defaults."""
     env = os.environ if environ is None else environ
 
-    def pick(flag: str, env_name: str, default: str) -> str:
+    def given(flag: str, env_name: str) -> str | None:
         value = flags.get(flag)
-        if value is not None:
+        if value is not None and value is not False:
             return str(value)
-        return env.get(env_name) or default
+        return env.get(env_name) or None
 
-    data_dir = Path(pick("data_dir", ENV_DATA_DIR, DEFAULT_DATA_DIR))
-    dsn = pick("dsn", ENV_CLICKHOUSE_DSN, chdb_dsn(data_dir / "clickhouse"))
-    if not dsn.startswith(("chdb:", "http://", "https://")):
-        raise ConfigError(f"{ENV_CLICKHOUSE_DSN} / --dsn must start with chdb://, http:// or https://, not {dsn!r}")
+    config_path = given("config", ENV_CONFIG)
+    document = copy.deepcopy(read_config_file(Path(config_path))) if config_path else {}
+
+    data_dir = Path(given("data_dir", ENV_DATA_DIR) or document.get("data_dir") or DEFAULT_DATA_DIR)
+    storage_raw = dict(document.get("storage") or {})
+    if (dsn := given("dsn", ENV_CLICKHOUSE_DSN)) is not None:
+        storage_raw["dsn"] = dsn
+    if (database := given("database", ENV_DATABASE)) is not None:
+        storage_raw["database"] = database
+
+    host = given("host", ENV_HOST)
+    http_port = given("otlp_http_port", ENV_OTLP_HTTP_PORT)
+    grpc_port = given("otlp_grpc_port", ENV_OTLP_GRPC_PORT)
+    api_port = given("api_port", ENV_API_PORT)
+    tenant = given("tenant", ENV_TENANT)
+
+    api_raw = dict(document.get("api") or {})
+    _override_endpoint(api_raw, f"{DEFAULT_HOST}:{DEFAULT_API_PORT}", host,
+                       _port("--api-port", api_port) if api_port else None)  # fmt: skip
+    if tenant is not None:
+        api_raw["tenant"] = tenant
+
+    receivers = document.setdefault("receivers", copy.deepcopy(dict(DEFAULT_COMPONENTS["receivers"])))
+    for component_id, receiver in list((receivers or {}).items()):
+        if str(component_id).split("/", 1)[0] != "otlp":
+            continue
+        receiver = receivers[component_id] = dict(receiver or {})
+        protocols = receiver["protocols"] = dict(receiver.get("protocols") or {"http": {}, "grpc": {}})
+        for name, default_port, port in (
+            ("http", DEFAULT_OTLP_HTTP_PORT, _port("--otlp-http-port", http_port) if http_port else None),
+            ("grpc", DEFAULT_OTLP_GRPC_PORT, _port("--otlp-grpc-port", grpc_port) if grpc_port else None),
+        ):
+            if name in protocols and protocols[name] is None:
+                continue  # disabled in the file
+            protocol = protocols[name] = dict(protocols.get(name) or {})
+            _override_endpoint(protocol, f"{DEFAULT_HOST}:{default_port}", host, port)
+        if tenant is not None:
+            receiver["tenant"] = tenant
+
+    try:
+        storage = StorageConfig.model_validate(storage_raw)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error("storage", error)) from None
+    try:
+        api = ApiConfig.model_validate(api_raw)
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error("api", error)) from None
+    collector = parse_collector_config(document)
+    dsn_value = storage.dsn or chdb_dsn(data_dir / "clickhouse")
+    if not dsn_value.startswith(("chdb:", "http://", "https://")):
+        raise ConfigError(
+            f"{ENV_CLICKHOUSE_DSN} / --dsn / storage.dsn must start with chdb://, http:// or https://,"
+            f" not {dsn_value!r}"
+        )
+    allow = given("allow_unauthenticated", ENV_ALLOW_UNAUTHENTICATED)
     return Settings(
         data_dir=data_dir,
-        clickhouse_dsn=dsn,
-        database=pick("database", ENV_DATABASE, DEFAULT_DATABASE),
-        host=pick("host", ENV_HOST, DEFAULT_HOST),
-        otlp_http_port=_port(
-            "--otlp-http-port", pick("otlp_http_port", ENV_OTLP_HTTP_PORT, str(DEFAULT_OTLP_HTTP_PORT))
-        ),
-        api_port=_port("--api-port", pick("api_port", ENV_API_PORT, str(DEFAULT_API_PORT))),
-        tenant=pick("tenant", ENV_TENANT, DEFAULT_TENANT),
+        clickhouse_dsn=dsn_value,
+        database=storage.database,
+        api=api,
+        collector=collector,
+        allow_unauthenticated=allow is not None and allow.lower() not in ("0", "false", "no", ""),
     )

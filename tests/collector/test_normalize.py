@@ -16,9 +16,10 @@ from opentelemetry.trace import Tracer
 from pydantic import ValidationError
 
 from agentledger.collector.components import PROCESSORS
-from agentledger.collector.config import PipelineConfig
+from agentledger.collector.config import PipelineSpec
+from agentledger.collector.config_file import parse_collector_config
 from agentledger.collector.processors.normalize import NormalizeConfig, NormalizeProcessor
-from agentledger.collector.receivers.otlp_decode import decode_request
+from agentledger.collector.receivers.otlp_decode import Identity, decode_request
 from agentledger.emitter import ContentCapture, Document, agent_run, prompt, retrieval
 from agentledger.schema.conventions import InputProvenanceValues
 from agentledger.schema.span_columns import SPAN_SCHEMA
@@ -33,7 +34,7 @@ def _spans(build: Callable[[Tracer], None]) -> list[ReadableSpan]:
 
 
 def _normalize(spans: Sequence[ReadableSpan], config: NormalizeConfig | None = None) -> list[dict[str, Any]]:
-    batch = decode_request(encode_spans(list(spans)), "default").batch
+    batch = decode_request(encode_spans(list(spans)), Identity("default")).batch
     out = NormalizeProcessor(config).process(batch)
     assert out.schema == SPAN_SCHEMA
     rows = out.to_pylist()
@@ -218,8 +219,11 @@ def test_config_is_frozen_and_refuses_unknown_keys_and_bad_sources() -> None:
 
 
 def test_normalize_is_registered_and_on_by_default() -> None:
-    assert PipelineConfig().processors == ("normalize",)
-    assert isinstance(PROCESSORS["normalize"](None), NormalizeProcessor)  # type: ignore[arg-type]
+    assert PipelineSpec().processors == ("normalize",)
+    config = parse_collector_config({"processors": {"normalize": {"run_id_from": ["gen_ai.conversation.id"]}}})
+    assert config.processors["normalize"] == NormalizeConfig(run_id_from=("gen_ai.conversation.id",))
+    created = PROCESSORS["normalize"].create(config.processors["normalize"], None)
+    assert isinstance(created, NormalizeProcessor) and created.config == config.processors["normalize"]
 
 
 def test_a_batch_in_several_chunks_is_normalized_whole() -> None:
@@ -231,7 +235,7 @@ def test_a_batch_in_several_chunks_is_normalized_whole() -> None:
         with tracer.start_as_current_span("b", attributes={"session.id": "s2"}):
             pass
 
-    batch = decode_request(encode_spans(_spans(build)), "default").batch
+    batch = decode_request(encode_spans(_spans(build)), Identity("default")).batch
     chunked = pa.concat_tables([batch.slice(0, 1), batch.slice(1, 1)])
 
     out = NormalizeProcessor().process(chunked)

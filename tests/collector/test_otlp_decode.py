@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from agentledger.collector.receivers.otlp_decode import decode_request
+from agentledger.collector.receivers.otlp_decode import Identity, decode_request
 from agentledger.schema import conventions as conv
 from agentledger.schema.span_columns import SPAN_SCHEMA
 
@@ -39,7 +39,7 @@ def test_promoted_attributes_go_to_typed_columns_and_the_rest_to_the_map() -> No
             span.add_event("retry", {"attempt": 2})
             span.set_status(Status(StatusCode.ERROR, "boom"))
 
-    decoded = decode_request(_request(build), tenant="acme")  # type: ignore[arg-type]
+    decoded = decode_request(_request(build), Identity("acme"))  # type: ignore[arg-type]
     row = decoded.batch.to_pylist()[0]
 
     assert decoded.batch.schema.equals(SPAN_SCHEMA)
@@ -74,7 +74,7 @@ def test_span_type_comes_from_the_producer_then_genai_then_openinference() -> No
         with tracer.start_as_current_span("d", attributes={conv.AGENTLEDGER_SPAN_TYPE: "bogus"}):
             pass
 
-    decoded = decode_request(_request(build), tenant="t")  # type: ignore[arg-type]
+    decoded = decode_request(_request(build), Identity("t"))  # type: ignore[arg-type]
 
     assert decoded.batch.column("entry_type").to_pylist() == ["approval", "retrieval", "tool_call", "span"]
 
@@ -88,7 +88,7 @@ def test_spans_with_invalid_ids_are_counted_not_decoded() -> None:
     request = _request(build)
     request.resource_spans[0].scope_spans[0].spans[1].trace_id = b"\x00" * 16  # type: ignore[attr-defined]
 
-    decoded = decode_request(request, tenant="t")  # type: ignore[arg-type]
+    decoded = decode_request(request, Identity("t"))  # type: ignore[arg-type]
 
     assert decoded.batch.column("name").to_pylist() == ["ok"]
     assert decoded.rejected_spans == 1

@@ -17,10 +17,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from starlette.testclient import TestClient
 
 from agentledger.collector.component import ExportError, SpanBatch
-from agentledger.collector.config import OtlpHttpReceiverConfig, PipelineConfig
-from agentledger.collector.pipeline import Pipeline, build_pipeline
+from agentledger.collector.config import HttpProtocolConfig
+from agentledger.collector.exporters.clickhouse import ClickHouseExporter
+from agentledger.collector.pipeline import Pipeline
 from agentledger.collector.receivers.otlp_http import create_otlp_http_app
 from agentledger.collector.telemetry import CollectorTelemetry
+from tests.conftest import direct_pipeline, otlp_ingest
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
@@ -51,8 +53,8 @@ def telemetry() -> CollectorTelemetry:
 
 @pytest.fixture
 def http(client: Client, telemetry: CollectorTelemetry) -> TestClient:
-    config = OtlpHttpReceiverConfig(max_request_bytes=64 * 1024)
-    return TestClient(create_otlp_http_app(config, build_pipeline(PipelineConfig(), client), telemetry))
+    protocol = HttpProtocolConfig(max_request_bytes=64 * 1024)
+    return TestClient(create_otlp_http_app(protocol, otlp_ingest(direct_pipeline(client), telemetry)))
 
 
 def test_protobuf_request_is_stored_and_answered_with_an_empty_response(
@@ -144,7 +146,7 @@ def test_wrong_content_type_is_415(http: TestClient, telemetry: CollectorTelemet
     assert response.status_code == 415
     status = status_pb2.Status.FromString(response.content)
     assert status.message == "Content-Type must be application/x-protobuf or application/json"
-    assert telemetry.value("agentledger_requests_total", ("outcome", "415")) == 1
+    assert telemetry.value("agentledger_requests_total", ("http", "415")) == 1
 
 
 def test_body_over_the_limit_is_413_and_so_is_a_gzip_bomb(http: TestClient) -> None:
@@ -174,7 +176,7 @@ def test_span_with_invalid_ids_is_rejected_as_partial_success(http: TestClient, 
 
 
 class _DownExporter:
-    def export(self, batch: SpanBatch) -> None:
+    def export(self, batch: SpanBatch, batch_id: str) -> None:
         raise ExportError("ClickHouse is down")
 
     def shutdown(self) -> None:
@@ -182,7 +184,7 @@ class _DownExporter:
 
 
 def test_exporter_failure_is_503_with_retry_after_and_nothing_acknowledged(telemetry: CollectorTelemetry) -> None:
-    app = create_otlp_http_app(OtlpHttpReceiverConfig(), Pipeline([], [_DownExporter()]), telemetry)
+    app = create_otlp_http_app(HttpProtocolConfig(), otlp_ingest(Pipeline([], [("down", _DownExporter())]), telemetry))
 
     response = TestClient(app).post("/v1/traces", content=_body(), headers=PROTOBUF)
 
@@ -190,6 +192,7 @@ def test_exporter_failure_is_503_with_retry_after_and_nothing_acknowledged(telem
     assert response.headers["retry-after"] == "5"
     assert status_pb2.Status.FromString(response.content).code == 14
     assert telemetry.value("agentledger_spans_accepted_total") == 0
+    assert telemetry.value("agentledger_spans_refused_total", ("reason", "PipelineUnavailable")) == 2
 
 
 class _DropNamedSpans:
@@ -205,8 +208,8 @@ class _DropNamedSpans:
 
 
 def test_processors_transform_the_batch_before_export(client: Client, telemetry: CollectorTelemetry) -> None:
-    exporter = build_pipeline(PipelineConfig(), client).exporters
-    app = create_otlp_http_app(OtlpHttpReceiverConfig(), Pipeline([_DropNamedSpans()], exporter), telemetry)
+    pipeline = Pipeline([_DropNamedSpans()], [("clickhouse", ClickHouseExporter(client))])
+    app = create_otlp_http_app(HttpProtocolConfig(), otlp_ingest(pipeline, telemetry))
 
     TestClient(app).post("/v1/traces", content=_body(3), headers=PROTOBUF)
 
@@ -219,4 +222,4 @@ def test_metrics_are_prometheus_text(http: TestClient) -> None:
     text = http.get("/metrics").text
 
     assert "agentledger_spans_received_total 2\n" in text
-    assert 'agentledger_requests_total{outcome="200"} 1\n' in text
+    assert 'agentledger_requests_total{http="200"} 1\n' in text

@@ -15,7 +15,8 @@ def test_migrations_apply_once_and_then_are_a_no_op(engine_dsn: str, database: s
     first = migrate(client)
     second = migrate(client)
 
-    assert [f"{m.version:04d}_{m.name}" for m in first] == ["0001_initial"]
+    assert [f"{m.version:04d}_{m.name}" for m in first][:2] == ["0001_initial", "0002_identity_and_dedup"]
+    assert len(first) == len(bundled_migrations())
     assert second == []
     tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
     assert {"spans", "runs", "runs_mv", "writes", "annotations", "schema_migrations"} <= tables

@@ -12,19 +12,19 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from agentledger.collector.config import PipelineConfig
-from agentledger.collector.pipeline import build_pipeline
-from agentledger.collector.receivers.otlp_decode import decode_request
+from agentledger.collector.exporters.clickhouse import ClickHouseExporter
+from agentledger.collector.pipeline import Pipeline
+from agentledger.collector.processors.normalize import NormalizeProcessor
+from agentledger.collector.receivers.otlp_decode import Identity, decode_request
 from agentledger.query_api.app import QueryApiConfig, create_app
 from agentledger.query_api.timeline import rfc3339_nanos
 from agentledger.schema import conventions as conv
 
 
-def _ingest(
-    client: Client, spans: Iterable[ReadableSpan], tenant: str = "default", processors: tuple[str, ...] | None = None
-) -> None:
-    config = PipelineConfig() if processors is None else PipelineConfig(processors=processors)
-    build_pipeline(config, client).consume(decode_request(encode_spans(list(spans)), tenant).batch)
+def _ingest(client: Client, spans: Iterable[ReadableSpan], tenant: str = "default", normalize: bool = False) -> None:
+    processors = [NormalizeProcessor()] if normalize else []
+    pipeline = Pipeline(processors, [("clickhouse", ClickHouseExporter(client))])
+    pipeline.consume(decode_request(encode_spans(list(spans)), Identity(tenant)).batch)
 
 
 def _record(build: object) -> list[ReadableSpan]:
@@ -49,7 +49,7 @@ def test_spans_without_run_id_in_the_runs_traces_are_included_others_are_not(cli
             pass
 
     # Without the normaliser, which would give "db query" the run id of its trace sibling.
-    _ingest(client, _record(build), processors=())
+    _ingest(client, _record(build))
 
     body = api.get("/v1/runs/run_a/timeline").json()
 
@@ -67,8 +67,8 @@ def test_spans_whose_run_id_is_their_trace_id_are_included_in_the_run_of_their_t
 
     root, child = sorted(_record(build), key=lambda span: span.name != "root")
     # Sent apart, the child has no sibling to take the run id from: the normaliser files it under its trace.
-    _ingest(client, [child])
-    _ingest(client, [root])
+    _ingest(client, [child], normalize=True)
+    _ingest(client, [root], normalize=True)
     trace_id = f"{root.context.trace_id:032x}"
 
     body = api.get("/v1/runs/run_a/timeline").json()

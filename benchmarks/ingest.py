@@ -1,0 +1,278 @@
+"""Ingest benchmark: realistic agent spans over OTLP/HTTP protobuf into `agentledger up` (spool on) and,
+in the same run, into Arrow Phoenix; prints medians and the ratio.
+
+    .venv/bin/python benchmarks/ingest.py --spans 200000 --repeats 3 --phoenix-bin /path/to/phoenix
+
+Figures: spans/s acknowledged, spans/s until stored (queryable), collector CPU seconds per 100k spans,
+collector peak RSS. The sender pre-encodes every request and uses several keep-alive connections so it
+is not the bottleneck. `--profile` samples the collector with py-spy and prints where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agent_spans import request_bodies
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def peak_rss_mib(pid: int) -> float:
+    match = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def wait_http(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {timeout}s")
+
+
+def send_all(
+    port: int, path: str, bodies: list[tuple[int, bytes]], senders: int, headers: dict[str, str]
+) -> tuple[int, float]:
+    """Sends every body over `senders` keep-alive connections; returns (spans acknowledged, seconds)."""
+    acknowledged = 0
+    lock = threading.Lock()
+    queue = list(range(len(bodies)))
+
+    def worker() -> None:
+        nonlocal acknowledged
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while True:
+            with lock:
+                if not queue:
+                    break
+                index = queue.pop()
+            spans, body = bodies[index]
+            while True:
+                connection.request("POST", path, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                if response.status in (429, 503):  # back-pressure: retry as an OTLP exporter would
+                    time.sleep(0.05)
+                    continue
+                break
+            if response.status == 200:
+                with lock:
+                    acknowledged += spans
+        connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(senders)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return acknowledged, time.perf_counter() - began
+
+
+@dataclass
+class Result:
+    accepted_per_s: float
+    stored_per_s: float
+    cpu_per_100k: float
+    peak_rss_mib: float
+
+
+def exported(metrics_url: str) -> int:
+    text = httpx.get(metrics_url, timeout=10).text
+    match = re.search(r'agentledger_spans_exported_total\{exporter="clickhouse"\} (\d+)', text)
+    return int(match.group(1)) if match else 0
+
+
+def run_agentledger(
+    bodies: list[tuple[int, bytes]], senders: int, fsync: str, batch_max_spans: int, profile: bool
+) -> Result:
+    workdir = Path(tempfile.mkdtemp(prefix="agentledger-bench-"))
+    http_port, grpc_port, api_port = free_port(), free_port(), free_port()
+    config = workdir / "agentledger.yaml"
+    config.write_text(f"spool: {{fsync: {fsync}}}\nexporters:\n  clickhouse: {{batch_max_spans: {batch_max_spans}}}\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentledger", "up", "--config", str(config), "--data-dir", str(workdir / "data"),
+         "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port), "--api-port", str(api_port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    profiler = None
+    try:
+        wait_http(f"http://127.0.0.1:{http_port}/healthz")
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if profile and Path(py_spy).exists():
+            profiler = subprocess.Popen(
+                [py_spy, "record", "--pid", str(process.pid), "--rate", "200", "--format", "raw",
+                 "--threads", "--nonblocking", "-o", str(workdir / "profile.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(1)
+        cpu_before = cpu_seconds(process.pid)
+        began = time.perf_counter()
+        accepted, send_seconds = send_all(http_port, "/v1/traces", bodies, senders,
+                                          {"Content-Type": "application/x-protobuf"})  # fmt: skip
+        metrics_url = f"http://127.0.0.1:{http_port}/metrics"
+        while exported(metrics_url) < accepted:
+            time.sleep(0.02)
+        stored_seconds = time.perf_counter() - began
+        cpu = cpu_seconds(process.pid) - cpu_before
+        rss = peak_rss_mib(process.pid)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(timeout=60)
+            print_profile(workdir / "profile.txt")
+        return Result(accepted / send_seconds, accepted / stored_seconds, cpu / accepted * 100_000, rss)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def print_profile(path: Path) -> None:
+    """Self time by function from py-spy's collapsed stacks, top 15."""
+    if not path.exists():
+        print("  (py-spy wrote no profile)")
+        return
+    self_time: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        frames = stack.split(";")
+        leaf = frames[-1] if frames else "?"
+        self_time[re.sub(r" \(.*?/site-packages/", " (", leaf)] += int(count_text)
+        total += int(count_text)
+    print(f"  where the collector's time goes (py-spy, {total} samples, self time):")
+    for frame, count in self_time.most_common(15):
+        print(f"    {100 * count / total:5.1f}%  {frame[:110]}")
+
+
+def run_phoenix(phoenix_bin: str, bodies: list[tuple[int, bytes]], senders: int) -> Result:
+    workdir = Path(tempfile.mkdtemp(prefix="phoenix-bench-"))
+    port = free_port()
+    env = {**os.environ, "PHOENIX_WORKING_DIR": str(workdir), "PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": str(port),
+           "PHOENIX_GRPC_PORT": str(free_port()), "PHOENIX_TELEMETRY_ENABLED": "false",
+           "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false", "PHOENIX_MAX_SPANS_QUEUE_SIZE": str(10**7)}  # fmt: skip
+    process = subprocess.Popen([phoenix_bin, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=180)
+        cpu_before = cpu_seconds(process.pid)
+        began = time.perf_counter()
+        accepted, send_seconds = send_all(port, "/v1/traces", bodies, senders,
+                                          {"Content-Type": "application/x-protobuf"})  # fmt: skip
+        while phoenix_span_count(port) < accepted:
+            time.sleep(0.5)
+        stored_seconds = time.perf_counter() - began
+        cpu = cpu_seconds(process.pid) - cpu_before
+        return Result(accepted / send_seconds, accepted / stored_seconds, cpu / accepted * 100_000,
+                      peak_rss_mib(process.pid))  # fmt: skip
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def phoenix_span_count(port: int) -> int:
+    """Spans Phoenix can return from its REST API (paginated)."""
+    count, cursor = 0, None
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        while True:
+            params: dict[str, str | int] = {"limit": 1000}
+            if cursor:
+                params["cursor"] = cursor
+            response = client.get("/v1/projects/default/spans", params=params)
+            if response.status_code != 200:
+                return count
+            body = response.json()
+            count += len(body.get("data", []))
+            cursor = body.get("next_cursor")
+            if not cursor:
+                return count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spans", type=int, default=200_000)
+    parser.add_argument(
+        "--phoenix-spans",
+        type=int,
+        default=5_000,
+        help="Phoenix stores ~150 spans/s, so it gets a smaller share of the same spans",
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--spans-per-request", type=int, default=1000)
+    parser.add_argument("--fsync", default="always", choices=("always", "interval", "never"))
+    parser.add_argument("--batch-max-spans", type=int, default=20_000, help="ClickHouse exporter insert size")
+    parser.add_argument("--phoenix-bin", default=shutil.which("phoenix"), help="the `phoenix` command (arize-phoenix)")
+    parser.add_argument("--profile", action="store_true", help="sample the collector with py-spy (last repeat)")
+    args = parser.parse_args()
+
+    bodies = list(request_bodies(args.spans, args.spans_per_request))
+    megabytes = sum(len(body) for _, body in bodies) / 1e6
+    print(f"workload: {args.spans} spans in {len(bodies)} requests, {megabytes:.0f} MB protobuf, "
+          f"{args.senders} senders, spool fsync={args.fsync}, {os.cpu_count()} cores")  # fmt: skip
+    ours = [run_agentledger(bodies, args.senders, args.fsync, args.batch_max_spans,
+                            args.profile and i == args.repeats - 1)
+            for i in range(args.repeats)]  # fmt: skip
+    for index, result in enumerate(ours):
+        print(f"  agentledger run {index + 1}: {result.accepted_per_s:9.0f} acked/s {result.stored_per_s:9.0f} "
+              f"stored/s  {result.cpu_per_100k:5.1f} CPU s/100k  {result.peak_rss_mib:5.0f} MiB")  # fmt: skip
+    median = Result(*(statistics.median(getattr(r, f) for r in ours) for f in Result.__dataclass_fields__))
+    rows = [("agentledger (median)", median)]
+    if args.phoenix_bin:
+        phoenix_bodies = list(request_bodies(args.phoenix_spans, args.spans_per_request))
+        phoenix = run_phoenix(args.phoenix_bin, phoenix_bodies, args.senders)
+        rows.append((f"phoenix ({args.phoenix_spans} spans)", phoenix))
+    else:
+        print("phoenix: not run (install arize-phoenix and pass --phoenix-bin)")
+    print(f"\n{'':24} {'acked spans/s':>14} {'stored spans/s':>15} {'CPU s/100k':>11} {'peak RSS MiB':>13}")
+    for name, result in rows:
+        print(f"{name:24} {result.accepted_per_s:14.0f} {result.stored_per_s:15.0f} {result.cpu_per_100k:11.1f} "
+              f"{result.peak_rss_mib:13.0f}")  # fmt: skip
+    if len(rows) == 2:
+        phoenix = rows[1][1]
+        print(f"\nratio agentledger/phoenix: acked {median.accepted_per_s / phoenix.accepted_per_s:.1f}x, "
+              f"stored {median.stored_per_s / phoenix.stored_per_s:.1f}x, "
+              f"CPU per span {phoenix.cpu_per_100k / median.cpu_per_100k:.1f}x less")  # fmt: skip
+    print(f"per collector core (stored spans / CPU second): {100_000 / median.cpu_per_100k:.0f} spans/s")
+
+
+if __name__ == "__main__":
+    main()

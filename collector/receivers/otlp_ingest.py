@@ -1,0 +1,57 @@
+"""What both OTLP transports do with a decoded request: identify, decode, hand to the pipeline, count.
+
+The transports (otlp_http.py, otlp_grpc.py) only map these outcomes to their own status codes.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from agentledger.collector.auth import Authenticator
+from agentledger.collector.config import OtlpReceiverConfig
+from agentledger.collector.pipeline import Pipeline
+from agentledger.collector.receivers.otlp_decode import Identity, decode_request
+from agentledger.collector.telemetry import CollectorTelemetry
+
+
+class OtlpIngest:
+    def __init__(
+        self,
+        config: OtlpReceiverConfig,
+        pipeline: Pipeline,
+        telemetry: CollectorTelemetry,
+        authenticator: Authenticator,
+    ) -> None:
+        self.config = config
+        self.pipeline = pipeline
+        self.telemetry = telemetry
+        self.authenticator = authenticator
+
+    def export(self, request: ExportTraceServiceRequest, identity: Identity) -> ExportTraceServiceResponse:
+        """Decodes and stores the request's spans; raises PipelineFull or PipelineUnavailable, having
+        counted the refused spans, when nothing could be acknowledged."""
+        decoded = decode_request(request, identity, self.config.limits)
+        telemetry = self.telemetry
+        received = decoded.batch.num_rows + decoded.rejected_spans
+        telemetry.add("agentledger_spans_received_total", received)
+        try:
+            self.pipeline.consume(decoded.batch)
+        except Exception as error:
+            telemetry.add("agentledger_spans_refused_total", decoded.batch.num_rows, ("reason", type(error).__name__))
+            raise
+        telemetry.add("agentledger_spans_accepted_total", decoded.batch.num_rows)
+        for kind, count in decoded.truncated.items():
+            telemetry.add("agentledger_spans_truncated_total", count, ("what", kind))
+        if decoded.identity_mismatches:
+            telemetry.add("agentledger_identity_mismatches_total", decoded.identity_mismatches)
+        response = ExportTraceServiceResponse()
+        if decoded.rejected_spans:
+            telemetry.add(
+                "agentledger_spans_rejected_total", decoded.rejected_spans, ("reason", "invalid_or_over_limit")
+            )
+            response.partial_success.rejected_spans = decoded.rejected_spans
+            response.partial_success.error_message = decoded.rejection_message
+        return response

@@ -1,0 +1,107 @@
+"""Legal holds and deletion on request: holds keep runs or agents' spans past retention, and a deletion
+first writes a tombstone into the run's audit chain, so the run verifies as deleted, not as tampered."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from agentledger.ingest.audit_chain import ChainWriter, span_digest, span_key
+from agentledger.query_api import queries
+from agentledger.query_api.models import Deletion, Hold, HoldScope
+from agentledger.query_api.timeline import rfc3339_nanos
+
+_SYNC = {"mutations_sync": 2}
+
+
+class HoldActive(Exception):
+    """The run is under a legal hold; the message names the hold."""
+
+
+def _hold(row: dict[str, Any], released: bool = False) -> Hold:
+    return Hold(
+        hold_id=str(row["hold_id"]),
+        scope=str(row["scope"]),
+        target=str(row["target"]),
+        reason=str(row["reason"]),
+        placed_by=str(row["placed_by"]),
+        placed_at=rfc3339_nanos(int(row["placed_ns"])),
+        released=released,
+    )
+
+
+def active_holds(client: Client, tenant: str) -> list[Hold]:
+    return [_hold(row) for row in client.query(queries.ACTIVE_HOLDS, parameters={"tenant": tenant}).named_results()]
+
+
+def place_hold(client: Client, tenant: str, scope: HoldScope, target: str, reason: str, placed_by: str) -> Hold:
+    hold_id = f"hold_{uuid.uuid4().hex[:16]}"
+    now = time.time_ns()
+    client.insert(
+        "legal_holds",
+        [[tenant, hold_id, scope, target, reason, placed_by, now, None, now]],
+        column_names=["tenant", "hold_id", "scope", "target", "reason", "placed_by", "placed_at", "released_at",
+                      "version"],
+    )  # fmt: skip
+    statement = queries.HOLD_RUN_SPANS if scope == "run" else queries.HOLD_AGENT_SPANS
+    client.command(statement, parameters={"tenant": tenant, "target": target}, settings=_SYNC)
+    return Hold(hold_id=hold_id, scope=scope, target=target, reason=reason, placed_by=placed_by,
+                placed_at=rfc3339_nanos(now), released=False)  # fmt: skip
+
+
+def release_hold(client: Client, tenant: str, hold_id: str) -> Hold | None:
+    rows = list(client.query(queries.HOLD_BY_ID, parameters={"tenant": tenant, "hold_id": hold_id}).named_results())
+    if not rows:
+        return None
+    row = rows[0]
+    if not row["released"]:
+        now = time.time_ns()
+        client.insert(
+            "legal_holds",
+            [[tenant, hold_id, row["scope"], row["target"], row["reason"], row["placed_by"], int(row["placed_ns"]),
+              now, now]],
+            column_names=["tenant", "hold_id", "scope", "target", "reason", "placed_by", "placed_at", "released_at",
+                          "version"],
+        )  # fmt: skip
+        client.command(queries.RELEASE_SPANS, parameters={"tenant": tenant},
+                       settings={**_SYNC, "allow_nondeterministic_mutations": 1})  # fmt: skip
+    return _hold(row, released=True)
+
+
+def holds_covering_run(client: Client, tenant: str, run_id: str) -> list[Hold]:
+    agents: set[str] = set()
+    for agent_id, verified in client.query(
+        queries.RUN_AGENTS, parameters={"tenant": tenant, "run_id": run_id}
+    ).result_rows:
+        agents.update(a for a in (agent_id, verified) if a)
+    return [h for h in active_holds(client, tenant)
+            if (h.scope == "run" and h.target == run_id) or (h.scope == "agent" and h.target in agents)]  # fmt: skip
+
+
+def delete_run(client: Client, tenant: str, run_id: str, requested_by: str, reason: str) -> Deletion | None:
+    """Deletes the run's spans and index row after chaining a tombstone; None when there is no such run.
+
+    Raises HoldActive when a legal hold covers the run.
+    """
+    holds = holds_covering_run(client, tenant, run_id)
+    if holds:
+        hold = holds[0]
+        raise HoldActive(f"run {run_id!r} is under legal hold {hold.hold_id} ({hold.scope} {hold.target}:"
+                         f" {hold.reason}); release it first")  # fmt: skip
+    parameters = {"tenant": tenant, "run_id": run_id}
+    deleted = sorted(
+        {(span_key(row["trace_id"], row["span_id"]), span_digest(row))
+         for row in client.query(queries.RUN_SPANS_FOR_DIGEST, parameters=parameters).named_results()}
+    )  # fmt: skip
+    if not deleted:
+        return None
+    chain = ChainWriter(client)
+    note = f"deleted on request of {requested_by}: {reason}"
+    links = chain.tombstone_for(tenant, run_id, deleted, time.time_ns(), note)
+    chain.append(links, deduplication_token="")
+    client.command(queries.DELETE_RUN_SPANS, parameters=parameters, settings=_SYNC)
+    client.command(queries.DELETE_RUN_INDEX, parameters=parameters, settings=_SYNC)
+    return Deletion(run_id=run_id, deleted_spans=len(deleted), tombstone_seq=links[0].seq, note=note)

@@ -1,0 +1,44 @@
+"""The two ways span digests are computed agree, and canonical JSON is RFC 8785 for our value types."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from agentledger.collector.receivers.otlp_decode import Identity, decode_request
+from agentledger.ingest.audit_chain import canonical_json, digests_of_batch, rows_of_batch, span_digest
+
+_VALUES = st.recursive(
+    st.text(alphabet=st.characters(exclude_categories=["Cs"])) | st.integers(-(2**70), 2**70) | st.booleans(),
+    lambda children: st.lists(children, max_size=4) | st.tuples(children, children),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_VALUES)
+def test_canonical_json_is_compact_unescaped_json(value: object) -> None:
+    expected = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    assert canonical_json(value) == expected
+
+
+def test_column_wise_digests_equal_row_digests() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("outer", attributes={"b": "2", "a": 'ünïcode\n"q"', "n": 5}) as span:
+        span.add_event("e1", {"z": "1", "y": "2"})
+        span.add_event("e2")
+        tracer.start_span("inner", attributes={"agent.run.id": "r", "list": ["x", "y"]}).end()
+    batch = decode_request(encode_spans(exporter.get_finished_spans()), Identity("t")).batch
+
+    assert digests_of_batch(batch) == [span_digest(row) for row in rows_of_batch(batch)]
+    assert len(set(digests_of_batch(batch))) == 2

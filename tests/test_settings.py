@@ -1,0 +1,110 @@
+"""The config file, environment and flags combine with the documented precedence; bad values fail with
+a sentence naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentledger.collector.config import ConfigError
+from agentledger.settings import load_settings
+from tests.conftest import REPO_ROOT
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agentledger.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file() -> None:
+    settings = load_settings({}, environ={})
+
+    receiver = settings.collector.receiver
+    assert receiver.protocols.http is not None and receiver.protocols.http.endpoint == "127.0.0.1:4318"
+    assert receiver.protocols.grpc is not None and receiver.protocols.grpc.endpoint == "127.0.0.1:4317"
+    assert settings.api.endpoint == "127.0.0.1:8000"
+    assert (
+        settings.clickhouse_dsn == f"chdb:///{(Path('.agentledger') / 'clickhouse').resolve().as_posix().lstrip('/')}"
+    )
+    assert settings.collector.pipeline.exporters == ("clickhouse",)
+    assert settings.collector.spool.fsync == "always"
+
+
+def test_the_example_config_is_valid_and_equals_the_defaults() -> None:
+    from_example = load_settings({"config": REPO_ROOT / "agentledger.example.yaml"}, environ={})
+    defaults = load_settings({}, environ={})
+
+    assert from_example.collector == defaults.collector
+    assert from_example.api == defaults.api
+
+
+def test_flag_beats_environment_beats_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "receivers:\n  otlp:\n    protocols:\n      http: {endpoint: 10.0.0.1:1111}\n"
+                            "      grpc: {endpoint: 10.0.0.1:2222}\napi: {endpoint: 10.0.0.1:3333}\n")  # fmt: skip
+
+    from_file = load_settings({"config": path}, environ={})
+    from_env = load_settings(
+        {"config": path}, environ={"AGENTLEDGER_OTLP_HTTP_PORT": "5555", "AGENTLEDGER_HOST": "::1"}
+    )
+    from_flag = load_settings({"config": path, "otlp_http_port": 6666}, environ={"AGENTLEDGER_OTLP_HTTP_PORT": "5555"})
+
+    assert from_file.collector.receiver.protocols.http.endpoint == "10.0.0.1:1111"  # type: ignore[union-attr]
+    assert from_env.collector.receiver.protocols.http.endpoint == "::1:5555"  # type: ignore[union-attr]
+    assert from_env.collector.receiver.protocols.grpc.endpoint == "::1:2222"  # type: ignore[union-attr]
+    assert from_env.api.endpoint == "::1:3333"
+    assert from_flag.collector.receiver.protocols.http.endpoint == "10.0.0.1:6666"  # type: ignore[union-attr]
+
+
+def test_grpc_can_be_disabled_in_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "receivers:\n  otlp:\n    protocols:\n      http: {}\n      grpc: null\n")
+
+    settings = load_settings({"config": path, "otlp_grpc_port": 9999}, environ={})
+
+    assert settings.collector.receiver.protocols.grpc is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("receiverz: {}\n", "unknown top-level key(s) receiverz"),
+        ("receivers:\n  otlp:\n    limits: {max_spans_per_request: 0}\n",
+         "receivers.otlp.limits.max_spans_per_request: Input should be greater than or equal to 1"),
+        ("receivers:\n  otlp:\n    protocols: {http: {endpoint: nowhere}}\n", "receivers.otlp.protocols.http.endpoint"),
+        ("receivers:\n  otlp:\n    colour: blue\n", "receivers.otlp.colour: Extra inputs are not permitted"),
+        ("receivers:\n  kafka: {}\n", "receivers.kafka: unknown receiver type 'kafka'"),
+        ("processors:\n  magic: {}\n", "processors.magic: unknown processor type 'magic'"),
+        ("exporters:\n  s3: {}\n", "exporters.s3: unknown exporter type 's3'"),
+        ("service:\n  pipelines:\n    traces:\n      exporters: [clickhouse/2]\n",
+         "service.pipelines.traces.exporters names 'clickhouse/2', which is not defined under `exporters:`"),
+        ("spool: {fsync: sometimes}\n", "spool.fsync: Input should be 'always', 'interval' or 'never'"),
+        ("storage: {database: 'bad name'}\n", "storage.database: String should match pattern"),
+        ("- a list\n", "must hold a mapping at the top"),
+        ("receivers: [\n", "is not valid YAML"),
+    ],
+)  # fmt: skip
+def test_bad_config_fails_with_a_sentence_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings({"config": _write(tmp_path, text)}, environ={})
+
+    assert message in str(error.value)
+
+
+def test_auth_enabled_without_credentials_fails_at_startup(tmp_path: Path) -> None:
+    from agentledger.collector.auth import Authenticator
+
+    settings = load_settings({"config": _write(tmp_path, "receivers:\n  otlp:\n    auth: {enabled: true}\n")},
+                             environ={})  # fmt: skip
+
+    with pytest.raises(ConfigError) as error:
+        Authenticator(settings.collector.receiver.auth, "default")
+
+    assert str(error.value) == "receivers.otlp.auth.credentials_file is required when auth.enabled is true"
+
+
+def test_a_missing_config_file_is_a_sentence(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings({"config": tmp_path / "nope.yaml"}, environ={})
+
+    assert str(error.value) == f"cannot read config file {tmp_path / 'nope.yaml'}: No such file or directory"
