@@ -21,10 +21,12 @@ from agentledger.collector.config import CollectorConfig, OtlpHttpReceiverConfig
 from agentledger.collector.pipeline import build_pipeline
 from agentledger.collector.receivers.otlp_http import create_otlp_http_app
 from agentledger.collector.telemetry import CollectorTelemetry
+from agentledger.credentials import CredentialsError, CredentialStore, load_credentials
 from agentledger.ingest.clickhouse import connect, is_embedded, redact_dsn
 from agentledger.ingest.migrations import migrate
 from agentledger.query_api.app import QueryApiConfig, create_app
-from agentledger.settings import Settings
+from agentledger.query_api.auth import ROLES
+from agentledger.settings import ENV_API_KEYS_FILE, Settings, is_loopback
 
 logger = logging.getLogger("agentledger")
 
@@ -57,6 +59,7 @@ def bind(host: str, port: int, what: str) -> socket.socket:
 
 def run_service(settings: Settings, on_started: Callable[[Settings], None] | None = None) -> None:
     """Runs until SIGTERM/SIGINT; raises ServiceError when it cannot start."""
+    api_keys = _api_keys(settings)
     collector_socket = bind(settings.host, settings.otlp_http_port, "OTLP/HTTP collector")
     api_socket = bind(settings.host, settings.api_port, "query API")
     client = connect(settings.clickhouse_dsn, settings.database)
@@ -71,13 +74,20 @@ def run_service(settings: Settings, on_started: Callable[[Settings], None] | Non
         telemetry = CollectorTelemetry()
         apps: list[tuple[ASGIApp, socket.socket]] = [
             (create_otlp_http_app(config.http, pipeline, telemetry), collector_socket),
-            (create_app(client, QueryApiConfig(tenant=settings.tenant)), api_socket),
+            (create_app(client, _api_config(settings, api_keys)), api_socket),
         ]
         storage = "embedded chDB" if is_embedded(settings.clickhouse_dsn) else "ClickHouse server"
         logger.info("storage: %s at %s, database %s", storage, redact_dsn(settings.clickhouse_dsn), settings.database)
         logger.info("OTLP/HTTP collector: %s/v1/traces", settings.collector_url)
         logger.info("query API: %s (OpenAPI at /docs)", settings.api_url)
-        logger.warning("authentication is off: any client that reaches these ports can send and read spans")
+        if api_keys is None:
+            logger.warning(
+                "query API authentication is off (no API keys file): it serves tenant %r to any local client",
+                settings.tenant,
+            )
+        else:
+            logger.info("query API: %d API key(s) from %s", len(api_keys), settings.api_keys_file)
+        logger.warning("collector authentication is off: any client that reaches its port can send spans")
         try:
             asyncio.run(_serve(apps, settings, on_started))
         finally:
@@ -87,6 +97,30 @@ def run_service(settings: Settings, on_started: Callable[[Settings], None] | Non
         collector_socket.close()
         api_socket.close()
     logger.info("stopped")
+
+
+def _api_keys(settings: Settings) -> CredentialStore | None:
+    if settings.api_keys_file is None:
+        if not is_loopback(settings.host):
+            raise ServiceError(
+                f"refusing to serve the query API on {settings.host} without API keys, since anyone who can reach"
+                f" it could read every run; pass --api-keys-file (or {ENV_API_KEYS_FILE}), or bind 127.0.0.1"
+            )
+        return None
+    try:
+        return load_credentials(settings.api_keys_file, ROLES)
+    except CredentialsError as error:
+        raise ServiceError(str(error)) from error
+
+
+def _api_config(settings: Settings, api_keys: CredentialStore | None) -> QueryApiConfig:
+    return QueryApiConfig(
+        tenant=settings.tenant,
+        api_keys=api_keys,
+        github_webhook_secret=settings.github_webhook_secret,
+        jira_webhook_secret=settings.jira_webhook_secret,
+        jira_run_id_field=settings.jira_run_id_field,
+    )
 
 
 async def _serve(

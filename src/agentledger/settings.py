@@ -5,6 +5,7 @@ Precedence: command-line flag, then environment variable, then default.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,11 @@ ENV_API_PORT: Final = "AGENTLEDGER_API_PORT"
 ENV_TENANT: Final = "AGENTLEDGER_TENANT"
 ENV_API_URL: Final = "AGENTLEDGER_API_URL"
 ENV_COLLECTOR_URL: Final = "AGENTLEDGER_COLLECTOR_URL"
+ENV_API_KEYS_FILE: Final = "AGENTLEDGER_API_KEYS_FILE"
+ENV_API_KEY: Final = "AGENTLEDGER_API_KEY"
+ENV_GITHUB_WEBHOOK_SECRET: Final = "AGENTLEDGER_GITHUB_WEBHOOK_SECRET"
+ENV_JIRA_WEBHOOK_SECRET: Final = "AGENTLEDGER_JIRA_WEBHOOK_SECRET"
+ENV_JIRA_RUN_ID_FIELD: Final = "AGENTLEDGER_JIRA_RUN_ID_FIELD"
 
 DEFAULT_DATA_DIR: Final = ".agentledger"
 DEFAULT_DATABASE: Final = "agentledger"
@@ -30,6 +36,7 @@ DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_OTLP_HTTP_PORT: Final = 4318
 DEFAULT_API_PORT: Final = 8000
 DEFAULT_TENANT: Final = "default"
+DEFAULT_JIRA_RUN_ID_FIELD: Final = "customfield_10100"
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,11 @@ class Settings:
     otlp_http_port: int
     api_port: int
     tenant: str
+    # Query API access: None serves `tenant` without keys (refused on a non-loopback host).
+    api_keys_file: Path | None = None
+    github_webhook_secret: str = ""
+    jira_webhook_secret: str = ""
+    jira_run_id_field: str = DEFAULT_JIRA_RUN_ID_FIELD
 
     @property
     def collector_url(self) -> str:
@@ -49,6 +61,14 @@ class Settings:
     @property
     def api_url(self) -> str:
         return f"http://{_url_host(self.host)}:{self.api_port}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps the servers reachable from this machine only."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _url_host(host: str) -> str:
@@ -92,4 +112,8 @@ def load_settings(flags: Mapping[str, str | int | Path | None], environ: Mapping
         ),
         api_port=_port("--api-port", pick("api_port", ENV_API_PORT, str(DEFAULT_API_PORT))),
         tenant=pick("tenant", ENV_TENANT, DEFAULT_TENANT),
+        api_keys_file=Path(keys_file) if (keys_file := pick("api_keys_file", ENV_API_KEYS_FILE, "")) else None,
+        github_webhook_secret=env.get(ENV_GITHUB_WEBHOOK_SECRET, ""),
+        jira_webhook_secret=env.get(ENV_JIRA_WEBHOOK_SECRET, ""),
+        jira_run_id_field=pick("jira_run_id_field", ENV_JIRA_RUN_ID_FIELD, DEFAULT_JIRA_RUN_ID_FIELD),
     )

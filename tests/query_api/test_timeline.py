@@ -16,7 +16,7 @@ from agentledger.collector.config import PipelineConfig
 from agentledger.collector.pipeline import build_pipeline
 from agentledger.collector.receivers.otlp_decode import decode_request
 from agentledger.query_api.app import QueryApiConfig, create_app
-from agentledger.query_api.timeline import rfc3339_nanos
+from agentledger.query_api.times import rfc3339_nanos
 from agentledger.schema import conventions as conv
 
 
@@ -98,4 +98,4 @@ def test_timeline_times_are_exact_nanoseconds(client: Client, api: TestClient) -
 def test_healthz_and_openapi_document_the_404(api: TestClient) -> None:
     assert api.get("/healthz").json() == {"status": "ok", "clickhouse": "ok"}
     responses = api.get("/openapi.json").json()["paths"]["/v1/runs/{run_id}/timeline"]["get"]["responses"]
-    assert set(responses) == {"200", "404", "422", "503"}
+    assert set(responses) == {"200", "401", "403", "404", "422", "503"}
