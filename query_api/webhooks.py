@@ -63,19 +63,20 @@ def run_id_in_text(text: str | None) -> str:
     return str(found[-1]) if found else ""
 
 
-def _field(mapping: Any, *path: str) -> Any:
+def _field(mapping: Any, *path: str, at: str = "") -> Any:
+    """mapping[path[0]][path[1]]...; `at` names where mapping sits in the payload, for the message."""
     value = mapping
     for key in path:
         if not isinstance(value, Mapping) or key not in value:
-            raise PayloadError(f"the payload has no {'.'.join(path)}")
+            raise PayloadError(f"the payload has no {at}{'.'.join(path)}")
         value = value[key]
     return value
 
 
-def _text(mapping: Any, *path: str) -> str:
-    value = _field(mapping, *path)
-    if not isinstance(value, str | int):
-        raise PayloadError(f"{'.'.join(path)} must be a string")
+def _text(mapping: Any, *path: str, at: str = "") -> str:
+    value = _field(mapping, *path, at=at)
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise PayloadError(f"{at}{'.'.join(path)} must be a string")
     return str(value)
 
 
@@ -119,15 +120,15 @@ def _github_pull_request(payload: Any) -> Delivery:
     if not run_id:
         return Delivery([], 1, "the pull request carries no Agent-Run-Id trailer or agent-run-id label")
     write_action = _PR_ACTIONS[action]
-    when = _text(pull, "updated_at")
+    when = _text(pull, "updated_at", at="pull_request.")
     if action == "opened":
-        when = _text(pull, "created_at")
+        when = _text(pull, "created_at", at="pull_request.")
     elif action == "closed":
         if pull.get("merged") is True and _optional_text(pull, "merged_at"):
-            write_action, when = "merge", _text(pull, "merged_at")
+            write_action, when = "merge", _text(pull, "merged_at", at="pull_request.")
         elif _optional_text(pull, "closed_at"):
-            when = _text(pull, "closed_at")
-    url = _text(pull, "html_url")
+            when = _text(pull, "closed_at", at="pull_request.")
+    url = _text(pull, "html_url", at="pull_request.")
     write = NewWrite(
         run_id=run_id,
         system="github",
@@ -151,11 +152,13 @@ def _github_push(payload: Any) -> Delivery:
         raise PayloadError("commits must be a list")
     writes, ignored = [], 0
     for index, commit in enumerate(commits):
-        run_id = run_id_in_text(_text(commit, "message"))
+        at = f"commits[{index}]."
+        message = _text(commit, "message", at=at)
+        run_id = run_id_in_text(message)
         if not run_id:
             ignored += 1
             continue
-        url = _text(commit, "url")
+        url = _text(commit, "url", at=at)
         writes.append(
             NewWrite(
                 run_id=run_id,
@@ -163,9 +166,9 @@ def _github_push(payload: Any) -> Delivery:
                 ref=url,
                 action="create",
                 target=f"github:{repository}",
-                occurred_ns=_time(_text(commit, "timestamp"), f"commits[{index}].timestamp"),
+                occurred_ns=_time(_text(commit, "timestamp", at=at), f"{at}timestamp"),
                 source="github",
-                title=_text(commit, "message").splitlines()[0] if _text(commit, "message") else "",
+                title=message.splitlines()[0] if message else "",
                 url=url,
                 actor=_optional_text(commit, "author", "username") or _optional_text(commit, "author", "name"),
                 payload=json.dumps({"event": "push", "ref": payload.get("ref"), "commit": commit.get("id")}),
@@ -188,10 +191,10 @@ def jira_delivery(payload: Any, run_id_field: str) -> Delivery:
     if event not in _JIRA_ACTIONS:
         return Delivery([], 0, f"event {event!r} is not a write agentledger records (issue created/updated/deleted)")
     issue = _field(payload, "issue")
-    fields = _field(issue, "fields")
+    fields = _field(issue, "fields", at="issue.")
     if not isinstance(fields, Mapping):
         raise PayloadError("issue.fields must be an object")
-    key = _text(issue, "key")
+    key = _text(issue, "key", at="issue.")
     run_id = _jira_run_id(fields, run_id_field)
     if not run_id:
         return Delivery([], 1, f"issue {key} has no run id in field {run_id_field}")
