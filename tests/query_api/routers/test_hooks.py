@@ -55,7 +55,12 @@ def test_run_id_from_a_label(client: Client, api: TestClient) -> None:
 
 def test_pull_request_without_run_id_is_acknowledged_and_not_stored(client: Client, api: TestClient) -> None:
     assert _github(api, "pull_request", github_pull_request(None)) == (
-        202, {"accepted": 0, "ignored": 1, "detail": "the pull request carries no Agent-Run-Id trailer or agent-run-id label"}
+        202,
+        {
+            "accepted": 0,
+            "ignored": 1,
+            "detail": "the pull request carries no Agent-Run-Id trailer or agent-run-id label",
+        },
     )  # fmt: skip
     assert _stored(client) == []
 
