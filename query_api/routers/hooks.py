@@ -39,7 +39,6 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     400: error("The body is not JSON, or not the webhook payload the event names (the detail says which field)."),
     401: error("The signature is missing or does not match the configured secret, and no admin API key was sent."),
     413: error("The delivery is larger than 5 MiB."),
-    422: error("A required header is missing."),
 }
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}}
 

@@ -70,7 +70,6 @@ def _time_bound(name: str, value: str | None, default: int) -> int:
     responses={
         **AUTH_RESPONSES,
         400: error("A time bound or the cursor is invalid."),
-        422: error("A filter is invalid."),
     },
 )
 def list_runs(

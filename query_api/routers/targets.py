@@ -15,7 +15,7 @@ from agentledger.query_api.times import rfc3339_nanos
 router = APIRouter(prefix="/v1/targets", tags=["targets"])
 
 
-@router.get("/{resource:path}", responses={**AUTH_RESPONSES, 422: error("The resource or limit is invalid.")})
+@router.get("/{resource:path}", responses={**AUTH_RESPONSES})
 def get_target(
     caller: Reader,
     client: ClientDep,

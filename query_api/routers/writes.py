@@ -26,7 +26,6 @@ MAX_LOOKUP_RUNS = 20
     status_code=202,
     responses={
         **AUTH_RESPONSES,
-        422: error("A write is missing a field or has an invalid one (the detail says which)."),
     },
 )
 def post_writes(body: WritesIn, caller: Admin, client: ClientDep) -> Accepted:
@@ -35,7 +34,7 @@ def post_writes(body: WritesIn, caller: Admin, client: ClientDep) -> Accepted:
     return Accepted(accepted=stored)
 
 
-@router.get("", responses={**AUTH_RESPONSES, 422: error("`ref` is missing or too long.")})
+@router.get("", responses={**AUTH_RESPONSES})
 def lookup_write(
     caller: Reader,
     client: ClientDep,
