@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from agentledger.query_api import queries
-from agentledger.query_api.auth import AUTH_RESPONSES, Reader, error
+from agentledger.query_api.auth import AUTH_RESPONSES, Reader
 from agentledger.query_api.dependencies import ClientDep
 from agentledger.query_api.models import TargetRuns, TargetTouch
 from agentledger.query_api.times import rfc3339_nanos

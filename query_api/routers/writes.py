@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from agentledger.query_api import queries
 from agentledger.query_api.audit import link_write, load_span_facts
-from agentledger.query_api.auth import AUTH_RESPONSES, Admin, Reader, error
+from agentledger.query_api.auth import AUTH_RESPONSES, Admin, Reader
 from agentledger.query_api.dependencies import ClientDep
 from agentledger.query_api.models import Accepted, LinkedWrite, WriteLookup, WriteRecord, WritesIn
 from agentledger.query_api.timeline import locate_run

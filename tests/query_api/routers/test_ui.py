@@ -46,7 +46,8 @@ def incident(service: RunningService) -> dict[str, str]:
     )
     assert response.status_code == 200
     api = service.api_url
-    httpx.post(f"{api}/v1/hooks/github", json=github_pull_request("run_incident"), headers={"X-GitHub-Event": "pull_request"})
+    github = {"X-GitHub-Event": "pull_request"}
+    httpx.post(f"{api}/v1/hooks/github", json=github_pull_request("run_incident"), headers=github)
     httpx.post(f"{api}/v1/hooks/jira", json=jira_issue("run_incident"))
     stray = {
         "run_id": "run_incident", "system": "stripe", "ref": "stripe:refund/re_3Qstray", "action": "transfer",
@@ -93,7 +94,9 @@ def test_run_search_shows_the_incident_with_findings_approvals_and_provenance(
     page.close()
 
 
-def test_search_by_pr_url_then_open_the_run(browser: Browser, service: RunningService, incident: dict[str, str]) -> None:
+def test_search_by_pr_url_then_open_the_run(
+    browser: Browser, service: RunningService, incident: dict[str, str]
+) -> None:
     page = _open(browser, f"{service.api_url}/ui")
     page.fill("#q", PR_URL)
     page.click("button[type=submit]")
