@@ -21,7 +21,7 @@ from agentledger.query_api.app import QueryApiConfig, create_app
 from tests.query_api.incidents import PrRun, ingest, pr_run_spans
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-EXAMPLES_PER_OPERATION = 60
+EXAMPLES_PER_OPERATION = 100
 
 
 def test_every_operation_answers_only_documented_responses_and_never_500(client: Client) -> None:
@@ -33,7 +33,12 @@ def test_every_operation_answers_only_documented_responses_and_never_500(client:
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=EXAMPLES_PER_OPERATION,
+            deadline=None,
+            derandomize=True,  # the same examples in CI as here; other seeds were explored while writing it
+            suppress_health_check=list(HealthCheck),
+        )
         def property_holds(case: schemathesis.Case) -> None:
             case.call_and_validate(checks=CHECKS)
 
