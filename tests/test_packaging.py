@@ -43,6 +43,7 @@ def test_wheel_has_only_the_agentledger_namespace_at_the_top(wheel: Path) -> Non
         "agentledger/schema/conventions.py",
         "agentledger/collector/receivers/otlp_http.py",
         "agentledger/query_api/routers/runs.py",
+        "agentledger/query_api/static/ui.html",
         "agentledger/py.typed",
     ):
         assert expected in names
@@ -69,4 +70,6 @@ def test_installed_wheel_imports_and_finds_its_migrations(wheel: Path, tmp_path:
     assert result.returncode == 0, result.stderr
     location, migrations = result.stdout.splitlines()
     assert Path(location).is_relative_to(target)
-    assert migrations == "['initial']"
+    shipped = [path.stem.split("_", 1)[1] for path in sorted((REPO_ROOT / "schema" / "migrations").glob("*.sql"))]
+    assert migrations == repr(shipped)
+    assert "lookups" in shipped
