@@ -79,7 +79,7 @@ def run_service(settings: Settings, on_started: Callable[[Settings], None] | Non
         storage = "embedded chDB" if is_embedded(settings.clickhouse_dsn) else "ClickHouse server"
         logger.info("storage: %s at %s, database %s", storage, redact_dsn(settings.clickhouse_dsn), settings.database)
         logger.info("OTLP/HTTP collector: %s/v1/traces", settings.collector_url)
-        logger.info("query API: %s (OpenAPI at /docs)", settings.api_url)
+        logger.info("query API: %s (OpenAPI at /docs, responder page at %s/ui)", settings.api_url, settings.api_url)
         if api_keys is None:
             logger.warning(
                 "query API authentication is off (no API keys file): it serves tenant %r to any local client",
