@@ -59,6 +59,7 @@ class SpanFact:
     target: str
     approval_decision: str
     policy_decision: str
+    write_system: str
     write_ref: str
     attributes: Mapping[str, str]
 
@@ -102,6 +103,7 @@ def span_fact(row: Mapping[str, Any]) -> SpanFact:
         target=row["target"],
         approval_decision=row["approval_decision"],
         policy_decision=row["policy_decision"],
+        write_system=row["write_system"],
         write_ref=row["write_ref"],
         attributes={key: row["attributes"][key] for key in FACT_KEYS if key in row["attributes"]},
     )

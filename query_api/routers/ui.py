@@ -18,4 +18,16 @@ def responder_page() -> HTMLResponse:
     (kept in the tab's sessionStorage) with every API request.
     """
     page = resources.files("agentledger.query_api").joinpath("static/ui.html").read_text(encoding="utf-8")
-    return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+    return HTMLResponse(page, headers=_HEADERS)
+
+
+# The page builds every element from text (never HTML strings); the policy is a second line of defence:
+# nothing loads from elsewhere, and the script may only talk to this API.
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self';"
+        " base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+}

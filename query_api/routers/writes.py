@@ -59,7 +59,7 @@ def lookup_write(
             writes = [
                 WriteRecord(
                     run_id=run_id,
-                    system=span.attributes.get("agentledger.write.system", "") or span.name.removeprefix("write "),
+                    system=span.write_system,
                     ref=ref,
                     action="",
                     target=span.target,

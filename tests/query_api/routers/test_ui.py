@@ -121,3 +121,22 @@ def test_unknown_run_says_so(browser: Browser, service: RunningService) -> None:
 
     expect(page.locator("#status")).to_have_text("no run with id 'run_nope'")
     page.close()
+
+
+def test_reported_text_is_shown_as_text_and_only_web_urls_become_links(
+    browser: Browser, service: RunningService, incident: dict[str, str]
+) -> None:
+    hostile = {
+        "run_id": "run_incident", "system": "crm", "ref": "<img src=x onerror=alert(1)>", "action": "update",
+        "target": "t", "occurred_at": "2026-11-20T10:01:06Z", "url": "javascript:alert(1)", "title": "<b>bold</b>",
+    }  # fmt: skip
+    assert httpx.post(f"{service.api_url}/v1/writes", json={"writes": [hostile]}).status_code == 202
+
+    page = _open(browser, f"{service.api_url}/ui?q=run_incident&kind=run")
+    entry = page.locator(".entry.t-write").last
+
+    expect(entry.locator(".name")).to_have_text("crm update <img src=x onerror=alert(1)>")
+    assert entry.locator("img").count() == 0 and entry.locator("b").count() == 0
+    assert entry.locator("a[href^='javascript']").count() == 0
+    expect(entry).to_contain_text("javascript:alert(1)")
+    page.close()
