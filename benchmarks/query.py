@@ -208,6 +208,19 @@ def load(client_writer: SpanWriter, client: object, first_run: int, last_run: in
     return time.perf_counter() - started
 
 
+def settle(client: object, database: str, limit_s: float = 120.0) -> float:
+    """Waits until no merge runs in the database (merges right after a load would be measured too)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit_s:
+        merging = client.command(  # type: ignore[attr-defined]
+            "SELECT count() FROM system.merges WHERE database = {d:String}", parameters={"d": database}
+        )
+        if int(merging) == 0:
+            break
+        time.sleep(0.5)
+    return time.perf_counter() - started
+
+
 def percentiles(timings: list[float]) -> str:
     ordered = sorted(timings)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
@@ -288,6 +301,7 @@ def main() -> None:
         seconds = load(writer, client, 0, args.small_runs)
         rate = args.small_runs * SPANS_PER_RUN / seconds
         print(f"loaded {args.small_runs * SPANS_PER_RUN:,} spans in {seconds:.1f} s ({rate:,.0f} spans/s)")
+        print(f"merges settled after {settle(client, 'bench'):.1f} s")
         measure(api, client, args.small_runs, args.requests)
         seconds = load(writer, client, args.small_runs, args.runs)
         rate = (args.runs - args.small_runs) * SPANS_PER_RUN / seconds
@@ -295,10 +309,11 @@ def main() -> None:
             f"\nloaded {(args.runs - args.small_runs) * SPANS_PER_RUN:,} more spans in {seconds:.1f} s"
             f" ({rate:,.0f} spans/s)"
         )
+        settled = settle(client, "bench")
         parts = client.command(
             "SELECT count() FROM system.parts WHERE database = 'bench' AND table = 'spans' AND active"
         )
-        print(f"active parts of spans: {parts}")
+        print(f"merges settled after {settled:.1f} s; active parts of spans: {parts}")
         measure(api, client, args.runs, args.requests)
         client.close()
     finally:
