@@ -114,7 +114,9 @@ class WriteRecord(BaseModel):
     occurred_at: str = Field(description="RFC 3339 UTC with nanoseconds.")
     occurred_unix_nano: int
     tool_call_id: str
-    source: str = Field(description="How it arrived: api, github, jira, import.")
+    source: str = Field(
+        description="How it arrived: api (imports too), github, jira; span when only the agent's write span names it."
+    )
     title: str
     url: str
     actor: str
@@ -182,7 +184,7 @@ class RunPage(BaseModel):
 
 class TargetTouch(BaseModel):
     run_id: str
-    kind: str = Field(description="tool_call (a span acted on it) or write (a downstream write names it).")
+    kind: str = Field(description="span (a tool call or write span acted on it) or write (a downstream write names it).")
     name: str
     tool_call_id: str
     write_ref: str
