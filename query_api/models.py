@@ -184,7 +184,9 @@ class RunPage(BaseModel):
 
 class TargetTouch(BaseModel):
     run_id: str
-    kind: str = Field(description="span (a tool call or write span acted on it) or write (a downstream write names it).")
+    kind: str = Field(
+        description="span (a tool call or write span acted on it) or write (a downstream write names it)."
+    )
     name: str
     tool_call_id: str
     write_ref: str
