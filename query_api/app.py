@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import FastAPI, Request
@@ -11,28 +9,28 @@ from fastapi.responses import JSONResponse
 
 from agentledger import __version__
 from agentledger.ingest.clickhouse import first_line
-from agentledger.query_api.routers import health, holds, runs
+from agentledger.query_api.auth import AccessPolicy
+from agentledger.query_api.dependencies import QueryApiConfig
+from agentledger.query_api.routers import health, holds, hooks, runs, targets, ui, writes
 
-
-@dataclass(frozen=True)
-class QueryApiConfig:
-    # Tenant whose data an unauthenticated local API serves, until API keys bind requests to tenants.
-    tenant: str = "default"
-    # Public key (PEM) that audit chain links are signed with; verification checks signatures when set.
-    audit_public_key_pem: str | None = None
+__all__ = ["QueryApiConfig", "create_app"]
 
 
 def create_app(client: Client, config: QueryApiConfig | None = None) -> FastAPI:
     app = FastAPI(
         title="agentledger query API",
         version=__version__,
-        description="Incident timelines of AI agent runs, joined to what they wrote downstream.",
+        description=(
+            "Incident timelines of AI agent runs, joined to what they wrote downstream, with audit checks."
+            " When API keys are configured every route but /healthz needs `Authorization: Bearer <key>`;"
+            " a key sees only its own tenant."
+        ),
     )
     app.state.client = client
     app.state.config = config or QueryApiConfig()
-    app.include_router(health.router)
-    app.include_router(runs.router)
-    app.include_router(holds.router)
+    app.state.access = AccessPolicy(app.state.config.tenant, app.state.config.api_keys)
+    for module in (health, runs, writes, targets, hooks, holds, ui):
+        app.include_router(module.router)
 
     @app.exception_handler(ClickHouseError)
     async def storage_error(_: Request, error: ClickHouseError) -> JSONResponse:

@@ -1,27 +1,37 @@
-"""FastAPI dependencies shared by the routers: the ClickHouse client and the caller's tenant."""
+"""FastAPI dependencies shared by the routers: the ClickHouse client and the query API's settings."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, cast
 
 from clickhouse_connect.driver.client import Client
 from fastapi import Depends, Request
+
+from agentledger.credentials import CredentialStore
+
+
+@dataclass(frozen=True)
+class QueryApiConfig:
+    # Tenant served when no API keys are configured, and the tenant signed webhooks are stored under.
+    tenant: str = "default"
+    # None: no keys, the API serves `tenant` openly (`up` allows that on loopback only).
+    api_keys: CredentialStore | None = None
+    github_webhook_secret: str = ""
+    jira_webhook_secret: str = ""
+    # The Jira custom field holding the agent run id.
+    jira_run_id_field: str = "customfield_10100"
+    # Public key (PEM) that audit chain links are signed with; verification checks signatures when set.
+    audit_public_key_pem: str | None = None
 
 
 def get_client(request: Request) -> Client:
     return cast(Client, request.app.state.client)
 
 
-def get_tenant(request: Request) -> str:
-    return cast(str, request.app.state.config.tenant)
+def get_config(request: Request) -> QueryApiConfig:
+    return cast(QueryApiConfig, request.app.state.config)
 
 
 ClientDep = Annotated[Client, Depends(get_client)]
-TenantDep = Annotated[str, Depends(get_tenant)]
-
-
-def get_public_key(request: Request) -> str | None:
-    return cast("str | None", request.app.state.config.audit_public_key_pem)
-
-
-PublicKeyDep = Annotated["str | None", Depends(get_public_key)]
+ConfigDep = Annotated[QueryApiConfig, Depends(get_config)]

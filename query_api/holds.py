@@ -12,7 +12,7 @@ from clickhouse_connect.driver.client import Client
 from agentledger.ingest.audit_chain import ChainWriter, span_digest, span_key
 from agentledger.query_api import queries
 from agentledger.query_api.models import Deletion, Hold, HoldScope
-from agentledger.query_api.timeline import rfc3339_nanos
+from agentledger.query_api.times import rfc3339_nanos
 
 _SYNC = {"mutations_sync": 2}
 

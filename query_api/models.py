@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agentledger.query_api.times import parse_rfc3339_ns
 
 
 class ErrorBody(BaseModel):
@@ -37,6 +39,10 @@ class TimelineEntry(BaseModel):
     details: dict[str, str | int] = Field(description="The type's own fields (tool, target, approver, ...).")
     attributes: dict[str, str]
     events: list[SpanEvent]
+    linked_span_id: str = Field(
+        default="", description="For a `write` entry: the tool-call span that made it; empty if unaccounted."
+    )
+    findings: list[str] = Field(default=[], description="Audit checks this entry failed.")
 
 
 class RunSummary(BaseModel):
@@ -53,7 +59,9 @@ class RunSummary(BaseModel):
 
 class Timeline(BaseModel):
     run: RunSummary
-    entries: list[TimelineEntry]
+    entries: list[TimelineEntry] = Field(description="Spans and downstream writes (type `write`) in time order.")
+    writes: list[LinkedWrite] = Field(description="The run's downstream writes and the tool call each came from.")
+    audit: Audit
 
 
 class Health(BaseModel):
@@ -121,3 +129,163 @@ class Deletion(BaseModel):
     deleted_spans: int
     tombstone_seq: int = Field(description="The audit chain link recording the deletion.")
     note: str
+
+
+class WriteIn(BaseModel):
+    """One downstream write as the system written to reports it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str = Field(min_length=1, max_length=256, description="The agent.run.id the written object carries.")
+    system: str = Field(min_length=1, max_length=64, description="System written to: github, jira, stripe, ...")
+    ref: str = Field(min_length=1, max_length=2048, description="Stable reference: PR URL, ticket key, record id.")
+    action: str = Field(min_length=1, max_length=64, description="create, update, delete, comment, merge, transfer")
+    target: str = Field(max_length=2048, description="The resource acted on (customer, repository, project).")
+    occurred_at: str = Field(
+        max_length=64, description="RFC 3339 time of the write with an offset, e.g. 2026-11-25T04:00:00.123Z."
+    )
+    tool_call_id: str | None = Field(default=None, max_length=256, description="gen_ai.tool.call.id, if known.")
+    title: str | None = Field(default=None, max_length=4096)
+    url: str | None = Field(default=None, max_length=2048)
+    actor: str | None = Field(default=None, max_length=256)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _rfc3339(cls, value: str) -> str:
+        parse_rfc3339_ns(value)
+        return value
+
+
+class WritesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    writes: list[WriteIn] = Field(max_length=10_000, description="At most 10,000 writes per request.")
+
+
+class Accepted(BaseModel):
+    accepted: int = Field(description="Writes stored.")
+
+
+class HookAccepted(BaseModel):
+    accepted: int = Field(description="Writes stored from this delivery.")
+    ignored: int = Field(description="Objects in the delivery that carried no run id, so were not stored.")
+    detail: str = Field(description="What was done, in a sentence.")
+
+
+class WriteRecord(BaseModel):
+    run_id: str
+    system: str
+    ref: str
+    action: str
+    target: str
+    occurred_at: str = Field(description="RFC 3339 UTC with nanoseconds.")
+    occurred_unix_nano: int
+    tool_call_id: str
+    source: str = Field(
+        description="How it arrived: api (imports too), github, jira; span when only the agent's write span names it."
+    )
+    title: str
+    url: str
+    actor: str
+
+
+class ToolCallRef(BaseModel):
+    """The tool-call span a write is attributed to."""
+
+    trace_id: str
+    span_id: str
+    name: str
+    tool_name: str
+    tool_call_id: str
+    start_time: str
+    link: str = Field(description="How it was matched: tool_call_id, write_span (by write ref) or target_time.")
+
+
+class LinkedWrite(BaseModel):
+    write: WriteRecord
+    tool_call: ToolCallRef | None = Field(description="None when no tool call accounts for the write.")
+
+
+class Finding(BaseModel):
+    check: str = Field(
+        description="unaccounted_write, unconfirmed_write_call, missing_approval or untrusted_influence."
+    )
+    severity: str = Field(description="high or medium.")
+    message: str
+    span_id: str = Field(description="The tool-call span concerned, or empty.")
+    tool_call_id: str
+    write_ref: str = Field(description="The downstream write concerned, or empty.")
+
+
+class Audit(BaseModel):
+    run_id: str
+    autonomy_level: str = Field(description="From agentledger.run.autonomy_level; empty when the run sent none.")
+    checks: list[str] = Field(description="The checks that ran.")
+    findings: list[Finding]
+
+
+class WriteLookup(BaseModel):
+    ref: str
+    matches: list[LinkedWrite] = Field(description="Every run that wrote this reference, newest first.")
+
+
+class RunListItem(BaseModel):
+    run_id: str
+    agent_id: str
+    agent_name: str
+    outcome: str
+    autonomy_level: str
+    tools: list[str]
+    first_start: str
+    last_end: str
+    span_count: int
+    error_count: int
+    write_tool_calls: int
+    findings: int | None = Field(description="Audit findings; computed only when filtering on has_violations.")
+
+
+class RunPage(BaseModel):
+    runs: list[RunListItem]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class TargetTouch(BaseModel):
+    run_id: str
+    kind: str = Field(
+        description="span (a tool call or write span acted on it) or write (a downstream write names it)."
+    )
+    name: str
+    tool_call_id: str
+    write_ref: str
+    span_id: str
+    time: str
+
+
+class TargetRuns(BaseModel):
+    target: str
+    touches: list[TargetTouch] = Field(description="Newest first, at most `limit`.")
+
+
+class AnnotationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    span_id: str = Field(min_length=1, max_length=64, description="Span of the run being annotated.")
+    name: str = Field(min_length=1, max_length=128, description="e.g. root_cause, correct, injection.")
+    label: str = Field(default="", max_length=256)
+    score: float | None = Field(default=None, allow_inf_nan=False)
+    explanation: str = Field(default="", max_length=8192)
+
+
+class AnnotationOut(BaseModel):
+    annotation_id: str
+    span_id: str
+    trace_id: str
+    name: str
+    label: str
+    score: float | None
+    explanation: str
+    annotator: str
+    created_at: str
+
+
+Timeline.model_rebuild()

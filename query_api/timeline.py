@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from clickhouse_connect.driver.client import Client
 
 from agentledger.query_api import queries
-from agentledger.query_api.models import RunSummary, SpanEvent, Timeline, TimelineEntry
+from agentledger.query_api.audit import SpanFact, audit_run, link_writes, load_span_facts, span_fact
+from agentledger.query_api.models import Audit, LinkedWrite, RunSummary, SpanEvent, Timeline, TimelineEntry
+from agentledger.query_api.times import rfc3339_nanos
+from agentledger.query_api.writes import load_run_writes
 from agentledger.schema import conventions as conv
 
 # Per timeline type, the details shown: (detail name, spans column) or (detail name, "@attribute key").
@@ -85,11 +87,6 @@ _DETAILS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
 }
 
 
-def rfc3339_nanos(unix_nano: int) -> str:
-    seconds, nanos = divmod(unix_nano, 1_000_000_000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
-
-
 def _details(entry_type: str, row: Mapping[str, Any], attributes: Mapping[str, str]) -> dict[str, str | int]:
     details: dict[str, str | int] = {}
     for name, source in _DETAILS.get(entry_type, _DETAILS["span"]):
@@ -106,6 +103,14 @@ class RunLocation:
     summary: RunSummary
     first_start_ns: int
     last_end_ns: int
+
+    @property
+    def from_ns(self) -> int:
+        return self.first_start_ns - queries.TIME_MARGIN_NS
+
+    @property
+    def to_ns(self) -> int:
+        return self.last_end_ns + queries.TIME_MARGIN_NS
 
 
 def locate_run(client: Client, tenant: str, run_id: str) -> RunLocation | None:
@@ -128,6 +133,16 @@ def locate_run(client: Client, tenant: str, run_id: str) -> RunLocation | None:
     return RunLocation(summary, int(row["first_start_ns"]), int(row["last_end_ns"]))
 
 
+def load_audit(client: Client, tenant: str, run_id: str) -> tuple[list[SpanFact], list[LinkedWrite], Audit] | None:
+    """The run's linked writes and audit from the light span read, or None for an unknown run."""
+    location = locate_run(client, tenant, run_id)
+    if location is None:
+        return None
+    spans = load_span_facts(client, tenant, run_id, location.summary.trace_ids, location.from_ns, location.to_ns)
+    linked = link_writes(load_run_writes(client, tenant, run_id), spans)
+    return spans, linked, audit_run(run_id, spans, linked)
+
+
 def load_timeline(client: Client, tenant: str, run_id: str) -> Timeline | None:
     """The run's timeline, or None when the run index has no such run for this tenant."""
     location = locate_run(client, tenant, run_id)
@@ -140,13 +155,15 @@ def load_timeline(client: Client, tenant: str, run_id: str) -> Timeline | None:
             "tenant": tenant,
             "run_id": run_id,
             "trace_ids": summary.trace_ids,
-            "from_ns": location.first_start_ns - queries.TIME_MARGIN_NS,
-            "to_ns": location.last_end_ns + queries.TIME_MARGIN_NS,
+            "from_ns": location.from_ns,
+            "to_ns": location.to_ns,
         },
     )
-    entries = []
+    entries: list[TimelineEntry] = []
+    facts: list[SpanFact] = []
     for row in result.named_results():
         attributes: dict[str, str] = dict(row["attributes"])
+        facts.append(span_fact(row))
         entry_type = row["entry_type"]
         start_ns, end_ns = int(row["start_ns"]), int(row["end_ns"])
         entries.append(
@@ -177,4 +194,57 @@ def load_timeline(client: Client, tenant: str, run_id: str) -> Timeline | None:
                 ],
             )
         )
-    return Timeline(run=summary, entries=entries)
+    linked = link_writes(load_run_writes(client, tenant, run_id), facts)
+    audit = audit_run(run_id, facts, linked)
+    failed: dict[str, list[str]] = {}
+    for finding in audit.findings:
+        key = finding.span_id or "write:" + finding.write_ref
+        failed.setdefault(key, []).append(finding.check)
+    for entry in entries:
+        entry.findings = failed.get(entry.span_id, [])
+    entries.extend(_write_entry(item, failed.get("write:" + item.write.ref, [])) for item in linked)
+    entries.sort(key=lambda e: (e.start_unix_nano, e.type == "write"))
+    return Timeline(run=summary, entries=entries, writes=linked, audit=audit)
+
+
+def _write_entry(item: LinkedWrite, findings: list[str]) -> TimelineEntry:
+    write = item.write
+    details: dict[str, str | int] = {
+        key: value
+        for key, value in (
+            ("system", write.system),
+            ("ref", write.ref),
+            ("action", write.action),
+            ("target", write.target),
+            ("url", write.url),
+            ("title", write.title),
+            ("actor", write.actor),
+            ("source", write.source),
+            ("tool_call_id", write.tool_call_id),
+            ("linked_by", item.tool_call.link if item.tool_call else ""),
+        )
+        if value
+    }
+    return TimelineEntry(
+        type="write",
+        name=f"{write.system} {write.action} {write.ref}",
+        trace_id=item.tool_call.trace_id if item.tool_call else "",
+        span_id="",
+        parent_span_id="",
+        start_time=write.occurred_at,
+        start_unix_nano=write.occurred_unix_nano,
+        end_unix_nano=write.occurred_unix_nano,
+        duration_ms=0.0,
+        status="UNSET",
+        status_message="",
+        service_name=write.system,
+        agent_id="",
+        verified_agent_id="",
+        identity_mismatch=False,
+        truncated=[],
+        details=details,
+        attributes={},
+        events=[],
+        linked_span_id=item.tool_call.span_id if item.tool_call else "",
+        findings=findings,
+    )

@@ -13,7 +13,7 @@ from agentledger.ingest.audit_chain import GENESIS, chain_link, span_digest, spa
 from agentledger.ingest.signing import verify_signature
 from agentledger.query_api import queries
 from agentledger.query_api.models import ChainBreak, SpanFinding, Verification
-from agentledger.query_api.timeline import rfc3339_nanos
+from agentledger.query_api.times import rfc3339_nanos
 
 _TAMPERING = frozenset({"altered", "removed", "inserted"})
 

@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh "[dev]"
+# The responder page is tested in Debian's chromium through Playwright (never `playwright install`,
+# which downloads a browser build); CI runs on a fresh machine as root.
+command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"

@@ -47,6 +47,7 @@ def test_wheel_has_only_the_agentledger_namespace_at_the_top(wheel: Path) -> Non
         "agentledger/collector/processors/normalize.py",
         "agentledger/emitter/spans.py",
         "agentledger/schema/CONTEXT_HASH.md",
+        "agentledger/query_api/static/ui.html",
         "agentledger/py.typed",
     ):
         assert expected in names

@@ -1,52 +1,250 @@
-"""Agent runs: the incident timeline of one run."""
+"""Agent runs: the listing, one run's incident timeline (JSON or Markdown), its audit and annotations."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import base64
+import binascii
+import uuid
+from time import time_ns
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 
-from agentledger.query_api.dependencies import ClientDep, PublicKeyDep, TenantDep
+from agentledger.query_api import queries
+from agentledger.query_api.auth import AUTH_RESPONSES, Admin, Reader, Reviewer, error
+from agentledger.query_api.dependencies import ClientDep, ConfigDep
 from agentledger.query_api.evidence import build_bundle
 from agentledger.query_api.holds import HoldActive, delete_run
-from agentledger.query_api.models import Deletion, ErrorBody, Timeline, Verification
-from agentledger.query_api.timeline import load_timeline
+from agentledger.query_api.models import (
+    AnnotationIn,
+    AnnotationOut,
+    Audit,
+    Deletion,
+    RunListItem,
+    RunPage,
+    Timeline,
+    Verification,
+)
+from agentledger.query_api.report import timeline_markdown
+from agentledger.query_api.timeline import load_audit, load_timeline
+from agentledger.query_api.times import TimeFormatError, parse_rfc3339_ns, rfc3339_nanos
 from agentledger.query_api.verify import verify_run
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
 RunId = Annotated[str, Path(min_length=1, max_length=256, description="The agent.run.id of the run.")]
 
+_NOT_FOUND: Final[dict[int | str, dict[str, Any]]] = {404: error("No run with this id for the caller's tenant.")}
+_MAX_INT64: Final = 2**63 - 1
+# With has_violations, at most this many runs are audited for one page; the cursor resumes after them.
+MAX_AUDITED_PER_PAGE: Final = 500
+
+
+def _not_found(run_id: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"no run with id {run_id!r}")
+
+
+def _encode_cursor(first_start_ns: int, run_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{first_start_ns}:{run_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ns, _, run_id = text.partition(":")
+        value = int(ns)
+        if not 0 <= value <= _MAX_INT64:
+            raise ValueError
+        return value, run_id
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise HTTPException(status_code=400, detail="cursor is not one this API returned") from None
+
+
+def _time_bound(name: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        return parse_rfc3339_ns(value)
+    except TimeFormatError as problem:
+        raise HTTPException(status_code=400, detail=f"{name}: {problem}") from None
+
+
+@router.get(
+    "",
+    responses={
+        **AUTH_RESPONSES,
+        400: error("A time bound or the cursor is invalid."),
+    },
+)
+def list_runs(
+    caller: Reader,
+    client: ClientDep,
+    agent: Annotated[str, Query(max_length=256, description="gen_ai.agent.id or gen_ai.agent.name.")] = "",
+    outcome: Annotated[str, Query(max_length=64, description="success, failure, escalated, cancelled.")] = "",
+    tool: Annotated[str, Query(max_length=256, description="Runs that called this tool.")] = "",
+    autonomy_level: Annotated[str, Query(max_length=64)] = "",
+    since: Annotated[str | None, Query(max_length=64, description="RFC 3339; runs that started at or after.")] = None,
+    until: Annotated[str | None, Query(max_length=64, description="RFC 3339; runs that started at or before.")] = None,
+    has_violations: Annotated[
+        bool | None, Query(description="Only runs with (true) or without (false) audit findings.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=600)] = None,
+) -> RunPage:
+    """The caller's tenant's runs, newest first, filtered; paginated by an opaque cursor."""
+    cursor_ns, cursor_run = _decode_cursor(cursor) if cursor else (_MAX_INT64, "")
+    parameters = {
+        "tenant": caller.tenant,
+        "agent": agent,
+        "outcome": outcome,
+        "tool": tool,
+        "autonomy_level": autonomy_level,
+        "from_ns": _time_bound("since", since, 0),
+        "to_ns": _time_bound("until", until, _MAX_INT64),
+    }
+    page: list[RunListItem] = []
+    examined = 0
+    more = True
+    while more and len(page) < limit and examined < MAX_AUDITED_PER_PAGE:
+        batch = limit + 1 if has_violations is None else min(100, MAX_AUDITED_PER_PAGE - examined)
+        rows = list(
+            client.query(
+                queries.RUN_LIST,
+                parameters={**parameters, "cursor_ns": cursor_ns, "cursor_run": cursor_run, "limit": batch},
+            ).named_results()
+        )
+        more = len(rows) == batch
+        for row in rows:
+            if len(page) == limit:
+                more = True
+                break
+            examined += 1
+            cursor_ns, cursor_run = int(row["first_start_ns"]), str(row["run_id"])
+            findings = None
+            if has_violations is not None:
+                audited = load_audit(client, caller.tenant, cursor_run)
+                findings = len(audited[2].findings) if audited else 0
+                if (findings > 0) != has_violations:
+                    continue
+            page.append(
+                RunListItem(
+                    run_id=cursor_run,
+                    agent_id=row["agent_id"],
+                    agent_name=row["agent_name"],
+                    outcome=row["outcome"],
+                    autonomy_level=row["autonomy_level"],
+                    tools=sorted(row["tools"]),
+                    first_start=rfc3339_nanos(cursor_ns),
+                    last_end=rfc3339_nanos(int(row["last_end_ns"])),
+                    span_count=int(row["span_count"]),
+                    error_count=int(row["error_count"]),
+                    write_tool_calls=int(row["write_tool_calls"]),
+                    findings=findings,
+                )
+            )
+    next_cursor = _encode_cursor(cursor_ns, cursor_run) if more else None
+    return RunPage(runs=page, next_cursor=next_cursor)
+
 
 @router.get(
     "/{run_id}/timeline",
+    response_model=Timeline,
     responses={
-        404: {"model": ErrorBody, "description": "No run with this id for the caller's tenant."},
-        503: {"model": ErrorBody, "description": "ClickHouse is unreachable."},
+        **AUTH_RESPONSES,
+        **_NOT_FOUND,
+        200: {
+            "description": "The timeline as JSON, or as a Markdown incident report with `format=md`.",
+            "content": {"text/markdown": {"schema": {"type": "string"}}},
+        },
     },
 )
-def get_timeline(run_id: RunId, client: ClientDep, tenant: TenantDep) -> Timeline:
-    """Every span of the run across its traces, in time order, typed by the conventions."""
-    timeline = load_timeline(client, tenant, run_id)
+def get_timeline(
+    run_id: RunId,
+    caller: Reader,
+    client: ClientDep,
+    format: Annotated[str, Query(pattern="^(json|md)$", description="json (default) or md.")] = "json",
+) -> Timeline | Response:
+    """Every span of the run across its traces and every downstream write, in time order, with the audit."""
+    timeline = load_timeline(client, caller.tenant, run_id)
     if timeline is None:
-        raise HTTPException(status_code=404, detail=f"no run with id {run_id!r}")
+        raise _not_found(run_id)
+    if format == "md":
+        return PlainTextResponse(timeline_markdown(timeline), media_type="text/markdown; charset=utf-8")
     return timeline
 
 
-@router.get(
-    "/{run_id}/verify",
-    responses={
-        404: {"model": ErrorBody, "description": "No run with this id for the caller's tenant."},
-        503: {"model": ErrorBody, "description": "ClickHouse is unreachable."},
-    },
+@router.get("/{run_id}/audit", responses={**AUTH_RESPONSES, **_NOT_FOUND})
+def get_audit(run_id: RunId, caller: Reader, client: ClientDep) -> Audit:
+    """The run's audit findings: unaccounted writes, unconfirmed write calls, missing approvals, untrusted influence."""
+    audited = load_audit(client, caller.tenant, run_id)
+    if audited is None:
+        raise _not_found(run_id)
+    return audited[2]
+
+
+@router.get("/{run_id}/annotations", responses={**AUTH_RESPONSES})
+def list_annotations(run_id: RunId, caller: Reader, client: ClientDep) -> list[AnnotationOut]:
+    """Reviewers' annotations of the run's spans, newest first."""
+    rows = client.query(queries.RUN_ANNOTATIONS, parameters={"tenant": caller.tenant, "run_id": run_id})
+    return [
+        AnnotationOut(
+            annotation_id=row["annotation_id"],
+            span_id=row["span_id"],
+            trace_id=row["trace_id"],
+            name=row["name"],
+            label=row["label"],
+            score=row["score"],
+            explanation=row["explanation"],
+            annotator=row["annotator"],
+            created_at=rfc3339_nanos(int(row["created_ns"])),
+        )
+        for row in rows.named_results()
+    ]
+
+
+@router.post(
+    "/{run_id}/annotations",
+    status_code=201,
+    responses={**AUTH_RESPONSES, 404: error("The run has no span with this id for the caller's tenant.")},
 )
-def verify(run_id: RunId, client: ClientDep, tenant: TenantDep, public_key: PublicKeyDep) -> Verification:
+def annotate(run_id: RunId, body: AnnotationIn, caller: Reviewer, client: ClientDep) -> AnnotationOut:
+    """Annotates one span of the run (reviewer or admin)."""
+    found = client.query(
+        queries.RUN_SPAN_TRACE, parameters={"tenant": caller.tenant, "run_id": run_id, "span_id": body.span_id}
+    ).result_rows
+    if not found:
+        raise HTTPException(status_code=404, detail=f"run {run_id!r} has no span {body.span_id!r}")
+    trace_id = str(found[0][0])
+    annotation_id = uuid.uuid4().hex
+    now_ns = time_ns()
+    client.insert(
+        "annotations",
+        [[caller.tenant, run_id, trace_id, body.span_id, annotation_id, body.name, body.label, body.score,
+          body.explanation, "HUMAN", caller.key_id, "api", now_ns, now_ns]],
+        column_names=["tenant", "run_id", "trace_id", "span_id", "annotation_id", "name", "label", "score",
+                      "explanation", "annotator_kind", "annotator", "source", "created_at", "updated_at"],
+    )  # fmt: skip
+    return AnnotationOut(
+        annotation_id=annotation_id,
+        span_id=body.span_id,
+        trace_id=trace_id,
+        name=body.name,
+        label=body.label,
+        score=body.score,
+        explanation=body.explanation,
+        annotator=caller.key_id,
+        created_at=rfc3339_nanos(now_ns),
+    )
+
+
+@router.get("/{run_id}/verify", responses={**AUTH_RESPONSES, **_NOT_FOUND})
+def verify(run_id: RunId, caller: Reader, client: ClientDep, config: ConfigDep) -> Verification:
     """Recomputes the run's audit hash chain from the stored spans: intact, or which spans were altered,
     removed or inserted out of band, and since which link."""
-    result = verify_run(client, tenant, run_id, public_key_pem=public_key)
+    result = verify_run(client, caller.tenant, run_id, public_key_pem=config.audit_public_key_pem)
     if result is None:
-        raise HTTPException(status_code=404, detail=f"no run with id {run_id!r}")
+        raise _not_found(run_id)
     return result
 
 
@@ -55,16 +253,16 @@ def verify(run_id: RunId, client: ClientDep, tenant: TenantDep, public_key: Publ
     response_class=Response,
     responses={
         200: {"content": {"application/zip": {}}, "description": "The evidence bundle (zip)."},
-        404: {"model": ErrorBody, "description": "No run with this id for the caller's tenant."},
-        503: {"model": ErrorBody, "description": "ClickHouse is unreachable."},
+        **AUTH_RESPONSES,
+        **_NOT_FOUND,
     },
 )
-def evidence(run_id: RunId, client: ClientDep, tenant: TenantDep, public_key: PublicKeyDep) -> Response:
+def evidence(run_id: RunId, caller: Reader, client: ClientDep, config: ConfigDep) -> Response:
     """One self-contained file for an auditor: spans, chain, timeline and verification, with a README on
     checking it offline (schema/AUDIT_CHAIN.md)."""
-    bundle = build_bundle(client, tenant, run_id, public_key)
+    bundle = build_bundle(client, caller.tenant, run_id, config.audit_public_key_pem)
     if bundle is None:
-        raise HTTPException(status_code=404, detail=f"no run with id {run_id!r}")
+        raise _not_found(run_id)
     filename = f"agentledger-evidence-{run_id}.zip".replace('"', "")
     return Response(bundle, media_type="application/zip",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
@@ -72,24 +270,20 @@ def evidence(run_id: RunId, client: ClientDep, tenant: TenantDep, public_key: Pu
 
 @router.delete(
     "/{run_id}",
-    responses={
-        404: {"model": ErrorBody, "description": "No run with this id for the caller's tenant."},
-        409: {"model": ErrorBody, "description": "A legal hold covers the run."},
-        503: {"model": ErrorBody, "description": "ClickHouse is unreachable."},
-    },
+    responses={**AUTH_RESPONSES, **_NOT_FOUND, 409: error("A legal hold covers the run.")},
 )
 def delete(
     run_id: RunId,
+    caller: Admin,
     client: ClientDep,
-    tenant: TenantDep,
     reason: Annotated[str, Query(min_length=1, max_length=2000, description="Why the run is deleted.")],
 ) -> Deletion:
     """Deletes the run's spans, after writing a tombstone into its audit chain, so it verifies as deleted
-    on request rather than as tampered. Refused while a legal hold covers the run."""
+    on request rather than as tampered. Refused while a legal hold covers the run. Admin only."""
     try:
-        deletion = delete_run(client, tenant, run_id, requested_by=tenant, reason=reason)
+        deletion = delete_run(client, caller.tenant, run_id, requested_by=caller.key_id, reason=reason)
     except HoldActive as error:
         raise HTTPException(status_code=409, detail=str(error)) from error
     if deletion is None:
-        raise HTTPException(status_code=404, detail=f"no run with id {run_id!r}")
+        raise _not_found(run_id)
     return deletion

@@ -1,4 +1,4 @@
-"""The `agentledger` command: up, migrate, demo, timeline.
+"""The `agentledger` command: up, migrate, demo, timeline, import-writes, keys.
 
 While `up` runs it owns the embedded data folder, so the other commands talk to it over HTTP.
 Exit codes: 0 success, 1 the thing asked for was not found or failed, 2 bad input or unreachable service.
@@ -24,15 +24,21 @@ from agentledger.credentials import CredentialsError, add_credential
 from agentledger.demo import DemoError, send_demo
 from agentledger.ingest.clickhouse import StorageUnavailable, connect
 from agentledger.ingest.migrations import MigrationError, migrate
+from agentledger.query_api.auth import ROLES
 from agentledger.settings import (
     DEFAULT_API_PORT,
+    DEFAULT_JIRA_RUN_ID_FIELD,
     DEFAULT_OTLP_GRPC_PORT,
     DEFAULT_OTLP_HTTP_PORT,
+    ENV_API_KEY,
+    ENV_API_KEYS_FILE,
     ENV_API_URL,
     ENV_COLLECTOR_URL,
+    ENV_JIRA_RUN_ID_FIELD,
     Settings,
     load_settings,
 )
+from agentledger.write_import import ImportFileError, read_write_batches
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -85,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--api-port", type=int, help=f"query API port (env AGENTLEDGER_API_PORT; default {DEFAULT_API_PORT})"
     )
     up.add_argument("--tenant", help="tenant stamped on received spans (env AGENTLEDGER_TENANT; default 'default')")
+    up.add_argument(
+        "--api-keys-file",
+        type=Path,
+        help=f"query API keys (YAML of hashes, see `keys create`; env {ENV_API_KEYS_FILE}); required off loopback",
+    )
+    up.add_argument(
+        "--jira-run-id-field",
+        help=f"Jira custom field holding the run id (env {ENV_JIRA_RUN_ID_FIELD}; default {DEFAULT_JIRA_RUN_ID_FIELD})",
+    )
     up.add_argument("--demo", action="store_true", help="send demo agent runs once the servers are ready")
 
     migrate_cmd = commands.add_parser(
@@ -129,12 +144,26 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("run_id", help="the agent.run.id")
     timeline.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
     timeline.add_argument("--json", action="store_true", help="print the JSON the API returned")
+
+    importer = commands.add_parser(
+        "import-writes", help="bulk-import downstream writes from a Parquet or CSV file (through the query API)"
+    )
+    importer.add_argument("file", type=Path, help="a .parquet or .csv file with the POST /v1/writes columns")
+    importer.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
+
+    keys = commands.add_parser("keys", help="manage query API keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_commands.add_parser("create", help="create an API key: prints the token once, stores its hash")
+    create.add_argument("--tenant", required=True, help="the tenant the key may read")
+    create.add_argument("--role", required=True, choices=ROLES, help="responder (read), reviewer (+annotate), admin")
+    create.add_argument("--id", required=True, dest="key_id", help="a name for the key (logs, annotations)")
+    create.add_argument("--file", type=Path, help=f"keys file to append to (env {ENV_API_KEYS_FILE})")
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     names = ("config", "data_dir", "dsn", "database", "host", "otlp_http_port", "otlp_grpc_port", "api_port",
-             "tenant", "allow_unauthenticated")  # fmt: skip
+             "tenant", "allow_unauthenticated", "api_keys_file", "jira_run_id_field")  # fmt: skip
     flags = {name: getattr(args, name, None) for name in names}
     try:
         return load_settings(flags)
@@ -220,7 +249,9 @@ def _api_get(args: argparse.Namespace, resource: str, raw: bool = False) -> Any:
     sentence on any failure."""
     api = _env_url(args.api_url, ENV_API_URL, f"http://127.0.0.1:{DEFAULT_API_PORT}")
     try:
-        response = httpx.get(f"{api}/v1/runs/{quote(args.run_id, safe='')}/{resource}", timeout=30)
+        response = httpx.get(
+            f"{api}/v1/runs/{quote(args.run_id, safe='')}/{resource}", headers=_auth_headers(), timeout=30
+        )
     except httpx.HTTPError as error:
         raise CliError(f"cannot reach the query API at {api} ({error}); is `agentledger up` running?") from error
     if response.status_code == 404:
@@ -286,6 +317,53 @@ def _cmd_timeline(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _auth_headers() -> dict[str, str]:
+    key = os.environ.get(ENV_API_KEY, "")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _cmd_import_writes(args: argparse.Namespace) -> int:
+    api = _env_url(args.api_url, ENV_API_URL, f"http://127.0.0.1:{DEFAULT_API_PORT}")
+    try:
+        batches = read_write_batches(args.file)
+        total = 0
+        for first_row, batch in batches:
+            try:
+                response = httpx.post(f"{api}/v1/writes", json={"writes": batch}, headers=_auth_headers(), timeout=60)
+            except httpx.HTTPError as error:
+                raise CliError(
+                    f"cannot reach the query API at {api} ({error}); is `agentledger up` running?"
+                ) from error
+            if response.status_code != 202:
+                raise CliError(
+                    f"rows {first_row + 1}-{first_row + len(batch)} were refused ({response.status_code}):"
+                    f" {_detail(response)}; {total} writes were imported before them",
+                    EXIT_FAILED,
+                )
+            total += int(response.json()["accepted"])
+    except ImportFileError as error:
+        raise CliError(str(error)) from error
+    print(f"imported {total} writes from {args.file}")
+    return EXIT_OK
+
+
+def _cmd_keys(args: argparse.Namespace) -> int:
+    path = args.file or (Path(os.environ[ENV_API_KEYS_FILE]) if os.environ.get(ENV_API_KEYS_FILE) else None)
+    if path is None:
+        raise CliError(f"say which keys file to append to: --file or {ENV_API_KEYS_FILE}")
+    try:
+        token = add_credential(path, args.key_id, args.tenant, args.role, roles=ROLES)
+    except CredentialsError as error:
+        raise CliError(str(error)) from error
+    print(token)
+    print(
+        f"API key {args.key_id!r} ({args.role}, tenant {args.tenant}) added to {path}; the token above is shown"
+        " only now. Restart `agentledger up` to load it.",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def _detail(response: httpx.Response) -> str:
     try:
         return str(response.json().get("detail", response.text))
@@ -312,6 +390,8 @@ _COMMANDS = {
     "export": _cmd_export,
     "keygen": _cmd_keygen,
     "credentials": _cmd_credentials,
+    "import-writes": _cmd_import_writes,
+    "keys": _cmd_keys,
 }
 
 

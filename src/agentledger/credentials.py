@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -120,12 +121,24 @@ def load_credentials(path: Path, roles: Iterable[str]) -> CredentialStore:
 ALL_ROLES = ("agent", "responder", "reviewer", "admin")
 
 
-def add_credential(path: Path, credential_id: str, tenant: str, role: str, agent_id: str = "") -> str:
-    """Creates a token, appends its hash to the file (created if missing) and returns the token."""
+def add_credential(
+    path: Path, credential_id: str, tenant: str, role: str, agent_id: str = "", roles: Iterable[str] = ALL_ROLES
+) -> str:
+    """Creates a token, appends its hash to the file (created 0600 if missing) and returns the token.
+
+    `roles` are those the file's reader accepts (the query API's for an API keys file)."""
+    allowed = tuple(roles)
+    if role not in allowed:
+        raise CredentialsError(f"role must be one of {', '.join(allowed)}, not {role!r}")
+    if not credential_id.strip() or not tenant.strip():
+        raise CredentialsError("the id and tenant must not be empty")
     document: dict[str, object] = {"credentials": []}
     if path.exists():
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {"credentials": []}
-        parse_credentials(loaded, str(path), ALL_ROLES)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {"credentials": []}
+        except (OSError, yaml.YAMLError) as error:
+            raise CredentialsError(f"cannot read credentials file {path}: {error}") from error
+        parse_credentials(loaded, str(path), allowed)
         document = loaded
     token = generate_token()
     entry = {"id": credential_id, "sha256": hash_token(token), "tenant": tenant, "role": role}
@@ -136,10 +149,14 @@ def add_credential(path: Path, credential_id: str, tenant: str, role: str, agent
     if any(existing.get("id") == credential_id for existing in entries):
         raise CredentialsError(f"{path}: a credential with id {credential_id!r} exists already")
     entries.append(entry)
-    parse_credentials(document, str(path), ALL_ROLES)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-    temporary.chmod(0o600)
-    temporary.replace(path)
+    parse_credentials(document, str(path), allowed)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(path.suffix + ".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(yaml.safe_dump(document, sort_keys=False))
+        temporary.replace(path)
+    except OSError as error:
+        raise CredentialsError(f"cannot write credentials file {path}: {error.strerror}") from error
     return token

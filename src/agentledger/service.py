@@ -26,11 +26,13 @@ from agentledger.collector.receivers.otlp_grpc import GrpcReceiverError, start_g
 from agentledger.collector.receivers.otlp_http import create_otlp_http_app
 from agentledger.collector.receivers.otlp_ingest import OtlpIngest
 from agentledger.collector.telemetry import CollectorTelemetry
+from agentledger.credentials import CredentialsError, CredentialStore, load_credentials
 from agentledger.ingest.clickhouse import connect, is_embedded, redact_dsn
 from agentledger.ingest.migrations import migrate
 from agentledger.ingest.signing import LinkSigner
 from agentledger.query_api.app import QueryApiConfig, create_app
-from agentledger.settings import Settings
+from agentledger.query_api.auth import ROLES
+from agentledger.settings import ENV_API_KEYS_FILE, Settings, is_loopback
 
 logger = logging.getLogger("agentledger")
 
@@ -75,6 +77,7 @@ def run_service(settings: Settings, on_started: Callable[[Settings], None] | Non
         )
     receiver = settings.collector.receiver
     authenticator = Authenticator(receiver.auth, receiver.tenant)
+    api_keys = _api_keys(settings)
     sockets: list[socket.socket] = []
     grpc_server: grpc.Server | None = None
     client = None
@@ -95,15 +98,13 @@ def run_service(settings: Settings, on_started: Callable[[Settings], None] | Non
             apps: list[tuple[ASGIApp, socket.socket]] = []
             if receiver.protocols.http is not None:
                 apps.append((create_otlp_http_app(receiver.protocols.http, ingest), sockets[0]))
-            apps.append(
-                (create_app(client, QueryApiConfig(settings.api.tenant, audit_public_key(settings))), api_socket)
-            )
+            apps.append((create_app(client, _api_config(settings, api_keys)), api_socket))
             if receiver.protocols.grpc is not None:
                 try:
                     grpc_server = start_grpc_server(receiver.protocols.grpc, ingest)
                 except GrpcReceiverError as error:
                     raise ServiceError(str(error)) from error
-            _log_start(settings, authenticator.enabled)
+            _log_start(settings, authenticator.enabled, api_keys)
             asyncio.run(_serve(apps, settings, on_started))
         finally:
             if grpc_server is not None:
@@ -126,7 +127,33 @@ def audit_public_key(settings: Settings) -> str | None:
     return None
 
 
-def _log_start(settings: Settings, authenticated: bool) -> None:
+def _api_keys(settings: Settings) -> CredentialStore | None:
+    keys_file = settings.api.keys_file
+    if keys_file is None:
+        if not is_loopback(settings.api.host):
+            raise ServiceError(
+                f"refusing to serve the query API on {settings.api.host} without API keys, since anyone who can"
+                f" reach it could read every run; pass --api-keys-file (or {ENV_API_KEYS_FILE}), or bind 127.0.0.1"
+            )
+        return None
+    try:
+        return load_credentials(keys_file, ROLES)
+    except CredentialsError as error:
+        raise ServiceError(str(error)) from error
+
+
+def _api_config(settings: Settings, api_keys: CredentialStore | None) -> QueryApiConfig:
+    return QueryApiConfig(
+        tenant=settings.api.tenant,
+        api_keys=api_keys,
+        github_webhook_secret=settings.api.github_webhook_secret,
+        jira_webhook_secret=settings.api.jira_webhook_secret,
+        jira_run_id_field=settings.api.jira_run_id_field,
+        audit_public_key_pem=audit_public_key(settings),
+    )
+
+
+def _log_start(settings: Settings, authenticated: bool, api_keys: CredentialStore | None) -> None:
     receiver = settings.collector.receiver
     storage = "embedded chDB" if is_embedded(settings.clickhouse_dsn) else "ClickHouse server"
     logger.info("storage: %s at %s, database %s", storage, redact_dsn(settings.clickhouse_dsn), settings.database)
@@ -137,12 +164,16 @@ def _log_start(settings: Settings, authenticated: bool) -> None:
     spool = settings.collector.spool
     if spool.enabled:
         logger.info("spool: %s (fsync %s)", spool.directory or settings.data_dir / "spool", spool.fsync)
-    logger.info("query API: %s (OpenAPI at /docs)", settings.api_url)
+    logger.info("query API: %s (OpenAPI at /docs, responder page at %s/ui)", settings.api_url, settings.api_url)
     if not authenticated:
         logger.warning("collector authentication is off: anyone who reaches its ports can send spans")
-    logger.warning(
-        "query API authentication is off: anyone who reaches its port can read tenant %r", settings.api.tenant
-    )
+    if api_keys is None:
+        logger.warning(
+            "query API authentication is off (no API keys file): it serves tenant %r to any local client",
+            settings.api.tenant,
+        )
+    else:
+        logger.info("query API: %d API key(s) from %s", len(api_keys), settings.api.keys_file)
 
 
 async def _serve(

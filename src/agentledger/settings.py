@@ -37,6 +37,11 @@ ENV_OTLP_GRPC_PORT: Final = "AGENTLEDGER_OTLP_GRPC_PORT"
 ENV_API_PORT: Final = "AGENTLEDGER_API_PORT"
 ENV_TENANT: Final = "AGENTLEDGER_TENANT"
 ENV_ALLOW_UNAUTHENTICATED: Final = "AGENTLEDGER_ALLOW_UNAUTHENTICATED"
+ENV_API_KEYS_FILE: Final = "AGENTLEDGER_API_KEYS_FILE"
+ENV_API_KEY: Final = "AGENTLEDGER_API_KEY"
+ENV_GITHUB_WEBHOOK_SECRET: Final = "AGENTLEDGER_GITHUB_WEBHOOK_SECRET"
+ENV_JIRA_WEBHOOK_SECRET: Final = "AGENTLEDGER_JIRA_WEBHOOK_SECRET"
+ENV_JIRA_RUN_ID_FIELD: Final = "AGENTLEDGER_JIRA_RUN_ID_FIELD"
 ENV_API_URL: Final = "AGENTLEDGER_API_URL"
 ENV_COLLECTOR_URL: Final = "AGENTLEDGER_COLLECTOR_URL"
 
@@ -47,6 +52,7 @@ DEFAULT_OTLP_HTTP_PORT: Final = 4318
 DEFAULT_OTLP_GRPC_PORT: Final = 4317
 DEFAULT_API_PORT: Final = 8000
 DEFAULT_TENANT: Final = "default"
+DEFAULT_JIRA_RUN_ID_FIELD: Final = "customfield_10100"
 
 _TOP_LEVEL_KEYS: Final = frozenset(
     {"data_dir", "storage", "api", "receivers", "processors", "exporters", "spool", "service"}
@@ -61,8 +67,14 @@ class StorageConfig(FrozenModel):
 
 class ApiConfig(EndpointConfig):
     endpoint: str = f"{DEFAULT_HOST}:{DEFAULT_API_PORT}"
-    # Tenant an unauthenticated API serves.
+    # Tenant an unauthenticated API serves, and the tenant signed webhooks are stored under.
     tenant: str = Field(DEFAULT_TENANT, min_length=1)
+    # API keys (`agentledger keys create`); none: the API serves `tenant` openly, loopback only.
+    keys_file: Path | None = None
+    github_webhook_secret: str = ""
+    jira_webhook_secret: str = ""
+    # The Jira custom field holding the agent run id.
+    jira_run_id_field: str = Field(DEFAULT_JIRA_RUN_ID_FIELD, min_length=1)
 
 
 @dataclass(frozen=True)
@@ -187,6 +199,14 @@ def load_settings(
                        _port("--api-port", api_port) if api_port else None)  # fmt: skip
     if tenant is not None:
         api_raw["tenant"] = tenant
+    for key, flag, env_name in (
+        ("keys_file", "api_keys_file", ENV_API_KEYS_FILE),
+        ("github_webhook_secret", "github_webhook_secret", ENV_GITHUB_WEBHOOK_SECRET),
+        ("jira_webhook_secret", "jira_webhook_secret", ENV_JIRA_WEBHOOK_SECRET),
+        ("jira_run_id_field", "jira_run_id_field", ENV_JIRA_RUN_ID_FIELD),
+    ):
+        if (value := given(flag, env_name)) is not None:
+            api_raw[key] = value
 
     receivers = document.setdefault("receivers", copy.deepcopy(dict(DEFAULT_COMPONENTS["receivers"])))
     for component_id, receiver in list((receivers or {}).items()):

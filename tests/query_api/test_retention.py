@@ -108,7 +108,7 @@ def test_deletion_on_request_leaves_a_tombstone_and_verifies_as_deleted(client: 
     assert api.get("/v1/runs/run_gone/timeline").status_code == 404
     assert body["status"] == "pruned"
     assert {f["problem"] for f in body["findings"]} == {"deleted"}
-    assert body["findings"][0]["note"] == "deleted on request of default: GDPR erasure request 7"
+    assert body["findings"][0]["note"] == "deleted on request of anonymous: GDPR erasure request 7"
 
 
 def test_deleting_spans_without_a_tombstone_is_still_tampering(client: Client, api: TestClient) -> None:

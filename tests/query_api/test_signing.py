@@ -51,7 +51,7 @@ def _forge_consistently(client: Client) -> None:
 def test_signed_links_verify_and_a_consistent_forgery_does_not(client: Client, tmp_path: Path) -> None:
     public_key = generate_key_pair(tmp_path / "signing.pem")
     _ingest_signed(client, tmp_path / "signing.pem")
-    with_key = TestClient(create_app(client, QueryApiConfig("default", public_key)))
+    with_key = TestClient(create_app(client, QueryApiConfig(audit_public_key_pem=public_key)))
     without_key = TestClient(create_app(client, QueryApiConfig("default")))
 
     before = with_key.get("/v1/runs/run_s/verify").json()
