@@ -37,6 +37,8 @@ AGENTLEDGER_PROMPT_CONTEXT_HASH: Final = "agentledger.prompt.context_hash"
 AGENTLEDGER_PROMPT_CONTEXT_SOURCES: Final = "agentledger.prompt.context_sources"
 # Identifier and version of the prompt template used.
 AGENTLEDGER_PROMPT_TEMPLATE_ID: Final = "agentledger.prompt.template.id"
+# What the collector redacted on this span, as a JSON object of entity type -> count (e.g. `{"email":2,"secret":1}`), over the span's name, status message, content columns and span, event, link and resource attributes; absent when nothing was redacted.
+AGENTLEDGER_REDACTION_SUMMARY: Final = "agentledger.redaction.summary"
 # URIs of the sources the retrieved documents came from.
 AGENTLEDGER_RETRIEVAL_SOURCES: Final = "agentledger.retrieval.sources"
 # The autonomy the agent was granted for this run, which decides which approvals are required.
