@@ -83,9 +83,13 @@ _MAP_COLUMNS: Final = ("attributes", "resource_attributes")
 _LIST_OF_MAP_COLUMNS: Final = ("event_attributes", "link_attributes")
 # Sentinels around marked candidates: ASCII controls, because pyarrow's RE2 rewrite mangles non-ASCII
 # replacement text that contains group references.
-_OPEN, _FIELD, _CLOSE = "\x01", "\x1f", "\x02"
-_SENTINELS: Final = re.compile(r"[\x01\x02\x1f]")
-_MARKED: Final = re.compile(r"\x01([^\x01\x02]*)\x02")
+# Marks are `\x01`, one character naming the detector (from `_FIRST_INDEX` on), the candidate, `\x03`.
+_OPEN, _CLOSE = "\x01", "\x03"
+_FIRST_INDEX: Final = 0x10
+# Index characters stay in 0x10-0x1F: not whitespace, not word characters, so no pattern can start on one.
+MAX_DETECTORS: Final = 0x20 - _FIRST_INDEX
+_SENTINEL_CLASS: Final = "[\x01\x03]"
+_TOKEN: Final = re.compile("\x01(.)|\x03", re.DOTALL)
 _CONTEXT: Final = 12
 _CUSTOM_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
@@ -112,6 +116,11 @@ class RedactionConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RedactionConfig:
+        if len(self.custom_patterns) > MAX_DETECTORS - len(BUILTIN_ENTITIES):
+            raise ValueError(
+                f"{KEY}.custom_patterns holds {len(self.custom_patterns)} patterns; at most"
+                f" {MAX_DETECTORS - len(BUILTIN_ENTITIES)} are supported (join related ones with |)."
+            )
         for name, pattern in self.custom_patterns.items():
             _check_custom_pattern(name, pattern)
         known = (*BUILTIN_ENTITIES, *NER_ENTITIES)
@@ -171,80 +180,100 @@ def _glob_matcher(globs: Sequence[str]) -> Callable[[str], bool]:
 
 
 class _Scan:
-    """One detection pass over a flat string array; collects which values had which entity."""
+    """One detection run over a flat string array; collects which values had which entity.
+
+    A single RE2 alternation of every detector answers "does this value hold a candidate" at DFA speed, but
+    replacing with it makes RE2 fall back to its slow NFA (the combined program outgrows the DFA's memory),
+    so the values with candidates are then marked one small pattern at a time: `\x01<detector>` ... `\x03`
+    around each candidate. Patterns never match the sentinels, so a later pass marks only inside or outside
+    an earlier mark, and Python resolves the nesting: the outer candidate wins if its validator accepts it,
+    otherwise the candidates inside it get their turn (a rejected "card" may hold a real phone number).
+    """
 
     def __init__(self, detectors: Sequence[Detector], config: RedactionConfig) -> None:
         self._detectors = tuple(detectors)
-        self._combined = "|".join(f"(?:{detector.pattern})" for detector in self._detectors)
-        # RE2 rewrites reference at most \9, so at most nine groups: built-ins take 7, custom patterns share one.
-        self._marking = "|".join(f"({detector.pattern})" for detector in self._groups())
-        self._mark_rewrite = _OPEN + _FIELD.join(f"\\{index + 1}" for index in range(len(self._groups()))) + _CLOSE
-        self._customs = [d for d in self._detectors if d.entity not in BUILTIN_ENTITIES]
-        self._custom_regexes = [(d, re.compile(d.pattern)) for d in self._customs]
+        self._combined = "|".join(f"(?:{pattern})" for d in self._detectors for pattern in d.mark_patterns)
+        self._passes = [
+            (pattern, f"{_OPEN}{chr(_FIRST_INDEX + index)}\\0{_CLOSE}")
+            for index, detector in enumerate(self._detectors)
+            for pattern in detector.mark_patterns
+        ]
         self._tokens = {d.entity: d.entity.upper() for d in self._detectors}
         self._modes = {d.entity: config.mode_of(d.entity) for d in self._detectors}
         self._key = config.hmac_key.get_secret_value().encode() if config.hmac_key is not None else b""
-        self._current = 0
         self.found: dict[str, list[int]] = {}
-
-    def _groups(self) -> list[Detector]:
-        builtins = [d for d in self._detectors if d.entity in BUILTIN_ENTITIES]
-        customs = [d for d in self._detectors if d.entity not in BUILTIN_ENTITIES]
-        if customs:
-            builtins.append(custom_detector("custom", "|".join(f"(?:{d.pattern})" for d in customs)))
-        return builtins
+        # (value position, entity, start, end) in the original value, when the caller asks (benchmarks, tests).
+        self.spans: list[tuple[int, str, int, int]] | None = None
 
     def run(self, values: pa.Array) -> pa.Array:
         if not self._detectors or len(values) == 0:
             return values
         hits = pc.match_substring_regex(values, self._combined)
-        hit_count = pc.sum(hits).as_py() or 0
-        if hit_count == 0:
+        if not pc.any(hits).as_py():
             return values
         positions = pc.indices_nonzero(hits).to_numpy()
         candidates = values.filter(hits)
         # Values that already hold our sentinel characters would confuse the marking; U+FFFD takes their place.
-        if pc.any(pc.match_substring_regex(candidates, "[\x01\x02\x1f]")).as_py():
-            candidates = pc.replace_substring_regex(candidates, "[\x01\x02\x1f]", "\ufffd")
-        marked = pc.replace_substring_regex(candidates, self._marking, self._mark_rewrite).to_pylist()
-        originals = candidates.to_pylist()
+        if pc.any(pc.match_substring_regex(candidates, _SENTINEL_CLASS)).as_py():
+            candidates = pc.replace_substring_regex(candidates, _SENTINEL_CLASS, "\ufffd")
+        marked = candidates
+        for pattern, rewrite in self._passes:
+            marked = pc.replace_substring_regex(marked, pattern, rewrite)
         replaced: list[str] = []
-        substitute = self._substitute
-        for position, text, original in zip(positions.tolist(), marked, originals, strict=True):
-            self._current = position
-            redacted = _MARKED.sub(substitute, text)
+        for position, text, original in zip(
+            positions.tolist(), marked.to_pylist(), candidates.to_pylist(), strict=True
+        ):
+            redacted = self._redact(position, text, original)
             if redacted != original and original[:1] in "[{" and not _still_json(original, redacted):
                 # A replacement broke a JSON document (an escape we did not foresee): keep nothing of it.
-                self.found.setdefault("secret" if "secret" in self._tokens else BLOCKED_KEY_ENTITY, []).append(position)
+                self.found.setdefault(BLOCKED_KEY_ENTITY, []).append(position)
                 redacted = BLOCKED_VALUE
             replaced.append(redacted)
         return pc.replace_with_mask(values, hits, pa.array(replaced, pa.string()))
 
-    def _substitute(self, match: re.Match[str]) -> str:
-        fields = match.group(1).split(_FIELD)
-        index = next((i for i, field in enumerate(fields) if field), -1)
-        groups = self._groups()
-        if index < 0 or len(fields) != len(groups):
-            return match.group(1)
-        candidate = fields[index]
-        detector = groups[index]
-        if detector.entity == "custom":
-            detector = next((d for d, regex in self._custom_regexes if regex.fullmatch(candidate)), self._customs[0])
-        text = match.string
-        before = _SENTINELS.sub("", text[max(0, match.start() - _CONTEXT) : match.start()])
-        after = _SENTINELS.sub("", text[match.end() : match.end() + _CONTEXT])
-        if not detector.validate(candidate, before, after):
-            return candidate
-        prefix, secret, suffix = split_secret(candidate) if detector.entity == "secret" else ("", candidate, "")
-        # Keep JSON escapes whole: a candidate that starts inside `\n` or `\u00e9`, or ends on a lone `\`.
-        lead = _escape_lead(before + prefix, secret)
-        prefix, secret = prefix + secret[:lead], secret[lead:]
-        if _odd_backslashes(secret) and secret:
-            secret, suffix = secret[:-1], "\\" + suffix
-        if not secret:
-            return candidate
-        self.found.setdefault(detector.entity, []).append(self._current)
-        return prefix + self._replacement(detector, secret) + suffix
+    def _redact(self, position: int, marked: str, original: str) -> str:
+        # Candidates as (start, end, detector) in the original's offsets, from the sentinels' positions.
+        candidates: list[tuple[int, int, int]] = []
+        open_marks: list[tuple[int, int]] = []
+        sentinel_chars = 0
+        for token in _TOKEN.finditer(marked):
+            plain = token.start() - sentinel_chars
+            sentinel_chars += token.end() - token.start()
+            if token.group(1) is not None:
+                open_marks.append((ord(token.group(1)) - _FIRST_INDEX, plain))
+            elif open_marks:
+                index, start = open_marks.pop()
+                candidates.append((start, plain, index))
+        candidates.sort(key=lambda candidate: (candidate[0], -candidate[1]))
+        pieces: list[str] = []
+        done = 0
+        for start, end, index in candidates:
+            if start < done:
+                continue  # inside a candidate already redacted
+            detector = self._detectors[index]
+            candidate = original[start:end]
+            before = original[max(0, start - _CONTEXT) : start]
+            if not detector.validate(candidate, before, original[end : end + _CONTEXT]):
+                continue
+            prefix, secret, suffix = split_secret(candidate) if detector.entity == "secret" else ("", candidate, "")
+            # Keep JSON escapes whole: a candidate that starts inside `\n` or `\u00e9`, or ends on a lone `\`.
+            lead = _escape_lead(before + prefix, secret)
+            prefix, secret = prefix + secret[:lead], secret[lead:]
+            if _odd_backslashes(secret):
+                secret, suffix = secret[:-1], "\\" + suffix
+            if not secret:
+                continue
+            self.found.setdefault(detector.entity, []).append(position)
+            secret_start = start + len(prefix)
+            if self.spans is not None:
+                self.spans.append((position, detector.entity, secret_start, secret_start + len(secret)))
+            pieces.append(original[done:secret_start])
+            pieces.append(self._replacement(detector, secret))
+            done = secret_start + len(secret)
+        if not pieces:
+            return original
+        pieces.append(original[done:])
+        return "".join(pieces)
 
     def _replacement(self, detector: Detector, secret: str) -> str:
         mode = self._modes[detector.entity]
@@ -255,6 +284,18 @@ class _Scan:
             return f"[{token}]"
         digest = hmac.new(self._key, detector.normalise(secret).encode(), hashlib.sha256).hexdigest()
         return f"[{token}:{digest[:8]}]"
+
+
+def detect(texts: Sequence[str], config: RedactionConfig | None = None) -> list[list[tuple[str, int, int]]]:
+    """The (entity, start, end) spans the processor would redact in each text, in the text's own offsets."""
+    config = config if config is not None else RedactionConfig()
+    scan = _Scan(RedactionProcessor(config).detectors, config)
+    scan.spans = []
+    scan.run(pa.array(list(texts), pa.string()))
+    found: list[list[tuple[str, int, int]]] = [[] for _ in texts]
+    for position, entity, start, end in scan.spans:
+        found[position].append((entity, start, end))
+    return found
 
 
 def _escape_lead(before: str, secret: str) -> int:
@@ -298,7 +339,7 @@ class RedactionProcessor:
         self.config = config if config is not None else RedactionConfig()
         detectors = [d for d in BUILTIN_DETECTORS if d.entity in self.config.entities]
         detectors += [custom_detector(name, pattern) for name, pattern in self.config.custom_patterns.items()]
-        self._detectors = detectors
+        self.detectors = tuple(detectors)
         ner_entities = tuple(entity for entity in self.config.entities if entity in NER_ENTITIES)
         self._ner: NerRedactor | None = (
             load_ner(ner_entities, self.config.ner_model, f"{KEY}.entities") if ner_entities else None
@@ -375,7 +416,7 @@ class RedactionProcessor:
 
         flat = pa.concat_arrays([source.values for source in sources]) if sources else pa.array([], pa.string())
         flat_rows = np.concatenate([source.rows for source in sources]) if sources else every_row[:0]
-        scan = _Scan(self._detectors, self.config)
+        scan = _Scan(self.detectors, self.config)
         flat = scan.run(flat)
         found = dict(scan.found)
         if self._ner is not None:
