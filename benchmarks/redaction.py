@@ -90,11 +90,12 @@ def span_batch(texts: Sequence[str]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=SPAN_SCHEMA)
 
 
-_FILLER = tuple(
+_PROSE = (
     "the agent checked the refund policy for the order and found that the amount exceeds the automatic limit so it"
     " asked for approval before calling the payments tool; the retrieved documents mention shipping delays and a"
-    " partial refund was proposed to the customer after comparing the invoice lines with the warehouse report".split()
+    " partial refund was proposed to the customer after comparing the invoice lines with the warehouse report"
 )
+_FILLER = tuple(_PROSE.split())
 
 
 def realistic_texts(documents: Sequence[Document], count: int, pii_share: float, seed: int) -> list[str]:
