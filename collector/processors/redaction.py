@@ -79,6 +79,7 @@ _UNSCANNED_COLUMNS: Final = frozenset(
     {"tenant", "run_id", "trace_id", "span_id", "parent_span_id", "kind", "status_code", "scope_version"}
 )
 _FREE_TEXT_COLUMNS: Final = ("name", "status_message", "service_name", "scope_name")
+_LIST_OF_STRING_COLUMNS: Final = ("event_names",)
 _MAP_COLUMNS: Final = ("attributes", "resource_attributes")
 _LIST_OF_MAP_COLUMNS: Final = ("event_attributes", "link_attributes")
 # Sentinels around marked candidates: ASCII controls, because pyarrow's RE2 rewrite mangles non-ASCII
@@ -385,6 +386,13 @@ class RedactionProcessor:
             sources.append(_Source(values, every_row))
             rebuild.append(_setter(columns, name))
 
+        for name in _LIST_OF_STRING_COLUMNS:
+            offsets = _offsets(columns[name])
+            sources.append(
+                _Source(columns[name].values[offsets[0] : offsets[-1]], np.repeat(every_row, np.diff(offsets)))
+            )
+            rebuild.append(_list_setter(columns, name, offsets))
+
         for name in (*_MAP_COLUMNS, *_LIST_OF_MAP_COLUMNS):
             outer: pa.ListArray | None = None
             if name in _MAP_COLUMNS:
@@ -457,6 +465,15 @@ def _offsets(array: pa.Array) -> npt.NDArray[np.int64]:
 def _setter(columns: dict[str, pa.Array], name: str) -> Callable[[Sequence[pa.Array]], None]:
     def set_column(pieces: Sequence[pa.Array]) -> None:
         columns[name] = pieces[0]
+
+    return set_column
+
+
+def _list_setter(
+    columns: dict[str, pa.Array], name: str, offsets: npt.NDArray[np.int64]
+) -> Callable[[Sequence[pa.Array]], None]:
+    def set_column(pieces: Sequence[pa.Array]) -> None:
+        columns[name] = pa.ListArray.from_arrays(pa.array(offsets - offsets[0], pa.int32()), pieces[0])
 
     return set_column
 

@@ -117,6 +117,10 @@ PHONE_PATTERN: Final = (
 )
 
 
+_GROUP_BEFORE: Final = re.compile(r"[0-9A-Z]{2}\d{2} $|\d{4} $")
+_GROUP_AFTER: Final = re.compile(r" \d{2,4}\b")
+
+
 def _valid_phone(candidate: str, before: str, after: str) -> bool:
     digits = _digits(candidate)
     if candidate.startswith("+"):
@@ -126,7 +130,10 @@ def _valid_phone(candidate: str, before: str, after: str) -> bool:
         return False
     if len(set(digits)) <= 2:  # 000-000-0000 and friends are placeholders
         return False
-    # Part of a longer number (an id, a range such as 2024-2025) rather than a number on its own.
+    # Part of a longer number (an id, a range such as 2024-2025, the groups of an account number) rather than
+    # a number on its own.
+    if _GROUP_BEFORE.search(before) or _GROUP_AFTER.match(after):
+        return False
     return not (before[-1:].isalnum() or before.endswith(("-", "#")) or after.startswith(("-", "/")))
 
 
@@ -291,19 +298,25 @@ SECRET_PATTERNS: Final = (
     r"|private[_-]?key|client[_-]?secret)[\"']?\s*[:=]\s*[\"']?[^\s\"'\\,;&<>{}\[\]\x01-\x03]{3,}",
 )
 SECRET_PATTERN: Final = "|".join(f"(?:{part})" for part in SECRET_PATTERNS)
-# What to keep in front of the secret: `password=`, `"api_key": "`, `Bearer `, `://user:` (and `@` after).
-SECRET_PREFIX: Final = re.compile(r"(?s)(.*?(?:[:=]\s*[\"']?|(?i:bearer|basic)\s+|://[^:]*:))(.*?)(@?)$")
-_PREFIXED_SECRET: Final = re.compile(
-    r"(?i)^(?:://|bearer\s|basic\s|[a-z_\-\"']*(?:passw|passphrase|pwd|secret|key|token))"
-)
+# What to keep around the secret: `password=`, `"api_key": "`, `Bearer `, and `://user:` ... `@`.
+_URL_CREDENTIALS: Final = re.compile(r"(?s)(://[^:]*:)(.*)(@)$")
+_SCHEME: Final = re.compile(r"(?si)((?:bearer|basic)\s+)(.*)()$")
+_ASSIGNMENT: Final = re.compile(r"(?s)([^:=]*[:=]\s*[\"']?)(.*)()$")
+_ASSIGNMENT_KEY: Final = re.compile(r"(?i)^[\"']?[a-z_\-]*(?:passw|passphrase|pwd|secret|key|token)")
 
 
 def split_secret(candidate: str) -> tuple[str, str, str]:
     """(prefix kept, secret, suffix kept) of a matched secret."""
-    if _PREFIXED_SECRET.match(candidate):
-        found = SECRET_PREFIX.match(candidate)
-        if found is not None and found.group(2):
-            return found.group(1), found.group(2), found.group(3)
+    if candidate.startswith("://"):
+        found = _URL_CREDENTIALS.match(candidate)
+    elif candidate[:1] in "bB" and _SCHEME.match(candidate):
+        found = _SCHEME.match(candidate)
+    elif _ASSIGNMENT_KEY.match(candidate):
+        found = _ASSIGNMENT.match(candidate)
+    else:
+        found = None
+    if found is not None and found.group(2):
+        return found.group(1), found.group(2), found.group(3)
     return "", candidate, ""
 
 
