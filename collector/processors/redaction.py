@@ -92,6 +92,8 @@ MAX_DETECTORS: Final = 0x20 - _FIRST_INDEX
 _SENTINEL_CLASS: Final = "[\x01\x03]"
 _TOKEN: Final = re.compile("\x01(.)|\x03", re.DOTALL)
 _CONTEXT: Final = 12
+_ESCAPE_LETTERS: Final = ("n", "r", "t", "b", "f")
+_TRAILING_ESCAPE: Final = re.compile(r"(?<!\\)\\[nrtbf]$")
 _CUSTOM_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
@@ -252,9 +254,13 @@ class _Scan:
             if start < done:
                 continue  # inside a candidate already redacted
             detector = self._detectors[index]
+            if original.startswith("\\", start) and original[start + 1 : start + 2] in _ESCAPE_LETTERS:
+                start += 2  # the JSON escape the leading boundary accepted is not part of the value
             candidate = original[start:end]
             before = original[max(0, start - _CONTEXT) : start]
-            if not detector.validate(candidate, before, original[end : end + _CONTEXT]):
+            # Validators judge context as text: an escape just before the value reads as the space it stands for.
+            context = _TRAILING_ESCAPE.sub(" ", before)
+            if not detector.validate(candidate, context, original[end : end + _CONTEXT]):
                 continue
             prefix, secret, suffix = split_secret(candidate) if detector.entity == "secret" else ("", candidate, "")
             # Keep JSON escapes whole: a candidate that starts inside `\n` or `\u00e9`, or ends on a lone `\`.

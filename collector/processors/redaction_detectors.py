@@ -320,21 +320,49 @@ def split_secret(candidate: str) -> tuple[str, str, str]:
     return "", candidate, ""
 
 
+_LAYOUT: Final = re.compile(r"\\[nrt]|\s")
+
+
+def _normal_secret(secret: str) -> str:
+    # A PEM block keeps its pseudonym whether stored with newlines or inside JSON text with `\n` escapes.
+    return _LAYOUT.sub("", secret)
+
+
 def _valid_secret(candidate: str, before: str, after: str) -> bool:
     _, secret, _ = split_secret(candidate)
     # `password: [EMAIL]` or `secret=[REDACTED]`: already masked upstream, nothing to hide.
     return not (secret.startswith("[") or secret.lower() in ("none", "null", "true", "false", "***", "****"))
 
 
+# Inside JSON text a value often follows an escape (`"line\n4111 1111 ..."`): the escape's letter glues to the
+# value, so a leading word boundary alone would miss it. Every leading `\b` also accepts a preceding escape;
+# the processor then moves the escape out of the candidate before validating it.
+_LEADING_BOUNDARY: Final = re.compile(r"(^|\||\(|\(\?i:)\\b")
+
+
+def json_aware(pattern: str) -> str:
+    return _LEADING_BOUNDARY.sub(lambda found: found.group(1) + r"(?:\b|\\[nrtbf])", pattern)
+
+
+def _detector(entity: str, pattern: str, validate: Validator, normalise: Callable[[str], str]) -> Detector:
+    return Detector(entity, json_aware(pattern), validate, normalise)
+
+
 BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
     # Order is priority: where two candidates start at the same place, the earlier detector wins.
-    Detector("secret", SECRET_PATTERN, _valid_secret, lambda text: text, SECRET_PATTERNS),
-    Detector("email", EMAIL_PATTERN, _valid_email, str.lower),
-    Detector("iban", IBAN_PATTERN, _valid_iban, lambda text: text.replace(" ", "").upper()),
-    Detector("card", CARD_PATTERN, _valid_card, _digits),
-    Detector("ssn", SSN_PATTERN, _valid_ssn, _digits),
-    Detector("ip", IP_PATTERN, _valid_ip, _normal_ip),
-    Detector("phone", PHONE_PATTERN, _valid_phone, _digits),
+    Detector(
+        "secret",
+        json_aware(SECRET_PATTERN),
+        _valid_secret,
+        _normal_secret,
+        tuple(json_aware(part) for part in SECRET_PATTERNS),
+    ),
+    _detector("email", EMAIL_PATTERN, _valid_email, str.lower),
+    _detector("iban", IBAN_PATTERN, _valid_iban, lambda text: text.replace(" ", "").upper()),
+    _detector("card", CARD_PATTERN, _valid_card, _digits),
+    _detector("ssn", SSN_PATTERN, _valid_ssn, _digits),
+    _detector("ip", IP_PATTERN, _valid_ip, _normal_ip),
+    _detector("phone", PHONE_PATTERN, _valid_phone, _digits),
 )
 BUILTIN_ENTITIES: Final = tuple(detector.entity for detector in BUILTIN_DETECTORS)
 # Entities only the optional NER plug-in (Presidio) finds.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -266,3 +267,22 @@ def test_ner_without_presidio_or_a_model_is_a_config_error(monkeypatch: pytest.M
         ValidationError, match=r"processors.redaction.entities asks for person, which needs the optional"
     ):
         RedactionConfig(entities=("email", "person"))
+
+
+def test_ner_runs_through_presidio_when_the_extra_is_installed(tmp_path: Path) -> None:
+    pytest.importorskip("presidio_analyzer")
+    spacy = pytest.importorskip("spacy")
+    # A blank pipeline: no NER model ships on PyPI, so this proves the wiring, not the recognition.
+    spacy.blank("en").to_disk(tmp_path / "blank")
+    config = RedactionConfig(entities=("email", "person", "address"), ner_model=str(tmp_path / "blank"))
+
+    (row,) = redact(span(input_value="Maria Lopez wrote from maria@example.com"), config=config)
+
+    assert row["input_value"] == "Maria Lopez wrote from [EMAIL]"
+
+
+def test_ner_with_a_missing_spacy_model_is_a_config_error() -> None:
+    pytest.importorskip("presidio_analyzer")
+
+    with pytest.raises(ValidationError, match=r"the spaCy model 'no_such_model' \(processors.redaction.ner_model\)"):
+        RedactionConfig(entities=("person",), ner_model="no_such_model")
