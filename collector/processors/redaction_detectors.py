@@ -295,13 +295,14 @@ SECRET_PATTERNS: Final = (
     r"(?i:\bbearer\s+)[A-Za-z0-9._~+/-]{12,}=*"
     r"|(?i:\bbasic\s+)[A-Za-z0-9+/]{12,}=*",
     r"(?i:passw(?:or)?d|passphrase|\bpwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token|refresh[_-]?token"
-    r"|private[_-]?key|client[_-]?secret)[\"']?\s*[:=]\s*[\"']?[^\s\"'\\,;&<>{}\[\]\x01-\x03]{3,}",
+    # Quotes may come escaped (`\"api_key\": \"...\"`) when the assignment sits in JSON inside JSON text.
+    r"|private[_-]?key|client[_-]?secret)(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?[^\s\"'\\,;&<>{}\[\]\x01-\x03]{3,}",
 )
 SECRET_PATTERN: Final = "|".join(f"(?:{part})" for part in SECRET_PATTERNS)
 # What to keep around the secret: `password=`, `"api_key": "`, `Bearer `, and `://user:` ... `@`.
 _URL_CREDENTIALS: Final = re.compile(r"(?s)(://[^:]*:)(.*)(@)$")
 _SCHEME: Final = re.compile(r"(?si)((?:bearer|basic)\s+)(.*)()$")
-_ASSIGNMENT: Final = re.compile(r"(?s)([^:=]*[:=]\s*[\"']?)(.*)()$")
+_ASSIGNMENT: Final = re.compile(r"(?s)([^:=]*[:=]\s*(?:\\?[\"'])?)(.*)()$")
 _ASSIGNMENT_KEY: Final = re.compile(r"(?i)^[\"']?[a-z_\-]*(?:passw|passphrase|pwd|secret|key|token)")
 
 

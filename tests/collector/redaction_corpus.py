@@ -59,7 +59,8 @@ class PiiFactory:
         local = self.rng.choice(
             [f"{first}.{last}", f"{first}{self.rng.randint(1, 99)}", f"{first[0]}{last}", f"{first}+support"]
         )
-        return f"{local}@{self.rng.choice(_DOMAINS)}"
+        address = f"{local}@{self.rng.choice(_DOMAINS)}"
+        return address.title() if self.rng.random() < 0.1 else address
 
     def phone(self) -> str:
         d = self.digits
@@ -80,6 +81,11 @@ class PiiFactory:
                 lambda: f"030 {self.rng.randint(10000000, 99999999)}",
                 lambda: f"+33 1 {d(2)} {d(2)} {d(2)} {d(2)}",
                 lambda: f"06 {self.rng.randint(10, 99)} {d(2)} {d(2)} {d(2)}",
+                lambda: f"+1-{self.rng.randint(201, 989)}-{self.rng.randint(200, 999)}-{d(4)}",
+                lambda: f"{self.rng.randint(201, 989)} {self.rng.randint(200, 999)} {d(4)}",
+                lambda: f"+61 2 {self.rng.randint(8000, 9999)} {d(4)}",
+                lambda: f"+81 3-{self.rng.randint(1000, 9999)}-{d(4)}",
+                lambda: f"+91 {self.rng.randint(70000, 99999)} {d(5)}",
             ]
         )()
 
@@ -120,6 +126,8 @@ class PiiFactory:
         groups = [f"{self.rng.randint(0, 0xFFFF):x}" for _ in range(8)]
         if self.rng.random() < 0.5:
             return ":".join(groups)
+        if self.rng.random() < 0.2:
+            return f"::ffff:{self.rng.randint(1, 223)}.{self.rng.randint(0, 255)}.{self.rng.randint(0, 255)}.1"
         return f"2001:db8:{groups[2]}::{groups[6]}:{groups[7]}"
 
     def token(self, alphabet: str, count: int) -> str:
@@ -129,7 +137,13 @@ class PiiFactory:
         """(text before, secret, text after): only the secret itself is labeled."""
         alnum = string.ascii_letters + string.digits
         b64url = alnum + "-_"
-        kind = self.rng.randrange(10)
+        kind = self.rng.randrange(13)
+        if kind == 10:
+            return "", "github_pat_" + self.token(alnum + "_", 82), ""
+        if kind == 11:
+            return "", "sk_live_" + self.token(alnum, 24), ""
+        if kind == 12:
+            return '"api_key": "', self.token(alnum, 32), '"'
         if kind == 0:
             return "", "AKIA" + self.token(string.ascii_uppercase + string.digits, 16), ""
         if kind == 1:
