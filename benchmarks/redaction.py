@@ -141,7 +141,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--documents", type=int, default=3000)
     parser.add_argument("--runs", type=int, default=5, help="timed runs for agentledger (median)")
-    parser.add_argument("--presidio-runs", type=int, default=1, help="timed runs for Presidio (median)")
+    parser.add_argument("--presidio-runs", type=int, default=3, help="timed runs for Presidio (median)")
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--pii-share", type=float, default=0.1, help="share of realistic spans carrying PII")
     args = parser.parse_args()

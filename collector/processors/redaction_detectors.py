@@ -141,7 +141,8 @@ def _valid_phone(candidate: str, before: str, after: str) -> bool:
 
 CARD_PATTERN: Final = (
     # 4-4-4-4(-3) or contiguous 13-19 digits; Amex 4-6-5; nothing shaped like a date or a UUID part
-    r"\b\d{4}[ -]?\d{4}[ -]?\d{4}[ -]?\d{1,4}(?:[ -]?\d{3})?\b|\b\d{4}[ -]?\d{6}[ -]?\d{4,5}\b"
+    # Issuer prefixes start with 2-6 (and 8 for UnionPay 81): epoch milliseconds and most ids never get marked.
+    r"\b[2-68]\d{3}[ -]?\d{4}[ -]?\d{4}[ -]?\d{1,4}(?:[ -]?\d{3})?\b|\b3\d{3}[ -]?\d{6}[ -]?\d{4,5}\b"
 )
 
 
@@ -240,10 +241,12 @@ def _valid_ssn(candidate: str, before: str, after: str) -> bool:
 
 _OCTET: Final = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _HEXTET: Final = r"[0-9A-Fa-f]{1,4}"
+_EMBEDDED_V4: Final = r"(?:\.\d{1,3}\.\d{1,3}\.\d{1,3})?"
 IP_PATTERN: Final = (
     rf"(?:{_HEXTET}:){{7}}{_HEXTET}"
-    rf"|(?:{_HEXTET}(?::{_HEXTET}){{0,6}})?::(?:{_HEXTET}(?::{_HEXTET}){{0,6}})?"
-    rf"(?:\.\d{{1,3}}\.\d{{1,3}}\.\d{{1,3}})?"
+    # Compressed forms need a hextet on one side of `::` that starts a word: `std::vector` is no candidate.
+    rf"|\b{_HEXTET}(?::{_HEXTET}){{0,6}}::(?:{_HEXTET}(?::{_HEXTET}){{0,6}})?{_EMBEDDED_V4}"
+    rf"|::{_HEXTET}(?::{_HEXTET}){{0,6}}{_EMBEDDED_V4}"
     rf"|\b{_OCTET}(?:\.{_OCTET}){{3}}\b"
 )
 
