@@ -1,11 +1,5 @@
-"""The `redaction` processor: masks, pseudonymises or drops personal data and secrets in every text a span
-batch carries, over whole Arrow columns, and records per span what it redacted (counts, never values).
-
-How it stays fast: every text value of the batch (names, status messages, content columns, values of span,
-resource, event and link attributes) is gathered into ONE Arrow string array. One RE2 pass with the combined
-alternation of all detectors (pyarrow.compute) finds the values with candidates; a second RE2 pass over only
-those marks every candidate with control-character sentinels whose fields tell which detector matched; Python
-then visits only the marked candidates to validate them (Luhn, mod-97, context) and write the replacement.
+"""The `redaction` processor: masks, pseudonymises or drops personal data and secrets in every text a span batch
+carries, over whole Arrow columns (RE2 through pyarrow.compute), and records per span what it redacted (counts only).
 """
 
 from __future__ import annotations
@@ -393,7 +387,7 @@ class RedactionProcessor:
         rows = batch.num_rows
         sources: list[_Source] = []
         masked_rows: list[npt.NDArray[np.int64]] = []
-        rebuild: list[Callable[[Sequence[pa.Array]], None]] = []
+        rebuild: list[Callable[[pa.Array], None]] = []
         # After combine_chunks every column of a non-empty table is exactly one chunk.
         columns: dict[str, pa.Array] = {name: batch.column(name).chunk(0) for name in batch.column_names}
         every_row = np.arange(rows, dtype=np.int64)
@@ -451,13 +445,10 @@ class RedactionProcessor:
         found = dict(scan.found)
         if self._ner is not None:
             flat = self._ner.run(flat, found)
-        pieces: list[pa.Array] = []
         start = 0
-        for source in sources:
-            pieces.append(flat[start : start + len(source.values)])
+        for source, setter in zip(sources, rebuild, strict=True):
+            setter(flat[start : start + len(source.values)])
             start += len(source.values)
-        for piece, setter in zip(pieces, rebuild, strict=True):
-            setter([piece])
 
         counts = {entity: np.bincount(flat_rows[positions], minlength=rows) for entity, positions in found.items()}
         blocked = np.concatenate(masked_rows) if masked_rows else every_row[:0]
@@ -484,18 +475,16 @@ def _offsets(array: pa.Array) -> npt.NDArray[np.int64]:
     return np.asarray(array.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def _setter(columns: dict[str, pa.Array], name: str) -> Callable[[Sequence[pa.Array]], None]:
-    def set_column(pieces: Sequence[pa.Array]) -> None:
-        columns[name] = pieces[0]
+def _setter(columns: dict[str, pa.Array], name: str) -> Callable[[pa.Array], None]:
+    def set_column(values: pa.Array) -> None:
+        columns[name] = values
 
     return set_column
 
 
-def _list_setter(
-    columns: dict[str, pa.Array], name: str, offsets: npt.NDArray[np.int64]
-) -> Callable[[Sequence[pa.Array]], None]:
-    def set_column(pieces: Sequence[pa.Array]) -> None:
-        columns[name] = pa.ListArray.from_arrays(pa.array(offsets - offsets[0], pa.int32()), pieces[0])
+def _list_setter(columns: dict[str, pa.Array], name: str, offsets: npt.NDArray[np.int64]) -> Callable[[pa.Array], None]:
+    def set_column(values: pa.Array) -> None:
+        columns[name] = pa.ListArray.from_arrays(pa.array(offsets - offsets[0], pa.int32()), values)
 
     return set_column
 
@@ -510,9 +499,9 @@ def _map_setter(
     items: pa.Array,
     scanned: pa.Array,
     rows: int,
-) -> Callable[[Sequence[pa.Array]], None]:
-    def set_column(pieces: Sequence[pa.Array]) -> None:
-        new_items = pc.replace_with_mask(items, scanned, pieces[0]) if len(pieces[0]) else items
+) -> Callable[[pa.Array], None]:
+    def set_column(redacted: pa.Array) -> None:
+        new_items = pc.replace_with_mask(items, scanned, redacted) if len(redacted) else items
         if outer is None:
             offsets = _row_offsets(entry_rows, rows)
             columns[name] = pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), keys, new_items)

@@ -15,6 +15,7 @@ from clickhouse_connect.driver.client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -83,6 +84,11 @@ def _spans(run_id: str, text: str, negative: str) -> list[ReadableSpan]:
                 conv.GEN_AI_TOOL_CALL_ARGUMENTS: json.dumps({"query": text, "nested": [{"note": text}]}),
                 conv.GEN_AI_INPUT_MESSAGES: json.dumps([{"role": "user", "parts": [{"content": text}]}]),
                 "input.value": text,
+                "output.value": text,
+                conv.GEN_AI_SYSTEM_INSTRUCTIONS: json.dumps([{"type": "text", "content": text}]),
+                conv.GEN_AI_OUTPUT_MESSAGES: json.dumps([{"role": "assistant", "parts": [{"content": text}]}]),
+                conv.GEN_AI_TOOL_CALL_RESULT: text,
+                conv.GEN_AI_RETRIEVAL_DOCUMENTS: json.dumps([{"id": "kb:1", "content": text}]),
                 "app.note": text,
                 "app.notes": [text, text],
                 "app.reference": negative,
@@ -159,6 +165,28 @@ def test_planted_pii_of_every_type_in_every_position_never_reaches_clickhouse(
     else:
         for entity in STRUCTURED_ENTITIES:
             assert f"[{entity.upper()}]" in stored
+
+
+def test_kvlist_and_array_values_are_redacted_inside_their_json(client: Client) -> None:
+    # The SDK cannot send kvlists; other SDKs and collectors can, and the receiver stores them as JSON.
+    request = ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id, span.span_id, span.name = bytes(range(1, 17)), bytes(range(1, 9)), "lookup"
+    span.attributes.add(key=conv.AGENT_RUN_ID).value.string_value = "run_kvlist"
+    customer = span.attributes.add(key="app.customer").value.kvlist_value
+    customer.values.add(key="email").value.string_value = "jane.doe@example.com"
+    cards = customer.values.add(key="cards").value.array_value
+    cards.values.add().string_value = "4111 1111 1111 1111"
+    cards.values.add().int_value = 7
+    collector = _collector(client, RedactionConfig())
+
+    assert collector.post("/v1/traces", content=request.SerializeToString(), headers=PROTOBUF).status_code == 200
+
+    (row,) = _stored(client, "run_kvlist")
+    attributes = row["attributes"]
+    assert isinstance(attributes, dict)
+    assert json.loads(attributes["app.customer"]) == {"email": "[EMAIL]", "cards": ["[CARD]", 7]}
+    assert json.loads(attributes[conv.AGENTLEDGER_REDACTION_SUMMARY]) == {"card": 1, "email": 1}
 
 
 @pytest.mark.slow
