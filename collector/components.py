@@ -12,6 +12,7 @@ from agentledger.collector.component import Exporter, Processor
 from agentledger.collector.config import ClickHouseExporterConfig, ExporterConfig, FrozenModel, OtlpReceiverConfig
 from agentledger.collector.exporters.clickhouse import ClickHouseExporter
 from agentledger.collector.processors.normalize import NormalizeConfig, NormalizeProcessor
+from agentledger.collector.processors.redaction import RedactionConfig, RedactionProcessor
 from agentledger.collector.telemetry import CollectorTelemetry
 
 ConfigT = TypeVar("ConfigT", bound=FrozenModel)
@@ -45,6 +46,7 @@ RECEIVERS: Mapping[str, type[FrozenModel]] = {
 
 PROCESSORS: Mapping[str, ProcessorType[Any]] = {
     "normalize": ProcessorType(NormalizeConfig, lambda config, context: NormalizeProcessor(config)),
+    "redaction": ProcessorType(RedactionConfig, lambda config, context: RedactionProcessor(config)),
 }
 
 EXPORTERS: Mapping[str, ExporterType[Any]] = {

@@ -161,7 +161,8 @@ class SpoolConfig(FrozenModel):
 class PipelineSpec(FrozenModel):
     receivers: tuple[str, ...] = ("otlp",)
     # normalize: third-party spans get their run id before export, when the run index sees them.
-    processors: tuple[str, ...] = ("normalize",)
+    # normalize first: it moves third-party content into the columns redaction then scans.
+    processors: tuple[str, ...] = ("normalize", "redaction")
     exporters: tuple[str, ...] = ("clickhouse",)
 
 

@@ -26,7 +26,7 @@ from agentledger.collector.config import (
 
 DEFAULT_COMPONENTS: Mapping[str, Mapping[str, Any]] = {
     "receivers": {"otlp": {}},
-    "processors": {"normalize": {}},
+    "processors": {"normalize": {}, "redaction": {}},
     "exporters": {"clickhouse": {}},
 }
 
@@ -35,7 +35,7 @@ DEFAULT_COMPONENTS: Mapping[str, Mapping[str, Any]] = {
 class CollectorConfig:
     receivers: Mapping[str, OtlpReceiverConfig] = field(default_factory=lambda: {"otlp": OtlpReceiverConfig()})
     processors: Mapping[str, FrozenModel] = field(
-        default_factory=lambda: {"normalize": PROCESSORS["normalize"].config_model()}
+        default_factory=lambda: {name: PROCESSORS[name].config_model() for name in ("normalize", "redaction")}
     )
     exporters: Mapping[str, ExporterConfig] = field(
         default_factory=lambda: {"clickhouse": EXPORTERS["clickhouse"].config_model()}
@@ -61,12 +61,14 @@ def _validate(model: type[FrozenModel], raw: object, path: str) -> FrozenModel:
 
 
 def _section(document: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    raw = document.get(name, DEFAULT_COMPONENTS[name])
+    """The section's components over the default ones: defining `normalize` must not silently drop
+    `redaction`. A default component is left out of the pipeline by `service.pipelines.traces` only."""
+    raw = document.get(name)
     if raw is None:
-        return {}
+        return DEFAULT_COMPONENTS[name]
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{name} must be a mapping of component ids to settings")
-    return raw
+    return {**DEFAULT_COMPONENTS[name], **raw}
 
 
 def parse_collector_config(document: Mapping[str, Any]) -> CollectorConfig:

@@ -39,6 +39,8 @@ AGENTLEDGER_PROMPT_CONTEXT_SOURCES: Final = "agentledger.prompt.context_sources"
 AGENTLEDGER_PROMPT_OUTPUT_HASH: Final = "agentledger.prompt.output_hash"
 # Identifier and version of the prompt template used.
 AGENTLEDGER_PROMPT_TEMPLATE_ID: Final = "agentledger.prompt.template.id"
+# What the collector redacted on this span, as a JSON object of entity type -> count (e.g. `{"email":2,"secret":1}`), over the span's name, status message, content columns and span, event, link and resource attributes; absent when nothing was redacted.
+AGENTLEDGER_REDACTION_SUMMARY: Final = "agentledger.redaction.summary"
 # `sha256:` + hex SHA-256 over RFC 8785 canonical JSON of the retrieved documents with their content, recorded when content capture is `hashes`.
 AGENTLEDGER_RETRIEVAL_DOCUMENTS_HASH: Final = "agentledger.retrieval.documents_hash"
 # URIs of the sources the retrieved documents came from.

@@ -42,6 +42,7 @@ ENV_API_KEY: Final = "AGENTLEDGER_API_KEY"
 ENV_GITHUB_WEBHOOK_SECRET: Final = "AGENTLEDGER_GITHUB_WEBHOOK_SECRET"
 ENV_JIRA_WEBHOOK_SECRET: Final = "AGENTLEDGER_JIRA_WEBHOOK_SECRET"
 ENV_JIRA_RUN_ID_FIELD: Final = "AGENTLEDGER_JIRA_RUN_ID_FIELD"
+ENV_REDACTION_HMAC_KEY: Final = "AGENTLEDGER_REDACTION_HMAC_KEY"
 ENV_API_URL: Final = "AGENTLEDGER_API_URL"
 ENV_COLLECTOR_URL: Final = "AGENTLEDGER_COLLECTOR_URL"
 
@@ -224,6 +225,13 @@ def load_settings(
             _override_endpoint(protocol, f"{DEFAULT_HOST}:{default_port}", host, port)
         if tenant is not None:
             receiver["tenant"] = tenant
+
+    # The pseudonym key is a secret: it may come from the environment rather than the file.
+    if (hmac_key := env.get(ENV_REDACTION_HMAC_KEY)) is not None:
+        processors = document.setdefault("processors", copy.deepcopy(dict(DEFAULT_COMPONENTS["processors"])))
+        for component_id in list(processors or {}):
+            if str(component_id).split("/", 1)[0] == "redaction":
+                processors[component_id] = {**(processors[component_id] or {}), "hmac_key": hmac_key}
 
     try:
         storage = StorageConfig.model_validate(storage_raw)

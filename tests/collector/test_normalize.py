@@ -219,7 +219,7 @@ def test_config_is_frozen_and_refuses_unknown_keys_and_bad_sources() -> None:
 
 
 def test_normalize_is_registered_and_on_by_default() -> None:
-    assert PipelineSpec().processors == ("normalize",)
+    assert PipelineSpec().processors == ("normalize", "redaction")
     config = parse_collector_config({"processors": {"normalize": {"run_id_from": ["gen_ai.conversation.id"]}}})
     assert config.processors["normalize"] == NormalizeConfig(run_id_from=("gen_ai.conversation.id",))
     created = PROCESSORS["normalize"].create(config.processors["normalize"], None)

@@ -1,0 +1,554 @@
+"""The `redaction` processor: masks, pseudonymises or drops personal data and secrets in every text a span batch
+carries, over whole Arrow columns (RE2 through pyarrow.compute), and records per span what it redacted (counts only).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from agentledger.collector.component import SpanBatch
+from agentledger.collector.processors.redaction_detectors import (
+    BUILTIN_DETECTORS,
+    BUILTIN_ENTITIES,
+    NER_ENTITIES,
+    Detector,
+    custom_detector,
+    split_secret,
+)
+from agentledger.collector.processors.redaction_ner import NerRedactor, load_ner, ner_problem
+from agentledger.schema import conventions as conv
+from agentledger.schema.span_columns import PROMOTED_COLUMNS, SPAN_SCHEMA
+
+Mode = Literal["mask", "pseudonym", "drop"]
+
+KEY = "processors.redaction"
+MIN_HMAC_KEY_LENGTH: Final = 32
+BLOCKED_KEY_ENTITY: Final = "blocked_key"
+SUMMARY_KEY: Final = conv.AGENTLEDGER_REDACTION_SUMMARY
+BLOCKED_VALUE: Final = "[REDACTED]"
+
+# Never touched by default: identifiers and hashes responders join on, which the emitter computed before any
+# redaction (a changed context hash would no longer prove anything).
+DEFAULT_KEEP_KEYS: Final = (
+    conv.AGENT_RUN_ID,
+    conv.AGENTLEDGER_PROMPT_CONTEXT_HASH,
+    conv.AGENTLEDGER_TOOL_ARGUMENTS_HASH,
+    "*_hash",
+    "*.hash",
+    conv.GEN_AI_TOOL_CALL_ID,
+    conv.AGENTLEDGER_APPROVAL_TOOL_CALL_ID,
+    conv.AGENTLEDGER_WRITE_TOOL_CALL_ID,
+    conv.GEN_AI_AGENT_ID,
+    conv.GEN_AI_CONVERSATION_ID,
+    "session.id",
+    "service.instance.id",
+    "telemetry.sdk.*",
+)
+# Masked whole, whatever the value looks like (the OTel processor's `blocked_key_patterns`).
+DEFAULT_MASK_KEYS: Final = (
+    "*authorization*",
+    "*password*",
+    "*passwd*",
+    "*secret*",
+    "*cookie*",
+    "*api_key*",
+    "*apikey*",
+    "*private_key*",
+)
+# Envelope columns that are identifiers or enumerations, never free text.
+_UNSCANNED_COLUMNS: Final = frozenset(
+    {"tenant", "run_id", "trace_id", "span_id", "parent_span_id", "kind", "status_code", "scope_version"}
+)
+_FREE_TEXT_COLUMNS: Final = ("name", "status_message", "service_name", "scope_name")
+_LIST_OF_STRING_COLUMNS: Final = ("event_names",)
+_MAP_COLUMNS: Final = ("attributes", "resource_attributes")
+_LIST_OF_MAP_COLUMNS: Final = ("event_attributes", "link_attributes")
+# Sentinels around marked candidates: ASCII controls, because pyarrow's RE2 rewrite mangles non-ASCII
+# replacement text that contains group references.
+# Marks are `\x01`, one character naming the detector (from `_FIRST_INDEX` on), the candidate, `\x03`.
+_OPEN, _CLOSE = "\x01", "\x03"
+_FIRST_INDEX: Final = 0x10
+# Index characters stay in 0x10-0x1F: not whitespace, not word characters, so no pattern can start on one.
+MAX_DETECTORS: Final = 0x20 - _FIRST_INDEX
+_SENTINEL_CLASS: Final = "[\x01\x03]"
+_TOKEN: Final = re.compile("\x01(.)|\x03", re.DOTALL)
+_FLAT_MARK: Final = re.compile("\x01(.)([^\x01\x03]*)\x03", re.DOTALL)
+_CONTEXT: Final = 12
+_ESCAPE_LETTERS: Final = ("n", "r", "t", "b", "f")
+_TRAILING_ESCAPE: Final = re.compile(r"(?<!\\)\\[nrtbf]$")
+_CUSTOM_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+class RedactionConfig(BaseModel):
+    """What to redact and how; validated once, at construction, with errors naming the key."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Built-in entities to detect; `person` and `address` need the optional `[ner]` extra (Presidio).
+    entities: tuple[str, ...] = BUILTIN_ENTITIES
+    # Entity name -> mode; entities not named use `default_mode`.
+    modes: Mapping[str, Mode] = Field(default_factory=dict)
+    default_mode: Mode = "mask"
+    # Entity name -> RE2 pattern (also valid Python `re`); always detected, masked as `[NAME]`.
+    custom_patterns: Mapping[str, str] = Field(default_factory=dict)
+    # Attribute keys (fnmatch globs, case-insensitive) never touched, and keys whose values are masked whole.
+    keep_keys: tuple[str, ...] = DEFAULT_KEEP_KEYS
+    mask_keys: tuple[str, ...] = DEFAULT_MASK_KEYS
+    # Key of the HMAC-SHA256 pseudonyms; needed when any entity uses mode `pseudonym`.
+    hmac_key: SecretStr | None = None
+    # spaCy model name or path Presidio loads for `person` and `address`.
+    ner_model: str = "en_core_web_lg"
+
+    @model_validator(mode="after")
+    def _check(self) -> RedactionConfig:
+        if len(self.custom_patterns) > MAX_DETECTORS - len(BUILTIN_ENTITIES):
+            raise ValueError(
+                f"{KEY}.custom_patterns holds {len(self.custom_patterns)} patterns; at most"
+                f" {MAX_DETECTORS - len(BUILTIN_ENTITIES)} are supported (join related ones with |)."
+            )
+        for name, pattern in self.custom_patterns.items():
+            _check_custom_pattern(name, pattern)
+        known = (*BUILTIN_ENTITIES, *NER_ENTITIES)
+        for entity in self.entities:
+            if entity not in known:
+                raise ValueError(
+                    f"{KEY}.entities: unknown entity {entity!r}; known entities are {', '.join(known)}"
+                    " (custom patterns are listed under custom_patterns, not here)."
+                )
+        for entity in self.modes:
+            if entity not in known and entity not in self.custom_patterns:
+                raise ValueError(
+                    f"{KEY}.modes: unknown entity {entity!r}; it is neither built in nor a custom pattern."
+                )
+        ner_entities = [entity for entity in self.entities if entity in NER_ENTITIES]
+        if ner_entities:
+            problem = ner_problem(ner_entities, self.ner_model, f"{KEY}.entities")
+            if problem is not None:
+                raise ValueError(problem)
+        uses_pseudonyms = self.default_mode == "pseudonym" or "pseudonym" in self.modes.values()
+        if self.hmac_key is None:
+            if uses_pseudonyms:
+                raise ValueError(f"{KEY}.hmac_key is required when an entity uses mode 'pseudonym'.")
+        elif len(self.hmac_key.get_secret_value()) < MIN_HMAC_KEY_LENGTH:
+            raise ValueError(
+                f"{KEY}.hmac_key must be at least {MIN_HMAC_KEY_LENGTH} characters long, so that pseudonyms"
+                " cannot be reversed by hashing guessed values; it has"
+                f" {len(self.hmac_key.get_secret_value())}."
+            )
+        return self
+
+    def mode_of(self, entity: str) -> Mode:
+        return self.modes.get(entity, self.default_mode)
+
+
+def _check_custom_pattern(name: str, pattern: str) -> None:
+    where = f"{KEY}.custom_patterns.{name}"
+    if not _CUSTOM_NAME.match(name) or name in BUILTIN_ENTITIES or name in NER_ENTITIES or name == BLOCKED_KEY_ENTITY:
+        raise ValueError(
+            f"{KEY}.custom_patterns: the name {name!r} must be lower-case letters, digits and underscores,"
+            " and must not be a built-in entity."
+        )
+    try:
+        re.compile(pattern)
+        pc.match_substring_regex(pa.array([""]), pattern)
+    except (re.error, pa.ArrowInvalid) as error:
+        raise ValueError(f"{where} is not a valid regular expression (RE2 syntax): {error}") from None
+    if re.fullmatch(pattern, ""):
+        raise ValueError(f"{where} matches the empty string, which would redact nothing but cost every value.")
+    if re.compile(pattern).groups:
+        raise ValueError(f"{where} must not use capturing groups; write (?:...) instead.")
+
+
+def _glob_matcher(globs: Sequence[str]) -> Callable[[str], bool]:
+    compiled = re.compile("|".join(fnmatch.translate(glob.lower()) for glob in globs)) if globs else None
+    return lambda key: compiled is not None and compiled.match(key.lower()) is not None
+
+
+class _Scan:
+    """One detection run over a flat string array; collects which values had which entity.
+
+    A single RE2 alternation of every detector answers "does this value hold a candidate" at DFA speed, but
+    replacing with it makes RE2 fall back to its slow NFA (the combined program outgrows the DFA's memory),
+    so the values with candidates are then marked one small pattern at a time: `\x01<detector>` ... `\x03`
+    around each candidate. Patterns never match the sentinels, so a later pass marks only inside or outside
+    an earlier mark, and Python resolves the nesting: the outer candidate wins if its validator accepts it,
+    otherwise the candidates inside it get their turn (a rejected "card" may hold a real phone number).
+    """
+
+    def __init__(self, detectors: Sequence[Detector], config: RedactionConfig) -> None:
+        self._detectors = tuple(detectors)
+        self._combined = "|".join(f"(?:{pattern})" for d in self._detectors for pattern in d.mark_patterns)
+        self._passes = [
+            (pattern, f"{_OPEN}{chr(_FIRST_INDEX + index)}\\0{_CLOSE}")
+            for index, detector in enumerate(self._detectors)
+            for pattern in detector.mark_patterns
+        ]
+        self._tokens = {d.entity: d.entity.upper() for d in self._detectors}
+        self._modes = {d.entity: config.mode_of(d.entity) for d in self._detectors}
+        self._key = config.hmac_key.get_secret_value().encode() if config.hmac_key is not None else b""
+        self.found: dict[str, list[int]] = {}
+        # (value position, entity, start, end) in the original value, when the caller asks (benchmarks, tests).
+        self.spans: list[tuple[int, str, int, int]] | None = None
+
+    def run(self, values: pa.Array) -> pa.Array:
+        if not self._detectors or len(values) == 0:
+            return values
+        hits = pc.match_substring_regex(values, self._combined)
+        if not pc.any(hits).as_py():
+            return values
+        positions = pc.indices_nonzero(hits).to_numpy()
+        candidates = values.filter(hits)
+        # Values that already hold our sentinel characters would confuse the marking; U+FFFD takes their place.
+        if pc.any(pc.match_substring_regex(candidates, _SENTINEL_CLASS)).as_py():
+            candidates = pc.replace_substring_regex(candidates, _SENTINEL_CLASS, "\ufffd")
+        marked = candidates
+        for pattern, rewrite in self._passes:
+            marked = pc.replace_substring_regex(marked, pattern, rewrite)
+        replaced: list[str] = []
+        for position, text, original in zip(
+            positions.tolist(), marked.to_pylist(), candidates.to_pylist(), strict=True
+        ):
+            redacted = self._redact(position, text, original)
+            if redacted != original and original[:1] in "[{" and not _still_json(original, redacted):
+                # A replacement broke a JSON document (an escape we did not foresee): keep nothing of it.
+                self.found.setdefault(BLOCKED_KEY_ENTITY, []).append(position)
+                redacted = BLOCKED_VALUE
+            replaced.append(redacted)
+        return pc.replace_with_mask(values, hits, pa.array(replaced, pa.string()))
+
+    def _redact(self, position: int, marked: str, original: str) -> str:
+        pieces: list[str] = []
+        done = 0
+        for start, end, index in _candidates(marked):
+            if start < done:
+                continue  # inside a candidate already redacted
+            detector = self._detectors[index]
+            if original.startswith("\\", start) and original[start + 1 : start + 2] in _ESCAPE_LETTERS:
+                start += 2  # the JSON escape the leading boundary accepted is not part of the value
+            candidate = original[start:end]
+            before = original[max(0, start - _CONTEXT) : start]
+            # Validators judge context as text: an escape just before the value reads as the space it stands for.
+            context = _TRAILING_ESCAPE.sub(" ", before) if "\\" in before else before
+            if not detector.validate(candidate, context, original[end : end + _CONTEXT]):
+                continue
+            prefix, secret, suffix = split_secret(candidate) if detector.entity == "secret" else ("", candidate, "")
+            # Keep JSON escapes whole: a candidate that starts inside `\n` or `\u00e9`, or ends on a lone `\`.
+            if "\\" in before or "\\" in prefix:
+                lead = _escape_lead(before + prefix, secret)
+                prefix, secret = prefix + secret[:lead], secret[lead:]
+            if secret.endswith("\\") and _odd_backslashes(secret):
+                secret, suffix = secret[:-1], "\\" + suffix
+            if not secret:
+                continue
+            self.found.setdefault(detector.entity, []).append(position)
+            secret_start = start + len(prefix)
+            if self.spans is not None:
+                self.spans.append((position, detector.entity, secret_start, secret_start + len(secret)))
+            pieces.append(original[done:secret_start])
+            pieces.append(self._replacement(detector, secret))
+            done = secret_start + len(secret)
+        if not pieces:
+            return original
+        pieces.append(original[done:])
+        return "".join(pieces)
+
+    def _replacement(self, detector: Detector, secret: str) -> str:
+        mode = self._modes[detector.entity]
+        if mode == "drop":
+            return ""
+        token = self._tokens[detector.entity]
+        if mode == "mask":
+            return f"[{token}]"
+        digest = hmac.new(self._key, detector.normalise(secret).encode(), hashlib.sha256).hexdigest()
+        return f"[{token}:{digest[:8]}]"
+
+
+def detect(texts: Sequence[str], config: RedactionConfig | None = None) -> list[list[tuple[str, int, int]]]:
+    """The (entity, start, end) spans the processor would redact in each text, in the text's own offsets."""
+    config = config if config is not None else RedactionConfig()
+    scan = _Scan(RedactionProcessor(config).detectors, config)
+    scan.spans = []
+    scan.run(pa.array(list(texts), pa.string()))
+    found: list[list[tuple[str, int, int]]] = [[] for _ in texts]
+    for position, entity, start, end in scan.spans:
+        found[position].append((entity, start, end))
+    return found
+
+
+def _candidates(marked: str) -> list[tuple[int, int, int]]:
+    """(start, end, detector index) of every marked candidate, in the unmarked text's offsets, outer before inner."""
+    # Fast path: no mark inside another (the usual case), so one regex reads them all in order.
+    flat = list(_FLAT_MARK.finditer(marked))
+    if len(flat) == marked.count(_OPEN):
+        candidates = []
+        sentinel_chars = 0
+        for found in flat:
+            start = found.start() - sentinel_chars
+            sentinel_chars += 3  # \x01, the detector's character, \x03
+            candidates.append((start, start + len(found.group(2)), ord(found.group(1)) - _FIRST_INDEX))
+        return candidates
+    candidates = []
+    open_marks: list[tuple[int, int]] = []
+    sentinel_chars = 0
+    for token in _TOKEN.finditer(marked):
+        plain = token.start() - sentinel_chars
+        sentinel_chars += token.end() - token.start()
+        if token.group(1) is not None:
+            open_marks.append((ord(token.group(1)) - _FIRST_INDEX, plain))
+        elif open_marks:
+            index, start = open_marks.pop()
+            candidates.append((start, plain, index))
+    candidates.sort(key=lambda candidate: (candidate[0], -candidate[1]))
+    return candidates
+
+
+def _escape_lead(before: str, secret: str) -> int:
+    """How many characters of `secret` belong to a JSON escape that began just before it."""
+    run = len(before) - len(before.rstrip("\\"))
+    if run % 2 == 0:
+        return 0
+    if secret[:1] == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", secret[1:5]):
+        return 5
+    return 1
+
+
+def _odd_backslashes(text: str) -> bool:
+    return (len(text) - len(text.rstrip("\\"))) % 2 == 1
+
+
+def _still_json(original: str, redacted: str) -> bool:
+    try:
+        json.loads(redacted)
+    except ValueError:
+        try:
+            json.loads(original)
+        except ValueError:
+            return True  # it was never JSON, so there is nothing to keep valid
+        return False
+    return True
+
+
+@dataclass
+class _Source:
+    """Values of one place in the batch, with the batch row each value belongs to."""
+
+    values: pa.Array
+    rows: npt.NDArray[np.int64]
+
+
+class RedactionProcessor:
+    """Redacts every text a batch carries; writes `agentledger.redaction.summary` on the spans it changed."""
+
+    def __init__(self, config: RedactionConfig | None = None) -> None:
+        self.config = config if config is not None else RedactionConfig()
+        detectors = [d for d in BUILTIN_DETECTORS if d.entity in self.config.entities]
+        detectors += [custom_detector(name, pattern) for name, pattern in self.config.custom_patterns.items()]
+        self.detectors = tuple(detectors)
+        ner_entities = tuple(entity for entity in self.config.entities if entity in NER_ENTITIES)
+        self._ner: NerRedactor | None = (
+            load_ner(ner_entities, self.config.ner_model, f"{KEY}.entities") if ner_entities else None
+        )
+        self._keep = _glob_matcher((*self.config.keep_keys, SUMMARY_KEY))
+        self._mask = _glob_matcher(self.config.mask_keys)
+        self._columns = self._plain_columns()
+
+    def _plain_columns(self) -> dict[str, str]:
+        """String columns to scan, each with what to do with it: `scan` or `mask`."""
+        key_of_column = {column: key for key, column, _ in PROMOTED_COLUMNS}
+        plan: dict[str, str] = {}
+        for field in SPAN_SCHEMA:
+            if field.type != pa.string() or field.name in _UNSCANNED_COLUMNS:
+                continue
+            key = key_of_column.get(field.name)
+            if field.name not in _FREE_TEXT_COLUMNS and key is None:
+                continue
+            if key is not None and self._keep(key):
+                continue
+            plan[field.name] = "mask" if key is not None and self._mask(key) else "scan"
+        return plan
+
+    def process(self, batch: SpanBatch) -> SpanBatch:
+        if batch.num_rows == 0:
+            return batch
+        batch = batch.combine_chunks()
+        rows = batch.num_rows
+        sources: list[_Source] = []
+        masked_rows: list[npt.NDArray[np.int64]] = []
+        rebuild: list[Callable[[pa.Array], None]] = []
+        # After combine_chunks every column of a non-empty table is exactly one chunk.
+        columns: dict[str, pa.Array] = {name: batch.column(name).chunk(0) for name in batch.column_names}
+        every_row = np.arange(rows, dtype=np.int64)
+
+        for name, action in self._columns.items():
+            values = columns[name]
+            if action == "mask":
+                nonempty = pc.not_equal(values, "")
+                masked_rows.append(every_row[nonempty.to_numpy(zero_copy_only=False)])
+                columns[name] = pc.if_else(nonempty, BLOCKED_VALUE, values)
+                continue
+            sources.append(_Source(values, every_row))
+            rebuild.append(_setter(columns, name))
+
+        for name in _LIST_OF_STRING_COLUMNS:
+            offsets = _offsets(columns[name])
+            sources.append(
+                _Source(columns[name].values[offsets[0] : offsets[-1]], np.repeat(every_row, np.diff(offsets)))
+            )
+            rebuild.append(_list_setter(columns, name, offsets))
+
+        for name in (*_MAP_COLUMNS, *_LIST_OF_MAP_COLUMNS):
+            outer: pa.ListArray | None = None
+            if name in _MAP_COLUMNS:
+                maps, map_rows = columns[name], every_row
+            else:
+                outer = columns[name]
+                outer_offsets = _offsets(outer)
+                maps = outer.values[outer_offsets[0] : outer_offsets[-1]]
+                map_rows = np.repeat(every_row, np.diff(outer_offsets))
+            entry_offsets = _offsets(maps)
+            keys = maps.keys[entry_offsets[0] : entry_offsets[-1]]
+            items = maps.items[entry_offsets[0] : entry_offsets[-1]]
+            entry_rows = np.repeat(map_rows, np.diff(entry_offsets))
+            keep, mask = self._key_masks(keys)
+            if name == "attributes":
+                # A summary the sender wrote itself must not pass for ours: it is removed, then ours is added.
+                forged = pc.equal(keys, SUMMARY_KEY)
+                if pc.any(forged).as_py():
+                    kept = pc.invert(forged)
+                    keys, items, entry_rows = keys.filter(kept), items.filter(kept), entry_rows[kept.to_numpy(False)]
+                    keep, mask = keep.filter(kept), mask.filter(kept)
+            mask_np = pc.and_(mask, pc.not_equal(items, "")).to_numpy(zero_copy_only=False)
+            masked_rows.append(entry_rows[mask_np])
+            items = pc.if_else(pa.array(mask_np), BLOCKED_VALUE, items)
+            scan = pc.invert(pc.or_(keep, mask))
+            scan_np = scan.to_numpy(zero_copy_only=False)
+            sources.append(_Source(items.filter(scan), entry_rows[scan_np]))
+            rebuild.append(_map_setter(columns, name, outer, entry_rows, map_rows, keys, items, scan, rows))
+
+        flat = pa.concat_arrays([source.values for source in sources]) if sources else pa.array([], pa.string())
+        flat_rows = np.concatenate([source.rows for source in sources]) if sources else every_row[:0]
+        scan = _Scan(self.detectors, self.config)
+        flat = scan.run(flat)
+        found = dict(scan.found)
+        if self._ner is not None:
+            flat = self._ner.run(flat, found)
+        start = 0
+        for source, setter in zip(sources, rebuild, strict=True):
+            setter(flat[start : start + len(source.values)])
+            start += len(source.values)
+
+        counts = {entity: np.bincount(flat_rows[positions], minlength=rows) for entity, positions in found.items()}
+        blocked = np.concatenate(masked_rows) if masked_rows else every_row[:0]
+        if len(blocked):
+            counts[BLOCKED_KEY_ENTITY] = counts.get(BLOCKED_KEY_ENTITY, np.zeros(rows, np.int64)) + np.bincount(
+                blocked, minlength=rows
+            )
+        columns["attributes"] = _with_summaries(columns["attributes"], counts, rows)
+        return pa.Table.from_arrays([columns[name] for name in batch.column_names], schema=batch.schema)
+
+    def _key_masks(self, keys: pa.Array) -> tuple[pa.Array, pa.Array]:
+        unique = pc.unique(keys).to_pylist()
+        kept = [key for key in unique if self._keep(key)]
+        masked = [key for key in unique if key not in kept and self._mask(key)]
+        keep = pc.is_in(keys, value_set=pa.array(kept, pa.string()))
+        mask = pc.is_in(keys, value_set=pa.array(masked, pa.string()))
+        return keep, mask
+
+    def shutdown(self) -> None:
+        return None
+
+
+def _offsets(array: pa.Array) -> npt.NDArray[np.int64]:
+    return np.asarray(array.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _setter(columns: dict[str, pa.Array], name: str) -> Callable[[pa.Array], None]:
+    def set_column(values: pa.Array) -> None:
+        columns[name] = values
+
+    return set_column
+
+
+def _list_setter(columns: dict[str, pa.Array], name: str, offsets: npt.NDArray[np.int64]) -> Callable[[pa.Array], None]:
+    def set_column(values: pa.Array) -> None:
+        columns[name] = pa.ListArray.from_arrays(pa.array(offsets - offsets[0], pa.int32()), values)
+
+    return set_column
+
+
+def _map_setter(
+    columns: dict[str, pa.Array],
+    name: str,
+    outer: pa.ListArray | None,
+    entry_rows: npt.NDArray[np.int64],
+    map_rows: npt.NDArray[np.int64],
+    keys: pa.Array,
+    items: pa.Array,
+    scanned: pa.Array,
+    rows: int,
+) -> Callable[[pa.Array], None]:
+    def set_column(redacted: pa.Array) -> None:
+        new_items = pc.replace_with_mask(items, scanned, redacted) if len(redacted) else items
+        if outer is None:
+            offsets = _row_offsets(entry_rows, rows)
+            columns[name] = pa.MapArray.from_arrays(pa.array(offsets, pa.int32()), keys, new_items)
+            return
+        # Entries per map: entries were never removed from event and link maps, so the map sizes stand.
+        maps_count = len(map_rows)
+        entry_map = _entry_map_index(outer)
+        map_offsets = _row_offsets(entry_map, maps_count)
+        maps = pa.MapArray.from_arrays(pa.array(map_offsets, pa.int32()), keys, new_items)
+        outer_offsets = _offsets(outer)
+        columns[name] = pa.ListArray.from_arrays(pa.array(outer_offsets - outer_offsets[0], pa.int32()), maps)
+
+    return set_column
+
+
+def _entry_map_index(outer: pa.ListArray) -> npt.NDArray[np.int64]:
+    outer_offsets = _offsets(outer)
+    maps = outer.values[outer_offsets[0] : outer_offsets[-1]]
+    return np.repeat(np.arange(len(maps), dtype=np.int64), np.diff(_offsets(maps)))
+
+
+def _row_offsets(owner: npt.NDArray[np.int64], count: int) -> npt.NDArray[np.int64]:
+    sizes = np.bincount(owner, minlength=count) if len(owner) else np.zeros(count, np.int64)
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+def _with_summaries(attributes: pa.Array, counts: Mapping[str, npt.NDArray[np.int64]], rows: int) -> pa.Array:
+    """Appends `agentledger.redaction.summary` to the attributes of every span with at least one redaction."""
+    if not counts:
+        return attributes
+    total = sum(counts.values())
+    changed = np.flatnonzero(total)
+    if len(changed) == 0:
+        return attributes
+    names = sorted(counts)
+    # Entity names are lower-case identifiers (custom names are validated), so formatting is JSON already and
+    # a third of the cost of json.dumps on every redacted span.
+    columns = [(f'"{name}":', counts[name].tolist()) for name in names]
+    summaries = [
+        "{" + ",".join(f"{label}{values[row]}" for label, values in columns if values[row]) + "}"
+        for row in changed.tolist()
+    ]
+    offsets = _offsets(attributes)
+    keys = attributes.keys[offsets[0] : offsets[-1]]
+    items = attributes.items[offsets[0] : offsets[-1]]
+    owners = np.concatenate([np.repeat(np.arange(rows, dtype=np.int64), np.diff(offsets)), changed])
+    order = np.argsort(owners, kind="stable")
+    all_keys = pa.concat_arrays([keys, pa.array([SUMMARY_KEY] * len(changed), pa.string())]).take(pa.array(order))
+    all_items = pa.concat_arrays([items, pa.array(summaries, pa.string())]).take(pa.array(order))
+    return pa.MapArray.from_arrays(pa.array(_row_offsets(owners, rows), pa.int32()), all_keys, all_items)
