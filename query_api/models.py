@@ -62,6 +62,9 @@ class Timeline(BaseModel):
     entries: list[TimelineEntry] = Field(description="Spans and downstream writes (type `write`) in time order.")
     writes: list[LinkedWrite] = Field(description="The run's downstream writes and the tool call each came from.")
     audit: Audit
+    integrity: Verification | None = Field(
+        default=None, description="With `verify=true`: the run checked against its audit hash chain."
+    )
 
 
 class Health(BaseModel):

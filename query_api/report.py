@@ -54,6 +54,13 @@ def timeline_markdown(timeline: Timeline) -> str:
         ]
     else:
         lines.append(f"None: all {len(audit.checks)} checks passed ({', '.join(audit.checks)}).")
+    if timeline.integrity is not None:
+        integrity = timeline.integrity
+        lines += ["", "## Record integrity", "", f"**{integrity.status}**: {integrity.links} chain links,"
+                  f" {integrity.spans_checked} stored spans checked; head `{integrity.head}`."]  # fmt: skip
+        lines += [f"- link {b.seq}: {b.problem}" for b in integrity.chain_breaks]
+        lines += [f"- span `{f.span_id}` {f.problem}" + (f" (link {f.link_seq})" if f.link_seq else "")
+                  + (f" at {f.at}" if f.at else "") for f in integrity.findings]  # fmt: skip
     lines += ["", "## Downstream writes", ""]
     if timeline.writes:
         lines += ["| time | system | action | ref | made by |", "| --- | --- | --- | --- | --- |"]

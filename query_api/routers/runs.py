@@ -163,12 +163,18 @@ def get_timeline(
     run_id: RunId,
     caller: Reader,
     client: ClientDep,
+    config: ConfigDep,
     format: Annotated[str, Query(pattern="^(json|md)$", description="json (default) or md.")] = "json",
+    verify: Annotated[bool, Query(description="Also check the run against its audit hash chain.")] = False,
 ) -> Timeline | Response:
-    """Every span of the run across its traces and every downstream write, in time order, with the audit."""
+    """Every span of the run across its traces and every downstream write, in time order, with the audit
+    (and, with `verify=true`, the integrity of the stored record)."""
     timeline = load_timeline(client, caller.tenant, run_id)
     if timeline is None:
         raise _not_found(run_id)
+    if verify or format == "md":  # an incident report always states whether the record can be trusted
+        integrity = verify_run(client, caller.tenant, run_id, public_key_pem=config.audit_public_key_pem)
+        timeline = timeline.model_copy(update={"integrity": integrity})
     if format == "md":
         return PlainTextResponse(timeline_markdown(timeline), media_type="text/markdown; charset=utf-8")
     return timeline

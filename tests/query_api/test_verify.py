@@ -101,3 +101,17 @@ def test_unknown_run_is_404(client: Client) -> None:
     response = TestClient(create_app(client)).get("/v1/runs/run_missing/verify")
 
     assert response.status_code == 404
+
+
+def test_the_timeline_and_its_report_carry_the_verification(client: Client, chained_run: dict[str, str]) -> None:
+    client.command(f"ALTER TABLE spans DELETE WHERE span_id = '{chained_run['read']}'", settings=SYNC)
+    api = TestClient(create_app(client))
+
+    plain = api.get("/v1/runs/run_v/timeline").json()
+    verified = api.get("/v1/runs/run_v/timeline", params={"verify": "true"}).json()
+    report = api.get("/v1/runs/run_v/timeline", params={"format": "md"}).text
+
+    assert plain["integrity"] is None
+    assert verified["integrity"]["status"] == "tampered"
+    assert "## Record integrity" in report
+    assert f"- span `{chained_run['read']}` removed (link 1)" in report

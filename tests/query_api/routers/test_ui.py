@@ -87,6 +87,8 @@ def test_run_search_shows_the_incident_with_findings_approvals_and_provenance(
     stray = page.locator(".entry.t-write.flagged")
     expect(stray).to_contain_text("no tool call accounts for this write")
     assert stray.locator("a").get_attribute("href") == "https://dashboard.stripe.com/refunds/re_3Qstray"
+    # The record itself verifies against the audit hash chain (the findings are about what the agent did).
+    expect(page.locator("#integrity")).to_contain_text("intact Intact: every span recomputes to its chained digest")
     # The page keeps the search in its address, so a link to it can be pasted into the incident channel.
     assert page.url.endswith("/ui?q=run_incident&kind=auto")
     ARTIFACTS.mkdir(exist_ok=True)
