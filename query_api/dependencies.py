@@ -7,6 +7,8 @@ from typing import Annotated, cast
 from clickhouse_connect.driver.client import Client
 from fastapi import Depends, Request
 
+from agentledger.query_api.phoenix_sync import PhoenixSync
+
 
 def get_client(request: Request) -> Client:
     return cast(Client, request.app.state.client)
@@ -25,3 +27,10 @@ def get_public_key(request: Request) -> str | None:
 
 
 PublicKeyDep = Annotated["str | None", Depends(get_public_key)]
+
+
+def get_phoenix_sync(request: Request) -> PhoenixSync | None:
+    return cast("PhoenixSync | None", request.app.state.phoenix_sync)
+
+
+PhoenixSyncDep = Annotated["PhoenixSync | None", Depends(get_phoenix_sync)]

@@ -17,6 +17,18 @@ class SpanEvent(BaseModel):
     attributes: dict[str, str]
 
 
+class Annotation(BaseModel):
+    name: str = Field(description="What was judged, e.g. correctness.")
+    label: str
+    score: float | None
+    explanation: str
+    annotator_kind: str = Field(description="HUMAN, LLM or CODE.")
+    annotator: str = Field(description="Who: the Phoenix user, or where the annotation came from.")
+    source: str = Field(description="Where it was made: phoenix.")
+    created_at: str
+    updated_at: str
+
+
 class TimelineEntry(BaseModel):
     type: str = Field(description="Timeline type from agentledger.span.type: run, prompt, retrieval, tool_call, ...")
     name: str
@@ -37,6 +49,10 @@ class TimelineEntry(BaseModel):
     details: dict[str, str | int] = Field(description="The type's own fields (tool, target, approver, ...).")
     attributes: dict[str, str]
     events: list[SpanEvent]
+    annotations: list[Annotation] = Field(
+        default_factory=list, description="Reviewers' annotations of the span (synced from Phoenix), oldest first."
+    )
+    phoenix_url: str = Field("", description="The span in Phoenix's UI; empty when no Phoenix is configured.")
 
 
 class RunSummary(BaseModel):

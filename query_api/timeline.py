@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -10,7 +10,7 @@ from typing import Any, Final
 from clickhouse_connect.driver.client import Client
 
 from agentledger.query_api import queries
-from agentledger.query_api.models import RunSummary, SpanEvent, Timeline, TimelineEntry
+from agentledger.query_api.models import Annotation, RunSummary, SpanEvent, Timeline, TimelineEntry
 from agentledger.schema import conventions as conv
 
 # Per timeline type, the details shown: (detail name, spans column) or (detail name, "@attribute key").
@@ -128,8 +128,11 @@ def locate_run(client: Client, tenant: str, run_id: str) -> RunLocation | None:
     return RunLocation(summary, int(row["first_start_ns"]), int(row["last_end_ns"]))
 
 
-def load_timeline(client: Client, tenant: str, run_id: str) -> Timeline | None:
-    """The run's timeline, or None when the run index has no such run for this tenant."""
+def load_timeline(
+    client: Client, tenant: str, run_id: str, span_url: Callable[[str], str] | None = None
+) -> Timeline | None:
+    """The run's timeline, or None when the run index has no such run for this tenant. `span_url` makes each
+    entry's link to the span in Phoenix."""
     location = locate_run(client, tenant, run_id)
     if location is None:
         return None
@@ -144,6 +147,7 @@ def load_timeline(client: Client, tenant: str, run_id: str) -> Timeline | None:
             "to_ns": location.last_end_ns + queries.TIME_MARGIN_NS,
         },
     )
+    annotations = _annotations_by_span(client, tenant, run_id, summary.trace_ids)
     entries = []
     for row in result.named_results():
         attributes: dict[str, str] = dict(row["attributes"])
@@ -175,6 +179,30 @@ def load_timeline(client: Client, tenant: str, run_id: str) -> Timeline | None:
                         row["event_names"], row["event_times_ns"], row["event_attributes"], strict=True
                     )
                 ],
+                annotations=annotations.get(row["span_id"], []),
+                phoenix_url=span_url(row["span_id"]) if span_url is not None else "",
             )
         )
     return Timeline(run=summary, entries=entries)
+
+
+def _annotations_by_span(client: Client, tenant: str, run_id: str, trace_ids: list[str]) -> dict[str, list[Annotation]]:
+    result = client.query(
+        queries.RUN_ANNOTATIONS, parameters={"tenant": tenant, "run_id": run_id, "trace_ids": trace_ids}
+    )
+    by_span: dict[str, list[Annotation]] = {}
+    for row in result.named_results():
+        by_span.setdefault(row["span_id"], []).append(
+            Annotation(
+                name=row["name"],
+                label=row["label"],
+                score=row["score"],
+                explanation=row["explanation"],
+                annotator_kind=row["annotator_kind"],
+                annotator=row["annotator"],
+                source=row["source"],
+                created_at=rfc3339_nanos(int(row["created_ns"])),
+                updated_at=rfc3339_nanos(int(row["updated_ns"])),
+            )
+        )
+    return by_span

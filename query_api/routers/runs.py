@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import Response
 
-from agentledger.query_api.dependencies import ClientDep, PublicKeyDep, TenantDep
+from agentledger.query_api.dependencies import ClientDep, PhoenixSyncDep, PublicKeyDep, TenantDep
 from agentledger.query_api.evidence import build_bundle
 from agentledger.query_api.holds import HoldActive, delete_run
 from agentledger.query_api.models import Deletion, ErrorBody, Timeline, Verification
@@ -26,9 +26,10 @@ RunId = Annotated[str, Path(min_length=1, max_length=256, description="The agent
         503: {"model": ErrorBody, "description": "ClickHouse is unreachable."},
     },
 )
-def get_timeline(run_id: RunId, client: ClientDep, tenant: TenantDep) -> Timeline:
-    """Every span of the run across its traces, in time order, typed by the conventions."""
-    timeline = load_timeline(client, tenant, run_id)
+def get_timeline(run_id: RunId, client: ClientDep, tenant: TenantDep, phoenix: PhoenixSyncDep) -> Timeline:
+    """Every span of the run across its traces, in time order, typed by the conventions, with reviewers'
+    annotations and (when Phoenix is configured) a link to each span in Phoenix."""
+    timeline = load_timeline(client, tenant, run_id, phoenix.connection.span_url if phoenix is not None else None)
     if timeline is None:
         raise HTTPException(status_code=404, detail=f"no run with id {run_id!r}")
     return timeline

@@ -13,60 +13,17 @@ from typing import Any
 import httpx
 import pytest
 
-from agentledger.emitter import (
-    ContentCapture,
-    Document,
-    agent_run,
-    approval,
-    downstream_write,
-    policy_decision,
-    prompt,
-    retrieval,
-    tool_call,
-)
-from agentledger.schema.conventions import ApprovalDecisionValues as Decision
-from agentledger.schema.conventions import InputProvenanceValues as From
-from agentledger.schema.conventions import PolicyDecisionValues as Policy
-from agentledger.schema.conventions import ToolAccessValues as Access
-from agentledger.schema.conventions import WriteActionValues as Action
 from tests.conftest import (
+    ARGUMENTS,
     RunningPhoenix,
     phoenix_config,
-    sdk_tracer_provider,
+    send_reviewed_run,
     start_service,
     wait_for_phoenix_spans,
     wait_for_timeline,
 )
 
 pytestmark = pytest.mark.slow
-
-ARGUMENTS = {"order": "A-1001", "amount_eur": 40}
-
-
-def send_reviewed_run(collector_url: str, run_id: str) -> None:
-    """One run of every span type, with content (full capture), through the SDK's OTLP/HTTP exporter."""
-    provider = sdk_tracer_provider(collector_url, service_name="refund-agent")
-    with agent_run(
-        "refund-agent-1", agent_name="refund-agent", run_id=run_id, capture=ContentCapture.FULL,
-        tracer_provider=provider,
-    ):  # fmt: skip
-        with retrieval(
-            "zendesk", provenance=From.USER_PROVIDED, query="ticket 4411",
-            documents=[Document("SUP-4411", "Please refund order A-1001", 0.93)],
-        ):  # fmt: skip
-            pass
-        with prompt("gpt-4.1-mini", [{"role": "user", "content": "Refund A-1001?"}], context={"ticket": 4411}) as call:
-            answer = [{"role": "assistant", "content": "Refund 40 EUR."}]
-            call.record_response(answer, input_tokens=120, output_tokens=9)
-        with policy_decision("refund-limit") as policy:
-            policy.decide(Policy.ALLOW, rule_id="under-50", reason="40 EUR is under the limit")
-        with approval("issue_refund", tool_call_id="call_1", arguments=ARGUMENTS) as request:
-            request.decide(Decision.APPROVED, "user:maria.lopez")
-        with tool_call("issue_refund", access=Access.WRITE, arguments=ARGUMENTS, call_id="call_1") as refund:
-            refund.set_result({"refund": "re_77"})
-            with downstream_write("stripe", action=Action.CREATE, tool_call_id="call_1") as write:
-                write.set_ref("re_77")
-    provider.shutdown()
 
 
 def by_name(spans: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
