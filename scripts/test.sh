@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh "[dev]"
+# The Phoenix tests start a real Arize Phoenix; it lives in its own venv (see scripts/phoenix_venv.sh).
+bash scripts/phoenix_venv.sh
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"

@@ -104,12 +104,13 @@ class RunningService:
         return int(self.process.returncode)
 
 
-def start_service(data_dir: Path, *extra: str) -> RunningService:
+def start_service(data_dir: Path, *extra: str, env_overrides: dict[str, str] | None = None) -> RunningService:
     """Starts `agentledger up` in its own process and data folder; waits until both servers answer."""
     http_port, grpc_port, api_port = free_port(), free_port(), free_port()
     log_path = data_dir.parent / f"{data_dir.name}-up.log"
     log_file = log_path.open("w")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")}
+    env.update(env_overrides or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "agentledger", "up", "--data-dir", str(data_dir),
          "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port), "--api-port", str(api_port),
