@@ -95,9 +95,7 @@ class PhoenixRestClient:
     def upsert_span_annotations(self, annotations: Sequence[Mapping[str, Any]]) -> None:
         self._request("POST", "/v1/span_annotations", params={"sync": "true"}, json={"data": list(annotations)})
 
-    def _request(
-        self, method: str, path: str, params: Mapping[str, Any], json: Any = None
-    ) -> dict[str, Any] | None:
+    def _request(self, method: str, path: str, params: Mapping[str, Any], json: Any = None) -> dict[str, Any] | None:
         try:
             response = self._http.request(method, path, params=params, json=json)
         except httpx.HTTPError as error:
@@ -214,9 +212,8 @@ def findings_annotations(verification: Verification, anchor_span_id: str) -> lis
     if verification.status == "unchained":
         explanation = "spans exist but no audit chain: ingested with audit_chain off"
     elif trusted:
-        explanation = (
-            f"{verification.spans_checked} spans recompute against {verification.links} chain links"
-            + (f"; {len(verification.findings)} pruned or deleted on record" if verification.findings else "")
+        explanation = f"{verification.spans_checked} spans recompute against {verification.links} chain links" + (
+            f"; {len(verification.findings)} pruned or deleted on record" if verification.findings else ""
         )
     else:
         explanation = (

@@ -83,9 +83,7 @@ class PhoenixExporter:
         except httpx.HTTPError as error:
             raise ExportError(f"Phoenix at {self._config.endpoint} is unreachable: {error}") from error
         if response.status_code != 200:
-            raise ExportError(
-                f"Phoenix answered {response.status_code} to batch {batch_id}: {response.text[:200]!r}"
-            )
+            raise ExportError(f"Phoenix answered {response.status_code} to batch {batch_id}: {response.text[:200]!r}")
 
     def shutdown(self) -> None:
         self._client.close()

@@ -113,9 +113,13 @@ def span_attributes(row: Mapping[str, Any]) -> dict[str, AttributeValue]:
         attributes.setdefault(conv.LLM_MODEL_NAME, str(row["model"]))
     input_tokens, output_tokens = int(row["input_tokens"]), int(row["output_tokens"])
     if input_tokens or output_tokens:
-        attributes.setdefault(conv.LLM_TOKEN_COUNT_PROMPT, input_tokens)
-        attributes.setdefault(conv.LLM_TOKEN_COUNT_COMPLETION, output_tokens)
-        attributes.setdefault(conv.LLM_TOKEN_COUNT_TOTAL, input_tokens + output_tokens)
+        # Assigned, not defaulted: the Map holds a producer's counts as text, and Phoenix sums numbers.
+        attributes[conv.LLM_TOKEN_COUNT_PROMPT] = input_tokens
+        attributes[conv.LLM_TOKEN_COUNT_COMPLETION] = output_tokens
+        total = attributes.get(conv.LLM_TOKEN_COUNT_TOTAL)
+        attributes[conv.LLM_TOKEN_COUNT_TOTAL] = (
+            int(total) if isinstance(total, str) and total.isdigit() else (input_tokens + output_tokens)
+        )
     if row["tool_name"]:
         attributes.setdefault(conv.TOOL_NAME, str(row["tool_name"]))
     if row["tool_arguments"]:
