@@ -11,6 +11,7 @@ from clickhouse_connect.driver.client import Client
 from agentledger.collector.component import Exporter, Processor
 from agentledger.collector.config import ClickHouseExporterConfig, ExporterConfig, FrozenModel, OtlpReceiverConfig
 from agentledger.collector.exporters.clickhouse import ClickHouseExporter
+from agentledger.collector.exporters.phoenix import PhoenixExporter, PhoenixExporterConfig
 from agentledger.collector.processors.normalize import NormalizeConfig, NormalizeProcessor
 from agentledger.collector.processors.redaction import RedactionConfig, RedactionProcessor
 from agentledger.collector.telemetry import CollectorTelemetry
@@ -53,6 +54,7 @@ EXPORTERS: Mapping[str, ExporterType[Any]] = {
     "clickhouse": ExporterType(
         ClickHouseExporterConfig, lambda config, context: ClickHouseExporter(context.client, config)
     ),
+    "phoenix": ExporterType(PhoenixExporterConfig, lambda config, context: PhoenixExporter(config)),
 }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MiB = 1024 * 1024
 
@@ -113,11 +113,25 @@ class RetryConfig(FrozenModel):
 
 
 class ExporterConfig(FrozenModel):
-    """Settings every exporter has: how its worker batches spool records and retries failures."""
+    """Settings every exporter has: how its worker batches spool records, retries failures, and what it
+    does when its destination falls too far behind."""
 
     # Spool records are combined into exports of up to this many spans.
     batch_max_spans: int = Field(20_000, ge=1)
     retry: RetryConfig = RetryConfig()
+    # How many spool bytes this exporter may leave undelivered. The spool refuses new spans (429) once any
+    # exporter's backlog reaches spool.max_bytes, so a secondary destination (Phoenix) that may be down
+    # for long needs a smaller bound and `skip_oldest` to keep the primary one (ClickHouse) ingesting.
+    max_backlog_bytes: int | None = Field(None, ge=1)
+    # block: never skip (back-pressure through the spool); skip_oldest: over max_backlog_bytes, the oldest
+    # undelivered records are skipped for this exporter only, counted in agentledger_spans_skipped_total.
+    overflow: Literal["block", "skip_oldest"] = "block"
+
+    @model_validator(mode="after")
+    def _overflow_needs_a_bound(self) -> ExporterConfig:
+        if self.overflow == "skip_oldest" and self.max_backlog_bytes is None:
+            raise ValueError("overflow: skip_oldest needs max_backlog_bytes")
+        return self
 
 
 class RetentionConfig(FrozenModel):

@@ -105,11 +105,7 @@ def build_pipeline(
     workers = []
     for component_id, exporter in exporters:
         exporter_config = config.exporters[component_id]
-        workers.append(
-            ExportWorker(
-                component_id, exporter, spool, telemetry, exporter_config.retry, exporter_config.batch_max_spans
-            )
-        )
+        workers.append(ExportWorker.for_config(component_id, exporter, spool, telemetry, exporter_config))
     telemetry.gauge("agentledger_spool_bytes", "Bytes in spool segments on disk.", spool.total_bytes)
     telemetry.gauge(
         "agentledger_spool_unexported_bytes", "Spool bytes some exporter has not delivered yet.", spool.pending_bytes

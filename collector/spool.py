@@ -300,6 +300,17 @@ class Spool:
                 total += max(0, segment.size - oldest.offset)
         return total
 
+    def bytes_after(self, position: Position) -> int:
+        """Bytes in the spool from `position` to its end: one consumer's backlog."""
+        with self._lock:
+            total = 0
+            for segment in self._segments:
+                if segment.id > position.segment:
+                    total += segment.size
+                elif segment.id == position.segment:
+                    total += max(0, segment.size - position.offset)
+            return total
+
     def oldest_unexported_age(self) -> float:
         """Seconds since the oldest segment still holding unexported records was created (0 when none)."""
         with self._lock:

@@ -26,6 +26,7 @@ class CollectorTelemetry:
         "agentledger_spans_truncated_total": "Spans stored with something truncated to the limits, by what.",
         "agentledger_spans_exported_total": "Spans delivered, by exporter.",
         "agentledger_export_failures_total": "Export attempts that failed (and will be retried), by exporter.",
+        "agentledger_spans_skipped_total": "Spans skipped undelivered (backlog over its bound), by exporter.",
         "agentledger_identity_mismatches_total": "Spans whose claimed agent id differs from the authenticated one.",
     }
     _SUMMARIES: ClassVar[dict[str, str]] = {

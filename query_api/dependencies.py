@@ -9,6 +9,7 @@ from clickhouse_connect.driver.client import Client
 from fastapi import Depends, Request
 
 from agentledger.credentials import CredentialStore
+from agentledger.query_api.phoenix_sync import PhoenixConnection, PhoenixSync
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,8 @@ class QueryApiConfig:
     jira_run_id_field: str = "customfield_10100"
     # Public key (PEM) that audit chain links are signed with; verification checks signatures when set.
     audit_public_key_pem: str | None = None
+    # Phoenix (from the phoenix exporter's config): timeline links and the annotation sync; None: neither.
+    phoenix: PhoenixConnection | None = None
 
 
 def get_client(request: Request) -> Client:
@@ -35,3 +38,10 @@ def get_config(request: Request) -> QueryApiConfig:
 
 ClientDep = Annotated[Client, Depends(get_client)]
 ConfigDep = Annotated[QueryApiConfig, Depends(get_config)]
+
+
+def get_phoenix_sync(request: Request) -> PhoenixSync | None:
+    return cast("PhoenixSync | None", request.app.state.phoenix_sync)
+
+
+PhoenixSyncDep = Annotated["PhoenixSync | None", Depends(get_phoenix_sync)]

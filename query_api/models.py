@@ -19,6 +19,18 @@ class SpanEvent(BaseModel):
     attributes: dict[str, str]
 
 
+class Annotation(BaseModel):
+    name: str = Field(description="What was judged, e.g. correctness.")
+    label: str
+    score: float | None
+    explanation: str
+    annotator_kind: str = Field(description="HUMAN, LLM or CODE.")
+    annotator: str = Field(description="Who: the Phoenix user, or where the annotation came from.")
+    source: str = Field(description="Where it was made: phoenix.")
+    created_at: str
+    updated_at: str
+
+
 class TimelineEntry(BaseModel):
     type: str = Field(description="Timeline type from agentledger.span.type: run, prompt, retrieval, tool_call, ...")
     name: str
@@ -43,6 +55,10 @@ class TimelineEntry(BaseModel):
         default="", description="For a `write` entry: the tool-call span that made it; empty if unaccounted."
     )
     findings: list[str] = Field(default=[], description="Audit checks this entry failed.")
+    annotations: list[Annotation] = Field(
+        default_factory=list, description="Reviewers' annotations of the span (synced from Phoenix), oldest first."
+    )
+    phoenix_url: str = Field("", description="The span in Phoenix's UI; empty when no Phoenix is configured.")
 
 
 class RunSummary(BaseModel):

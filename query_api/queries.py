@@ -237,3 +237,57 @@ WHERE tenant = {tenant:String} AND run_id = {run_id:String}
 ORDER BY updated_at DESC
 LIMIT 1 BY trace_id, span_id, annotation_id
 """
+
+
+# --- Phoenix annotation sync and timeline annotations (query_api/phoenix_sync.py, timeline.py) --------------
+
+# Spans of the sync window, whose Phoenix annotations are looked up; each with the run id it is stored under.
+PHOENIX_SYNC_SPANS: Final = """
+SELECT span_id, any(run_id) AS run_id, any(trace_id) AS trace_id
+FROM spans
+WHERE tenant = {tenant:String} AND start_time >= fromUnixTimestamp64Nano({from_ns:Int64})
+GROUP BY span_id
+"""
+
+# Versions already stored, so a sync inserts only new or changed annotations (re-running adds nothing).
+PHOENIX_KNOWN_ANNOTATIONS: Final = """
+SELECT annotation_id, toUnixTimestamp64Micro(max(updated_at)) AS updated_us
+FROM annotations
+WHERE tenant = {tenant:String} AND annotation_id IN {ids:Array(String)}
+GROUP BY annotation_id
+"""
+
+# Runs with spans in the sync window: their verification is pushed to Phoenix.
+PHOENIX_SYNC_RUNS: Final = """
+SELECT run_id
+FROM runs
+WHERE tenant = {tenant:String}
+GROUP BY run_id
+HAVING max(last_end) >= fromUnixTimestamp64Nano({from_ns:Int64})
+ORDER BY run_id
+"""
+
+# The span a run-level annotation goes on: the run span, else the run's first span.
+PHOENIX_RUN_ANCHOR_SPAN: Final = """
+SELECT trace_id, span_id
+FROM spans
+WHERE tenant = {tenant:String} AND run_id = {run_id:String}
+ORDER BY entry_type = 'run' DESC, start_time, span_id
+LIMIT 1
+"""
+
+# Annotations of the run's spans, selected as RUN_SPANS selects the spans; FINAL keeps each one's newest version.
+TIMELINE_ANNOTATIONS: Final = """
+SELECT
+    span_id, name, label, score, explanation, annotator_kind, annotator, source,
+    toUnixTimestamp64Nano(created_at) AS created_ns,
+    toUnixTimestamp64Nano(updated_at) AS updated_ns
+FROM annotations FINAL
+WHERE tenant = {tenant:String}
+  AND (
+    run_id = {run_id:String}
+    OR (run_id IN {trace_ids:Array(String)} AND run_id = trace_id)
+    OR (run_id = '' AND trace_id IN {trace_ids:Array(String)})
+  )
+ORDER BY created_at, annotation_id
+"""

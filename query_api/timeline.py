@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -10,7 +10,7 @@ from clickhouse_connect.driver.client import Client
 
 from agentledger.query_api import queries
 from agentledger.query_api.audit import SpanFact, audit_run, link_writes, load_span_facts, span_fact
-from agentledger.query_api.models import Audit, LinkedWrite, RunSummary, SpanEvent, Timeline, TimelineEntry
+from agentledger.query_api.models import Annotation, Audit, LinkedWrite, RunSummary, SpanEvent, Timeline, TimelineEntry
 from agentledger.query_api.times import rfc3339_nanos
 from agentledger.query_api.writes import load_run_writes
 from agentledger.schema import conventions as conv
@@ -143,8 +143,11 @@ def load_audit(client: Client, tenant: str, run_id: str) -> tuple[list[SpanFact]
     return spans, linked, audit_run(run_id, spans, linked)
 
 
-def load_timeline(client: Client, tenant: str, run_id: str) -> Timeline | None:
-    """The run's timeline, or None when the run index has no such run for this tenant."""
+def load_timeline(
+    client: Client, tenant: str, run_id: str, span_url: Callable[[str], str] | None = None
+) -> Timeline | None:
+    """The run's timeline, or None when the run index has no such run for this tenant. `span_url` makes each
+    entry's link to the span in Phoenix."""
     location = locate_run(client, tenant, run_id)
     if location is None:
         return None
@@ -159,6 +162,7 @@ def load_timeline(client: Client, tenant: str, run_id: str) -> Timeline | None:
             "to_ns": location.to_ns,
         },
     )
+    annotations = _annotations_by_span(client, tenant, run_id, summary.trace_ids)
     entries: list[TimelineEntry] = []
     facts: list[SpanFact] = []
     for row in result.named_results():
@@ -192,6 +196,8 @@ def load_timeline(client: Client, tenant: str, run_id: str) -> Timeline | None:
                         row["event_names"], row["event_times_ns"], row["event_attributes"], strict=True
                     )
                 ],
+                annotations=annotations.get(row["span_id"], []),
+                phoenix_url=span_url(row["span_id"]) if span_url is not None else "",
             )
         )
     linked = link_writes(load_run_writes(client, tenant, run_id), facts)
@@ -248,3 +254,25 @@ def _write_entry(item: LinkedWrite, findings: list[str]) -> TimelineEntry:
         linked_span_id=item.tool_call.span_id if item.tool_call else "",
         findings=findings,
     )
+
+
+def _annotations_by_span(client: Client, tenant: str, run_id: str, trace_ids: list[str]) -> dict[str, list[Annotation]]:
+    result = client.query(
+        queries.TIMELINE_ANNOTATIONS, parameters={"tenant": tenant, "run_id": run_id, "trace_ids": trace_ids}
+    )
+    by_span: dict[str, list[Annotation]] = {}
+    for row in result.named_results():
+        by_span.setdefault(row["span_id"], []).append(
+            Annotation(
+                name=row["name"],
+                label=row["label"],
+                score=row["score"],
+                explanation=row["explanation"],
+                annotator_kind=row["annotator_kind"],
+                annotator=row["annotator"],
+                source=row["source"],
+                created_at=rfc3339_nanos(int(row["created_ns"])),
+                updated_at=rfc3339_nanos(int(row["updated_ns"])),
+            )
+        )
+    return by_span

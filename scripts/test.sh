@@ -6,6 +6,8 @@ bash scripts/bootstrap.sh "[dev]"
 # The responder page is tested in Debian's chromium through Playwright (never `playwright install`,
 # which downloads a browser build); CI runs on a fresh machine as root.
 command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+# The Phoenix tests start a real Arize Phoenix; it lives in its own venv (see scripts/phoenix_venv.sh).
+bash scripts/phoenix_venv.sh
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"

@@ -29,8 +29,24 @@ from agentledger.collector.exporters.clickhouse import ClickHouseExporter
 from agentledger.collector.pipeline import Pipeline
 from agentledger.collector.receivers.otlp_ingest import OtlpIngest
 from agentledger.collector.telemetry import CollectorTelemetry
+from agentledger.emitter import (
+    ContentCapture,
+    Document,
+    agent_run,
+    approval,
+    downstream_write,
+    policy_decision,
+    prompt,
+    retrieval,
+    tool_call,
+)
 from agentledger.ingest.clickhouse import chdb_dsn, connect
 from agentledger.ingest.migrations import migrate
+from agentledger.schema.conventions import ApprovalDecisionValues as Decision
+from agentledger.schema.conventions import InputProvenanceValues as From
+from agentledger.schema.conventions import PolicyDecisionValues as Policy
+from agentledger.schema.conventions import ToolAccessValues as Access
+from agentledger.schema.conventions import WriteActionValues as Action
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,12 +104,13 @@ class RunningService:
         return int(self.process.returncode)
 
 
-def start_service(data_dir: Path, *extra: str) -> RunningService:
+def start_service(data_dir: Path, *extra: str, env_overrides: dict[str, str] | None = None) -> RunningService:
     """Starts `agentledger up` in its own process and data folder; waits until both servers answer."""
     http_port, grpc_port, api_port = free_port(), free_port(), free_port()
     log_path = data_dir.parent / f"{data_dir.name}-up.log"
     log_file = log_path.open("w")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTLEDGER_")}
+    env.update(env_overrides or {})
     process = subprocess.Popen(
         [sys.executable, "-m", "agentledger", "up", "--data-dir", str(data_dir),
          "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port), "--api-port", str(api_port),
@@ -165,3 +182,165 @@ def otlp_ingest(
     return OtlpIngest(
         receiver, pipeline, telemetry or CollectorTelemetry(), Authenticator(receiver.auth, receiver.tenant)
     )
+
+
+# --- Arize Phoenix ----------------------------------------------------------------------------------------
+# scripts/test.sh installs Phoenix into .phoenix-venv (scripts/phoenix_venv.sh); AGENTLEDGER_TEST_PHOENIX
+# may name another `phoenix` executable.
+PHOENIX_COMMAND_ENV = "AGENTLEDGER_TEST_PHOENIX"
+
+
+def phoenix_command() -> str:
+    explicit = os.environ.get(PHOENIX_COMMAND_ENV)
+    candidate = Path(explicit) if explicit else REPO_ROOT / ".phoenix-venv" / "bin" / "phoenix"
+    if not candidate.exists():
+        raise AssertionError(
+            f"no Phoenix server at {candidate}: run `bash scripts/phoenix_venv.sh` (scripts/test.sh does) or set"
+            f" {PHOENIX_COMMAND_ENV}"
+        )
+    return str(candidate)
+
+
+@dataclass
+class RunningPhoenix:
+    """A real Phoenix server on loopback, offline, with its own working folder and ports."""
+
+    working_dir: Path
+    port: int
+    grpc_port: int
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PHOENIX_", "OTEL_"))}
+        env.update(
+            PHOENIX_WORKING_DIR=str(self.working_dir),
+            PHOENIX_HOST="127.0.0.1",
+            PHOENIX_PORT=str(self.port),
+            # Phoenix's gRPC listener binds every interface whatever PHOENIX_HOST says: never 4317 (ours).
+            PHOENIX_GRPC_PORT=str(self.grpc_port),
+            PHOENIX_TELEMETRY_ENABLED="false",
+            PHOENIX_ALLOW_EXTERNAL_RESOURCES="false",
+        )
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen([phoenix_command(), "serve"], stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"phoenix exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"phoenix did not answer /healthz in 90 s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def start_phoenix(folder: Path) -> RunningPhoenix:
+    folder.mkdir(parents=True, exist_ok=True)
+    phoenix = RunningPhoenix(folder / "phoenix", free_port(), free_port(), folder / "phoenix.log")
+    phoenix.start()
+    return phoenix
+
+
+@pytest.fixture(scope="module")
+def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPhoenix]:
+    """One Phoenix per test module (it takes ~10 s to start); tests use their own Phoenix projects."""
+    running = start_phoenix(tmp_path_factory.mktemp("phoenix"))
+    yield running
+    running.stop()
+
+
+def phoenix_config(folder: Path, phoenix_url: str, project: str, extra: str = "") -> Path:
+    """A config file exporting to ClickHouse and to Phoenix (fast retries, so tests see catch-up quickly)."""
+    path = folder / f"agentledger-{project}.yaml"
+    path.write_text(
+        f"""
+exporters:
+  clickhouse: {{}}
+  phoenix:
+    endpoint: "{phoenix_url}"
+    project: "{project}"
+    retry: {{initial_interval_s: 0.2, max_interval_s: 1.0}}
+{extra}
+service:
+  pipelines:
+    traces:
+      exporters: [clickhouse, phoenix]
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def phoenix_spans(phoenix_url: str, project: str, trace_id: str) -> list[dict[str, Any]]:
+    """The spans of one trace as Phoenix's own REST API returns them."""
+    response = httpx.get(
+        f"{phoenix_url}/v1/projects/{project}/spans", params={"trace_id": trace_id, "limit": 1000}, timeout=10
+    )
+    if response.status_code == 404:  # the project appears with its first span
+        return []
+    response.raise_for_status()
+    return list(response.json()["data"])
+
+
+def wait_for_phoenix_spans(
+    phoenix_url: str, project: str, trace_id: str, count: int, timeout: float = 60.0
+) -> list[dict[str, Any]]:
+    """Polls until Phoenix has `count` spans of the trace: it answers OTLP at once but stores asynchronously."""
+    deadline = time.monotonic() + timeout
+    spans: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        spans = phoenix_spans(phoenix_url, project, trace_id)
+        if len(spans) >= count:
+            return spans
+        time.sleep(0.25)
+    raise AssertionError(f"Phoenix holds {len(spans)} of {count} spans of trace {trace_id} after {timeout} s")
+
+
+ARGUMENTS = {"order": "A-1001", "amount_eur": 40}
+
+
+def send_reviewed_run(collector_url: str, run_id: str) -> None:
+    """One run of every span type, with content (full capture), through the SDK's OTLP/HTTP exporter."""
+    provider = sdk_tracer_provider(collector_url, service_name="refund-agent")
+    with agent_run(
+        "refund-agent-1", agent_name="refund-agent", run_id=run_id, capture=ContentCapture.FULL,
+        tracer_provider=provider,
+    ):  # fmt: skip
+        with retrieval(
+            "zendesk", provenance=From.USER_PROVIDED, query="ticket 4411",
+            documents=[Document("SUP-4411", "Please refund order A-1001", 0.93)],
+        ):  # fmt: skip
+            pass
+        with prompt("gpt-4.1-mini", [{"role": "user", "content": "Refund A-1001?"}], context={"ticket": 4411}) as call:
+            answer = [{"role": "assistant", "content": "Refund 40 EUR."}]
+            call.record_response(answer, input_tokens=120, output_tokens=9)
+        with policy_decision("refund-limit") as policy:
+            policy.decide(Policy.ALLOW, rule_id="under-50", reason="40 EUR is under the limit")
+        with approval("issue_refund", tool_call_id="call_1", arguments=ARGUMENTS) as request:
+            request.decide(Decision.APPROVED, "user:maria.lopez")
+        with tool_call("issue_refund", access=Access.WRITE, arguments=ARGUMENTS, call_id="call_1") as refund:
+            refund.set_result({"refund": "re_77"})
+            with downstream_write("stripe", action=Action.CREATE, tool_call_id="call_1") as write:
+                write.set_ref("re_77")
+    provider.shutdown()

@@ -13,7 +13,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from agentledger.query_api import queries
 from agentledger.query_api.auth import AUTH_RESPONSES, Admin, Reader, Reviewer, error
-from agentledger.query_api.dependencies import ClientDep, ConfigDep
+from agentledger.query_api.dependencies import ClientDep, ConfigDep, PhoenixSyncDep
 from agentledger.query_api.evidence import build_bundle
 from agentledger.query_api.holds import HoldActive, delete_run
 from agentledger.query_api.models import (
@@ -164,12 +164,15 @@ def get_timeline(
     caller: Reader,
     client: ClientDep,
     config: ConfigDep,
+    phoenix: PhoenixSyncDep,
     format: Annotated[str, Query(pattern="^(json|md)$", description="json (default) or md.")] = "json",
     verify: Annotated[bool, Query(description="Also check the run against its audit hash chain.")] = False,
 ) -> Timeline | Response:
     """Every span of the run across its traces and every downstream write, in time order, with the audit
-    (and, with `verify=true`, the integrity of the stored record)."""
-    timeline = load_timeline(client, caller.tenant, run_id)
+    (and, with `verify=true`, the integrity of the stored record); reviewers' annotations and, when Phoenix
+    is configured, a link to each span there."""
+    span_url = phoenix.connection.span_url if phoenix is not None else None
+    timeline = load_timeline(client, caller.tenant, run_id, span_url)
     if timeline is None:
         raise _not_found(run_id)
     if verify or format == "md":  # an incident report always states whether the record can be trusted

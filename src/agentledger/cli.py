@@ -1,4 +1,5 @@
-"""The `agentledger` command: up, migrate, demo, timeline, import-writes, keys.
+"""The `agentledger` command: up, migrate, demo, timeline, verify, export, keygen, keys, credentials,
+  import-writes, phoenix-sync.
 
 While `up` runs it owns the embedded data folder, so the other commands talk to it over HTTP.
 Exit codes: 0 success, 1 the thing asked for was not found or failed, 2 bad input or unreachable service.
@@ -101,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"Jira custom field holding the run id (env {ENV_JIRA_RUN_ID_FIELD}; default {DEFAULT_JIRA_RUN_ID_FIELD})",
     )
     up.add_argument("--demo", action="store_true", help="send demo agent runs once the servers are ready")
+    up.add_argument(
+        "--phoenix",
+        action="store_true",
+        help="also start a local Arize Phoenix (the `phoenix` command) and export to it, for review",
+    )
+    up.add_argument("--phoenix-port", type=int, default=6006, help="port of the local Phoenix (default 6006)")
 
     migrate_cmd = commands.add_parser(
         "migrate", help="apply pending ClickHouse schema migrations (not while `up` owns the folder)"
@@ -140,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = commands.add_parser("keygen", help="make an Ed25519 key pair for signing audit chain links")
     keygen.add_argument("--out", type=Path, required=True, help="where to write the private key (PEM, mode 0600)")
 
+    phoenix_sync = commands.add_parser(
+        "phoenix-sync", help="sync annotations with Phoenix now (through the query API; `up` also does it periodically)"
+    )
+    phoenix_sync.add_argument(
+        "--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)"
+    )
+
     timeline = commands.add_parser("timeline", help="print the incident timeline of a run (through the query API)")
     timeline.add_argument("run_id", help="the agent.run.id")
     timeline.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
@@ -176,6 +190,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at INFO: one line per Phoenix export batch would drown the service's own log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     def after_start(started: Settings) -> None:
         logger = logging.getLogger("agentledger")
@@ -191,10 +207,22 @@ def _cmd_up(args: argparse.Namespace) -> int:
             )
         logger.info("demo: %s", report.writes_status)
 
+    local_phoenix = None
+    if args.phoenix:
+        from agentledger.phoenix import LocalPhoenixError, start_local_phoenix, with_phoenix_exporter
+
+        try:
+            local_phoenix = start_local_phoenix(settings, args.phoenix_port)
+        except LocalPhoenixError as error:
+            raise CliError(str(error)) from error
+        settings = with_phoenix_exporter(settings, local_phoenix.url)
     try:
         run_service(settings, after_start if args.demo else None)
     except (ServiceError, StorageUnavailable, MigrationError, ConfigError) as error:
         raise CliError(_storage_hint(str(error), settings)) from error
+    finally:
+        if local_phoenix is not None:
+            local_phoenix.stop()
     return EXIT_OK
 
 
@@ -301,6 +329,24 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_phoenix_sync(args: argparse.Namespace) -> int:
+    api = _env_url(args.api_url, ENV_API_URL, f"http://127.0.0.1:{DEFAULT_API_PORT}")
+    try:
+        response = httpx.post(f"{api}/v1/phoenix/sync", headers=_auth_headers(), timeout=300)
+    except httpx.HTTPError as error:
+        raise CliError(f"cannot reach the query API at {api} ({error}); is `agentledger up` running?") from error
+    if response.status_code != 200:
+        raise CliError(f"the query API answered {response.status_code}: {_detail(response)}", EXIT_FAILED)
+    report = response.json()
+    refused = report["push_failures"]
+    print(
+        f"pulled {report['pulled']} annotation(s) from Phoenix ({report['unchanged']} unchanged); verified"
+        f" {report['runs_verified']} run(s), pushed {report['pushed']} finding annotation(s)"
+        + (f", {refused} run(s) refused by Phoenix (retried next sync)" if refused else "")
+    )
+    return EXIT_OK
+
+
 def _cmd_timeline(args: argparse.Namespace) -> int:
     body = _api_get(args, "timeline")
     if args.json:
@@ -386,6 +432,7 @@ _COMMANDS = {
     "migrate": _cmd_migrate,
     "demo": _cmd_demo,
     "timeline": _cmd_timeline,
+    "phoenix-sync": _cmd_phoenix_sync,
     "verify": _cmd_verify,
     "export": _cmd_export,
     "keygen": _cmd_keygen,

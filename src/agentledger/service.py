@@ -30,8 +30,10 @@ from agentledger.credentials import CredentialsError, CredentialStore, load_cred
 from agentledger.ingest.clickhouse import connect, is_embedded, redact_dsn
 from agentledger.ingest.migrations import migrate
 from agentledger.ingest.signing import LinkSigner
+from agentledger.phoenix import phoenix_connection, phoenix_exporter
 from agentledger.query_api.app import QueryApiConfig, create_app
 from agentledger.query_api.auth import ROLES
+from agentledger.query_api.phoenix_sync import PhoenixSync, run_periodically
 from agentledger.settings import ENV_API_KEYS_FILE, Settings, is_loopback
 
 logger = logging.getLogger("agentledger")
@@ -93,12 +95,16 @@ def run_service(settings: Settings, on_started: Callable[[Settings], None] | Non
         telemetry = CollectorTelemetry()
         pipeline = build_pipeline(settings.collector, client, telemetry, settings.data_dir / "spool")
         pipeline.start()
+        stop_sync = threading.Event()
+        sync_thread: threading.Thread | None = None
         try:
             ingest = OtlpIngest(receiver, pipeline, telemetry, authenticator)
             apps: list[tuple[ASGIApp, socket.socket]] = []
             if receiver.protocols.http is not None:
                 apps.append((create_otlp_http_app(receiver.protocols.http, ingest), sockets[0]))
-            apps.append((create_app(client, _api_config(settings, api_keys)), api_socket))
+            api_app = create_app(client, _api_config(settings, api_keys))
+            apps.append((api_app, api_socket))
+            sync_thread = _start_phoenix_sync(settings, api_app.state.phoenix_sync, stop_sync)
             if receiver.protocols.grpc is not None:
                 try:
                     grpc_server = start_grpc_server(receiver.protocols.grpc, ingest)
@@ -107,6 +113,9 @@ def run_service(settings: Settings, on_started: Callable[[Settings], None] | Non
             _log_start(settings, authenticator.enabled, api_keys)
             asyncio.run(_serve(apps, settings, on_started))
         finally:
+            stop_sync.set()
+            if sync_thread is not None:
+                sync_thread.join()
             if grpc_server is not None:
                 grpc_server.stop(GRPC_GRACE_SECONDS).wait()
             pipeline.shutdown(SPOOL_DRAIN_SECONDS)
@@ -116,6 +125,20 @@ def run_service(settings: Settings, on_started: Callable[[Settings], None] | Non
         for sock in sockets:
             sock.close()
     logger.info("stopped")
+
+
+def _start_phoenix_sync(settings: Settings, sync: PhoenixSync | None, stop: threading.Event) -> threading.Thread | None:
+    """The annotation sync in the background, every exporters.phoenix.sync.interval_s, when enabled."""
+    config = phoenix_exporter(settings)
+    if sync is None or config is None or not config.sync.enabled:
+        return None
+    thread = threading.Thread(
+        target=run_periodically, args=(sync, config.sync.interval_s, stop), name="phoenix-sync", daemon=True
+    )
+    thread.start()
+    logger.info("Phoenix: exporting to %s (project %s), annotation sync every %.0f s",
+                config.endpoint, config.project, config.sync.interval_s)  # fmt: skip
+    return thread
 
 
 def audit_public_key(settings: Settings) -> str | None:
@@ -150,6 +173,7 @@ def _api_config(settings: Settings, api_keys: CredentialStore | None) -> QueryAp
         jira_webhook_secret=settings.api.jira_webhook_secret,
         jira_run_id_field=settings.api.jira_run_id_field,
         audit_public_key_pem=audit_public_key(settings),
+        phoenix=phoenix_connection(settings),
     )
 
 

@@ -1,0 +1,160 @@
+"""Phoenix export benchmark: the same agent spans sent to `agentledger up` (exporting to ClickHouse and to
+Phoenix) and, in the same run, straight to the same Phoenix server; prints medians and the ratio.
+
+    .venv/bin/python benchmarks/phoenix_export.py --spans 2000 --repeats 3 --phoenix-bin .phoenix-venv/bin/phoenix
+
+Figures: spans/s until all are queryable in ClickHouse (through agentledger), spans/s until all are queryable
+in Phoenix through agentledger's exporter, and spans/s until queryable in Phoenix when sent to it directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from agent_spans import request_bodies
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {timeout} s")
+
+
+def phoenix_count(phoenix_url: str, project: str) -> int:
+    """Spans Phoenix has stored in a project (its GraphQL project record count)."""
+    response = httpx.post(
+        f"{phoenix_url}/graphql",
+        json={"query": "{ projects { edges { node { name recordCount } } } }"},
+        timeout=30,
+    )
+    for edge in response.json()["data"]["projects"]["edges"]:
+        if edge["node"]["name"] == project:
+            return int(edge["node"]["recordCount"])
+    return 0
+
+
+def exported_to(collector_url: str, exporter: str) -> int:
+    metrics = httpx.get(f"{collector_url}/metrics", timeout=10).text
+    prefix = f'agentledger_spans_exported_total{{exporter="{exporter}"}} '
+    for line in metrics.splitlines():
+        if line.startswith(prefix):
+            return int(float(line[len(prefix) :]))
+    return 0
+
+
+def send(url: str, bodies: list[tuple[int, bytes]], headers: dict[str, str]) -> int:
+    sent = 0
+    with httpx.Client(timeout=60) as client:
+        for count, body in bodies:
+            response = client.post(url, content=body, headers={"content-type": "application/x-protobuf", **headers})
+            response.raise_for_status()
+            sent += count
+    return sent
+
+
+def wait_until(done: object, timeout: float = 600) -> float:
+    began = time.perf_counter()
+    while not done():  # type: ignore[operator]
+        if time.perf_counter() - began > timeout:
+            raise SystemExit("timed out waiting for spans to become queryable")
+        time.sleep(0.25)
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spans", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--spans-per-request", type=int, default=100)
+    parser.add_argument("--phoenix-bin", default=shutil.which("phoenix") or ".phoenix-venv/bin/phoenix")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="phoenix-export-bench-"))
+    phoenix_port, api_port, http_port, grpc_port = free_port(), free_port(), free_port(), free_port()
+    phoenix_url = f"http://127.0.0.1:{phoenix_port}"
+    env = {**os.environ, "PHOENIX_WORKING_DIR": str(workdir / "phoenix"), "PHOENIX_HOST": "127.0.0.1",
+           "PHOENIX_PORT": str(phoenix_port), "PHOENIX_GRPC_PORT": str(free_port()),
+           "PHOENIX_TELEMETRY_ENABLED": "false", "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
+           "PHOENIX_MAX_SPANS_QUEUE_SIZE": str(10**7)}  # fmt: skip
+    phoenix = subprocess.Popen([args.phoenix_bin, "serve"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    config = workdir / "agentledger.yaml"
+    config.write_text(
+        f"exporters:\n  clickhouse: {{}}\n  phoenix: {{endpoint: '{phoenix_url}', project: via-agentledger,"
+        " sync: {enabled: false}}\nservice: {pipelines: {traces: {exporters: [clickhouse, phoenix]}}}\n"
+    )
+    up = subprocess.Popen(
+        [sys.executable, "-m", "agentledger", "up", "--config", str(config), "--data-dir", str(workdir / "data"),
+         "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port), "--api-port", str(api_port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    collector_url = f"http://127.0.0.1:{http_port}"
+    try:
+        wait_http(f"{phoenix_url}/healthz", 180)
+        wait_http(f"{collector_url}/healthz", 120)
+        clickhouse_rates, through_rates, direct_rates = [], [], []
+        total = 0
+        for repeat in range(args.repeats):
+            bodies = list(request_bodies(args.spans, args.spans_per_request, seed=100 + repeat))
+            began = time.perf_counter()
+            total += send(f"{collector_url}/v1/traces", bodies, {})
+            expected = total
+            wait_until(lambda: exported_to(collector_url, "clickhouse") >= expected)  # noqa: B023
+            clickhouse_seconds = time.perf_counter() - began
+            wait_until(lambda: phoenix_count(phoenix_url, "via-agentledger") >= expected)  # noqa: B023
+            sent = sum(count for count, _ in bodies)
+            # ClickHouse: from the first request until exported; Phoenix: until queryable there.
+            clickhouse_rates.append(sent / clickhouse_seconds)
+            through_rates.append(sent / (time.perf_counter() - began))
+
+            direct_project = f"direct-{repeat}"
+            # The same spans with other ids: Phoenix ignores a span id it has stored already.
+            bodies = list(request_bodies(args.spans, args.spans_per_request, seed=1000 + repeat))
+            began = time.perf_counter()
+            send(f"{phoenix_url}/v1/traces", bodies, {"x-project-name": direct_project})
+            wait_until(lambda: phoenix_count(phoenix_url, direct_project) >= sent)  # noqa: B023
+            direct_rates.append(sent / (time.perf_counter() - began))
+            print(f"repeat {repeat + 1}: {sent} spans; ClickHouse via agentledger {clickhouse_rates[-1]:.0f}/s,"
+                  f" Phoenix via agentledger {through_rates[-1]:.0f}/s,"
+                  f" Phoenix direct {direct_rates[-1]:.0f}/s")  # fmt: skip
+        through, direct = statistics.median(through_rates), statistics.median(direct_rates)
+        print(f"\nmedian spans/s queryable: ClickHouse {statistics.median(clickhouse_rates):.0f},"
+              f" Phoenix through agentledger {through:.0f}, Phoenix direct {direct:.0f};"
+              f" ratio through/direct {through / direct:.2f}")  # fmt: skip
+    finally:
+        for process in (up, phoenix):
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""The Phoenix exporter against a real Arize Phoenix server: spans sent by the OTel SDK through `agentledger up`
+come out of Phoenix's own REST API as OpenInference spans carrying our audit attributes; with Phoenix down,
+ClickHouse ingestion goes on and Phoenix catches up once back."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import (
+    ARGUMENTS,
+    RunningPhoenix,
+    phoenix_config,
+    send_reviewed_run,
+    start_service,
+    wait_for_phoenix_spans,
+    wait_for_timeline,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def by_name(spans: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {span["name"]: span for span in spans}
+
+
+def test_spans_reach_phoenix_as_openinference_with_audit_attributes(phoenix: RunningPhoenix, tmp_path: Path) -> None:
+    run_id = "run_phoenix_export_0001"
+    config = phoenix_config(tmp_path, phoenix.url, "export-test")
+    service = start_service(tmp_path / "data", "--config", str(config))
+    try:
+        send_reviewed_run(service.collector_url, run_id)
+        timeline = wait_for_timeline(service.api_url, run_id, 7)
+        trace_id = timeline["entries"][0]["trace_id"]
+        spans = by_name(wait_for_phoenix_spans(phoenix.url, "export-test", trace_id, 7))
+    finally:
+        service.stop()
+
+    assert {name: span["span_kind"] for name, span in spans.items()} == {
+        "invoke_agent refund-agent": "AGENT",
+        "retrieval zendesk": "RETRIEVER",
+        "chat gpt-4.1-mini": "LLM",
+        "policy refund-limit": "GUARDRAIL",
+        "approval issue_refund": "CHAIN",
+        "execute_tool issue_refund": "TOOL",
+        "write stripe": "CHAIN",
+    }
+    for span in spans.values():
+        assert span["attributes"]["session.id"] == run_id
+        assert span["attributes"]["metadata.run_id"] == run_id
+        assert span["attributes"]["agent.run.id"] == run_id
+
+    llm = spans["chat gpt-4.1-mini"]["attributes"]
+    assert llm["llm.input_messages.0.message.role"] == "user"
+    assert llm["llm.input_messages.0.message.content"] == "Refund A-1001?"
+    assert llm["llm.output_messages.0.message.content"] == "Refund 40 EUR."
+    assert (llm["llm.token_count.prompt"], llm["llm.token_count.completion"], llm["llm.token_count.total"]) == (
+        120, 9, 129,
+    )  # fmt: skip
+    assert llm["llm.model_name"] == "gpt-4.1-mini"
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", llm["metadata.context_hash"])
+    assert llm["agentledger.prompt.context_hash"] == llm["metadata.context_hash"]
+
+    retrieved = spans["retrieval zendesk"]["attributes"]
+    assert retrieved["retrieval.documents.0.document.id"] == "SUP-4411"
+    assert retrieved["retrieval.documents.0.document.content"] == "Please refund order A-1001"
+    assert retrieved["retrieval.documents.0.document.score"] == 0.93
+    assert retrieved["metadata.provenance"] == "user_provided"
+
+    tool = spans["execute_tool issue_refund"]["attributes"]
+    assert tool["tool.name"] == "issue_refund"
+    assert json.loads(tool["input.value"]) == ARGUMENTS
+    assert json.loads(tool["output.value"]) == {"refund": "re_77"}
+    assert tool["metadata.tool_access"] == "write"
+
+    approved = spans["approval issue_refund"]["attributes"]
+    assert (approved["metadata.approval_decision"], approved["metadata.approver"]) == ("approved", "user:maria.lopez")
+    assert approved["metadata.arguments_hash"] == tool["metadata.arguments_hash"]
+    guard = spans["policy refund-limit"]["attributes"]
+    assert (guard["metadata.policy_id"], guard["metadata.policy_decision"]) == ("refund-limit", "allow")
+    written = spans["write stripe"]["attributes"]
+    assert (written["metadata.write_system"], written["metadata.write_ref"]) == ("stripe", "re_77")
+
+
+def test_phoenix_down_leaves_clickhouse_ingesting_and_catches_up(phoenix: RunningPhoenix, tmp_path: Path) -> None:
+    config = phoenix_config(tmp_path, phoenix.url, "outage-test")
+    service = start_service(tmp_path / "data", "--config", str(config))
+    phoenix.stop()
+    try:
+        run_ids = [f"run_phoenix_outage_{index:04d}" for index in range(3)]
+        for run_id in run_ids:
+            send_reviewed_run(service.collector_url, run_id)
+        # ClickHouse has every span although Phoenix is down.
+        trace_ids = [wait_for_timeline(service.api_url, run_id, 7)["entries"][0]["trace_id"] for run_id in run_ids]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and 'agentledger_export_failures_total{exporter="phoenix"}' not in (
+            metrics := httpx.get(f"{service.collector_url}/metrics", timeout=5).text
+        ):
+            time.sleep(0.2)
+        assert 'agentledger_spans_exported_total{exporter="clickhouse"} 21' in metrics
+        assert 'agentledger_export_failures_total{exporter="phoenix"}' in metrics
+        assert 'agentledger_spans_exported_total{exporter="phoenix"}' not in metrics
+
+        phoenix.start()
+        for trace_id in trace_ids:
+            assert len(wait_for_phoenix_spans(phoenix.url, "outage-test", trace_id, 7)) == 7
+        metrics = httpx.get(f"{service.collector_url}/metrics", timeout=5).text
+        assert 'agentledger_spans_exported_total{exporter="phoenix"} 21' in metrics
+        assert 'agentledger_spans_skipped_total{exporter="phoenix"}' not in metrics
+    finally:
+        if phoenix.process is None:
+            phoenix.start()
+        service.stop()
