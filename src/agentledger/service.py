@@ -95,9 +95,8 @@ def run_service(settings: Settings, on_started: Callable[[Settings], None] | Non
             apps: list[tuple[ASGIApp, socket.socket]] = []
             if receiver.protocols.http is not None:
                 apps.append((create_otlp_http_app(receiver.protocols.http, ingest), sockets[0]))
-            apps.append(
-                (create_app(client, QueryApiConfig(settings.api.tenant, audit_public_key(settings))), api_socket)
-            )
+            api_config = QueryApiConfig(settings.api.tenant, audit_public_key(settings), settings.api.metrics)
+            apps.append((create_app(client, api_config), api_socket))
             if receiver.protocols.grpc is not None:
                 try:
                     grpc_server = start_grpc_server(receiver.protocols.grpc, ingest)

@@ -26,6 +26,7 @@ from agentledger.collector.config import (
 )
 from agentledger.collector.config_file import DEFAULT_COMPONENTS, CollectorConfig, parse_collector_config
 from agentledger.ingest.clickhouse import chdb_dsn
+from agentledger.query_api.metrics_config import MetricsConfig
 
 ENV_CONFIG: Final = "AGENTLEDGER_CONFIG"
 ENV_DATA_DIR: Final = "AGENTLEDGER_DATA_DIR"
@@ -63,6 +64,8 @@ class ApiConfig(EndpointConfig):
     endpoint: str = f"{DEFAULT_HOST}:{DEFAULT_API_PORT}"
     # Tenant an unauthenticated API serves.
     tenant: str = Field(DEFAULT_TENANT, min_length=1)
+    # Prices, review cost and blast-radius ceilings of the metrics API.
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
 @dataclass(frozen=True)
