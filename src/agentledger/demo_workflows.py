@@ -317,6 +317,7 @@ def refund_approved(world: DemoWorld) -> None:
             call_id=call_id,
             influenced_by=[USER],
         ) as call:
+            call.span.set_attribute(conv.AGENTLEDGER_TOOL_AMOUNT, ticket.amount)
             _write(
                 world,
                 "stripe",
