@@ -160,12 +160,13 @@ _RUNS_OF_EVAL: Final = """
       AND attributes['agentledger.eval.version'] IN ({baseline:String}, {candidate:String})
 """
 
-# One row per run: who ran it, how it ended, what it cost, how long it took.
+# One row per run: who ran it, how it ended, what it cost, how long it took. A run paused for approval
+# and resumed has a run span per trace: it ends as its last run span with an outcome says.
 #  - outcome: a reviewer's `outcome` annotation (newest) wins over the run span's reported outcome;
 #  - cost (US dollars): model tokens at the configured prices + `agentledger.tool.cost` of any span +
 #    human review time (approval spans a person decided: approved or rejected; auto-approvals and
 #    timeouts had nobody reviewing) at the configured hourly rate;
-#  - latency: the run span's duration;
+#  - latency: from the first run span's start to the last run span's end (waiting for a human included);
 #  - violations: policy decisions other than allow (block, review, escalate, defer).
 # LIMIT 1 BY hides spool-replayed copies not yet merged away.
 _RUN_FACTS: Final = """
@@ -174,6 +175,7 @@ selected_runs AS ({selection}),
 run_spans AS (
     SELECT run_id, trace_id, span_id, entry_type, toString(agent_id) AS agent_id, toString(model) AS model,
            input_tokens, output_tokens, duration_ns, toString(run_outcome) AS run_outcome,
+           toUnixTimestamp64Nano(start_time) AS start_ns, toUnixTimestamp64Nano(end_time) AS end_ns,
            toString(approval_decision) AS approval_decision, toString(policy_id) AS policy_id,
            toString(policy_decision) AS policy_decision, attributes
     FROM spans
@@ -185,12 +187,13 @@ run_facts AS (
         run_id,
         max(agent_id) AS agent,
         maxIf(attributes['gen_ai.workflow.name'], entry_type = 'run') AS workflow,
-        maxIf(run_outcome, entry_type = 'run') AS reported_outcome,
-        maxIf(attributes['agentledger.run.outcome_reason'], entry_type = 'run') AS outcome_reason,
+        argMaxIf(run_outcome, end_ns, entry_type = 'run' AND run_outcome != '') AS reported_outcome,
+        argMaxIf(attributes['agentledger.run.outcome_reason'], end_ns, entry_type = 'run' AND run_outcome != '')
+            AS outcome_reason,
         minIf(policy_id, policy_decision IN ('review', 'escalate') AND policy_id != '') AS escalating_policy,
         maxIf(attributes['agentledger.eval.case'], entry_type = 'run') AS eval_case,
         maxIf(attributes['agentledger.eval.version'], entry_type = 'run') AS eval_version,
-        maxIf(duration_ns, entry_type = 'run') AS latency_ns,
+        maxIf(end_ns, entry_type = 'run') - minIf(start_ns, entry_type = 'run') AS latency_ns,
         sum(
             input_tokens * transform(model, {{price_models:Array(String)}}, {{price_in:Array(Float64)}}, toFloat64(0))
             + output_tokens

@@ -212,6 +212,20 @@ def test_filters_select_one_agent_and_the_period_excludes_older_runs(api: TestCl
     assert earlier["refund-agent"]["policy_violations_by_rule"][0]["decision"] == "block"
 
 
+def test_a_run_resumed_in_a_second_trace_ends_as_its_last_part_says(client: Client) -> None:
+    # Paused after a success-looking first part, resumed 100 s later, then failed: one run of 102 s.
+    seed_runs(client, [
+        Run("rr", "resumer", T0 + 300 * SECOND, 1 * SECOND, "success"),
+        Run("rr", "resumer", T0 + 400 * SECOND, 2 * SECOND, "failure"),
+    ])  # fmt: skip
+    api = TestClient(create_app(client, QueryApiConfig(metrics=CONFIG)))
+
+    group = _groups(api, group_by="agent")["resumer"]
+
+    assert (group["runs"], group["successes"]) == (1, 0)
+    assert group["latency"] == {"p50_seconds": 102.0, "p95_seconds": 102.0}
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
