@@ -8,6 +8,7 @@ from agentledger.emitter.content import Document, Message
 from agentledger.emitter.run_context import ContentCapture, EmitterError, new_run_id
 from agentledger.emitter.spans import (
     TRAILER_KEY,
+    EvalCase,
     agent_run,
     approval,
     downstream_write,
@@ -25,6 +26,7 @@ __all__ = [
     "ContentCapture",
     "Document",
     "EmitterError",
+    "EvalCase",
     "JsonValue",
     "Message",
     "agent_run",

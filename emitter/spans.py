@@ -12,6 +12,7 @@ import inspect
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import Token
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, ParamSpec, Self, TypeVar
 
@@ -51,6 +52,16 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+@dataclass(frozen=True)
+class EvalCase:
+    """Marks a run as one case of an eval suite, run by one version of the agent (git commit, model,
+    prompt version), so `agentledger gate` can compare versions on the same cases."""
+
+    suite: str
+    case: str
+    version: str
+
+
 class agent_run(EmitterSpan):
     """The root span of an agent run; every emitter span inside it carries its run id.
 
@@ -67,9 +78,14 @@ class agent_run(EmitterSpan):
         autonomy: conv.RunAutonomyLevelValues | None = None,
         capture: ContentCapture = ContentCapture.OFF,
         tracer_provider: TracerProvider | None = None,
+        workflow: str = "",
+        eval_case: EvalCase | None = None,
     ) -> None:
         super().__init__()
         self.agent_id = agent_id
+        self.workflow = workflow
+        self.eval_case = eval_case
+        self.outcome_reason = ""
         self.agent_name = agent_name
         self.task = task
         self.requested_run_id = run_id
@@ -79,8 +95,10 @@ class agent_run(EmitterSpan):
         self.outcome: conv.RunOutcomeValues | None = None
         self._token: Token[Context] | None = None
 
-    def set_outcome(self, outcome: conv.RunOutcomeValues) -> None:
+    def set_outcome(self, outcome: conv.RunOutcomeValues, reason: str = "") -> None:
+        """How the run ended; `reason` (e.g. why it was escalated) is what the metrics group escalations by."""
         self.outcome = outcome
+        self.outcome_reason = reason
 
     def _enter_run(self) -> RunState:
         tracer = trace.get_tracer(TRACER_NAME, __version__, tracer_provider=self.tracer_provider)
@@ -114,6 +132,12 @@ class agent_run(EmitterSpan):
             attributes[conv.GEN_AI_AGENT_NAME] = self.agent_name
         if self.autonomy is not None:
             attributes[conv.AGENTLEDGER_RUN_AUTONOMY_LEVEL] = self.autonomy.value
+        if self.workflow:
+            attributes[conv.GEN_AI_WORKFLOW_NAME] = self.workflow
+        if self.eval_case is not None:
+            attributes[conv.AGENTLEDGER_EVAL_SUITE] = self.eval_case.suite
+            attributes[conv.AGENTLEDGER_EVAL_CASE] = self.eval_case.case
+            attributes[conv.AGENTLEDGER_EVAL_VERSION] = self.eval_case.version
         if self.task:
             attributes[conv.AGENTLEDGER_RUN_TASK] = self.task
             if capture is ContentCapture.FULL:
@@ -123,7 +147,10 @@ class agent_run(EmitterSpan):
 
     def _end_attributes(self, capture: ContentCapture, failed: bool) -> Attributes:
         outcome = self.outcome or (conv.RunOutcomeValues.FAILURE if failed else None)
-        return {conv.AGENTLEDGER_RUN_OUTCOME: outcome.value} if outcome is not None else {}
+        attributes: Attributes = {conv.AGENTLEDGER_RUN_OUTCOME: outcome.value} if outcome is not None else {}
+        if self.outcome_reason:
+            attributes[conv.AGENTLEDGER_RUN_OUTCOME_REASON] = self.outcome_reason
+        return attributes
 
 
 class prompt(EmitterSpan):

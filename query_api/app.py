@@ -12,7 +12,19 @@ from agentledger.ingest.clickhouse import first_line
 from agentledger.query_api.auth import AccessPolicy
 from agentledger.query_api.dependencies import QueryApiConfig
 from agentledger.query_api.phoenix_sync import PhoenixSync
-from agentledger.query_api.routers import health, holds, hooks, phoenix, runs, targets, ui, writes
+from agentledger.query_api.routers import (
+    agents,
+    evals,
+    health,
+    holds,
+    hooks,
+    metrics,
+    phoenix,
+    runs,
+    targets,
+    ui,
+    writes,
+)
 
 __all__ = ["QueryApiConfig", "create_app"]
 
@@ -31,7 +43,7 @@ def create_app(client: Client, config: QueryApiConfig | None = None) -> FastAPI:
     app.state.config = config = config or QueryApiConfig()
     app.state.access = AccessPolicy(config.tenant, config.api_keys)
     app.state.phoenix_sync = PhoenixSync(client, config.tenant, config.phoenix) if config.phoenix else None
-    for module in (health, runs, writes, targets, hooks, holds, phoenix, ui):
+    for module in (health, runs, writes, targets, hooks, holds, metrics, agents, evals, phoenix, ui):
         app.include_router(module.router)
 
     @app.exception_handler(ClickHouseError)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, cast
 
 from clickhouse_connect.driver.client import Client
 from fastapi import Depends, Request
 
 from agentledger.credentials import CredentialStore
+from agentledger.query_api.metrics_config import MetricsConfig
 from agentledger.query_api.phoenix_sync import PhoenixConnection, PhoenixSync
 
 
@@ -26,6 +27,8 @@ class QueryApiConfig:
     audit_public_key_pem: str | None = None
     # Phoenix (from the phoenix exporter's config): timeline links and the annotation sync; None: neither.
     phoenix: PhoenixConnection | None = None
+    # Prices, review cost and blast-radius ceilings (api.metrics in the config file).
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 def get_client(request: Request) -> Client:

@@ -291,3 +291,283 @@ WHERE tenant = {tenant:String}
   )
 ORDER BY created_at, annotation_id
 """
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fleet metrics, blast radius and eval comparison (issue 8). Everything is aggregated in ClickHouse;
+# Python only reshapes the per-group rows. The per-run facts below are one text shared by several
+# statements: they are composed here from constants, never from request input.
+# ---------------------------------------------------------------------------------------------------
+
+# Annotation names that change what the metrics report: a reviewer's `outcome` annotation (label =
+# success | failure | escalated | cancelled) overrides the outcome the agent reported; a `correction`
+# annotation on a run marks its writes as corrected at the annotation's time.
+OUTCOME_ANNOTATION: Final = "outcome"
+CORRECTION_ANNOTATION: Final = "correction"
+
+# Runs whose run span started in [from, to).
+_RUNS_IN_WINDOW: Final = """
+    SELECT DISTINCT run_id FROM spans
+    WHERE tenant = {tenant:String} AND entry_type = 'run' AND run_id != ''
+      AND start_time >= fromUnixTimestamp64Nano({from_ns:Int64})
+      AND start_time < fromUnixTimestamp64Nano({to_ns:Int64})
+"""
+
+# Runs of one eval suite, for the baseline and the candidate version.
+_RUNS_OF_EVAL: Final = """
+    SELECT DISTINCT run_id FROM spans
+    WHERE tenant = {tenant:String} AND entry_type = 'run' AND run_id != ''
+      AND attributes['agentledger.eval.suite'] = {suite:String}
+      AND attributes['agentledger.eval.version'] IN ({baseline:String}, {candidate:String})
+"""
+
+# One row per run: who ran it, how it ended, what it cost, how long it took. A run paused for approval
+# and resumed has a run span per trace: it ends as its last run span with an outcome says.
+#  - outcome: a reviewer's `outcome` annotation (newest) wins over the run span's reported outcome;
+#  - cost (US dollars): model tokens at the configured prices + `agentledger.tool.cost` of any span +
+#    human review time (approval spans a person decided: approved or rejected; auto-approvals and
+#    timeouts had nobody reviewing) at the configured hourly rate;
+#  - latency: from the first run span's start to the last run span's end (waiting for a human included);
+#  - violations: policy decisions other than allow (block, review, escalate, defer).
+# LIMIT 1 BY hides spool-replayed copies not yet merged away.
+_RUN_FACTS: Final = """
+WITH
+selected_runs AS ({selection}),
+run_spans AS (
+    SELECT run_id, trace_id, span_id, entry_type, toString(agent_id) AS agent_id, toString(model) AS model,
+           input_tokens, output_tokens, duration_ns, toString(run_outcome) AS run_outcome,
+           toUnixTimestamp64Nano(start_time) AS start_ns, toUnixTimestamp64Nano(end_time) AS end_ns,
+           toString(approval_decision) AS approval_decision, toString(policy_id) AS policy_id,
+           toString(policy_decision) AS policy_decision, attributes
+    FROM spans
+    WHERE tenant = {{tenant:String}} AND run_id IN (SELECT run_id FROM selected_runs)
+    LIMIT 1 BY run_id, trace_id, span_id
+),
+run_facts AS (
+    SELECT
+        run_id,
+        max(agent_id) AS agent,
+        maxIf(attributes['gen_ai.workflow.name'], entry_type = 'run') AS workflow,
+        argMaxIf(run_outcome, end_ns, entry_type = 'run' AND run_outcome != '') AS reported_outcome,
+        argMaxIf(attributes['agentledger.run.outcome_reason'], end_ns, entry_type = 'run' AND run_outcome != '')
+            AS outcome_reason,
+        minIf(policy_id, policy_decision IN ('review', 'escalate') AND policy_id != '') AS escalating_policy,
+        maxIf(attributes['agentledger.eval.case'], entry_type = 'run') AS eval_case,
+        maxIf(attributes['agentledger.eval.version'], entry_type = 'run') AS eval_version,
+        maxIf(end_ns, entry_type = 'run') - minIf(start_ns, entry_type = 'run') AS latency_ns,
+        sum(
+            input_tokens * transform(model, {{price_models:Array(String)}}, {{price_in:Array(Float64)}}, toFloat64(0))
+            + output_tokens
+              * transform(model, {{price_models:Array(String)}}, {{price_out:Array(Float64)}}, toFloat64(0))
+        ) / 1e6 AS model_cost,
+        groupUniqArrayIf(model, model != '' AND NOT has({{price_models:Array(String)}}, model)) AS unpriced_models,
+        sum(toFloat64OrZero(attributes['agentledger.tool.cost'])) AS tool_cost,
+        sumIf(duration_ns, entry_type = 'approval' AND approval_decision IN ('approved', 'rejected')) AS review_ns,
+        countIf(entry_type = 'policy_decision' AND policy_decision NOT IN ('', 'allow')) AS violations
+    FROM run_spans
+    GROUP BY run_id
+),
+outcome_annotations AS (
+    SELECT run_id, argMax(label, updated_at) AS label
+    FROM annotations
+    WHERE tenant = {{tenant:String}} AND name = {{outcome_annotation:String}}
+      AND run_id IN (SELECT run_id FROM selected_runs)
+    GROUP BY run_id
+),
+scored_runs AS (
+    SELECT
+        f.*,
+        if(a.label != '', a.label, f.reported_outcome) AS outcome,
+        f.review_ns / 3.6e12 * {{review_cost_per_hour:Float64}} AS review_cost,
+        f.model_cost + f.tool_cost + review_cost AS cost,
+        multiIf({{group_by:String}} = 'agent', f.agent, {{group_by:String}} = 'workflow', f.workflow,
+                {{group_by:String}} = 'version', f.eval_version, '') AS group_key
+    FROM run_facts AS f
+    LEFT JOIN outcome_annotations AS a ON a.run_id = f.run_id
+    WHERE ({{agent:String}} = '' OR f.agent = {{agent:String}})
+      AND ({{workflow:String}} = '' OR f.workflow = {{workflow:String}})
+)
+"""
+
+_WINDOW_RUN_FACTS: Final = _RUN_FACTS.format(selection=_RUNS_IN_WINDOW)
+_EVAL_RUN_FACTS: Final = _RUN_FACTS.format(selection=_RUNS_OF_EVAL)
+
+# Cost per successful outcome divides the cost of every run (failures cost money too) by the successes.
+# Latency quantiles are exact nearest-rank values (quantileExact: the value at 0-based position
+# floor(q * n) of the sorted run durations).
+_RUN_TOTALS: Final = """
+SELECT
+    group_key,
+    count() AS runs,
+    countIf(outcome = 'success') AS successes,
+    countIf(outcome = 'escalated') AS escalations,
+    uniqExactIf(eval_case, eval_case != '') AS cases,
+    sum(model_cost) AS model_cost,
+    sum(tool_cost) AS tool_cost,
+    sum(review_ns) AS review_ns,
+    sum(review_cost) AS review_cost,
+    sum(cost) AS total_cost,
+    toInt64(quantileExact(0.5)(latency_ns)) AS latency_p50_ns,
+    toInt64(quantileExact(0.95)(latency_ns)) AS latency_p95_ns,
+    sum(violations) AS violations,
+    arraySort(groupUniqArrayArray(unpriced_models)) AS unpriced_models
+FROM scored_runs
+GROUP BY group_key
+ORDER BY group_key
+"""
+
+METRICS_TOTALS: Final = _WINDOW_RUN_FACTS + _RUN_TOTALS
+EVAL_TOTALS: Final = _EVAL_RUN_FACTS + _RUN_TOTALS
+
+# Why runs were escalated: the reason the run span gives, else the policy that asked for review or
+# escalation, else 'unspecified'.
+_METRICS_ESCALATION_REASONS_TAIL: Final = """
+SELECT
+    group_key,
+    multiIf(outcome_reason != '', outcome_reason, escalating_policy != '', escalating_policy, 'unspecified') AS reason,
+    count() AS runs
+FROM scored_runs
+WHERE outcome = 'escalated'
+GROUP BY group_key, reason
+ORDER BY group_key, runs DESC, reason
+"""
+METRICS_ESCALATION_REASONS: Final = _WINDOW_RUN_FACTS + _METRICS_ESCALATION_REASONS_TAIL
+
+_VIOLATIONS_BY_RULE: Final = """
+SELECT
+    r.group_key AS group_key,
+    s.policy_id AS policy_id,
+    s.attributes['agentledger.policy.rule.id'] AS rule_id,
+    s.policy_decision AS decision,
+    count() AS violations
+FROM run_spans AS s
+INNER JOIN scored_runs AS r ON r.run_id = s.run_id
+WHERE s.entry_type = 'policy_decision' AND s.policy_decision NOT IN ('', 'allow')
+GROUP BY group_key, policy_id, rule_id, decision
+ORDER BY group_key, violations DESC, policy_id, rule_id, decision
+"""
+
+METRICS_VIOLATIONS: Final = _WINDOW_RUN_FACTS + _VIOLATIONS_BY_RULE
+
+# Time to correct: for each downstream write of a run in the window, the time until the first later
+# write to the same system and target by anyone other than that run (a person, another run), or the
+# first `correction` annotation on the run made after the write, whichever came first. Writes never
+# corrected count in `writes` only.
+_METRICS_TIME_TO_CORRECT_TAIL: Final = """,
+agent_writes AS (
+    SELECT w.run_id AS run_id, w.system AS system, w.target AS target, w.ref AS ref,
+           toUnixTimestamp64Nano(w.occurred_at) AS at_ns, r.group_key AS group_key
+    FROM writes AS w
+    INNER JOIN scored_runs AS r ON r.run_id = w.run_id
+    WHERE w.tenant = {tenant:String}
+    LIMIT 1 BY run_id, system, ref, at_ns
+),
+write_corrections AS (
+    SELECT a.run_id AS run_id, a.system AS system, a.ref AS ref, a.at_ns AS at_ns,
+           min(toUnixTimestamp64Nano(l.occurred_at)) AS corrected_ns
+    FROM agent_writes AS a
+    INNER JOIN (SELECT run_id, system, target, occurred_at FROM writes
+                WHERE tenant = {tenant:String} AND target != '') AS l
+        ON l.system = a.system AND l.target = a.target
+    WHERE toUnixTimestamp64Nano(l.occurred_at) > a.at_ns AND l.run_id != a.run_id
+    GROUP BY run_id, system, ref, at_ns
+),
+annotation_corrections AS (
+    SELECT a.run_id AS run_id, a.system AS system, a.ref AS ref, a.at_ns AS at_ns,
+           min(toUnixTimestamp64Nano(n.created_at)) AS corrected_ns
+    FROM agent_writes AS a
+    INNER JOIN (SELECT run_id, created_at FROM annotations
+                WHERE tenant = {tenant:String} AND name = {correction_annotation:String}) AS n
+        ON n.run_id = a.run_id
+    WHERE toUnixTimestamp64Nano(n.created_at) > a.at_ns
+    GROUP BY run_id, system, ref, at_ns
+),
+corrected AS (
+    SELECT a.group_key AS group_key,
+           multiIf(w.corrected_ns > 0 AND (n.corrected_ns = 0 OR w.corrected_ns <= n.corrected_ns), w.corrected_ns,
+                   n.corrected_ns > 0, n.corrected_ns, 0) - a.at_ns AS correct_ns,
+           w.corrected_ns > 0 OR n.corrected_ns > 0 AS was_corrected
+    FROM agent_writes AS a
+    LEFT JOIN write_corrections AS w
+        ON w.run_id = a.run_id AND w.system = a.system AND w.ref = a.ref AND w.at_ns = a.at_ns
+    LEFT JOIN annotation_corrections AS n
+        ON n.run_id = a.run_id AND n.system = a.system AND n.ref = a.ref AND n.at_ns = a.at_ns
+)
+SELECT
+    group_key,
+    count() AS writes,
+    countIf(was_corrected) AS corrected,
+    toInt64(quantileExactIf(0.5)(correct_ns, was_corrected)) AS p50_ns,
+    toInt64(if(countIf(was_corrected) = 0, 0, maxIf(correct_ns, was_corrected))) AS max_ns,
+    if(countIf(was_corrected) = 0, 0, avgIf(correct_ns, was_corrected)) AS mean_ns
+FROM corrected
+GROUP BY group_key
+ORDER BY group_key
+"""
+METRICS_TIME_TO_CORRECT: Final = _WINDOW_RUN_FACTS + _METRICS_TIME_TO_CORRECT_TAIL
+
+# Eval gate: candidate violations (by case, policy and rule) the baseline did not have on that case.
+_EVAL_NEW_VIOLATIONS_TAIL: Final = """
+SELECT count() AS new_violations
+FROM run_spans AS s
+INNER JOIN scored_runs AS r ON r.run_id = s.run_id
+WHERE s.entry_type = 'policy_decision' AND s.policy_decision NOT IN ('', 'allow')
+  AND r.eval_version = {candidate:String}
+  AND (r.eval_case, s.policy_id, s.attributes['agentledger.policy.rule.id']) NOT IN (
+      SELECT r2.eval_case, s2.policy_id, s2.attributes['agentledger.policy.rule.id']
+      FROM run_spans AS s2
+      INNER JOIN scored_runs AS r2 ON r2.run_id = s2.run_id
+      WHERE s2.entry_type = 'policy_decision' AND s2.policy_decision NOT IN ('', 'allow')
+        AND r2.eval_version = {baseline:String}
+  )
+"""
+EVAL_NEW_VIOLATIONS: Final = _EVAL_RUN_FACTS + _EVAL_NEW_VIOLATIONS_TAIL
+
+# Blast radius. The agent's runs come from the run index (its agent is the run's agent); windows are
+# [from + k * window, from + (k + 1) * window), so they line up with the period asked for. The worst
+# window has the most write tool calls, then the most money moved, then the most targets; the earliest
+# wins a tie.
+_AGENT_RUNS: Final = """
+agent_runs AS (
+    SELECT run_id FROM runs WHERE tenant = {tenant:String}
+    GROUP BY run_id HAVING max(agent_id) = {agent:String}
+)
+"""
+
+_BLAST_RADIUS_WORST_WINDOW_TAIL: Final = """,
+write_calls AS (
+    SELECT trace_id, span_id, target,
+           intDiv(toUnixTimestamp64Nano(start_time) - {from_ns:Int64}, {window_ns:Int64}) AS bucket,
+           toFloat64OrZero(attributes[{amount_attribute:String}]) AS amount
+    FROM spans
+    WHERE tenant = {tenant:String} AND run_id IN (SELECT run_id FROM agent_runs)
+      AND entry_type = 'tool_call' AND tool_access = 'write'
+      AND start_time >= fromUnixTimestamp64Nano({from_ns:Int64})
+      AND start_time < fromUnixTimestamp64Nano({to_ns:Int64})
+    LIMIT 1 BY trace_id, span_id
+)
+SELECT
+    bucket,
+    count() AS write_tool_calls,
+    uniqExactIf(target, target != '') AS distinct_targets,
+    sum(amount) AS money_moved
+FROM write_calls
+GROUP BY bucket
+ORDER BY write_tool_calls DESC, money_moved DESC, distinct_targets DESC, bucket ASC
+LIMIT 1
+"""
+BLAST_RADIUS_WORST_WINDOW: Final = "WITH" + _AGENT_RUNS + _BLAST_RADIUS_WORST_WINDOW_TAIL
+
+_BLAST_RADIUS_WRITES_BY_SYSTEM_TAIL: Final = """
+SELECT system, count() AS writes
+FROM (
+    SELECT run_id, toString(system) AS system, ref, occurred_at FROM writes
+    WHERE tenant = {tenant:String} AND run_id IN (SELECT run_id FROM agent_runs)
+      AND occurred_at >= fromUnixTimestamp64Nano({start_ns:Int64})
+      AND occurred_at < fromUnixTimestamp64Nano({end_ns:Int64})
+    LIMIT 1 BY run_id, system, ref, occurred_at
+)
+GROUP BY system
+ORDER BY system
+"""
+BLAST_RADIUS_WRITES_BY_SYSTEM: Final = "WITH" + _AGENT_RUNS + _BLAST_RADIUS_WRITES_BY_SYSTEM_TAIL

@@ -17,6 +17,12 @@ AGENTLEDGER_APPROVAL_DECISION: Final = "agentledger.approval.decision"
 AGENTLEDGER_APPROVAL_REASON: Final = "agentledger.approval.reason"
 # The `gen_ai.tool.call.id` the approval governs.
 AGENTLEDGER_APPROVAL_TOOL_CALL_ID: Final = "agentledger.approval.tool_call.id"
+# Case of the evaluation suite the run executes.
+AGENTLEDGER_EVAL_CASE: Final = "agentledger.eval.case"
+# Evaluation suite (gold set) the run belongs to; set on the run span of evaluation runs.
+AGENTLEDGER_EVAL_SUITE: Final = "agentledger.eval.suite"
+# Version of the system under evaluation (git commit, model, prompt version), compared candidate against baseline by `agentledger gate`.
+AGENTLEDGER_EVAL_VERSION: Final = "agentledger.eval.version"
 # Where the input of this span came from; untrusted provenance reaching a write tool call needs validation or approval.
 AGENTLEDGER_INPUT_PROVENANCE: Final = "agentledger.input.provenance"
 # Reference of the concrete source of the input (ticket key, URL, document id).
@@ -51,6 +57,8 @@ AGENTLEDGER_RUN_AUTONOMY_LEVEL: Final = "agentledger.run.autonomy_level"
 AGENTLEDGER_RUN_CONTENT_CAPTURE: Final = "agentledger.run.content_capture"
 # How the run ended; set on the run span.
 AGENTLEDGER_RUN_OUTCOME: Final = "agentledger.run.outcome"
+# Why the run ended as it did (e.g. why it was escalated); the metrics API groups escalations by it.
+AGENTLEDGER_RUN_OUTCOME_REASON: Final = "agentledger.run.outcome_reason"
 # Short description of the task the run was started for.
 AGENTLEDGER_RUN_TASK: Final = "agentledger.run.task"
 # What the span records, in agentledger's timeline vocabulary.
@@ -59,8 +67,12 @@ AGENTLEDGER_SPAN_TYPE: Final = "agentledger.span.type"
 AGENTLEDGER_TENANT_ID: Final = "agentledger.tenant.id"
 # Whether the tool reads or writes.
 AGENTLEDGER_TOOL_ACCESS: Final = "agentledger.tool.access"
+# Money the tool call moved (refund, transfer, payment), in the account's currency; the blast radius sums it per hour.
+AGENTLEDGER_TOOL_AMOUNT: Final = "agentledger.tool.amount"
 # `sha256:` + hex SHA-256 over RFC 8785 canonical JSON of the tool arguments, kept even when content capture is off.
 AGENTLEDGER_TOOL_ARGUMENTS_HASH: Final = "agentledger.tool.arguments_hash"
+# What the tool or API call cost, in US dollars (paid APIs, compute); added to model cost in cost per successful outcome.
+AGENTLEDGER_TOOL_COST: Final = "agentledger.tool.cost"
 # Provenance labels of the inputs that shaped the arguments (values of `agentledger.input.provenance`).
 AGENTLEDGER_TOOL_INFLUENCED_BY: Final = "agentledger.tool.influenced_by"
 # `sha256:` + hex SHA-256 over RFC 8785 canonical JSON of the tool result, recorded when content capture is `hashes`.

@@ -108,3 +108,26 @@ def test_a_missing_config_file_is_a_sentence(tmp_path: Path) -> None:
         load_settings({"config": tmp_path / "nope.yaml"}, environ={})
 
     assert str(error.value) == f"cannot read config file {tmp_path / 'nope.yaml'}: No such file or directory"
+
+
+def test_metrics_pricing_and_ceilings_are_read_from_the_api_section(tmp_path: Path) -> None:
+    path = _write(tmp_path, "api:\n  metrics:\n    pricing:\n"
+                            "      gpt-a: {input_per_million: 0.4, output_per_million: 1.6}\n"
+                            "    review_cost_per_hour: 60\n"
+                            "    blast_radius: {ceilings: {'*': {money_moved: 500}}}\n")  # fmt: skip
+
+    metrics = load_settings({"config": path}, environ={}).api.metrics
+
+    assert metrics.price_arrays() == (["gpt-a"], [0.4], [1.6])
+    assert metrics.review_cost_per_hour == 60.0
+    ceiling = metrics.blast_radius.ceiling_for("any-agent")
+    assert ceiling is not None and ceiling.money_moved == 500.0
+
+
+def test_a_negative_price_is_refused_naming_the_key(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path, "api:\n  metrics:\n    pricing:\n      gpt-a: {input_per_million: -1, output_per_million: 1}\n"
+    )
+
+    with pytest.raises(ConfigError, match=r"^api\.metrics\.pricing\.gpt-a\.input_per_million: "):
+        load_settings({"config": path}, environ={})

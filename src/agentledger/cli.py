@@ -1,5 +1,5 @@
 """The `agentledger` command: up, migrate, demo, timeline, verify, export, keygen, keys, credentials,
-  import-writes, phoenix-sync.
+  import-writes, phoenix-sync, gate.
 
 While `up` runs it owns the embedded data folder, so the other commands talk to it over HTTP.
 Exit codes: 0 success, 1 the thing asked for was not found or failed, 2 bad input or unreachable service.
@@ -23,6 +23,7 @@ from agentledger import __version__
 from agentledger.collector.config import ConfigError
 from agentledger.credentials import CredentialsError, add_credential
 from agentledger.demo import DemoError, send_demo
+from agentledger.gate import GateBudgets, GateError, fetch_comparison, judge, load_budgets, open_api
 from agentledger.ingest.clickhouse import StorageUnavailable, connect
 from agentledger.ingest.migrations import MigrationError, migrate
 from agentledger.query_api.auth import ROLES
@@ -172,6 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=ROLES, help="responder (read), reviewer (+annotate), admin")
     create.add_argument("--id", required=True, dest="key_id", help="a name for the key (logs, annotations)")
     create.add_argument("--file", type=Path, help=f"keys file to append to (env {ENV_API_KEYS_FILE})")
+    gate = commands.add_parser(
+        "gate", help="compare an eval suite's candidate runs with the baseline's; exit 1 when a budget is exceeded"
+    )
+    gate.add_argument("--suite", required=True, help="agentledger.eval.suite of the runs")
+    gate.add_argument("--baseline", required=True, help="agentledger.eval.version of the baseline runs")
+    gate.add_argument("--candidate", required=True, help="agentledger.eval.version of the candidate runs")
+    gate.add_argument("--budgets", type=Path, help="YAML file with a `budgets:` mapping (flags override it)")
+    gate.add_argument("--max-success-rate-drop", type=float, help="percentage points (default 1)")
+    gate.add_argument("--max-new-policy-violations", type=int, help="violations new on a case (default 0)")
+    gate.add_argument("--max-cost-per-success-increase", type=float, help="percent (default 7)")
+    gate.add_argument("--max-p95-latency-increase", type=float, help="percent (default 10)")
+    gate.add_argument("--junit", type=Path, help="also write the checks as JUnit XML here")
+    gate.add_argument("--markdown", type=Path, help="also write the report as Markdown here")
+    gate.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
     return parser
 
 
@@ -417,6 +432,29 @@ def _detail(response: httpx.Response) -> str:
         return response.text[:200]
 
 
+def _cmd_gate(args: argparse.Namespace) -> int:
+    overrides = {name: getattr(args, name) for name in GateBudgets.model_fields}
+    try:
+        budgets = load_budgets(args.budgets, overrides)
+    except ConfigError as error:
+        raise CliError(str(error)) from error
+    api = _env_url(args.api_url, ENV_API_URL, f"http://127.0.0.1:{DEFAULT_API_PORT}")
+    with open_api(api, _auth_headers()) as http:
+        try:
+            comparison = fetch_comparison(http, args.suite, args.baseline, args.candidate)
+        except GateError as error:
+            raise CliError(str(error), EXIT_FAILED if error.not_found else EXIT_USAGE) from error
+    report = judge(comparison, budgets)
+    print(report.text())
+    for path, content in ((args.junit, report.junit_xml), (args.markdown, report.markdown)):
+        if path is not None:
+            try:
+                path.write_text(content(), encoding="utf-8")
+            except OSError as error:
+                raise CliError(f"cannot write {path}: {error.strerror}") from error
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
 def _cmd_credentials(args: argparse.Namespace) -> int:
     try:
         token = add_credential(args.file, args.id, args.tenant, args.role, args.agent_id)
@@ -439,6 +477,7 @@ _COMMANDS = {
     "credentials": _cmd_credentials,
     "import-writes": _cmd_import_writes,
     "keys": _cmd_keys,
+    "gate": _cmd_gate,
 }
 
 

@@ -27,6 +27,7 @@ from agentledger.emitter import (
     retrieval,
     tool_call,
 )
+from agentledger.schema import conventions as conv
 from agentledger.schema.conventions import (
     ApprovalDecisionValues,
     InputProvenanceValues,
@@ -92,6 +93,14 @@ class DemoRun:
     incident: str = ""
 
 
+# The workflow each demo agent runs (gen_ai.workflow.name), so the metrics API can group by workflow.
+DEMO_WORKFLOWS: Final = {
+    "refund-agent": "support-refunds",
+    "coding-agent": "code-changes",
+    "invoice-reconciler": "invoice-reconciliation",
+}
+
+
 @dataclass
 class DemoWorld:
     """What the demo agents share: where spans go, and the writes the downstream systems saw."""
@@ -111,6 +120,7 @@ class DemoWorld:
             autonomy=autonomy,
             capture=ContentCapture.FULL,
             tracer_provider=self.tracer_provider,
+            workflow=DEMO_WORKFLOWS.get(agent_name, ""),
         )
 
 
@@ -229,6 +239,8 @@ def _issue_refund(
         call_id=call_id,
         influenced_by=influenced_by,
     ) as call:
+        # The money this call moves: what the blast radius sums per hour.
+        call.span.set_attribute(conv.AGENTLEDGER_TOOL_AMOUNT, amount)
         _write(
             world,
             "stripe",
@@ -305,6 +317,7 @@ def refund_approved(world: DemoWorld) -> None:
             call_id=call_id,
             influenced_by=[USER],
         ) as call:
+            call.span.set_attribute(conv.AGENTLEDGER_TOOL_AMOUNT, ticket.amount)
             _write(
                 world,
                 "stripe",

@@ -174,6 +174,7 @@ def _api_config(settings: Settings, api_keys: CredentialStore | None) -> QueryAp
         jira_run_id_field=settings.api.jira_run_id_field,
         audit_public_key_pem=audit_public_key(settings),
         phoenix=phoenix_connection(settings),
+        metrics=settings.api.metrics,
     )
 
 

@@ -26,6 +26,7 @@ from agentledger.collector.config import (
 )
 from agentledger.collector.config_file import DEFAULT_COMPONENTS, CollectorConfig, parse_collector_config
 from agentledger.ingest.clickhouse import chdb_dsn
+from agentledger.query_api.metrics_config import MetricsConfig
 
 ENV_CONFIG: Final = "AGENTLEDGER_CONFIG"
 ENV_DATA_DIR: Final = "AGENTLEDGER_DATA_DIR"
@@ -76,6 +77,8 @@ class ApiConfig(EndpointConfig):
     jira_webhook_secret: str = ""
     # The Jira custom field holding the agent run id.
     jira_run_id_field: str = Field(DEFAULT_JIRA_RUN_ID_FIELD, min_length=1)
+    # Prices, review cost and blast-radius ceilings of the metrics API.
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
 @dataclass(frozen=True)

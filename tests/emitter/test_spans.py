@@ -16,6 +16,7 @@ from agentledger.emitter import (
     ContentCapture,
     Document,
     EmitterError,
+    EvalCase,
     JsonValue,
     agent_run,
     approval,
@@ -119,6 +120,22 @@ def test_run_span_attributes_and_a_generated_time_ordered_run_id(recorder: Recor
         conv.OPENINFERENCE_SPAN_KIND: "AGENT",
         conv.AGENTLEDGER_RUN_OUTCOME: "escalated",
     }
+
+
+def test_an_eval_run_carries_its_suite_case_version_workflow_and_outcome_reason(recorder: Recorder) -> None:
+    case = EvalCase(suite="refunds-gold", case="case-0042", version="git:3f2a9c1")
+    with agent_run("refund-agent-1", workflow="support-refunds", eval_case=case,
+                   tracer_provider=recorder.provider) as run:  # fmt: skip
+        run.set_outcome(conv.RunOutcomeValues.ESCALATED, reason="refund above limit")
+
+    attributes = dict(recorder.spans()[0].attributes or {})
+    assert {key: attributes[key] for key in attributes if key.startswith(("agentledger.eval.", "gen_ai.workflow"))} == {
+        conv.AGENTLEDGER_EVAL_SUITE: "refunds-gold",
+        conv.AGENTLEDGER_EVAL_CASE: "case-0042",
+        conv.AGENTLEDGER_EVAL_VERSION: "git:3f2a9c1",
+        conv.GEN_AI_WORKFLOW_NAME: "support-refunds",
+    }
+    assert attributes[conv.AGENTLEDGER_RUN_OUTCOME_REASON] == "refund above limit"
 
 
 def test_a_run_that_raises_ends_as_failure_and_the_error_propagates(recorder: Recorder) -> None:
