@@ -210,6 +210,13 @@ def load_timeline(
         entry.findings = failed.get(entry.span_id, [])
     entries.extend(_write_entry(item, failed.get("write:" + item.write.ref, [])) for item in linked)
     entries.sort(key=lambda e: (e.start_unix_nano, e.type == "write"))
+    # The run index is filled by a materialized view whose part may become visible a moment after the
+    # spans' own; what the spans just read say wins, so a timeline never shows a stale outcome or trace list.
+    outcomes = [e.details["outcome"] for e in entries if e.type == "run" and e.details.get("outcome")]
+    traces = sorted(set(summary.trace_ids) | {e.trace_id for e in entries if e.trace_id and e.type != "write"})
+    summary = summary.model_copy(
+        update={"outcome": str(outcomes[-1]) if outcomes else summary.outcome, "trace_ids": traces}
+    )
     return Timeline(run=summary, entries=entries, writes=linked, audit=audit)
 
 
