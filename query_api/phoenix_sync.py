@@ -19,7 +19,8 @@ from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel, Field
 
 from agentledger.query_api import queries
-from agentledger.query_api.models import Verification
+from agentledger.query_api.models import Audit, Verification
+from agentledger.query_api.timeline import load_audit
 from agentledger.query_api.verify import verify_run
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ SOURCE: Final = "phoenix"
 PUSH_IDENTIFIER: Final = "agentledger.verify"
 VERIFICATION_NAME: Final = "agentledger.verification"
 INTEGRITY_NAME: Final = "agentledger.integrity"
+AUDIT_NAME: Final = "agentledger.audit"
 _SPAN_IDS_PER_REQUEST: Final = 100
 _PAGE_LIMIT: Final = 1000
 # Verification statuses that mean the record can be trusted (pruned: only retention or recorded deletions).
@@ -192,6 +194,9 @@ class PhoenixSync:
             if verification is None or not anchor:
                 continue
             annotations = findings_annotations(verification, anchor[0]["span_id"])
+            audited = load_audit(self._client, self._tenant, run_id)
+            if audited is not None:
+                annotations += audit_annotations(audited[2], anchor[0]["span_id"])
             fingerprint = repr(annotations)
             if self._pushed.get(run_id) == fingerprint:
                 continue
@@ -205,6 +210,23 @@ class PhoenixSync:
             self._pushed[run_id] = fingerprint
             pushed += len(annotations)
         return len(run_ids), pushed, failures
+
+
+def audit_annotations(audit: Audit, anchor_span_id: str) -> list[dict[str, Any]]:
+    """Each audit finding (write without approval, untrusted influence, ...) as a CODE annotation on the tool
+    call it concerns, or on the run span for a write no tool call accounts for."""
+    return [
+        {
+            "span_id": finding.span_id or anchor_span_id,
+            "name": AUDIT_NAME,
+            "annotator_kind": "CODE",
+            # One annotation per check and span: Phoenix upserts by (span, name, identifier).
+            "identifier": f"{PUSH_IDENTIFIER}.audit.{finding.check}",
+            "result": {"label": finding.check, "score": 0.0, "explanation": finding.message},
+            "metadata": {"run_id": audit.run_id, "severity": finding.severity, "write_ref": finding.write_ref},
+        }
+        for finding in audit.findings
+    ]
 
 
 def findings_annotations(verification: Verification, anchor_span_id: str) -> list[dict[str, Any]]:

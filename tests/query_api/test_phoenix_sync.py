@@ -79,13 +79,15 @@ def test_reviewers_annotations_reach_the_timeline_once_and_findings_reach_phoeni
         annotate(phoenix.url, spans["chat gpt-4.1-mini"], "hallucination", "LLM", "factual", 1.0, "grounded")
 
         assert sync_cli(service.api_url) == (
-            "pulled 2 annotation(s) from Phoenix (0 unchanged); verified 1 run(s), pushed 1 finding annotation(s)"
+            "pulled 2 annotation(s) from Phoenix (0 unchanged); verified 1 run(s), pushed 2 finding annotation(s)"
         )
         first = httpx.get(f"{service.api_url}/v1/runs/{run_id}/timeline", timeout=10).json()
         again = httpx.post(f"{service.api_url}/v1/phoenix/sync", timeout=60).json()
         second = httpx.get(f"{service.api_url}/v1/runs/{run_id}/timeline", timeout=10).json()
         run_span_annotations = phoenix_annotations(phoenix.url, project, spans["invoke_agent refund-agent"])
         links = httpx.get(f"{service.api_url}/v1/runs/{run_id}/verify", timeout=10).json()["links"]
+        audit = httpx.get(f"{service.api_url}/v1/runs/{run_id}/audit", timeout=10).json()
+        tool_annotations = phoenix_annotations(phoenix.url, project, spans["execute_tool issue_refund"])
     finally:
         service.stop()
 
@@ -103,6 +105,16 @@ def test_reviewers_annotations_reach_the_timeline_once_and_findings_reach_phoeni
     assert sum(len(entry["annotations"]) for entry in first["entries"]) == 2
     for entry in first["entries"]:
         assert entry["phoenix_url"] == f"{phoenix.url}/redirects/spans/{entry['span_id']}"
+
+    # The audit's finding (no downstream system confirmed the refund) is on the tool call in Phoenix too.
+    assert [(f["check"], f["span_id"]) for f in audit["findings"]] == [
+        ("unconfirmed_write_call", spans["execute_tool issue_refund"])
+    ]
+    [pushed_finding] = [a for a in tool_annotations if a["name"] == "agentledger.audit"]
+    assert (pushed_finding["annotator_kind"], pushed_finding["result"]["label"], pushed_finding["result"]["score"]) == (
+        "CODE", "unconfirmed_write_call", 0.0,
+    )  # fmt: skip
+    assert pushed_finding["result"]["explanation"] == audit["findings"][0]["message"]
 
     [verification] = run_span_annotations
     assert (verification["name"], verification["annotator_kind"], verification["identifier"]) == (

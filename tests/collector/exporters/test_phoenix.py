@@ -117,3 +117,46 @@ def test_phoenix_down_leaves_clickhouse_ingesting_and_catches_up(phoenix: Runnin
         if phoenix.process is None:
             phoenix.start()
         service.stop()
+
+
+PLANTED = {
+    "email": "jane.doe@example.com",
+    "phone": "+44 20 7946 0958",
+    "card": "4111 1111 1111 1111",
+    "iban": "DE89 3704 0044 0532 0130 00",
+    "secret": "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+}
+
+
+def test_phoenix_sees_only_redacted_content(phoenix: RunningPhoenix, tmp_path: Path) -> None:
+    from agentledger.emitter import ContentCapture, Document, agent_run, prompt, retrieval, tool_call
+    from agentledger.schema.conventions import InputProvenanceValues as From
+    from agentledger.schema.conventions import ToolAccessValues as Access
+    from tests.conftest import sdk_tracer_provider
+
+    run_id = "run_phoenix_pii_0001"
+    config = phoenix_config(tmp_path, phoenix.url, "pii-test")
+    service = start_service(tmp_path / "data", "--config", str(config))
+    text = "Customer {email}, phone {phone}, card {card}, IBAN {iban}, key {secret}".format(**PLANTED)
+    try:
+        provider = sdk_tracer_provider(service.collector_url, service_name="refund-agent")
+        with agent_run("refund-agent-1", run_id=run_id, capture=ContentCapture.FULL, tracer_provider=provider):
+            with retrieval("zendesk", provenance=From.USER_PROVIDED, documents=[Document("SUP-1", text, 1.0)]):
+                pass
+            with prompt("gpt-4.1-mini", [{"role": "user", "content": text}], context={"t": text}) as call:
+                call.record_response([{"role": "assistant", "content": f"Emailing {PLANTED['email']}"}])
+            with tool_call("send_email", access=Access.WRITE, arguments={"to": PLANTED["email"], "body": text}):
+                pass
+        provider.shutdown()
+        trace_id = wait_for_timeline(service.api_url, run_id, 4)["entries"][0]["trace_id"]
+        spans = wait_for_phoenix_spans(phoenix.url, "pii-test", trace_id, 4)
+    finally:
+        service.stop()
+
+    everything = json.dumps(spans)
+    for kind, value in PLANTED.items():
+        assert value not in everything, f"{kind} reached Phoenix"
+    assert "[EMAIL]" in everything and "[CARD]" in everything
+    # The context hash was computed by the agent before redaction and passes through unchanged.
+    llm = by_name(spans)["chat gpt-4.1-mini"]["attributes"]
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", llm["metadata.context_hash"])
