@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,18 +26,11 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_spans import request_bodies
+from harness import exported_spans, free_port, phoenix_span_count, wait_http
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -49,18 +41,6 @@ def cpu_seconds(pid: int) -> float:
 def peak_rss_mib(pid: int) -> float:
     match = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(match.group(1)) / 1024 if match else float("nan")
-
-
-def wait_http(url: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {timeout}s")
 
 
 def send_all(
@@ -110,12 +90,6 @@ class Result:
     peak_rss_mib: float
 
 
-def exported(metrics_url: str) -> int:
-    text = httpx.get(metrics_url, timeout=10).text
-    match = re.search(r'agentledger_spans_exported_total\{exporter="clickhouse"\} (\d+)', text)
-    return int(match.group(1)) if match else 0
-
-
 def run_agentledger(
     bodies: list[tuple[int, bytes]], senders: int, fsync: str, batch_max_spans: int, profile: bool
 ) -> Result:
@@ -143,8 +117,7 @@ def run_agentledger(
         began = time.perf_counter()
         accepted, send_seconds = send_all(http_port, "/v1/traces", bodies, senders,
                                           {"Content-Type": "application/x-protobuf"})  # fmt: skip
-        metrics_url = f"http://127.0.0.1:{http_port}/metrics"
-        while exported(metrics_url) < accepted:
+        while exported_spans(f"http://127.0.0.1:{http_port}") < accepted:
             time.sleep(0.02)
         stored_seconds = time.perf_counter() - began
         cpu = cpu_seconds(process.pid) - cpu_before
@@ -193,7 +166,7 @@ def run_phoenix(phoenix_bin: str, bodies: list[tuple[int, bytes]], senders: int)
         began = time.perf_counter()
         accepted, send_seconds = send_all(port, "/v1/traces", bodies, senders,
                                           {"Content-Type": "application/x-protobuf"})  # fmt: skip
-        while phoenix_span_count(port) < accepted:
+        while phoenix_span_count(f"http://127.0.0.1:{port}") < accepted:
             time.sleep(0.5)
         stored_seconds = time.perf_counter() - began
         cpu = cpu_seconds(process.pid) - cpu_before
@@ -206,24 +179,6 @@ def run_phoenix(phoenix_bin: str, bodies: list[tuple[int, bytes]], senders: int)
         except subprocess.TimeoutExpired:
             process.kill()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def phoenix_span_count(port: int) -> int:
-    """Spans Phoenix can return from its REST API (paginated)."""
-    count, cursor = 0, None
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-        while True:
-            params: dict[str, str | int] = {"limit": 1000}
-            if cursor:
-                params["cursor"] = cursor
-            response = client.get("/v1/projects/default/spans", params=params)
-            if response.status_code != 200:
-                return count
-            body = response.json()
-            count += len(body.get("data", []))
-            cursor = body.get("next_cursor")
-            if not cursor:
-                return count
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,46 +24,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_spans import request_bodies
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {timeout} s")
-
-
-def phoenix_count(phoenix_url: str, project: str) -> int:
-    """Spans Phoenix has stored in a project (its GraphQL project record count)."""
-    response = httpx.post(
-        f"{phoenix_url}/graphql",
-        json={"query": "{ projects { edges { node { name recordCount } } } }"},
-        timeout=30,
-    )
-    for edge in response.json()["data"]["projects"]["edges"]:
-        if edge["node"]["name"] == project:
-            return int(edge["node"]["recordCount"])
-    return 0
-
-
-def exported_to(collector_url: str, exporter: str) -> int:
-    metrics = httpx.get(f"{collector_url}/metrics", timeout=10).text
-    prefix = f'agentledger_spans_exported_total{{exporter="{exporter}"}} '
-    for line in metrics.splitlines():
-        if line.startswith(prefix):
-            return int(float(line[len(prefix) :]))
-    return 0
+from harness import exported_spans as exported_to
+from harness import free_port, wait_http
+from harness import phoenix_span_count as phoenix_count
 
 
 def send(url: str, bodies: list[tuple[int, bytes]], headers: dict[str, str]) -> int:

@@ -1,0 +1,50 @@
+"""What the benchmarks share: free ports, waiting for a server, and counting stored spans in agentledger
+(its /metrics) and in Phoenix (its GraphQL project record count, one request however many spans)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {timeout} s")
+
+
+def exported_spans(collector_url: str, exporter: str = "clickhouse") -> int:
+    """Spans the collector's exporter has delivered (stored, hence queryable)."""
+    metrics = httpx.get(f"{collector_url}/metrics", timeout=10).text
+    prefix = f'agentledger_spans_exported_total{{exporter="{exporter}"}} '
+    for line in metrics.splitlines():
+        if line.startswith(prefix):
+            return int(float(line[len(prefix) :]))
+    return 0
+
+
+def phoenix_span_count(phoenix_url: str, project: str = "default") -> int:
+    """Spans Phoenix has stored in a project."""
+    response = httpx.post(
+        f"{phoenix_url}/graphql",
+        json={"query": "{ projects { edges { node { name recordCount } } } }"},
+        timeout=30,
+    )
+    for edge in response.json()["data"]["projects"]["edges"]:
+        if edge["node"]["name"] == project:
+            return int(edge["node"]["recordCount"])
+    return 0
