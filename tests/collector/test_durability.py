@@ -14,10 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.testclient import TestClient
 
 from agentledger.collector.config import ClickHouseExporterConfig, HttpProtocolConfig, RetryConfig, SpoolConfig
@@ -25,21 +21,9 @@ from agentledger.collector.config_file import CollectorConfig
 from agentledger.collector.pipeline import build_pipeline
 from agentledger.collector.receivers.otlp_http import create_otlp_http_app
 from agentledger.collector.telemetry import CollectorTelemetry
-from agentledger.schema import conventions as conv
-from tests.conftest import otlp_ingest, start_service
+from tests.conftest import otlp_ingest, otlp_request_body, start_service
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
-
-
-def _request_body(run_id: str, spans: int) -> bytes:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("tests")
-    for index in range(spans):
-        tracer.start_span(f"s{index}", attributes={conv.AGENT_RUN_ID: run_id, "payload": "x" * 200}).end()
-    finished: list[ReadableSpan] = list(exporter.get_finished_spans())
-    return bytes(encode_spans(finished).SerializeToString())
 
 
 def _wait(condition: object, timeout: float = 30.0) -> None:
@@ -66,7 +50,7 @@ def test_storage_outage_spool_grows_then_429_then_everything_arrives_once(client
         client.command("RENAME TABLE spans TO spans_offline")  # ClickHouse cannot take inserts now
         statuses = []
         for _ in range(200):
-            response = http.post("/v1/traces", content=_request_body("run_outage", 50), headers=PROTOBUF)
+            response = http.post("/v1/traces", content=otlp_request_body("run_outage", 50), headers=PROTOBUF)
             statuses.append(response.status_code)
             if response.status_code == 429:
                 assert response.headers["retry-after"] == "5"
@@ -122,7 +106,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_span_and_duplicates_none(tmp_p
                     return
                 run_id = f"run_kill_{index}"
                 try:
-                    response = http.post(f"{service.collector_url}/v1/traces", content=_request_body(run_id, 40),
+                    response = http.post(f"{service.collector_url}/v1/traces", content=otlp_request_body(run_id, 40),
                                          headers=PROTOBUF)  # fmt: skip
                 except httpx.HTTPError:
                     return  # the collector died mid-request: that request was never acknowledged
@@ -185,7 +169,7 @@ def test_a_dead_exporter_stalls_nothing_and_keeps_its_backlog(client: Client, tm
     try:
         for index in range(5):
             assert (
-                http.post("/v1/traces", content=_request_body(f"run_fan_{index}", 20), headers=PROTOBUF).status_code
+                http.post("/v1/traces", content=otlp_request_body(f"run_fan_{index}", 20), headers=PROTOBUF).status_code
                 == 200
             )
         _wait(lambda: int(client.command("SELECT count() FROM spans")) == 100)
