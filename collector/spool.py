@@ -4,7 +4,7 @@ A batch is acknowledged once its record is wholly in a segment file (and fsynced
 drains the log at its own pace from its own cursor, so a slow or dead exporter never stalls the others,
 and after a crash (kill -9 included) every exporter resumes from its last committed position.
 
-Layout: segments/<id>.seg hold records (format v2, see _V2_HEADER; segments written by format v1,
+Layout: segments/<id>.seg hold records (format v2, see SYNC_MAGIC; segments written by format v1,
 `b"ALS1" | u32 length | u32 crc32 | payload`, are still read); the payload is an Arrow IPC stream.
 cursors/<consumer>.cursor hold the committed position and the planned next batch (see ExportCursor);
 quarantine/ receives a copy of every damaged record (`<segment>.<offset>.damaged`), of every torn,
@@ -141,7 +141,9 @@ class _RecordFormat:
             length = self.payload_length(data[offset : offset + self.header_size])
             if length is not None:
                 candidate = offset + self.header_size + length
-                if candidate == len(data) or (candidate < len(data) and self._starts_record(data, candidate)):
+                if candidate >= len(data):
+                    return len(data)  # the file ends inside this record: all of it is this record's
+                if self._starts_record(data, candidate):
                     return candidate
         position = data.find(self.marker, offset + 1)
         while position != -1:
@@ -149,6 +151,15 @@ class _RecordFormat:
                 return position
             position = data.find(self.marker, position + 1)
         return len(data)
+
+    def is_torn(self, tail: bytes) -> bool:
+        """Whether a bad record that runs to the end of the file is what a crash mid-append leaves: the file
+        ends inside its header or its declared payload, or in bytes allocated but never written (zeros).
+        A complete record failing its checksum is damage, wherever it is."""
+        if len(tail) < self.header_size or not tail.strip(b"\0"):
+            return True
+        length = self.payload_length(tail[: self.header_size])
+        return length is not None and self.header_size + length > len(tail)
 
     def _starts_record(self, data: bytes, offset: int) -> bool:
         if self.version == 2:  # the header's own checksum is enough; its payload is checked when read
@@ -225,6 +236,7 @@ class Spool:
         self._active_file: int | None = None
         self._last_sync_time = 0.0
         self._consumers: dict[str, ExportCursor] = {}
+        self._quarantine_lock = threading.Lock()  # exporters reading the same damage count it once
         self._quarantined: set[tuple[int, int]] = set()
         # Whole files set aside (not segments); damaged records are counted by kind below.
         self.quarantined_segments = 0
@@ -255,18 +267,17 @@ class Spool:
 
     def _check_segment(self, segment_id: int, path: Path, newest: bool) -> tuple[_RecordFormat, int]:
         """Quarantines copies of the segment's damaged records (they stay in place and are skipped when
-        read); returns its format and length. Only in the newest segment is a bad final record a torn
-        write of a crash, never acknowledged: it is cut (after a copy to quarantine)."""
+        read); returns its format and length. Only in the newest segment may a bad final record be the torn
+        write of a crash, never acknowledged (see is_torn): it is cut, after a copy to quarantine."""
         data = path.read_bytes()
         record_format = _format_of(data)
         extents = _scan(data, record_format)
-        for extent in extents:
-            if extent.valid:
-                continue
-            torn = newest and extent.end == len(data)
-            kind: QuarantineKind = "torn_tail" if torn else "damaged"
-            self._quarantine_extent(segment_id, path, extent.start, data[extent.start : extent.end], kind)
-        if newest and extents and not extents[-1].valid:
+        torn = bool(newest and extents and not extents[-1].valid and record_format.is_torn(data[extents[-1].start :]))
+        for index, extent in enumerate(extents):
+            if not extent.valid:
+                kind: QuarantineKind = "torn_tail" if torn and index == len(extents) - 1 else "damaged"
+                self._quarantine_extent(segment_id, path, extent.start, data[extent.start : extent.end], kind)
+        if torn:
             cut = extents[-1].start
             with path.open("r+b") as handle:
                 handle.truncate(cut)
@@ -278,21 +289,22 @@ class Spool:
         """Copies the bytes to quarantine, counts them and logs one line, once per record (across restarts
         too: the copy's name is its segment and offset)."""
         target = self._quarantine_dir / f"{path.stem}.{offset:012d}.{kind}"
-        if (segment_id, offset) in self._quarantined:
-            return
-        self._quarantined.add((segment_id, offset))
-        if target.exists() and target.stat().st_size == len(data):
-            return  # set aside and counted by an earlier run
-        copied = f"copied to {target}"
-        try:
-            with target.open("wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as error:
-            copied = f"could not copy it to quarantine: {error.strerror}"
-        self.quarantined_records[kind] += 1
-        self.quarantined_bytes[kind] += len(data)
+        with self._quarantine_lock:
+            if (segment_id, offset) in self._quarantined:
+                return
+            self._quarantined.add((segment_id, offset))
+            if target.exists() and target.stat().st_size == len(data):
+                return  # set aside and counted by an earlier run
+            copied = f"copied to {target}"
+            try:
+                with target.open("wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as error:
+                copied = f"could not copy it to quarantine: {error.strerror}"
+            self.quarantined_records[kind] += 1
+            self.quarantined_bytes[kind] += len(data)
         if self._telemetry is not None:
             self._telemetry.add("agentledger_spool_quarantined_records_total", 1, ("reason", kind))
             self._telemetry.add("agentledger_spool_quarantined_bytes_total", len(data), ("reason", kind))
@@ -444,7 +456,7 @@ class Spool:
             raise SpoolError(f"cannot create a spool segment: {error.strerror or error}") from error
         previous, previous_file = self._active, self._active_file
         if previous is not None and previous_file is not None:
-            if not previous.sealed and previous.size > previous.durable:
+            if not previous.sealed:  # also under fsync `interval`: the window's records get their fsync
                 try:
                     os.fsync(previous_file)
                     previous.durable = previous.size

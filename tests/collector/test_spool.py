@@ -172,6 +172,8 @@ def _counts(spool: Spool, telemetry: CollectorTelemetry) -> tuple[int, int, floa
         ("last record of the first segment, its length", 3, 13),
         ("first record of the newest segment", 7, 13),
         ("middle record of the newest segment", 8, 100),
+        ("last record of the newest segment, whole but failing its checksum", 9, 100),
+        ("last record of the newest segment, its header checksum", 9, 21),
     ],
 )
 def test_a_damaged_record_alone_is_lost_quarantined_and_counted(
@@ -217,6 +219,21 @@ def test_a_torn_tail_of_the_newest_segment_is_cut_copied_and_counted_apart(tmp_p
     assert _counts(recovered, telemetry) == (0, 1, 0, 1)
     recovered.append(numbered_batch(10))
     assert spool_numbers(recovered) == [1, 2, 3, 4, 5, 6, 7, 8, 10]
+
+
+def test_a_zero_filled_tail_of_the_newest_segment_is_torn(tmp_path: Path) -> None:
+    """After a crash some file systems keep the new file size but not the data: zeros."""
+    layout = build_spool(tmp_path, NINE)
+    newest = layout[-1]
+    data = newest.segment.read_bytes()
+    newest.segment.write_bytes(data[: newest.start] + bytes(newest.end - newest.start))
+    telemetry = CollectorTelemetry()
+
+    recovered = Spool(tmp_path, SpoolConfig(), telemetry)
+
+    assert spool_numbers(recovered) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert _counts(recovered, telemetry) == (0, 1, 0, 1)
+    assert newest.segment.stat().st_size == newest.start
 
 
 def test_a_truncated_last_record_of_an_older_segment_is_damage_not_a_torn_tail(tmp_path: Path) -> None:
