@@ -180,3 +180,48 @@ def test_a_dead_exporter_stalls_nothing_and_keeps_its_backlog(client: Client, tm
     assert spool.cursor("clickhouse").committed == spool.end()
     assert spool.cursor("archive").committed < spool.end()  # its backlog waits for it, on disk
     assert telemetry.value("agentledger_export_failures_total", ("exporter", "archive")) >= 3
+
+
+@pytest.mark.parametrize(
+    ("damaged_request", "byte", "where"),
+    [(4, 13, "length field of the last record of an older segment"), (1, 13, "length field of a middle record"),
+     (7, 100, "payload byte in the newest segment"), (9, 100, "last record of the newest segment, whole")],
+)  # fmt: skip
+def test_a_damaged_record_loses_only_its_own_spans_end_to_end(
+    client: Client, tmp_path: Path, damaged_request: int, byte: int, where: str
+) -> None:
+    """Ten acknowledged requests of ten spans in two segments, written while storage is down; one record
+    is damaged on disk before the restart. Exactly that request's ten spans are lost, and counted."""
+    config = CollectorConfig(spool=SpoolConfig(directory=tmp_path / "spool"))
+    records: list[tuple[Path, int, int]] = []
+    for first in (0, 5):  # storage down: no export workers started; each start opens a new segment
+        pipeline = build_pipeline(config, client, CollectorTelemetry(), None)
+        assert pipeline.spool is not None
+        http = TestClient(create_otlp_http_app(HttpProtocolConfig(), otlp_ingest(pipeline)))
+        for index in range(first, first + 5):
+            start = pipeline.spool.end()
+            response = http.post("/v1/traces", content=otlp_request_body(f"run_{index}", 10), headers=PROTOBUF)
+            assert response.status_code == 200
+            end = pipeline.spool.end()
+            records.append((tmp_path / "spool" / "segments" / f"{end.segment:012d}.seg", start.offset, end.offset))
+        pipeline.spool.close()
+    segment, start, end = records[damaged_request]
+    data = bytearray(segment.read_bytes())
+    data[start + byte] ^= 0xFF
+    segment.write_bytes(bytes(data))
+
+    telemetry = CollectorTelemetry()
+    pipeline = build_pipeline(config, client, telemetry, None)
+    pipeline.start()
+    try:
+        _wait(lambda: pipeline.spool is not None and pipeline.spool.pending_bytes() == 0)
+    finally:
+        pipeline.shutdown(drain_seconds=5)
+
+    stored = dict(client.query("SELECT run_id, count() FROM spans GROUP BY run_id").result_rows)
+    assert stored == {f"run_{index}": 10 for index in range(10) if index != damaged_request}, where
+    assert telemetry.value("agentledger_spool_quarantined_records_total", ("reason", "damaged")) == 1
+    assert telemetry.value("agentledger_spool_quarantined_bytes_total", ("reason", "damaged")) == end - start
+    quarantined = {p.name: p.read_bytes() for p in (tmp_path / "spool" / "quarantine").iterdir()}
+    assert quarantined == {f"{segment.stem}.{start:012d}.damaged": bytes(data[start:end])}
+    assert 'agentledger_spool_quarantined_records_total{reason="damaged"} 1' in telemetry.render_prometheus()
