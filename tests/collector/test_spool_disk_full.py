@@ -141,7 +141,8 @@ def test_a_full_disk_answers_503_then_takes_spans_again_and_stores_each_acknowle
     assert result["rows"] == result["distinct"] == len(sender.acknowledged) * SPANS_PER_REQUEST
     assert result["quarantined"] == {"damaged": 0, "torn_tail": 0}
     print(
-        f"\nfull disk: acknowledged {len(sender.acknowledged)} requests, refused {len(sender.refused)} (503);"
+        f"\nfull disk: acknowledged {len(sender.acknowledged)} requests ({acknowledged_while_down} while storage was"
+        f" down), refused {len(sender.refused)} (503);"
         f" stored {result['rows']} spans of {len(sender.acknowledged) * SPANS_PER_REQUEST} acknowledged"
     )
 
