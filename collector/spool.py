@@ -226,8 +226,6 @@ class Spool:
         self._segments_dir = directory / "segments"
         self._cursors_dir = directory / "cursors"
         self._quarantine_dir = directory / "quarantine"
-        for folder in (self._segments_dir, self._cursors_dir, self._quarantine_dir):
-            folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
         self._appended = threading.Condition(self._lock)
@@ -242,7 +240,12 @@ class Spool:
         self.quarantined_segments = 0
         self.quarantined_records: dict[QuarantineKind, int] = {"damaged": 0, "torn_tail": 0}
         self.quarantined_bytes: dict[QuarantineKind, int] = {"damaged": 0, "torn_tail": 0}
-        self._recover()
+        try:
+            for folder in (self._segments_dir, self._cursors_dir, self._quarantine_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+            self._recover()
+        except OSError as error:
+            raise SpoolError(f"cannot open the spool in {directory}: {error.strerror or error}") from error
 
     # --- recovery -----------------------------------------------------------------------------------
 
