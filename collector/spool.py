@@ -499,7 +499,10 @@ class Spool:
                 continue  # released meanwhile: every consumer is past it
             with handle:
                 while offset < size and (not records or spans < max_spans):
-                    record, next_offset = self._read_record(handle, segment_id, path, offset, size, record_format)
+                    try:
+                        record, next_offset = self._read_record(handle, segment_id, path, offset, size, record_format)
+                    except OSError as error:  # EIO: the disk, not the record; the reader retries later
+                        raise SpoolError(f"cannot read spool segment {path.name}: {error.strerror or error}") from error
                     records.append(record)
                     spans += record.batch.num_rows
                     offset = next_offset

@@ -15,7 +15,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from starlette.testclient import TestClient
 
 from agentledger.collector import spool as spool_module
-from agentledger.collector.config import GrpcProtocolConfig, HttpProtocolConfig, SpoolConfig
+from agentledger.collector.config import GrpcProtocolConfig, HttpProtocolConfig, RetryConfig, SpoolConfig
+from agentledger.collector.export_worker import ExportWorker
 from agentledger.collector.pipeline import Pipeline
 from agentledger.collector.receivers.otlp_grpc import start_grpc_server
 from agentledger.collector.receivers.otlp_http import create_otlp_http_app
@@ -361,8 +362,11 @@ class _Disk:
         self.max_chunk: int | None = None  # most bytes one write call takes
         self.fsync_error: int | None = None
         self.spool_files = str(directory)
+        self.pwrite_errors = 0  # how many cursor saves fail with EIO
+        self.real_pwrite = os.pwrite
         monkeypatch.setattr(spool_module.os, "write", self.write)
         monkeypatch.setattr(spool_module.os, "fsync", self.fsync)
+        monkeypatch.setattr(spool_module.os, "pwrite", self.pwrite)
 
     def _ours(self, file_descriptor: int) -> bool:
         """Only the spool's files fail: event loops and pipes share os.write."""
@@ -380,6 +384,12 @@ class _Disk:
             data = data[: self.room]
             self.room -= len(data)
         return self.real_write(file_descriptor, data)
+
+    def pwrite(self, file_descriptor: int, data: bytes | memoryview, offset: int) -> int:
+        if self.pwrite_errors and self._ours(file_descriptor):
+            self.pwrite_errors -= 1
+            raise OSError(errno.EIO, "Input/output error")
+        return self.real_pwrite(file_descriptor, data, offset)
 
     def fsync(self, file_descriptor: int) -> None:
         if self.fsync_error is not None and self._ours(file_descriptor):
@@ -524,3 +534,41 @@ def test_a_full_disk_answers_503_with_retry_after_over_http_and_unavailable_over
     assert spool.end() == Position(1, 0)
     disk.room = None
     assert http.post("/v1/traces", content=otlp_request_body("run_later", 3), headers=PROTOBUF).status_code == 200
+
+
+class _Recording:
+    def __init__(self) -> None:
+        self.numbers: list[int] = []
+
+    def export(self, batch: pa.Table, batch_id: str) -> None:
+        self.numbers += batch.column("n").to_pylist()
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_an_export_worker_outlives_cursor_saves_the_disk_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    telemetry = CollectorTelemetry()
+    spool = Spool(tmp_path, SpoolConfig(), telemetry)
+    recording = _Recording()
+    worker = ExportWorker("archive", recording, spool, telemetry, RetryConfig(initial_interval_s=0.01), 1)
+    worker._cursor.commit(Position(1, 0))  # the cursor file exists: later saves write in place
+    disk = _Disk(monkeypatch, tmp_path)
+    disk.pwrite_errors = 3
+    for number in range(1, 4):
+        spool.append(numbered_batch(number))
+
+    worker.start()
+    for _ in range(3000):  # bounded: a dead worker fails the assertions below instead of hanging
+        if spool.cursor("archive").committed == spool.end():
+            break
+        threading.Event().wait(0.01)
+    worker.stop(0)
+
+    assert disk.pwrite_errors == 0
+    assert recording.numbers[-1] == 3 and sorted(set(recording.numbers)) == [1, 2, 3]
+    assert telemetry.value("agentledger_export_failures_total", ("exporter", "archive")) == 3
+    spool.close()
+    assert Spool(tmp_path, SpoolConfig()).cursor("archive").committed == spool.end()
