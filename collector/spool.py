@@ -43,6 +43,7 @@ _V2_HEADER_SIZE = _V2_FIELDS.size + 4
 # Format v1 (before sync markers): MAGIC | u32 payload length | u32 payload crc32 | payload.
 MAGIC = b"ALS1"
 _V1_HEADER = struct.Struct("<4sII")
+_HEADER = _V1_HEADER  # its name before format v2
 
 QuarantineKind = Literal["damaged", "torn_tail"]
 
@@ -238,8 +239,11 @@ class Spool:
         self._quarantined: set[tuple[int, int]] = set()
         # Whole files set aside (not segments); damaged records are counted by kind below.
         self.quarantined_segments = 0
-        self.quarantined_records: dict[QuarantineKind, int] = {"damaged": 0, "torn_tail": 0}
-        self.quarantined_bytes: dict[QuarantineKind, int] = {"damaged": 0, "torn_tail": 0}
+        # Damaged records (their spans are lost) and torn tails (never acknowledged), each copied to quarantine.
+        self.quarantined_records = 0
+        self.quarantined_bytes = 0
+        self.torn_tails = 0
+        self.torn_tail_bytes = 0
         try:
             for folder in (self._segments_dir, self._cursors_dir, self._quarantine_dir):
                 folder.mkdir(parents=True, exist_ok=True)
@@ -306,11 +310,16 @@ class Spool:
                     os.fsync(handle.fileno())
             except OSError as error:
                 copied = f"could not copy it to quarantine: {error.strerror}"
-            self.quarantined_records[kind] += 1
-            self.quarantined_bytes[kind] += len(data)
+            if kind == "torn_tail":
+                self.torn_tails += 1
+                self.torn_tail_bytes += len(data)
+            else:
+                self.quarantined_records += 1
+                self.quarantined_bytes += len(data)
         if self._telemetry is not None:
-            self._telemetry.add("agentledger_spool_quarantined_records_total", 1, ("reason", kind))
-            self._telemetry.add("agentledger_spool_quarantined_bytes_total", len(data), ("reason", kind))
+            prefix = "agentledger_spool_torn_tail" if kind == "torn_tail" else "agentledger_spool_quarantined"
+            self._telemetry.add(f"{prefix}_records_total", 1)
+            self._telemetry.add(f"{prefix}_bytes_total", len(data))
         if kind == "torn_tail":
             logger.warning(
                 "spool segment %s byte %d: cut a torn, never acknowledged record (%d bytes); %s",

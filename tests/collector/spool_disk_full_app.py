@@ -85,7 +85,8 @@ def main() -> None:
                 "stored": stored,
                 "rows": rows,
                 "distinct": distinct,
-                "quarantined": getattr(pipeline.spool, "quarantined_records", {"damaged": 0, "torn_tail": 0}),
+                "quarantined": pipeline.spool.quarantined_records,
+                "torn_tails": pipeline.spool.torn_tails,
                 "quarantine_files": sorted(p.name for p in (spool_dir / "quarantine").iterdir()),
             }
         ),

@@ -150,10 +150,10 @@ def _quarantine(directory: Path) -> dict[str, bytes]:
 
 
 def _counts(spool: Spool, telemetry: CollectorTelemetry) -> tuple[int, int, float, float]:
-    damaged = telemetry.value("agentledger_spool_quarantined_records_total", ("reason", "damaged"))
-    torn = telemetry.value("agentledger_spool_quarantined_records_total", ("reason", "torn_tail"))
-    assert (spool.quarantined_records["damaged"], spool.quarantined_records["torn_tail"]) == (damaged, torn)
-    return spool.quarantined_records["damaged"], spool.quarantined_records["torn_tail"], damaged, torn
+    """(damaged records, torn tails) as the spool counts them and as /metrics shows them."""
+    damaged = telemetry.value("agentledger_spool_quarantined_records_total")
+    torn = telemetry.value("agentledger_spool_torn_tail_records_total")
+    return spool.quarantined_records, spool.torn_tails, damaged, torn
 
 
 # Byte offsets inside a v2 record: sync marker 0-7, version 8-9, flags 10-11, length 12-15,
@@ -191,9 +191,7 @@ def test_a_damaged_record_alone_is_lost_quarantined_and_counted(
     name = f"{damaged.segment.stem}.{damaged.start:012d}.damaged"
     assert _quarantine(tmp_path) == {name: data[damaged.start : damaged.end]}
     assert _counts(recovered, telemetry) == (1, 0, 1, 0)
-    assert telemetry.value("agentledger_spool_quarantined_bytes_total", ("reason", "damaged")) == (
-        damaged.end - damaged.start
-    )
+    assert telemetry.value("agentledger_spool_quarantined_bytes_total") == (damaged.end - damaged.start)
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and f"{damaged.segment.name} byte {damaged.start}:" in errors[0]
     # Reading again, or restarting, neither loses more nor counts the same damage twice.
@@ -201,7 +199,7 @@ def test_a_damaged_record_alone_is_lost_quarantined_and_counted(
     recovered.close()
     again = Spool(tmp_path, SpoolConfig(), CollectorTelemetry())
     assert spool_numbers(again) == [n for n in range(1, 10) if n != number]
-    assert again.quarantined_records == {"damaged": 0, "torn_tail": 0}
+    assert (again.quarantined_records, again.torn_tails) == (0, 0)
 
 
 def test_a_torn_tail_of_the_newest_segment_is_cut_copied_and_counted_apart(tmp_path: Path) -> None:
@@ -420,7 +418,7 @@ def test_a_short_write_then_enospc_is_refused_rolled_back_and_the_next_append_su
     spool.close()
     recovered = Spool(tmp_path, SpoolConfig())
     assert spool_numbers(recovered) == [1, 3]
-    assert recovered.quarantined_records == {"damaged": 0, "torn_tail": 0}
+    assert (recovered.quarantined_records, recovered.torn_tails) == (0, 0)
 
 
 def test_short_writes_are_continued_until_the_record_is_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
