@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -570,3 +571,46 @@ def test_an_export_worker_outlives_cursor_saves_the_disk_refuses(
     assert telemetry.value("agentledger_export_failures_total", ("exporter", "archive")) == 3
     spool.close()
     assert Spool(tmp_path, SpoolConfig()).cursor("archive").committed == spool.end()
+
+
+def test_a_flip_of_any_byte_of_a_record_loses_that_record_only(tmp_path: Path) -> None:
+    """Byte positions of a middle record, one at a time: all of the header (marker, version, length, both
+    checksums), and payload bytes throughout."""
+    pristine = tmp_path / "pristine"
+    layout = {record.number: record for record in build_spool(pristine, NINE)}
+    damaged = layout[5]
+    lost: dict[int, list[int]] = {}
+    size = damaged.end - damaged.start
+    for byte in sorted({*range(32), *range(32, size, 5), *range(size - 16, size)}):  # every header byte
+        copy = tmp_path / f"flip-{byte}"
+        shutil.copytree(pristine, copy)
+        segment = copy / "segments" / damaged.segment.name
+        _flip(segment, damaged.start + byte)
+        recovered = Spool(copy, SpoolConfig())
+        missing = sorted(set(range(1, 10)) - set(spool_numbers(recovered)))
+        if missing != [5] or recovered.quarantined_records != 1:
+            lost[byte] = missing
+        recovered.close()
+        shutil.rmtree(copy)
+
+    assert lost == {}
+
+
+def test_a_crash_at_any_byte_of_the_last_append_keeps_every_earlier_record(tmp_path: Path) -> None:
+    pristine = tmp_path / "pristine"
+    newest = build_spool(pristine, NINE)[-1]
+    wrong: dict[int, tuple[list[int], int, int]] = {}
+    size = newest.end - newest.start
+    for kept in sorted({*range(32), *range(32, size, 5), *range(size - 16, size)}):
+        copy = tmp_path / f"cut-{kept}"
+        shutil.copytree(pristine, copy)
+        segment = copy / "segments" / newest.segment.name
+        segment.write_bytes(segment.read_bytes()[: newest.start + kept])
+        recovered = Spool(copy, SpoolConfig())
+        numbers = spool_numbers(recovered)
+        if numbers != list(range(1, 9)) or (recovered.quarantined_records, recovered.torn_tails) != (0, int(kept > 0)):
+            wrong[kept] = (numbers, recovered.quarantined_records, recovered.torn_tails)
+        recovered.close()
+        shutil.rmtree(copy)
+
+    assert wrong == {}
