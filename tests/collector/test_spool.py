@@ -614,3 +614,21 @@ def test_a_crash_at_any_byte_of_the_last_append_keeps_every_earlier_record(tmp_p
         shutil.rmtree(copy)
 
     assert wrong == {}
+
+
+def test_under_fsync_interval_a_failed_fsync_refuses_its_request_and_keeps_what_was_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path, SpoolConfig(fsync="interval", fsync_interval_ms=600_000))
+    disk = _Disk(monkeypatch, tmp_path)
+    spool.append(numbered_batch(1))  # the first append runs an fsync, the next one is within the window
+    spool.append(numbered_batch(2))
+    spool._last_sync_time -= 601  # the window has passed (no sleeping in tests): the next append runs the fsync
+    disk.fsync_error = errno.EIO
+
+    with pytest.raises(SpoolError, match="cannot fsync"):
+        spool.append(numbered_batch(3))
+
+    assert spool_numbers(spool) == [1, 2]
+    assert spool.append(numbered_batch(4)).segment == 2
+    assert spool_numbers(spool) == [1, 2, 4]
