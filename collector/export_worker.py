@@ -9,7 +9,7 @@ import time
 from agentledger.collector.component import Exporter, ExportError
 from agentledger.collector.config import ExporterConfig, RetryConfig
 from agentledger.collector.retry import Backoff
-from agentledger.collector.spool import ExportCursor, Position, Spool, concat_records
+from agentledger.collector.spool import ExportCursor, Position, Spool, SpoolError, concat_records
 from agentledger.collector.telemetry import CollectorTelemetry
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,17 @@ class ExportWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if not self._export_next():
+            try:
+                exported = self._export_next()
+            except SpoolError as error:
+                # The disk failed under the spool (a cursor save, a read): the thread must outlive it, or
+                # the backlog would never drain and the spool would refuse spans for good.
+                self._telemetry.add("agentledger_export_failures_total", label=("exporter", self.name))
+                logger.error("exporter %s: spool error (will retry): %s", self.name, error)
+                if not self._backoff.wait(self._stop):
+                    return
+                continue
+            if not exported:
                 if self._draining:
                     return
                 self._spool.wait_for_data(self._cursor.committed, timeout=0.5)

@@ -101,7 +101,7 @@ def build_pipeline(
     directory = config.spool.directory or spool_directory
     if directory is None:
         raise ValueError("spool.directory is not set and no data folder was given")
-    spool = Spool(directory, config.spool)
+    spool = Spool(directory, config.spool, telemetry)
     workers = []
     for component_id, exporter in exporters:
         exporter_config = config.exporters[component_id]
@@ -117,7 +117,7 @@ def build_pipeline(
     )
     telemetry.gauge(
         "agentledger_spool_quarantined_segments",
-        "Spool segments found corrupt and set aside.",
+        "Spool files set aside whole because they are not segments (damaged records are counted one by one).",
         lambda: float(spool.quarantined_segments),
     )
     return Pipeline(processors, exporters, spool, workers)

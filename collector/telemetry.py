@@ -27,6 +27,11 @@ class CollectorTelemetry:
         "agentledger_spans_exported_total": "Spans delivered, by exporter.",
         "agentledger_export_failures_total": "Export attempts that failed (and will be retried), by exporter.",
         "agentledger_spans_skipped_total": "Spans skipped undelivered (backlog over its bound), by exporter.",
+        "agentledger_spool_quarantined_records_total": "Damaged spool records skipped (spans lost), in quarantine.",
+        "agentledger_spool_quarantined_bytes_total": "Bytes of damaged spool records copied to quarantine.",
+        "agentledger_spool_torn_tail_records_total": "Records a crash left torn (never acknowledged), cut at start.",
+        "agentledger_spool_torn_tail_bytes_total": "Bytes of torn records cut at start, copied to quarantine.",
+        "agentledger_spool_write_errors_total": "Spool writes, fsyncs, segment creations the OS refused, by errno.",
         "agentledger_identity_mismatches_total": "Spans whose claimed agent id differs from the authenticated one.",
     }
     _SUMMARIES: ClassVar[dict[str, str]] = {

@@ -10,24 +10,28 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pytest
 from clickhouse_connect.driver.client import Client
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentledger.collector.auth import Authenticator
-from agentledger.collector.config import OtlpReceiverConfig
+from agentledger.collector.config import OtlpReceiverConfig, SpoolConfig
 from agentledger.collector.exporters.clickhouse import ClickHouseExporter
 from agentledger.collector.pipeline import Pipeline
 from agentledger.collector.receivers.otlp_ingest import OtlpIngest
+from agentledger.collector.spool import Position, Spool, encode_batch, encode_v1_record
 from agentledger.collector.telemetry import CollectorTelemetry
 from agentledger.emitter import (
     ContentCapture,
@@ -42,6 +46,7 @@ from agentledger.emitter import (
 )
 from agentledger.ingest.clickhouse import chdb_dsn, connect
 from agentledger.ingest.migrations import migrate
+from agentledger.schema import conventions as conv
 from agentledger.schema.conventions import ApprovalDecisionValues as Decision
 from agentledger.schema.conventions import InputProvenanceValues as From
 from agentledger.schema.conventions import PolicyDecisionValues as Policy
@@ -166,6 +171,18 @@ def sdk_tracer_provider(collector_url: str, service_name: str = "test-agent") ->
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{collector_url}/v1/traces")))
     return provider
+
+
+def otlp_request_body(run_id: str, spans: int, payload_bytes: int = 200) -> bytes:
+    """An OTLP protobuf export request of `spans` SDK spans of one run, as the SDK's exporters encode it."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("tests")
+    for index in range(spans):
+        tracer.start_span(f"s{index}", attributes={conv.AGENT_RUN_ID: run_id, "payload": "x" * payload_bytes}).end()
+    finished: list[ReadableSpan] = list(exporter.get_finished_spans())
+    return bytes(encode_spans(finished).SerializeToString())
 
 
 def direct_pipeline(client: Client) -> Pipeline:
@@ -344,3 +361,57 @@ def send_reviewed_run(collector_url: str, run_id: str) -> None:
             with downstream_write("stripe", action=Action.CREATE, tool_call_id="call_1") as write:
                 write.set_ref("re_77")
     provider.shutdown()
+
+
+# --- spool fixtures -----------------------------------------------------------------------------------------
+
+
+def numbered_batch(*values: int) -> pa.Table:
+    """A span-less batch of numbers: spool tests only need records they can tell apart."""
+    return pa.table({"n": pa.array(values, pa.int64())})
+
+
+@dataclass(frozen=True)
+class SpoolRecordLayout:
+    number: int
+    segment: Path
+    start: int
+    end: int
+
+
+def build_spool(
+    directory: Path, segments: Sequence[Sequence[int]], config: SpoolConfig | None = None, *, v1: bool = False
+) -> list[SpoolRecordLayout]:
+    """Writes a spool of the given segments, one record per number (segment i+1 holds segments[i]), and says
+    where each record lies. `v1`: the segments are in the previous record format, as an upgrade finds them."""
+    records: list[SpoolRecordLayout] = []
+    if v1:
+        folder = directory / "segments"
+        folder.mkdir(parents=True, exist_ok=True)
+        for index, numbers in enumerate(segments):
+            path = folder / f"{index + 1:012d}.seg"
+            data = b""
+            for number in numbers:
+                record = encode_v1_record(encode_batch(numbered_batch(number)))
+                records.append(SpoolRecordLayout(number, path, len(data), len(data) + len(record)))
+                data += record
+            path.write_bytes(data)
+        return records
+    for numbers in segments:  # each opening of the spool starts a new segment
+        spool = Spool(directory, config or SpoolConfig())
+        for number in numbers:
+            start = spool.end()
+            end = spool.append(numbered_batch(number))
+            path = directory / "segments" / f"{end.segment:012d}.seg"
+            records.append(SpoolRecordLayout(number, path, start.offset, end.offset))
+        spool.close()
+    return records
+
+
+def spool_numbers(spool: Spool) -> list[int]:
+    """Every number the spool gives back from its start, reading record by record (damaged ones read empty)."""
+    numbers: list[int] = []
+    for record in spool.read(Position(1, 0), 10**9):
+        if record.batch.num_columns:
+            numbers += record.batch.column("n").to_pylist()
+    return numbers

@@ -175,6 +175,19 @@ def test_up_with_an_unreadable_keys_file_says_so(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"agentledger up: cannot read credentials file {missing}")
 
 
+def test_up_with_a_spool_it_cannot_open_says_so(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (data_dir / "spool").write_text("not a folder")  # as unusable as a read-only or failing disk
+
+    result = _cli("up", "--data-dir", str(data_dir), "--otlp-http-port", str(free_port()), "--otlp-grpc-port",
+                  str(free_port()), "--api-port", str(free_port()), cwd=tmp_path)  # fmt: skip
+
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2, f"agentledger up: cannot open the spool in {data_dir / 'spool'}: Not a directory",
+    )  # fmt: skip
+
+
 def test_import_writes_from_csv_and_parquet_through_a_keyed_service(tmp_path: Path) -> None:
     keys_file = tmp_path / "keys.yaml"
     admin = _cli("keys", "create", "--tenant", "acme", "--role", "admin", "--id", "ops", "--file", str(keys_file))

@@ -25,6 +25,7 @@ from agentledger.collector.pipeline import build_pipeline
 from agentledger.collector.receivers.otlp_grpc import GrpcReceiverError, start_grpc_server
 from agentledger.collector.receivers.otlp_http import create_otlp_http_app
 from agentledger.collector.receivers.otlp_ingest import OtlpIngest
+from agentledger.collector.spool import SpoolError
 from agentledger.collector.telemetry import CollectorTelemetry
 from agentledger.credentials import CredentialsError, CredentialStore, load_credentials
 from agentledger.ingest.clickhouse import connect, is_embedded, redact_dsn
@@ -93,7 +94,10 @@ def run_service(settings: Settings, on_started: Callable[[Settings], None] | Non
         if applied:
             logger.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
         telemetry = CollectorTelemetry()
-        pipeline = build_pipeline(settings.collector, client, telemetry, settings.data_dir / "spool")
+        try:
+            pipeline = build_pipeline(settings.collector, client, telemetry, settings.data_dir / "spool")
+        except SpoolError as error:
+            raise ServiceError(str(error)) from error
         pipeline.start()
         stop_sync = threading.Event()
         sync_thread: threading.Thread | None = None

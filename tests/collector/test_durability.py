@@ -14,10 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.testclient import TestClient
 
 from agentledger.collector.config import ClickHouseExporterConfig, HttpProtocolConfig, RetryConfig, SpoolConfig
@@ -25,21 +21,9 @@ from agentledger.collector.config_file import CollectorConfig
 from agentledger.collector.pipeline import build_pipeline
 from agentledger.collector.receivers.otlp_http import create_otlp_http_app
 from agentledger.collector.telemetry import CollectorTelemetry
-from agentledger.schema import conventions as conv
-from tests.conftest import otlp_ingest, start_service
+from tests.conftest import otlp_ingest, otlp_request_body, start_service
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
-
-
-def _request_body(run_id: str, spans: int) -> bytes:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("tests")
-    for index in range(spans):
-        tracer.start_span(f"s{index}", attributes={conv.AGENT_RUN_ID: run_id, "payload": "x" * 200}).end()
-    finished: list[ReadableSpan] = list(exporter.get_finished_spans())
-    return bytes(encode_spans(finished).SerializeToString())
 
 
 def _wait(condition: object, timeout: float = 30.0) -> None:
@@ -66,7 +50,7 @@ def test_storage_outage_spool_grows_then_429_then_everything_arrives_once(client
         client.command("RENAME TABLE spans TO spans_offline")  # ClickHouse cannot take inserts now
         statuses = []
         for _ in range(200):
-            response = http.post("/v1/traces", content=_request_body("run_outage", 50), headers=PROTOBUF)
+            response = http.post("/v1/traces", content=otlp_request_body("run_outage", 50), headers=PROTOBUF)
             statuses.append(response.status_code)
             if response.status_code == 429:
                 assert response.headers["retry-after"] == "5"
@@ -122,7 +106,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_span_and_duplicates_none(tmp_p
                     return
                 run_id = f"run_kill_{index}"
                 try:
-                    response = http.post(f"{service.collector_url}/v1/traces", content=_request_body(run_id, 40),
+                    response = http.post(f"{service.collector_url}/v1/traces", content=otlp_request_body(run_id, 40),
                                          headers=PROTOBUF)  # fmt: skip
                 except httpx.HTTPError:
                     return  # the collector died mid-request: that request was never acknowledged
@@ -185,7 +169,7 @@ def test_a_dead_exporter_stalls_nothing_and_keeps_its_backlog(client: Client, tm
     try:
         for index in range(5):
             assert (
-                http.post("/v1/traces", content=_request_body(f"run_fan_{index}", 20), headers=PROTOBUF).status_code
+                http.post("/v1/traces", content=otlp_request_body(f"run_fan_{index}", 20), headers=PROTOBUF).status_code
                 == 200
             )
         _wait(lambda: int(client.command("SELECT count() FROM spans")) == 100)
@@ -196,3 +180,48 @@ def test_a_dead_exporter_stalls_nothing_and_keeps_its_backlog(client: Client, tm
     assert spool.cursor("clickhouse").committed == spool.end()
     assert spool.cursor("archive").committed < spool.end()  # its backlog waits for it, on disk
     assert telemetry.value("agentledger_export_failures_total", ("exporter", "archive")) >= 3
+
+
+@pytest.mark.parametrize(
+    ("damaged_request", "byte", "where"),
+    [(4, 13, "length field of the last record of an older segment"), (1, 13, "length field of a middle record"),
+     (7, 100, "payload byte in the newest segment"), (9, 100, "last record of the newest segment, whole")],
+)  # fmt: skip
+def test_a_damaged_record_loses_only_its_own_spans_end_to_end(
+    client: Client, tmp_path: Path, damaged_request: int, byte: int, where: str
+) -> None:
+    """Ten acknowledged requests of ten spans in two segments, written while storage is down; one record
+    is damaged on disk before the restart. Exactly that request's ten spans are lost, and counted."""
+    config = CollectorConfig(spool=SpoolConfig(directory=tmp_path / "spool"))
+    records: list[tuple[Path, int, int]] = []
+    for first in (0, 5):  # storage down: no export workers started; each start opens a new segment
+        pipeline = build_pipeline(config, client, CollectorTelemetry(), None)
+        assert pipeline.spool is not None
+        http = TestClient(create_otlp_http_app(HttpProtocolConfig(), otlp_ingest(pipeline)))
+        for index in range(first, first + 5):
+            start = pipeline.spool.end()
+            response = http.post("/v1/traces", content=otlp_request_body(f"run_{index}", 10), headers=PROTOBUF)
+            assert response.status_code == 200
+            end = pipeline.spool.end()
+            records.append((tmp_path / "spool" / "segments" / f"{end.segment:012d}.seg", start.offset, end.offset))
+        pipeline.spool.close()
+    segment, start, end = records[damaged_request]
+    data = bytearray(segment.read_bytes())
+    data[start + byte] ^= 0xFF
+    segment.write_bytes(bytes(data))
+
+    telemetry = CollectorTelemetry()
+    pipeline = build_pipeline(config, client, telemetry, None)
+    pipeline.start()
+    try:
+        _wait(lambda: pipeline.spool is not None and pipeline.spool.pending_bytes() == 0)
+    finally:
+        pipeline.shutdown(drain_seconds=5)
+
+    stored = dict(client.query("SELECT run_id, count() FROM spans GROUP BY run_id").result_rows)
+    assert stored == {f"run_{index}": 10 for index in range(10) if index != damaged_request}, where
+    assert telemetry.value("agentledger_spool_quarantined_records_total") == 1
+    assert telemetry.value("agentledger_spool_quarantined_bytes_total") == end - start
+    quarantined = {p.name: p.read_bytes() for p in (tmp_path / "spool" / "quarantine").iterdir()}
+    assert quarantined == {f"{segment.stem}.{start:012d}.damaged": bytes(data[start:end])}
+    assert "agentledger_spool_quarantined_records_total 1" in telemetry.render_prometheus()
