@@ -47,6 +47,7 @@ from agentledger.schema.conventions import InputProvenanceValues as From
 from agentledger.schema.conventions import PolicyDecisionValues as Policy
 from agentledger.schema.conventions import ToolAccessValues as Access
 from agentledger.schema.conventions import WriteActionValues as Action
+from agentledger.schema.run_ids import run_id_path_segment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -152,7 +153,7 @@ def wait_for_timeline(
     deadline = time.monotonic() + timeout
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        response = httpx.get(f"{api_url}/v1/runs/{run_id}/timeline", timeout=10, headers=headers)
+        response = httpx.get(f"{api_url}/v1/runs/{run_id_path_segment(run_id)}/timeline", timeout=10, headers=headers)
         if response.status_code == 200:
             body = response.json()
             if len(body["entries"]) >= entries:

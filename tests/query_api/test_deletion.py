@@ -26,7 +26,8 @@ def _run_tables(client: Client) -> list[str]:
         for row in client.query(
             "SELECT DISTINCT table FROM system.columns c INNER JOIN system.tables t"
             " ON t.database = c.database AND t.name = c.table"
-            " WHERE c.database = currentDatabase() AND c.name = 'run_id' AND t.engine NOT IN ('MaterializedView', 'View')"
+            " WHERE c.database = currentDatabase() AND c.name = 'run_id'"
+            " AND t.engine NOT IN ('MaterializedView', 'View')"
         ).result_rows
     )
 
