@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from clickhouse_connect.driver.client import Client
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -42,6 +44,7 @@ from agentledger.emitter import (
 )
 from agentledger.ingest.clickhouse import chdb_dsn, connect
 from agentledger.ingest.migrations import migrate
+from agentledger.query_api.app import QueryApiConfig, create_app
 from agentledger.schema.conventions import ApprovalDecisionValues as Decision
 from agentledger.schema.conventions import InputProvenanceValues as From
 from agentledger.schema.conventions import PolicyDecisionValues as Policy
@@ -144,6 +147,24 @@ def service(tmp_path: Path) -> Iterator[RunningService]:
     running = start_service(tmp_path / "data")
     yield running
     running.stop()
+
+
+@pytest.fixture
+def served_api(client: Client) -> Iterator[httpx.Client]:
+    """The open app behind a real uvicorn server: what a client sends is what it receives (Starlette's
+    TestClient decodes percent-escapes in paths twice, and never checks the response headers)."""
+    config = uvicorn.Config(create_app(client, QueryApiConfig(tenant="default")), port=free_port(), log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    with httpx.Client(base_url=f"http://127.0.0.1:{config.port}", timeout=30) as http:
+        yield http
+    server.should_exit = True
+    thread.join(timeout=30)
 
 
 def wait_for_timeline(

@@ -443,9 +443,12 @@ def _printable(text: object) -> str:
 
 def _detail(response: httpx.Response) -> str:
     try:
-        return str(response.json().get("detail", response.text))
+        detail = response.json().get("detail", response.text)
     except ValueError:
         return response.text[:200]
+    if isinstance(detail, list):  # a validation error: one message per refused value
+        return "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail)
+    return str(detail)
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
-
-import httpx
 import pytest
-import uvicorn
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
 from agentledger.credentials import Credential, CredentialStore, hash_token
 from agentledger.query_api.app import QueryApiConfig, create_app
-from tests.conftest import free_port
 
 # token -> (tenant, role); ids are the role names prefixed by the tenant.
 KEYS = {
@@ -28,24 +21,6 @@ KEYS = {
 @pytest.fixture
 def api(client: Client) -> TestClient:
     return TestClient(create_app(client, QueryApiConfig(tenant="default")))
-
-
-@pytest.fixture
-def served_api(client: Client) -> Iterator[httpx.Client]:
-    """The open app behind a real uvicorn server: what a client sends is what it receives (Starlette's
-    TestClient decodes percent-escapes in paths twice, and never checks the response headers)."""
-    config = uvicorn.Config(create_app(client, QueryApiConfig(tenant="default")), port=free_port(), log_level="error")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.02)
-    with httpx.Client(base_url=f"http://127.0.0.1:{config.port}", timeout=30) as http:
-        yield http
-    server.should_exit = True
-    thread.join(timeout=30)
 
 
 @pytest.fixture

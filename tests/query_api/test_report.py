@@ -85,7 +85,8 @@ def _hostile_timeline() -> tuple[Timeline, _Tags]:
 
 
 def _inline_texts(tokens: list[Token]) -> list[str]:
-    return [child.content for token in tokens for child in token.children or [] if child.type in ("text", "code_inline")]
+    shown = ("text", "code_inline")
+    return [child.content for token in tokens for child in token.children or [] if child.type in shown]
 
 
 def _structure(markdown: str) -> tuple[list[str], list[tuple[str, int]], int, set[str]]:
