@@ -13,11 +13,17 @@ from urllib.parse import unquote
 import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
+from fastapi.testclient import TestClient
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from agentledger.collector.config import HttpProtocolConfig
 from agentledger.collector.receivers.otlp_decode import Identity, decode_request
+from agentledger.collector.receivers.otlp_http import create_otlp_http_app
+from agentledger.collector.telemetry import CollectorTelemetry
 from agentledger.query_api.webhooks import run_id_in_text
 from agentledger.schema.run_ids import evidence_file_name, run_id_path_segment
+from tests.conftest import direct_pipeline, otlp_ingest
 from tests.query_api.incidents import PrRun, github_pull_request, ingest, pr_run_spans, span_id_of
 
 HOSTILE_IDS: Final = [
@@ -168,6 +174,28 @@ def test_a_run_id_over_1024_bytes_is_a_clear_422_everywhere(served_api: httpx.Cl
     assert [r.status_code for r in responses] == [422] * len(responses)
     for response in responses:
         assert f"the run id is {len(run_id.encode())} bytes of UTF-8; at most 1024 are allowed" in response.text
+
+
+def test_the_collector_answers_an_over_long_run_id_with_partial_success_and_counts_it(client: Client) -> None:
+    telemetry = CollectorTelemetry()
+    http = TestClient(create_otlp_http_app(HttpProtocolConfig(), otlp_ingest(direct_pipeline(client), telemetry)))
+    spans = pr_run_spans(PrRun("a" * 1025)) + pr_run_spans(PrRun("a" * 1024))
+
+    response = http.post(
+        "/v1/traces",
+        content=encode_spans(spans).SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+    )
+
+    partial = ExportTraceServiceResponse.FromString(response.content).partial_success
+    assert response.status_code == 200
+    half = len(spans) // 2
+    assert (partial.rejected_spans, partial.error_message) == (
+        half,
+        f"{half} span(s) rejected: agent.run.id is longer than 1024 bytes",
+    )
+    assert telemetry.value("agentledger_spans_rejected_total", ("reason", "invalid_or_over_limit")) == half
+    assert client.query("SELECT DISTINCT run_id FROM spans").result_rows == [("a" * 1024,)]
 
 
 def test_the_collector_rejects_spans_with_a_run_id_over_1024_bytes_and_keeps_1024_whole() -> None:
