@@ -32,6 +32,7 @@ HOSTILE_IDS: Final = [
     "..",
     ".",
     "x/timeline",
+    "what?q=1#frag",
     "ü-运行",
     "with space",
     "%2F",
