@@ -82,7 +82,8 @@ def holds_covering_run(client: Client, tenant: str, run_id: str) -> list[Hold]:
 
 
 def delete_run(client: Client, tenant: str, run_id: str, requested_by: str, reason: str) -> Deletion | None:
-    """Deletes the run's spans and index row after chaining a tombstone; None when there is no such run.
+    """Deletes the run's spans and every row derived from them after chaining a tombstone; None when there
+    is no such run.
 
     Raises HoldActive when a legal hold covers the run.
     """
@@ -102,6 +103,8 @@ def delete_run(client: Client, tenant: str, run_id: str, requested_by: str, reas
     note = f"deleted on request of {requested_by}: {reason}"
     links = chain.tombstone_for(tenant, run_id, deleted, time.time_ns(), note)
     chain.append(links, deduplication_token="")
+    # Derived rows first, spans last: if a step fails, the spans are still there and a retry finds the run.
+    for statement in queries.DELETE_RUN_DERIVED:
+        client.command(statement, parameters=parameters, settings=_SYNC)
     client.command(queries.DELETE_RUN_SPANS, parameters=parameters, settings=_SYNC)
-    client.command(queries.DELETE_RUN_INDEX, parameters=parameters, settings=_SYNC)
     return Deletion(run_id=run_id, deleted_spans=len(deleted), tombstone_seq=links[0].seq, note=note)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from agentledger.query_api.times import parse_rfc3339_ns
+from agentledger.schema.run_ids import MAX_RUN_ID_BYTES, checked_run_id
+
+# A run id in a request body: the same rule as the collector's and the paths' (schema/run_ids.py).
+RunIdText = Annotated[str, AfterValidator(checked_run_id)]
 
 
 class ErrorBody(BaseModel):
@@ -129,7 +133,7 @@ HoldScope = Literal["run", "agent"]
 
 class HoldRequest(BaseModel):
     scope: HoldScope = Field(description="run: one run; agent: every run of an agent, including future ones.")
-    target: str = Field(min_length=1, max_length=256, description="The run id or the agent id.")
+    target: RunIdText = Field(description=f"The run id or the agent id (at most {MAX_RUN_ID_BYTES} bytes of UTF-8).")
     reason: str = Field(min_length=1, max_length=2000, description="Why, e.g. the matter or ticket number.")
 
 
@@ -155,7 +159,9 @@ class WriteIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    run_id: str = Field(min_length=1, max_length=256, description="The agent.run.id the written object carries.")
+    run_id: RunIdText = Field(
+        description=f"The agent.run.id the written object carries (at most {MAX_RUN_ID_BYTES} bytes of UTF-8)."
+    )
     system: str = Field(min_length=1, max_length=64, description="System written to: github, jira, stripe, ...")
     ref: str = Field(min_length=1, max_length=2048, description="Stable reference: PR URL, ticket key, record id.")
     action: str = Field(min_length=1, max_length=64, description="create, update, delete, comment, merge, transfer")

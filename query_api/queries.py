@@ -130,6 +130,17 @@ SELECT DISTINCT agent_id, verified_agent_id FROM spans WHERE tenant = {tenant:St
 
 DELETE_RUN_SPANS: Final = "ALTER TABLE spans DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
 DELETE_RUN_INDEX: Final = "ALTER TABLE runs DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
+# Every row derived from the run's spans, deleted with them (the materialized views of migrations 0001
+# and 0003 fill runs, run_facts and refs; reviewers' annotations name the run's spans and may quote
+# them). Rows of the writes table are other systems' records and stay: so do the refs they fill
+# (source 'write'), which hold nothing from the spans. tests/query_api/test_deletion.py fails when a
+# table holding run ids is neither listed here nor declared as kept there.
+DELETE_RUN_DERIVED: Final = (
+    DELETE_RUN_INDEX,
+    "ALTER TABLE run_facts DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
+    "ALTER TABLE refs DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String} AND source = 'span'",
+    "ALTER TABLE annotations DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
+)
 # The run's spans again, but only what linking and the audit need (no content columns): reverse
 # lookups and the audit endpoint read this lighter version of the same key ranges.
 RUN_FACT_SPANS: Final = """

@@ -1,45 +1,100 @@
-"""A run's timeline as a Markdown incident report, for pasting into a post-mortem."""
+"""A run's timeline as a Markdown incident report, for pasting into a post-mortem.
+
+Every value from the record (names, ids, outcomes, messages, write fields) is untrusted: it goes in
+through _text or _code, so no value can start a heading, a table row or cell, a link, HTML or a code
+block, nor emphasise anything; only the report's own text is Markdown.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from agentledger.query_api.models import Timeline, TimelineEntry
 
 # Details too long for a table cell are cut; the JSON timeline has them whole.
 MAX_CELL: Final = 160
+# ASCII punctuation with a meaning somewhere in CommonMark or GitHub's Markdown (emphasis, code, links,
+# HTML, entities, headings, tables, strikethrough, math); a backslash makes each one literal. An
+# underscore between two letters or digits cannot emphasise (CommonMark's flanking rules), so
+# snake_case names stay readable.
+_MARKDOWN_PUNCTUATION: Final = re.compile(r"([\\`*\[\]<>#|~&$!]|(?<![^\W_])_|_(?![^\W_]))")
+_LINE_BREAKS: Final = re.compile("[\t\n\v\f\r\x1c-\x1e\x85\u2028\u2029]+")
+_BACKTICKS: Final = re.compile("`+")
 
 
-def _cell(value: object) -> str:
-    text = " ".join(str(value).split()).replace("|", "\\|")
-    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+def _visible(text: str) -> str:
+    """Control and invisible formatting characters (bidirectional overrides, zero-width) made visible:
+    C0 controls as their Control Pictures (U+2400 block), the others as [U+XXXX]."""
+    if text.isprintable():
+        return text
+    out = []
+    for character in text:
+        code = ord(character)
+        if character.isprintable() or character == " ":
+            out.append(character)
+        elif code < 0x20:
+            out.append(chr(0x2400 + code))
+        elif code == 0x7F:
+            out.append("\u2421")
+        else:
+            out.append(f"[U+{code:04X}]")
+    return "".join(out)
+
+
+def _text(value: object, limit: int | None = MAX_CELL) -> str:
+    """Untrusted text as inline Markdown that renders as exactly that text: line breaks become spaces,
+    controls visible, punctuation escaped; cut to `limit` characters before escaping, so a cut never
+    splits an escape."""
+    text = _visible(" ".join(_LINE_BREAKS.sub(" ", str(value)).split()))
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
+def _code(value: object, in_table: bool = False) -> str:
+    """An untrusted identifier as a code span, every character shown (a line break as ␊): the fence is
+    longer than any run of backticks inside, and in a table a pipe is escaped (GFM splits cells first)."""
+    text = _visible(str(value))
+    if not text:
+        return "` `"
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(text)), default=0) + 1)
+    if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.endswith(" ")):
+        text = f" {text} "
+    if in_table:
+        text = text.replace("|", "\\|")
+    return f"{fence}{text}{fence}"
+
+
+# The details each type of entry shows in the report's timeline table.
+DETAIL_KEYS: Final[dict[str, tuple[str, ...]]] = {
+    "tool_call": ("tool_name", "tool_call_id", "access", "target", "influenced_by"),
+    "approval": ("decision", "approver", "tool_call_id", "reason"),
+    "policy_decision": ("policy_id", "decision", "reason"),
+    "retrieval": ("data_source", "provenance", "sources"),
+    "prompt": ("model", "context_hash", "provenance"),
+    "downstream_write": ("system", "ref", "action", "tool_call_id"),
+    "write": ("system", "action", "ref", "target", "source", "linked_by"),
+    "run": ("agent_name", "autonomy_level", "outcome", "task"),
+}
 
 
 def _what(entry: TimelineEntry) -> str:
-    keys = {
-        "tool_call": ("tool_name", "tool_call_id", "access", "target", "influenced_by"),
-        "approval": ("decision", "approver", "tool_call_id", "reason"),
-        "policy_decision": ("policy_id", "decision", "reason"),
-        "retrieval": ("data_source", "provenance", "sources"),
-        "prompt": ("model", "context_hash", "provenance"),
-        "downstream_write": ("system", "ref", "action", "tool_call_id"),
-        "write": ("system", "action", "ref", "target", "source", "linked_by"),
-        "run": ("agent_name", "autonomy_level", "outcome", "task"),
-    }.get(entry.type, ())
-    return "; ".join(f"{key}: {_cell(entry.details[key])}" for key in keys if key in entry.details)
+    keys = DETAIL_KEYS.get(entry.type, ())
+    return "; ".join(f"{key}: {_text(entry.details[key])}" for key in keys if key in entry.details)
 
 
 def timeline_markdown(timeline: Timeline) -> str:
     run = timeline.run
     audit = timeline.audit
     lines = [
-        f"# Incident report: run `{run.run_id}`",
+        f"# Incident report: run {_code(run.run_id)}",
         "",
-        f"- Agent: {run.agent_name or run.agent_id or 'unknown'} (`{run.agent_id}`)",
-        f"- Outcome: {run.outcome or 'not reported'}",
-        f"- Autonomy level: {audit.autonomy_level or 'not reported'}",
-        f"- Time: {run.first_start} to {run.last_end}",
-        f"- Traces: {', '.join(f'`{t}`' for t in run.trace_ids)}",
+        f"- Agent: {_text(run.agent_name or run.agent_id or 'unknown')} ({_code(run.agent_id)})",
+        f"- Outcome: {_text(run.outcome or 'not reported')}",
+        f"- Autonomy level: {_text(audit.autonomy_level or 'not reported')}",
+        f"- Time: {_text(run.first_start)} to {_text(run.last_end)}",
+        f"- Traces: {', '.join(_code(t) for t in run.trace_ids)}",
         f"- Spans: {run.span_count} ({run.error_count} with errors); downstream writes: {len(timeline.writes)}",
         "",
         "## Audit findings",
@@ -47,37 +102,44 @@ def timeline_markdown(timeline: Timeline) -> str:
     ]
     if audit.findings:
         lines += [
-            f"- **{f.check}** ({f.severity}): {_cell(f.message)}"
-            + (f" — span `{f.span_id}`" if f.span_id else "")
-            + (f" — write `{f.write_ref}`" if f.write_ref else "")
+            f"- **{_text(f.check)}** ({_text(f.severity)}): {_text(f.message)}"
+            + (f" — span {_code(f.span_id)}" if f.span_id else "")
+            + (f" — write {_code(f.write_ref)}" if f.write_ref else "")
             for f in audit.findings
         ]
     else:
-        lines.append(f"None: all {len(audit.checks)} checks passed ({', '.join(audit.checks)}).")
+        checks = ", ".join(_text(check) for check in audit.checks)
+        lines.append(f"None: all {len(audit.checks)} checks passed ({checks}).")
     if timeline.integrity is not None:
         integrity = timeline.integrity
-        lines += ["", "## Record integrity", "", f"**{integrity.status}**: {integrity.links} chain links,"
-                  f" {integrity.spans_checked} stored spans checked; head `{integrity.head}`."]  # fmt: skip
-        lines += [f"- link {b.seq}: {b.problem}" for b in integrity.chain_breaks]
-        lines += [f"- span `{f.span_id}` {f.problem}" + (f" (link {f.link_seq})" if f.link_seq else "")
-                  + (f" at {f.at}" if f.at else "") for f in integrity.findings]  # fmt: skip
+        lines += ["", "## Record integrity", "", f"**{_text(integrity.status)}**: {integrity.links} chain links,"
+                  f" {integrity.spans_checked} stored spans checked; head {_code(integrity.head)}."]  # fmt: skip
+        lines += [f"- link {b.seq}: {_text(b.problem)}" for b in integrity.chain_breaks]
+        lines += [f"- span {_code(f.span_id)} {_text(f.problem)}" + (f" (link {f.link_seq})" if f.link_seq else "")
+                  + (f" at {_text(f.at)}" if f.at else "") for f in integrity.findings]  # fmt: skip
     lines += ["", "## Downstream writes", ""]
     if timeline.writes:
         lines += ["| time | system | action | ref | made by |", "| --- | --- | --- | --- | --- |"]
         for item in timeline.writes:
             w, call = item.write, item.tool_call
             made_by = (
-                f"`{call.tool_name or call.name}` span `{call.span_id}` ({call.link})" if call else "**unaccounted**"
+                f"{_code(call.tool_name or call.name, in_table=True)} span {_code(call.span_id, in_table=True)}"
+                f" ({_text(call.link)})"
+                if call
+                else "**unaccounted**"
             )
-            lines.append(f"| {w.occurred_at} | {w.system} | {w.action} | {_cell(w.ref)} | {made_by} |")
+            lines.append(
+                f"| {_text(w.occurred_at)} | {_text(w.system)} | {_text(w.action)} | {_text(w.ref)} | {made_by} |"
+            )
     else:
         lines.append("None reported.")
     lines += ["", "## Timeline", "", "| time | type | name | status | details | findings |"]
     lines.append("| --- | --- | --- | --- | --- | --- |")
     for entry in timeline.entries:
-        status = entry.status + (f": {_cell(entry.status_message)}" if entry.status_message else "")
-        findings = ", ".join(f"**{check}**" for check in entry.findings)
+        status = _text(entry.status) + (f": {_text(entry.status_message)}" if entry.status_message else "")
+        findings = ", ".join(f"**{_text(check)}**" for check in entry.findings)
         lines.append(
-            f"| {entry.start_time} | {entry.type} | {_cell(entry.name)} | {status} | {_what(entry)} | {findings} |"
+            f"| {_text(entry.start_time)} | {_text(entry.type)} | {_text(entry.name)} | {status} | {_what(entry)} |"
+            f" {findings} |"
         )
     return "\n".join(lines) + "\n"

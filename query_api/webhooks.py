@@ -17,9 +17,11 @@ from typing import Any, Final
 
 from agentledger.query_api.times import TimeFormatError, parse_rfc3339_ns
 from agentledger.query_api.writes import NewWrite
+from agentledger.schema.run_ids import run_id_problem
 
-# A git trailer: on a line of its own; GitHub also renders PR bodies with \r\n.
-_TRAILER: Final = re.compile(r"^[ \t]*Agent-Run-Id:[ \t]*(\S{1,256})[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+# A git trailer: on a line of its own; GitHub also renders PR bodies with \r\n. The value is the rest of
+# the line, spaces inside included (a run id is any text; only a line break cannot be in a trailer).
+_TRAILER: Final = re.compile(r"^[ \t]*Agent-Run-Id:[ \t]*(\S(?:[^\r\n]*\S)?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 _LABEL_PREFIXES: Final = ("agent-run-id:", "agent-run:")
 
 # GitHub pull_request actions that write something, and the write action they are.
@@ -58,9 +60,9 @@ def signature_valid(secret: str, body: bytes, header: str | None, prefix: str = 
 
 
 def run_id_in_text(text: str | None) -> str:
-    """The last `Agent-Run-Id:` trailer in a PR body or commit message, or ''."""
-    found = _TRAILER.findall(text or "")
-    return str(found[-1]) if found else ""
+    """The last valid `Agent-Run-Id:` trailer in a PR body or commit message, or ''."""
+    found = [str(value) for value in _TRAILER.findall(text or "") if run_id_problem(str(value)) is None]
+    return found[-1] if found else ""
 
 
 def _field(mapping: Any, *path: str, at: str = "") -> Any:
@@ -115,8 +117,9 @@ def _github_pull_request(payload: Any) -> Delivery:
     for label in labels if isinstance(labels, list) else []:
         name = label.get("name", "") if isinstance(label, Mapping) else ""
         for prefix in _LABEL_PREFIXES:
-            if not run_id and isinstance(name, str) and name.lower().startswith(prefix) and name[len(prefix) :].strip():
-                run_id = name[len(prefix) :].strip()
+            value = name[len(prefix) :].strip() if isinstance(name, str) and name.lower().startswith(prefix) else ""
+            if not run_id and value and run_id_problem(value) is None:
+                run_id = value
     if not run_id:
         return Delivery([], 1, "the pull request carries no Agent-Run-Id trailer or agent-run-id label")
     write_action = _PR_ACTIONS[action]
@@ -183,7 +186,7 @@ def _jira_run_id(fields: Mapping[str, Any], field_id: str) -> str:
         value = value.get("value")
     if isinstance(value, list) and value:
         value = value[0]
-    return value.strip() if isinstance(value, str) and len(value.strip()) <= 256 else ""
+    return value.strip() if isinstance(value, str) and run_id_problem(value.strip()) is None else ""
 
 
 def jira_delivery(payload: Any, run_id_field: str) -> Delivery:

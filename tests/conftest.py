@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pyarrow as pa
 import pytest
+import uvicorn
 from clickhouse_connect.driver.client import Client
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -46,12 +48,14 @@ from agentledger.emitter import (
 )
 from agentledger.ingest.clickhouse import chdb_dsn, connect
 from agentledger.ingest.migrations import migrate
+from agentledger.query_api.app import QueryApiConfig, create_app
 from agentledger.schema import conventions as conv
 from agentledger.schema.conventions import ApprovalDecisionValues as Decision
 from agentledger.schema.conventions import InputProvenanceValues as From
 from agentledger.schema.conventions import PolicyDecisionValues as Policy
 from agentledger.schema.conventions import ToolAccessValues as Access
 from agentledger.schema.conventions import WriteActionValues as Action
+from agentledger.schema.run_ids import run_id_path_segment
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,6 +154,24 @@ def service(tmp_path: Path) -> Iterator[RunningService]:
     running.stop()
 
 
+@pytest.fixture
+def served_api(client: Client) -> Iterator[httpx.Client]:
+    """The open app behind a real uvicorn server: what a client sends is what it receives (Starlette's
+    TestClient decodes percent-escapes in paths twice, and never checks the response headers)."""
+    config = uvicorn.Config(create_app(client, QueryApiConfig(tenant="default")), port=free_port(), log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    with httpx.Client(base_url=f"http://127.0.0.1:{config.port}", timeout=30) as http:
+        yield http
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
 def wait_for_timeline(
     api_url: str, run_id: str, entries: int, timeout: float = 30.0, headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
@@ -157,7 +179,7 @@ def wait_for_timeline(
     deadline = time.monotonic() + timeout
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        response = httpx.get(f"{api_url}/v1/runs/{run_id}/timeline", timeout=10, headers=headers)
+        response = httpx.get(f"{api_url}/v1/runs/{run_id_path_segment(run_id)}/timeline", timeout=10, headers=headers)
         if response.status_code == 200:
             body = response.json()
             if len(body["entries"]) >= entries:

@@ -18,6 +18,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from agentledger.collector.config import LimitsConfig
 from agentledger.schema import conventions as conv
+from agentledger.schema.run_ids import MAX_RUN_ID_BYTES
 from agentledger.schema.span_columns import PROMOTED_COLUMNS, SPAN_SCHEMA
 from agentledger.schema.span_types import derive_span_type
 
@@ -208,11 +209,12 @@ def decode_request(
 ) -> DecodedBatch:
     """Decodes every valid span, stamping the verified identity and applying the limits.
 
-    A span without a valid trace or span id, or beyond max_spans_per_request, is rejected and counted.
+    A span without a valid trace or span id, beyond max_spans_per_request, or with a run id longer than
+    MAX_RUN_ID_BYTES is rejected and counted.
     """
     limits = limits or LimitsConfig()
     columns = _Columns()
-    invalid = over_limit = mismatches = decoded = 0
+    invalid = over_limit = long_run_id = mismatches = decoded = 0
     truncated: dict[str, int] = {}
     for resource_spans in request.resource_spans:
         resource_attributes = resource_spans.resource.attributes
@@ -232,6 +234,9 @@ def decode_request(
                 if decoded >= limits.max_spans_per_request:
                     over_limit += 1
                     continue
+                if _run_id_too_long(span, resource_promoted):
+                    long_run_id += 1
+                    continue
                 decoded += 1
                 limiter = _Limiter(limits)
                 limiter.cut |= resource_limiter.cut
@@ -245,7 +250,19 @@ def decode_request(
         problems.append(f"{invalid} span(s) rejected: trace_id must be 16 bytes and span_id 8 bytes")
     if over_limit:
         problems.append(f"{over_limit} span(s) rejected: a request may carry at most {limits.max_spans_per_request}")
-    return DecodedBatch(columns.to_table(), invalid + over_limit, "; ".join(problems), truncated, mismatches)
+    if long_run_id:
+        problems.append(f"{long_run_id} span(s) rejected: {conv.AGENT_RUN_ID} is longer than {MAX_RUN_ID_BYTES} bytes")
+    rejected = invalid + over_limit + long_run_id
+    return DecodedBatch(columns.to_table(), rejected, "; ".join(problems), truncated, mismatches)
+
+
+def _run_id_too_long(span: Span, resource_promoted: dict[str, AnyValue]) -> bool:
+    """A run id is an identity: cut to the attribute limit it would name another run, so it is refused."""
+    value = resource_promoted.get(conv.AGENT_RUN_ID)
+    for kv in span.attributes:
+        if kv.key == conv.AGENT_RUN_ID:
+            value = kv.value  # the last one wins, as in _append_span
+    return value is not None and len(any_value_text(value).encode("utf-8", "replace")) > MAX_RUN_ID_BYTES
 
 
 _COLUMN_OF = {key: (column, kind) for key, column, kind in PROMOTED_COLUMNS}
@@ -277,7 +294,7 @@ def _append_span(
     run_id = ""
     for key, value in raw_promoted.items():
         if key == conv.AGENT_RUN_ID:
-            run_id = limiter.value(any_value_text(value))
+            run_id = any_value_text(value)  # never cut: decode_request refused it if too long
             continue
         column, kind = _COLUMN_OF[key]
         if kind == "int":

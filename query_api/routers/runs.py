@@ -8,12 +8,13 @@ import uuid
 from time import time_ns
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse, Response
 
 from agentledger.query_api import queries
 from agentledger.query_api.auth import AUTH_RESPONSES, Admin, Reader, Reviewer, error
 from agentledger.query_api.dependencies import ClientDep, ConfigDep, PhoenixSyncDep
+from agentledger.query_api.downloads import attachment
 from agentledger.query_api.evidence import build_bundle
 from agentledger.query_api.holds import HoldActive, delete_run
 from agentledger.query_api.models import (
@@ -26,14 +27,14 @@ from agentledger.query_api.models import (
     Timeline,
     Verification,
 )
+from agentledger.query_api.paths import RunId
 from agentledger.query_api.report import timeline_markdown
 from agentledger.query_api.timeline import load_audit, load_timeline
 from agentledger.query_api.times import TimeFormatError, parse_rfc3339_ns, rfc3339_nanos
 from agentledger.query_api.verify import verify_run
+from agentledger.schema.run_ids import evidence_file_name
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
-
-RunId = Annotated[str, Path(min_length=1, max_length=256, description="The agent.run.id of the run.")]
 
 _NOT_FOUND: Final[dict[int | str, dict[str, Any]]] = {404: error("No run with this id for the caller's tenant.")}
 _MAX_INT64: Final = 2**63 - 1
@@ -90,7 +91,7 @@ def list_runs(
         bool | None, Query(description="Only runs with (true) or without (false) audit findings.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=600)] = None,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,  # base64 of a time and a run id
 ) -> RunPage:
     """The caller's tenant's runs, newest first, filtered; paginated by an opaque cursor."""
     cursor_ns, cursor_run = _decode_cursor(cursor) if cursor else (_MAX_INT64, "")
@@ -148,7 +149,7 @@ def list_runs(
 
 
 @router.get(
-    "/{run_id}/timeline",
+    "/{run_id:text}/timeline",
     response_model=Timeline,
     responses={
         **AUTH_RESPONSES,
@@ -183,7 +184,7 @@ def get_timeline(
     return timeline
 
 
-@router.get("/{run_id}/audit", responses={**AUTH_RESPONSES, **_NOT_FOUND})
+@router.get("/{run_id:text}/audit", responses={**AUTH_RESPONSES, **_NOT_FOUND})
 def get_audit(run_id: RunId, caller: Reader, client: ClientDep) -> Audit:
     """The run's audit findings: unaccounted writes, unconfirmed write calls, missing approvals, untrusted influence."""
     audited = load_audit(client, caller.tenant, run_id)
@@ -192,7 +193,7 @@ def get_audit(run_id: RunId, caller: Reader, client: ClientDep) -> Audit:
     return audited[2]
 
 
-@router.get("/{run_id}/annotations", responses={**AUTH_RESPONSES})
+@router.get("/{run_id:text}/annotations", responses={**AUTH_RESPONSES})
 def list_annotations(run_id: RunId, caller: Reader, client: ClientDep) -> list[AnnotationOut]:
     """Reviewers' annotations of the run's spans, newest first."""
     rows = client.query(queries.RUN_ANNOTATIONS, parameters={"tenant": caller.tenant, "run_id": run_id})
@@ -213,7 +214,7 @@ def list_annotations(run_id: RunId, caller: Reader, client: ClientDep) -> list[A
 
 
 @router.post(
-    "/{run_id}/annotations",
+    "/{run_id:text}/annotations",
     status_code=201,
     responses={**AUTH_RESPONSES, 404: error("The run has no span with this id for the caller's tenant.")},
 )
@@ -247,7 +248,7 @@ def annotate(run_id: RunId, body: AnnotationIn, caller: Reviewer, client: Client
     )
 
 
-@router.get("/{run_id}/verify", responses={**AUTH_RESPONSES, **_NOT_FOUND})
+@router.get("/{run_id:text}/verify", responses={**AUTH_RESPONSES, **_NOT_FOUND})
 def verify(run_id: RunId, caller: Reader, client: ClientDep, config: ConfigDep) -> Verification:
     """Recomputes the run's audit hash chain from the stored spans: intact, or which spans were altered,
     removed or inserted out of band, and since which link."""
@@ -258,7 +259,7 @@ def verify(run_id: RunId, caller: Reader, client: ClientDep, config: ConfigDep) 
 
 
 @router.get(
-    "/{run_id}/evidence",
+    "/{run_id:text}/evidence",
     response_class=Response,
     responses={
         200: {"content": {"application/zip": {}}, "description": "The evidence bundle (zip)."},
@@ -272,13 +273,12 @@ def evidence(run_id: RunId, caller: Reader, client: ClientDep, config: ConfigDep
     bundle = build_bundle(client, caller.tenant, run_id, config.audit_public_key_pem)
     if bundle is None:
         raise _not_found(run_id)
-    filename = f"agentledger-evidence-{run_id}.zip".replace('"', "")
-    return Response(bundle, media_type="application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
+    disposition = attachment(evidence_file_name(run_id), evidence_file_name(run_id, ascii_only=True))
+    return Response(bundle, media_type="application/zip", headers={"Content-Disposition": disposition})
 
 
 @router.delete(
-    "/{run_id}",
+    "/{run_id:text}",
     responses={**AUTH_RESPONSES, **_NOT_FOUND, 409: error("A legal hold covers the run.")},
 )
 def delete(

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from agentledger.query_api import queries
-from agentledger.query_api.auth import AUTH_RESPONSES, Reader, error
+from agentledger.query_api.auth import AUTH_RESPONSES, Reader
 from agentledger.query_api.dependencies import ClientDep
 from agentledger.query_api.models import TargetRuns, TargetTouch
 from agentledger.query_api.times import rfc3339_nanos
@@ -15,10 +15,7 @@ from agentledger.query_api.times import rfc3339_nanos
 router = APIRouter(prefix="/v1/targets", tags=["targets"])
 
 
-@router.get(
-    "/{resource:path}",
-    responses={**AUTH_RESPONSES, 404: error("The resource contains a line break, which no route matches.")},
-)
+@router.get("/{resource:text}", responses={**AUTH_RESPONSES})
 def get_target(
     caller: Reader,
     client: ClientDep,

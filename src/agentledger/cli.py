@@ -15,7 +15,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -27,6 +26,7 @@ from agentledger.gate import GateBudgets, GateError, fetch_comparison, judge, lo
 from agentledger.ingest.clickhouse import StorageUnavailable, connect
 from agentledger.ingest.migrations import MigrationError, migrate
 from agentledger.query_api.auth import ROLES
+from agentledger.schema.run_ids import evidence_file_name, run_id_path_segment
 from agentledger.settings import (
     DEFAULT_API_PORT,
     DEFAULT_JIRA_RUN_ID_FIELD,
@@ -218,7 +218,12 @@ def _cmd_up(args: argparse.Namespace) -> int:
         for run in report.runs:
             label = f"INCIDENT {run.incident}" if run.incident else "demo run"
             logger.info(
-                "%s %s: %s: %s/v1/runs/%s/timeline", label, run.run_id, run.description, started.api_url, run.run_id
+                "%s %s: %s: %s/v1/runs/%s/timeline",
+                label,
+                run.run_id,
+                run.description,
+                started.api_url,
+                run_id_path_segment(run.run_id),
             )
         logger.info("demo: %s", report.writes_status)
 
@@ -293,7 +298,7 @@ def _api_get(args: argparse.Namespace, resource: str, raw: bool = False) -> Any:
     api = _env_url(args.api_url, ENV_API_URL, f"http://127.0.0.1:{DEFAULT_API_PORT}")
     try:
         response = httpx.get(
-            f"{api}/v1/runs/{quote(args.run_id, safe='')}/{resource}", headers=_auth_headers(), timeout=30
+            f"{api}/v1/runs/{run_id_path_segment(args.run_id)}/{resource}", headers=_auth_headers(), timeout=30
         )
     except httpx.HTTPError as error:
         raise CliError(f"cannot reach the query API at {api} ({error}); is `agentledger up` running?") from error
@@ -306,12 +311,12 @@ def _api_get(args: argparse.Namespace, resource: str, raw: bool = False) -> Any:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     bundle: bytes = _api_get(args, "evidence", raw=True)
-    output = args.output or Path(f"agentledger-evidence-{args.run_id.replace('/', '_')}.zip")
+    output = args.output or Path(evidence_file_name(args.run_id))
     try:
         output.write_bytes(bundle)
     except OSError as error:
         raise CliError(f"cannot write {output}: {error.strerror}") from error
-    print(f"wrote {output} ({len(bundle)} bytes); its README.md says how to verify it offline")
+    print(f"wrote {_printable(output)} ({len(bundle)} bytes); its README.md says how to verify it offline")
     return EXIT_OK
 
 
@@ -320,12 +325,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(body, indent=2))
     else:
-        print(f"run {body['run_id']}: {body['status']} ({body['links']} links, {body['spans_checked']} spans checked)")
-        for item in body["chain_breaks"]:
-            print(f"  link {item['seq']}: {item['problem']}")
+        counts = f"{body['links']} links, {body['spans_checked']} spans checked"
+        lines = [f"run {body['run_id']}: {body['status']} ({counts})"]
+        lines += [f"  link {item['seq']}: {item['problem']}" for item in body["chain_breaks"]]
         for item in body["findings"]:
             since = f" (chained in link {item['link_seq']})" if item["link_seq"] is not None else ""
-            print(f"  span {item['trace_id']}:{item['span_id']} {item['name']!r}: {item['problem']}{since}")
+            lines.append(f"  span {item['trace_id']}:{item['span_id']} {item['name']!r}: {item['problem']}{since}")
+        print("\n".join(_printable(line) for line in lines))
     return EXIT_OK if body["status"] == "intact" else EXIT_FAILED
 
 
@@ -369,12 +375,15 @@ def _cmd_timeline(args: argparse.Namespace) -> int:
         return EXIT_OK
     run = body["run"]
     print(
-        f"run {run['run_id']}  agent {run['agent_name'] or run['agent_id']}  outcome {run['outcome'] or '-'}"
-        f"  traces {len(run['trace_ids'])}  spans {len(body['entries'])}"
+        _printable(
+            f"run {run['run_id']}  agent {run['agent_name'] or run['agent_id']}  outcome {run['outcome'] or '-'}"
+            f"  traces {len(run['trace_ids'])}  spans {len(body['entries'])}"
+        )
     )
     for entry in body["entries"]:
         details = "  ".join(f"{k}={v}" for k, v in entry["details"].items() if len(str(v)) <= 80)
-        print(f"{entry['start_time']}  {entry['type']:<16} {entry['name']:<32} {entry['status']:<5} {details}")
+        line = f"{entry['start_time']}  {entry['type']:<16} {entry['name']:<32} {entry['status']:<5} {details}"
+        print(_printable(line))
     return EXIT_OK
 
 
@@ -425,11 +434,21 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _printable(text: object) -> str:
+    """text with every non-printable character (control, ANSI escape, line break, bidirectional override)
+    shown as its Python escape, so a value from the API (an agent's name, a span's name) cannot move the
+    cursor, recolour the terminal or forge a line of output."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
 def _detail(response: httpx.Response) -> str:
     try:
-        return str(response.json().get("detail", response.text))
+        detail = response.json().get("detail", response.text)
     except ValueError:
         return response.text[:200]
+    if isinstance(detail, list):  # a validation error: one message per refused value
+        return "; ".join(str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail)
+    return str(detail)
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
@@ -486,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except CliError as error:
-        print(f"agentledger {args.command}: {error}", file=sys.stderr)
+        print(_printable(f"agentledger {args.command}: {error}"), file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         return 130

@@ -6,14 +6,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from agentledger.schema import conventions as conv
 from tests.conftest import REPO_ROOT, RunningService
-from tests.query_api.incidents import PR_URL, PrRun, github_pull_request, jira_issue, pr_run_spans, span_id_of
+from tests.query_api.incidents import (
+    PR_URL,
+    PrRun,
+    github_pull_request,
+    jira_issue,
+    pr_run_spans,
+    record,
+    span_id_of,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -141,4 +151,39 @@ def test_reported_text_is_shown_as_text_and_only_web_urls_become_links(
     assert entry.locator("img").count() == 0 and entry.locator("b").count() == 0
     assert entry.locator("a[href^='javascript']").count() == 0
     expect(entry).to_contain_text("javascript:alert(1)")
+    page.close()
+
+
+# Sorts after "pr-agent": the run index keeps the greatest agent name of the run's spans.
+HOSTILE_NAME = 'zz <img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>\n## heading'
+
+
+def test_any_run_id_opens_and_hostile_names_stay_text(browser: Browser, service: RunningService) -> None:
+    run_ids = ["a/b", "../x", "ü-运行", "with space", "%2F", "line\nbreak", "emoji 🧾", "x/timeline"]
+    spans = [span for run_id in run_ids for span in pr_run_spans(PrRun(run_id))]
+    hostile_run = record(
+        lambda tracer: tracer.start_span(
+            HOSTILE_NAME,
+            attributes={conv.AGENT_RUN_ID: "a/b", conv.AGENTLEDGER_SPAN_TYPE: "run",
+                        conv.GEN_AI_AGENT_NAME: HOSTILE_NAME, conv.AGENTLEDGER_TOOL_TARGET: "crm:a/../b"},
+        ).end()
+    )  # fmt: skip
+    response = httpx.post(
+        f"{service.collector_url}/v1/traces",
+        content=encode_spans(spans + hostile_run).SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+    )
+    assert response.status_code == 200
+    page = _open(browser, f"{service.api_url}/ui")
+
+    for run_id in run_ids:
+        page.goto(f"{service.api_url}/ui?" + urlencode({"q": run_id, "kind": "run"}))
+        expect(page.locator(".summary .mono").first).to_have_text(run_id, timeout=30_000)
+        expect(page.locator("#integrity")).to_contain_text("intact")
+    page.goto(f"{service.api_url}/ui?" + urlencode({"q": "a/b", "kind": "run"}))
+    expect(page.locator(".summary div").nth(1)).to_have_text("agent" + HOSTILE_NAME.replace("\n", " "))
+    assert page.locator("#out img, #out script").count() == 0
+    assert page.evaluate("window.__pwned") is None
+    page.goto(f"{service.api_url}/ui?" + urlencode({"q": "crm:a/../b", "kind": "target"}))
+    expect(page.locator("h2")).to_have_text("Runs that touched crm:a/../b")
     page.close()
