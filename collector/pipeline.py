@@ -23,6 +23,7 @@ from agentledger.collector.component import (
 )
 from agentledger.collector.components import EXPORTERS, PROCESSORS, ComponentContext, component_type
 from agentledger.collector.config_file import CollectorConfig
+from agentledger.collector.deadletter import count_entries
 from agentledger.collector.export_worker import ExportWorker
 from agentledger.collector.spool import Spool, SpoolError, SpoolFull
 from agentledger.collector.telemetry import CollectorTelemetry
@@ -119,5 +120,10 @@ def build_pipeline(
         "agentledger_spool_quarantined_segments",
         "Spool segments found corrupt and set aside.",
         lambda: float(spool.quarantined_segments),
+    )
+    telemetry.gauge(
+        "agentledger_deadletter_entries",
+        "Dead-letter entries held on disk (every exporter), waiting for a replay.",
+        lambda: float(count_entries(directory)),
     )
     return Pipeline(processors, exporters, spool, workers)

@@ -10,7 +10,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import ClassVar
 
-Label = tuple[str, str]
+# Label pairs flattened: ("exporter", "clickhouse") or ("exporter", "clickhouse", "reason", "VIOLATED_CONSTRAINT").
+Label = tuple[str, ...]
 _NO_LABEL: Label = ("", "")
 
 
@@ -27,6 +28,9 @@ class CollectorTelemetry:
         "agentledger_spans_exported_total": "Spans delivered, by exporter.",
         "agentledger_export_failures_total": "Export attempts that failed (and will be retried), by exporter.",
         "agentledger_spans_skipped_total": "Spans skipped undelivered (backlog over its bound), by exporter.",
+        "agentledger_spans_dead_lettered_total": "Spans a destination refused for good, set aside in the dead-letter"
+        " store, by exporter and reason.",
+        "agentledger_spans_replayed_total": "Dead-lettered spans handed back to their exporter by a replay.",
         "agentledger_identity_mismatches_total": "Spans whose claimed agent id differs from the authenticated one.",
     }
     _SUMMARIES: ClassVar[dict[str, str]] = {
@@ -82,4 +86,11 @@ class CollectorTelemetry:
 
 
 def _labels(label: Label) -> str:
-    return f'{{{label[0]}="{label[1]}"}}' if label[0] else ""
+    if not label or not label[0]:
+        return ""
+    pairs = zip(label[0::2], label[1::2], strict=True)
+    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in pairs) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
