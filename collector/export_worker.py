@@ -18,7 +18,7 @@ from agentledger.collector.component import Exporter, ExportError, PermanentExpo
 from agentledger.collector.config import ExporterConfig, RetryConfig
 from agentledger.collector.deadletter import DeadLetterEntry, DeadLetterError, DeadLetterStore
 from agentledger.collector.retry import Backoff
-from agentledger.collector.spool import ExportCursor, Position, Spool, concat_records
+from agentledger.collector.spool import ExportCursor, Position, Spool, SpoolRecord, concat_records
 from agentledger.collector.telemetry import CollectorTelemetry
 
 logger = logging.getLogger(__name__)
@@ -97,20 +97,27 @@ class ExportWorker:
                 return False
             end = records[-1].end
             self._cursor.plan(start, end)
-        batch = concat_records(records)
+        runs = _same_schema_runs(records)
         try:
-            self._deliver(batch, f"{self.name}:{start}-{end}", in_flight_end=end)
+            if len(runs) <= 1:
+                self._deliver(concat_records(records), f"{self.name}:{start}-{end}", in_flight_end=end)
+            else:
+                # Records of another schema (written by another version) cannot be one table: each run of
+                # records sharing a schema is exported on its own, under its own positions' id.
+                for run in runs:
+                    self._deliver(concat_records(run), f"{self.name}:{run[0].start}-{run[-1].end}", in_flight_end=end)
         except _Skipped:
             return True  # the batch in flight was the oldest backlog: skipped, not delivered
         self._cursor.commit(end)
         self._spool.release()
         return True
 
-    def _deliver(self, batch: SpanBatch, batch_id: str, in_flight_end: Position | None) -> None:
+    def _deliver(self, batch: SpanBatch, batch_id: str, in_flight_end: Position | None) -> int:
         """Delivers the batch, or all of it but the spans the destination refuses for good, which are in the
         dead-letter store when this returns. Sub-batch ids derive from the batch id and row ranges, so a
         replay after a crash mid-split repeats the same inserts under the same tokens (exactly once).
-        Raises _Stopped when the worker stops, _Skipped when the batch was skipped as overflow."""
+        Returns how many spans were dead-lettered. Raises _Stopped when the worker stops, _Skipped when the
+        batch was skipped as overflow."""
         refused: list[tuple[SpanBatch, str, PermanentExportError]] = []
         split_budget = self._retry.max_split_exports
         parts = [(batch, batch_id)]
@@ -132,7 +139,7 @@ class ExportWorker:
             parts.append((part.slice(half), f"{part_id}/{half}+{part.num_rows - half}"))
             parts.append((part.slice(0, half), f"{part_id}/0+{half}"))
         if not refused:
-            return
+            return 0
         by_reason: dict[str, list[tuple[SpanBatch, str, PermanentExportError]]] = {}
         for item in refused:
             by_reason.setdefault(item[2].reason, []).append(item)
@@ -148,6 +155,7 @@ class ExportWorker:
                 " (`agentledger deadletter show %s`, replay with `agentledger deadletter replay %s`)",
                 self.name, spans.num_rows, reason, first_error, entry.id, entry.id, entry.id,
             )  # fmt: skip
+        return sum(item[0].num_rows for item in refused)
 
     def _export_with_retries(
         self, part: SpanBatch, part_id: str, in_flight_end: Position | None
@@ -162,7 +170,8 @@ class ExportWorker:
             except ExportError as error:
                 failure = error
             except Exception as error:  # a bug in an exporter (or its converter) must not kill the worker
-                failure = ExportError(f"{type(error).__name__}: {error}", "exporter_error")
+                # Most likely set off by something in this batch: isolated like a refusal, not retried.
+                failure = PermanentExportError(f"{type(error).__name__}: {error}", "exporter_error")
             else:
                 self._telemetry.observe(
                     "agentledger_export_seconds", time.perf_counter() - began, ("exporter", self.name)
@@ -218,12 +227,13 @@ class ExportWorker:
     def _replay(self, entry: DeadLetterEntry, spans: SpanBatch) -> None:
         # The token derives from the entry, so a crash mid-replay replays it again exactly once.
         try:
-            self._deliver(spans, f"{self.name}:deadletter:{entry.id}", in_flight_end=None)
+            refused = self._deliver(spans, f"{self.name}:deadletter:{entry.id}", in_flight_end=None)
         except _Skipped:  # pragma: no cover - no overflow check without a batch in flight
             return
         self.dead_letters.remove(entry)
-        self._telemetry.add("agentledger_spans_replayed_total", spans.num_rows, ("exporter", self.name))
-        logger.info("exporter %s: replayed dead-letter entry %s (%d spans)", self.name, entry.id, spans.num_rows)
+        self._telemetry.add("agentledger_spans_replayed_total", spans.num_rows - refused, ("exporter", self.name))
+        logger.info("exporter %s: replayed dead-letter entry %s: %d spans delivered, %d refused again",
+                    self.name, entry.id, spans.num_rows - refused, refused)  # fmt: skip
 
     def _skip_overflow(self, in_flight_end: Position | None) -> bool:
         """Skips the oldest undelivered records while the backlog exceeds max_backlog_bytes; with a batch in
@@ -270,3 +280,18 @@ def _without_rows(batch: SpanBatch, rows: pa.Array) -> SpanBatch:
     keep = np.ones(batch.num_rows, dtype=bool)
     keep[rows.to_numpy(zero_copy_only=False)] = False
     return batch.filter(pa.array(keep))
+
+
+def _same_schema_runs(records: list[SpoolRecord]) -> list[list[SpoolRecord]]:
+    """Consecutive records grouped by schema (records without columns, skipped damage, join any run)."""
+    runs: list[list[SpoolRecord]] = []
+    schema: pa.Schema | None = None
+    for record in records:
+        if record.batch.num_columns and (schema is None or not record.batch.schema.equals(schema)):
+            if schema is not None or not runs:
+                runs.append([])
+            schema = record.batch.schema
+        elif not runs:
+            runs.append([])
+        runs[-1].append(record)
+    return runs

@@ -30,7 +30,7 @@ class CollectorTelemetry:
         "agentledger_spans_skipped_total": "Spans skipped undelivered (backlog over its bound), by exporter.",
         "agentledger_spans_dead_lettered_total": "Spans a destination refused for good, set aside in the dead-letter"
         " store, by exporter and reason.",
-        "agentledger_spans_replayed_total": "Dead-lettered spans handed back to their exporter by a replay.",
+        "agentledger_spans_replayed_total": "Dead-lettered spans a replay delivered, by exporter.",
         "agentledger_identity_mismatches_total": "Spans whose claimed agent id differs from the authenticated one.",
     }
     _SUMMARIES: ClassVar[dict[str, str]] = {

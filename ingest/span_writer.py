@@ -30,10 +30,6 @@ class WriteFailed(RuntimeError):
         self.stored_rows = stored_rows
 
 
-class BatchSchemaMismatch(WriteFailed):
-    """The batch does not have the spans schema: no retry can store it."""
-
-
 class SpanWriter:
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -52,7 +48,7 @@ class SpanWriter:
         if batch.num_rows == 0:
             return
         if not batch.schema.equals(SPAN_SCHEMA):  # checked before policy columns are added
-            raise BatchSchemaMismatch("batch does not have the spans schema (schema/span_columns.py)")
+            raise WriteFailed("batch does not have the spans schema (schema/span_columns.py)")
         for name, column in (policy_columns or {}).items():
             if name == "retain_until":
                 column = pc.cast(column, pa.timestamp("s"))

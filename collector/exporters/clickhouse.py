@@ -16,7 +16,8 @@ from agentledger.ingest.audit_chain import ChainWriter
 from agentledger.ingest.clickhouse import first_line
 from agentledger.ingest.retention import AgentHolds, RetentionPolicy
 from agentledger.ingest.signing import LinkSigner, SigningKeyError
-from agentledger.ingest.span_writer import BatchSchemaMismatch, SpanWriter, WriteFailed
+from agentledger.ingest.span_writer import SpanWriter, WriteFailed
+from agentledger.schema.span_columns import SPAN_SCHEMA
 
 
 class ClickHouseExporter:
@@ -34,6 +35,10 @@ class ClickHouseExporter:
         self._holds = AgentHolds(client)
 
     def export(self, batch: SpanBatch, batch_id: str) -> None:
+        if not batch.schema.equals(SPAN_SCHEMA):  # before retention and holds read its columns
+            raise PermanentExportError(
+                "batch does not have the spans schema (schema/span_columns.py)", "schema_mismatch"
+            )
         try:
             retain_until = self._retention.retain_until(batch)
             legal_hold = self._holds.legal_hold(batch)
@@ -47,8 +52,6 @@ class ClickHouseExporter:
                 # neither duplicates them nor chains a batch twice.
                 links = self._chain.links_for(batch, time.time_ns(), retain_until.to_pylist())
                 self._chain.append(links, deduplication_token=f"{batch_id}:chain")
-        except BatchSchemaMismatch as error:
-            raise PermanentExportError(str(error), "schema_mismatch") from error
         except WriteFailed as error:
             classified = classify_clickhouse(error.__cause__ or error, "insert into spans", error.stored_rows)
             if classified.permanent and error.stored_rows is not None:
