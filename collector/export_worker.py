@@ -146,7 +146,7 @@ class ExportWorker:
         for reason, items in sorted(by_reason.items()):
             spans = pa.concat_tables([item[0] for item in items])
             first_error = items[0][2]
-            entry = self.dead_letters.put(spans, batch_id, reason, str(first_error))
+            entry = self._put_dead_letter(spans, batch_id, reason, str(first_error))
             self._telemetry.add(
                 "agentledger_spans_dead_lettered_total", spans.num_rows, ("exporter", self.name, "reason", reason)
             )
@@ -156,6 +156,17 @@ class ExportWorker:
                 self.name, spans.num_rows, reason, first_error, entry.id, entry.id, entry.id,
             )  # fmt: skip
         return sum(item[0].num_rows for item in refused)
+
+    def _put_dead_letter(self, spans: SpanBatch, batch_id: str, reason: str, error: str) -> DeadLetterEntry:
+        """Retries a failed write (disk full) with back-off: the cursor must not pass spans kept nowhere."""
+        while True:
+            try:
+                return self.dead_letters.put(spans, batch_id, reason, error)
+            except OSError as write_error:
+                logger.error("exporter %s cannot write a dead-letter entry in %s (will retry): %s",
+                             self.name, self.dead_letters.folder, write_error)  # fmt: skip
+                if not self._backoff.wait(self._stop):
+                    raise _Stopped from write_error
 
     def _export_with_retries(
         self, part: SpanBatch, part_id: str, in_flight_end: Position | None

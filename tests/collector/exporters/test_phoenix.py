@@ -7,6 +7,8 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +32,7 @@ from tests.conftest import (
     ARGUMENTS,
     RunningPhoenix,
     phoenix_config,
+    sdk_tracer_provider,
     send_reviewed_run,
     start_service,
     wait_for_phoenix_spans,
@@ -183,6 +186,7 @@ class _RefusingOtlpServer:
         accepted: list[str] = []
         self.accepted = accepted
         self.refused_requests = 0
+        self.refuse_poison = True
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -190,7 +194,7 @@ class _RefusingOtlpServer:
                 body = gzip.decompress(self.rfile.read(int(self.headers["content-length"])))
                 request = ExportTraceServiceRequest.FromString(body)
                 names = [s.name for r in request.resource_spans for ss in r.scope_spans for s in ss.spans]
-                status = 400 if "poison" in names else 200
+                status = 400 if server.refuse_poison and "poison" in names else 200
                 if status == 200:
                     accepted.extend(names)
                 else:
@@ -251,3 +255,59 @@ def test_a_phoenix_400_dead_letters_the_refused_spans_and_stalls_neither_phoenix
     assert telemetry.value("agentledger_spans_exported_total", ("exporter", "phoenix")) == 11
     assert telemetry.value("agentledger_spans_exported_total", ("exporter", "clickhouse")) == 12
     spool.close()
+
+
+def test_deadletter_cli_lists_and_replays_while_up_runs(tmp_path: Path) -> None:
+    server = _RefusingOtlpServer()
+    config = tmp_path / "agentledger.yaml"
+    config.write_text(
+        f"""
+exporters:
+  clickhouse: {{}}
+  phoenix:
+    endpoint: "{server.url}"
+    retry: {{initial_interval_s: 0.05}}
+service:
+  pipelines:
+    traces:
+      exporters: [clickhouse, phoenix]
+""",
+        encoding="utf-8",
+    )
+    data_dir = tmp_path / "data"
+    service = start_service(data_dir, "--config", str(config))
+    cli = [sys.executable, "-m", "agentledger", "deadletter"]
+    where = ["--data-dir", str(data_dir), "--config", str(config)]
+    try:
+        provider = sdk_tracer_provider(service.collector_url)
+        tracer = provider.get_tracer("tests")
+        for name in ("fine", "poison", "also fine"):
+            tracer.start_span(name, attributes={"agent.run.id": "run_cli"}).end()
+        provider.shutdown()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all_entries(data_dir / "spool"):
+            time.sleep(0.1)
+        listed = subprocess.run([*cli, "list", *where], capture_output=True, text=True, timeout=60)
+        (entry,) = all_entries(data_dir / "spool")
+        unknown = subprocess.run([*cli, "replay", "nope", *where], capture_output=True, text=True, timeout=60)
+        server.refuse_poison = False  # Phoenix fixed
+        replay = subprocess.run([*cli, "replay", entry.id, *where], capture_output=True, text=True, timeout=60)
+        while time.monotonic() < deadline and all_entries(data_dir / "spool"):
+            time.sleep(0.1)
+        metrics = httpx.get(f"{service.collector_url}/metrics", timeout=10).text
+    finally:
+        service.stop()
+        server.close()
+
+    assert listed.returncode == 0
+    assert listed.stdout.startswith(f"{entry.id}\tphoenix\t")
+    assert "\t1 spans\thttp_400\ttenants default" in listed.stdout
+    assert (unknown.returncode, unknown.stderr.strip()) == (
+        1, "agentledger deadletter: no dead-letter entry with id 'nope' (see `agentledger deadletter list`)",
+    )  # fmt: skip
+    assert replay.returncode == 0 and "marked 1 entry for replay" in replay.stdout
+    assert all_entries(data_dir / "spool") == []
+    assert sorted(server.accepted) == ["also fine", "fine", "poison"]
+    assert 'agentledger_spans_dead_lettered_total{exporter="phoenix",reason="http_400"} 1' in metrics
+    assert 'agentledger_spans_replayed_total{exporter="phoenix"} 1' in metrics
+    assert "agentledger_deadletter_entries 0" in metrics
