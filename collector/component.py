@@ -53,7 +53,9 @@ class Processor(Protocol):
 
 
 class Exporter(Protocol):
-    """Delivers a batch to one destination; raises ExportError when it cannot.
+    """Delivers a batch to one destination; raises ExportError when it cannot: PermanentExportError when
+    the data itself is refused (the worker then isolates and dead-letters the spans at fault), ExportError
+    with `destination_down` when the destination is away, plain ExportError otherwise (retried up to a cap).
 
     `batch_id` is stable: a retry or a replay after a restart of the same batch carries the same id,
     so a destination that can deduplicate (ClickHouse insert tokens) stores it exactly once.
