@@ -128,6 +128,9 @@ class ExportWorker:
             error = self._export_with_retries(part, part_id, in_flight_end)
             if error is None:
                 continue
+            if part_id == batch_id:
+                logger.warning("exporter %s refused batch %s (%d spans) for good (%s): isolating the spans at fault",
+                               self.name, batch_id, batch.num_rows, error.reason)  # fmt: skip
             if error.stored_rows is not None:
                 part, part_id = _without_rows(part, error.stored_rows), f"{part_id}/unstored"
             if part.num_rows <= 1 or split_budget < 2:
@@ -197,8 +200,9 @@ class ExportWorker:
                     self._telemetry.add(
                         "agentledger_spans_exported_total", len(failure.stored_rows), ("exporter", self.name)
                     )
-                logger.warning("exporter %s refused batch %s (%d spans) for good: %s", self.name, part_id,
-                               part.num_rows, failure)  # fmt: skip
+                # Once per sub-batch: debug only; the dead-letter entry is logged once, as an error.
+                logger.debug("exporter %s refused batch %s (%d spans) for good: %s", self.name, part_id,
+                             part.num_rows, failure)  # fmt: skip
                 return failure
             if not failure.destination_down and self._past_retry_cap(attempts, first_failure):
                 return PermanentExportError(
