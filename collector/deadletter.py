@@ -124,11 +124,6 @@ def all_entries(spool_directory: Path) -> list[DeadLetterEntry]:
     return sorted(found, key=lambda entry: (entry.time, entry.id))
 
 
-def count_entries(spool_directory: Path) -> int:
-    root = spool_directory / DEADLETTER_FOLDER
-    return sum(1 for _ in root.glob("*/*.json")) if root.is_dir() else 0
-
-
 def find_entry(spool_directory: Path, entry_id_text: str) -> DeadLetterEntry:
     for entry in all_entries(spool_directory):
         if entry.id == entry_id_text:

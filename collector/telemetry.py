@@ -26,7 +26,7 @@ class CollectorTelemetry:
         "agentledger_spans_rejected_total": "Spans refused one by one as OTLP partial success, by reason.",
         "agentledger_spans_truncated_total": "Spans stored with something truncated to the limits, by what.",
         "agentledger_spans_exported_total": "Spans delivered, by exporter.",
-        "agentledger_export_failures_total": "Export attempts that failed (and will be retried), by exporter.",
+        "agentledger_export_failures_total": "Export attempts that failed (retried, or refused for good), by exporter.",
         "agentledger_spans_skipped_total": "Spans skipped undelivered (backlog over its bound), by exporter.",
         "agentledger_spans_dead_lettered_total": "Spans a destination refused for good, set aside in the dead-letter"
         " store, by exporter and reason.",
@@ -41,7 +41,7 @@ class CollectorTelemetry:
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, Label], float] = defaultdict(float)
         self._summaries: dict[tuple[str, Label], list[float]] = {}
-        self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        self._gauges: dict[str, tuple[str, dict[Label, Callable[[], float]]]] = {}
 
     def add(self, name: str, amount: float = 1, label: Label = _NO_LABEL) -> None:
         with self._lock:
@@ -53,9 +53,11 @@ class CollectorTelemetry:
             total[0] += value
             total[1] += 1
 
-    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+    def gauge(self, name: str, help_text: str, read: Callable[[], float], label: Label = _NO_LABEL) -> None:
+        """Registers a value read at scrape time; one name may have several labels (one reader each)."""
         with self._lock:
-            self._gauges[name] = (help_text, read)
+            readers = self._gauges.setdefault(name, (help_text, {}))[1]
+            readers[label] = read
 
     def value(self, name: str, label: Label = _NO_LABEL) -> float:
         with self._lock:
@@ -65,7 +67,7 @@ class CollectorTelemetry:
         with self._lock:
             counters = dict(self._counters)
             summaries = {key: list(value) for key, value in self._summaries.items()}
-            gauges = dict(self._gauges)
+            gauges = {name: (help_text, dict(readers)) for name, (help_text, readers) in self._gauges.items()}
         lines: list[str] = []
         for name, help_text in self._COUNTERS.items():
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
@@ -80,8 +82,9 @@ class CollectorTelemetry:
                 if metric == name:
                     lines.append(f"{name}_sum{_labels(label)} {total:g}")
                     lines.append(f"{name}_count{_labels(label)} {count:g}")
-        for name, (help_text, read) in sorted(gauges.items()):
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read():g}"]
+        for name, (help_text, readers) in sorted(gauges.items()):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+            lines += [f"{name}{_labels(label)} {read():g}" for label, read in sorted(readers.items())]
         return "\n".join(lines) + "\n"
 
 

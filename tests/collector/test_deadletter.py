@@ -138,7 +138,7 @@ def test_poison_spans_are_dead_lettered_the_rest_stored_once_and_other_tenants_f
     assert service.telemetry.value(EXPORTED, ("exporter", "clickhouse")) == 48
     metrics = service.telemetry.render_prometheus()
     assert 'agentledger_spans_dead_lettered_total{exporter="clickhouse",reason="VIOLATED_CONSTRAINT"} 2' in metrics
-    assert "agentledger_deadletter_entries 1" in metrics
+    assert 'agentledger_deadletter_entries{exporter="clickhouse"} 1' in metrics
 
 
 def test_poison_in_a_later_block_of_a_many_days_batch_leaves_the_stored_blocks_stored_once(
@@ -198,7 +198,7 @@ def test_replay_while_still_refused_keeps_them_then_after_the_fix_stores_them_on
     assert _stored(client) == (5, 5, 5)
     assert sorted(_names(client, "acme")) == ["a", "b", "c", "poison", "poison"]
     assert service.telemetry.value("agentledger_spans_replayed_total", ("exporter", "clickhouse")) == 2
-    assert "agentledger_deadletter_entries 0" in service.telemetry.render_prometheus()
+    assert 'agentledger_deadletter_entries{exporter="clickhouse"} 0' in service.telemetry.render_prometheus()
 
 
 def test_a_replay_of_an_entry_marked_while_up_was_stopped_happens_at_the_next_start(

@@ -310,4 +310,4 @@ service:
     assert sorted(server.accepted) == ["also fine", "fine", "poison"]
     assert 'agentledger_spans_dead_lettered_total{exporter="phoenix",reason="http_400"} 1' in metrics
     assert 'agentledger_spans_replayed_total{exporter="phoenix"} 1' in metrics
-    assert "agentledger_deadletter_entries 0" in metrics
+    assert 'agentledger_deadletter_entries{exporter="phoenix"} 0' in metrics
