@@ -4,7 +4,6 @@ flow meanwhile, a replay stores them once the cause is gone, and a batch over an
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -222,15 +221,19 @@ def test_a_crash_after_the_split_before_the_commit_replays_exactly_once(
 ) -> None:
     client.command(NO_POISON)
     first = running()
+    start = first.spool.cursor("clickhouse").committed
     names = ["poison" if index in (3, 60, 61) else f"good {index}" for index in range(100)]
     first.pipeline.consume(span_batch(names, tenant="acme", run_id="run_acme"))
     _wait(first.caught_up)
+    end = first.spool.cursor("clickhouse").committed
     first.pipeline.shutdown(drain_seconds=0)
     (entry,) = all_entries(first.spool.directory)
     # As if killed after every sub-batch and the dead-letter entry were written but before the cursor commit.
-    end = first.spool.end()
-    cursor_file = first.spool.directory / "cursors" / "clickhouse.json"
-    cursor_file.write_text(json.dumps({"committed": [1, 0], "planned": [[1, 0], [end.segment, end.offset]]}))
+    spool = Spool(first.spool.directory, SpoolConfig(fsync="never"))
+    cursor = spool.cursor("clickhouse")
+    cursor.committed = start
+    cursor.plan(start, end)
+    spool.close()
 
     second = running()
     _wait(second.caught_up)
