@@ -5,7 +5,7 @@ A batch is an Arrow table with schema.span_columns.SPAN_SCHEMA; components never
 
 from __future__ import annotations
 
-from typing import Protocol, TypeAlias
+from typing import ClassVar, Protocol, TypeAlias
 
 import pyarrow as pa
 
@@ -13,7 +13,35 @@ SpanBatch: TypeAlias = pa.Table
 
 
 class ExportError(RuntimeError):
-    """An exporter could not deliver a batch; the pipeline must not acknowledge it."""
+    """An exporter could not deliver a batch; the pipeline must not acknowledge it. Retryable: the same batch
+    may go through later (collector/export_errors.py decides which errors are which).
+
+    `reason` is a short, bounded label (a ClickHouse error name, `http_503`) for logs, metrics and the
+    dead-letter store. `destination_down`: the destination itself is unavailable (unreachable, overloaded,
+    its table missing), not this batch's fault, so the worker retries without a cap while the spool holds
+    the data; otherwise the export worker gives up after the retry cap and treats the error as permanent.
+    """
+
+    permanent: ClassVar[bool] = False
+
+    def __init__(self, message: str, reason: str = "export_failed", *, destination_down: bool = False) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.destination_down = destination_down
+
+
+class PermanentExportError(ExportError):
+    """Retrying the same batch cannot succeed (after the OTel Collector's `consumererror.NewPermanent`): the
+    worker splits the batch to isolate the spans at fault and dead-letters them.
+
+    `stored_rows`: row indices of the batch the destination did store before it refused the rest (an insert
+    made of several blocks), so the worker isolates offenders among the other rows only."""
+
+    permanent: ClassVar[bool] = True
+
+    def __init__(self, message: str, reason: str = "permanent", *, stored_rows: pa.Array | None = None) -> None:
+        super().__init__(message, reason)
+        self.stored_rows = stored_rows
 
 
 class Processor(Protocol):
@@ -25,7 +53,9 @@ class Processor(Protocol):
 
 
 class Exporter(Protocol):
-    """Delivers a batch to one destination; raises ExportError when it cannot.
+    """Delivers a batch to one destination; raises ExportError when it cannot: PermanentExportError when
+    the data itself is refused (the worker then isolates and dead-letters the spans at fault), ExportError
+    with `destination_down` when the destination is away, plain ExportError otherwise (retried up to a cap).
 
     `batch_id` is stable: a retry or a replay after a restart of the same batch carries the same id,
     so a destination that can deduplicate (ClickHouse insert tokens) stores it exactly once.

@@ -107,9 +107,21 @@ class OtlpReceiverConfig(FrozenModel):
 
 
 class RetryConfig(FrozenModel):
+    """Back-off between attempts at one batch, after the OTel Collector's retry_on_failure."""
+
     initial_interval_s: float = Field(0.5, gt=0)
     max_interval_s: float = Field(30.0, gt=0)
     multiplier: float = Field(2.0, ge=1)
+    # Each wait is drawn from [interval * (1 - f), interval * (1 + f)], so workers do not retry in lockstep.
+    randomization_factor: float = Field(0.5, ge=0, lt=1)
+    # A batch still failing after this long or this many attempts with an error that is not the destination
+    # being down (those retry without a cap: the spool holds the data) is treated as refused for good: split
+    # to isolate the spans at fault, which go to the dead-letter store. None: no cap of that kind.
+    max_elapsed_s: float | None = Field(300.0, gt=0)
+    max_attempts: int | None = Field(None, ge=1)
+    # When splitting a refused batch, at most this many sub-batches are tried; beyond, the parts still
+    # refused are dead-lettered whole (a batch every span of which is refused costs no more than this).
+    max_split_exports: int = Field(256, ge=2)
 
 
 class ExporterConfig(FrozenModel):

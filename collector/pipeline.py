@@ -6,6 +6,7 @@ With the spool disabled, consume() exports synchronously and acknowledges only w
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from agentledger.collector.component import (
 )
 from agentledger.collector.components import EXPORTERS, PROCESSORS, ComponentContext, component_type
 from agentledger.collector.config_file import CollectorConfig
+from agentledger.collector.deadletter import DeadLetterStore
 from agentledger.collector.export_worker import ExportWorker
 from agentledger.collector.spool import Spool, SpoolError, SpoolFull
 from agentledger.collector.telemetry import CollectorTelemetry
@@ -120,4 +122,15 @@ def build_pipeline(
         "Spool files set aside whole because they are not segments (damaged records are counted one by one).",
         lambda: float(spool.quarantined_segments),
     )
+    for worker in workers:
+        telemetry.gauge(
+            "agentledger_deadletter_entries",
+            "Dead-letter entries held on disk, by exporter, waiting for a replay or deletion.",
+            functools.partial(_entries_held, worker.dead_letters),
+            ("exporter", worker.name),
+        )
     return Pipeline(processors, exporters, spool, workers)
+
+
+def _entries_held(store: DeadLetterStore) -> float:
+    return float(store.count())

@@ -10,7 +10,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import ClassVar
 
-Label = tuple[str, str]
+# Label pairs flattened: ("exporter", "clickhouse") or ("exporter", "clickhouse", "reason", "VIOLATED_CONSTRAINT").
+Label = tuple[str, ...]
 _NO_LABEL: Label = ("", "")
 
 
@@ -25,13 +26,16 @@ class CollectorTelemetry:
         "agentledger_spans_rejected_total": "Spans refused one by one as OTLP partial success, by reason.",
         "agentledger_spans_truncated_total": "Spans stored with something truncated to the limits, by what.",
         "agentledger_spans_exported_total": "Spans delivered, by exporter.",
-        "agentledger_export_failures_total": "Export attempts that failed (and will be retried), by exporter.",
+        "agentledger_export_failures_total": "Export attempts that failed (retried, or refused for good), by exporter.",
         "agentledger_spans_skipped_total": "Spans skipped undelivered (backlog over its bound), by exporter.",
         "agentledger_spool_quarantined_records_total": "Damaged spool records skipped (spans lost), in quarantine.",
         "agentledger_spool_quarantined_bytes_total": "Bytes of damaged spool records copied to quarantine.",
         "agentledger_spool_torn_tail_records_total": "Records a crash left torn (never acknowledged), cut at start.",
         "agentledger_spool_torn_tail_bytes_total": "Bytes of torn records cut at start, copied to quarantine.",
         "agentledger_spool_write_errors_total": "Spool writes, fsyncs, segment creations the OS refused, by errno.",
+        "agentledger_spans_dead_lettered_total": "Spans a destination refused for good, set aside in the dead-letter"
+        " store, by exporter and reason.",
+        "agentledger_spans_replayed_total": "Dead-lettered spans a replay delivered, by exporter.",
         "agentledger_identity_mismatches_total": "Spans whose claimed agent id differs from the authenticated one.",
     }
     _SUMMARIES: ClassVar[dict[str, str]] = {
@@ -42,7 +46,7 @@ class CollectorTelemetry:
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, Label], float] = defaultdict(float)
         self._summaries: dict[tuple[str, Label], list[float]] = {}
-        self._gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        self._gauges: dict[str, tuple[str, dict[Label, Callable[[], float]]]] = {}
 
     def add(self, name: str, amount: float = 1, label: Label = _NO_LABEL) -> None:
         with self._lock:
@@ -54,9 +58,11 @@ class CollectorTelemetry:
             total[0] += value
             total[1] += 1
 
-    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+    def gauge(self, name: str, help_text: str, read: Callable[[], float], label: Label = _NO_LABEL) -> None:
+        """Registers a value read at scrape time; one name may have several labels (one reader each)."""
         with self._lock:
-            self._gauges[name] = (help_text, read)
+            readers = self._gauges.setdefault(name, (help_text, {}))[1]
+            readers[label] = read
 
     def value(self, name: str, label: Label = _NO_LABEL) -> float:
         with self._lock:
@@ -66,7 +72,7 @@ class CollectorTelemetry:
         with self._lock:
             counters = dict(self._counters)
             summaries = {key: list(value) for key, value in self._summaries.items()}
-            gauges = dict(self._gauges)
+            gauges = {name: (help_text, dict(readers)) for name, (help_text, readers) in self._gauges.items()}
         lines: list[str] = []
         for name, help_text in self._COUNTERS.items():
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
@@ -81,10 +87,18 @@ class CollectorTelemetry:
                 if metric == name:
                     lines.append(f"{name}_sum{_labels(label)} {total:g}")
                     lines.append(f"{name}_count{_labels(label)} {count:g}")
-        for name, (help_text, read) in sorted(gauges.items()):
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read():g}"]
+        for name, (help_text, readers) in sorted(gauges.items()):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+            lines += [f"{name}{_labels(label)} {read():g}" for label, read in sorted(readers.items())]
         return "\n".join(lines) + "\n"
 
 
 def _labels(label: Label) -> str:
-    return f'{{{label[0]}="{label[1]}"}}' if label[0] else ""
+    if not label or not label[0]:
+        return ""
+    pairs = zip(label[0::2], label[1::2], strict=True)
+    return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in pairs) + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -13,10 +13,21 @@ from agentledger.ingest.clickhouse import first_line
 from agentledger.schema.span_columns import SPAN_SCHEMA
 
 SPANS_TABLE = "spans"
+# The spans table is PARTITION BY toDate(start_time) and ClickHouse refuses an insert block touching more than
+# max_partitions_per_insert_block (100 by default) partitions. Rows are grouped by UTC day; toDate uses the
+# server's time zone, where one UTC day can straddle two dates, so a block holds at most half the limit.
+DAYS_PER_INSERT_BLOCK = 50
 
 
 class WriteFailed(RuntimeError):
-    """ClickHouse refused or could not take the batch; nothing of it may be acknowledged."""
+    """ClickHouse refused or could not take the batch; nothing of it may be acknowledged.
+
+    `stored_rows`: row indices of the blocks stored before the failing one (a batch over more days than one
+    block may hold is inserted as several blocks), None when none was."""
+
+    def __init__(self, message: str, stored_rows: pa.Array | None = None) -> None:
+        super().__init__(message)
+        self.stored_rows = stored_rows
 
 
 class SpanWriter:
@@ -28,6 +39,9 @@ class SpanWriter:
     ) -> None:
         """Inserts the batch; a repeated insert with the same non-empty token is dropped by ClickHouse
         (spans and the run index alike: migration 0002 turns on the deduplication window).
+
+        A batch spanning more than DAYS_PER_INSERT_BLOCK days is inserted as one block per group of days, in
+        date order, each under `token:<first day>`, so a replay of the same batch repeats the same blocks.
 
         `policy_columns` (retain_until, legal_hold) are stored but are not span content, so they are not
         part of the batch schema nor of the audit digest."""
@@ -42,7 +56,29 @@ class SpanWriter:
         settings = {"deduplicate_blocks_in_dependent_materialized_views": 1}
         if deduplication_token:
             settings["insert_deduplication_token"] = deduplication_token  # type: ignore[assignment]
-        try:
-            self._client.insert_arrow(SPANS_TABLE, batch, settings=settings)
-        except (ClickHouseError, OSError) as error:
-            raise WriteFailed(f"insert into {SPANS_TABLE} failed: {first_line(error)}") from error
+        blocks = _blocks_by_days(batch)
+        stored: list[pa.Array] = []
+        for first_day, rows in blocks:
+            block = batch if len(blocks) == 1 else batch.take(rows)
+            if deduplication_token and len(blocks) > 1:
+                settings["insert_deduplication_token"] = f"{deduplication_token}:{first_day}"  # type: ignore[assignment]
+            try:
+                self._client.insert_arrow(SPANS_TABLE, block, settings=settings)
+            except (ClickHouseError, OSError) as error:
+                stored_rows = pa.concat_arrays(stored) if stored else None
+                raise WriteFailed(f"insert into {SPANS_TABLE} failed: {first_line(error)}", stored_rows) from error
+            stored.append(rows)
+
+
+def _blocks_by_days(batch: pa.Table) -> list[tuple[str, pa.Array]]:
+    """(first UTC day, row indices) of each insert block, in date order; rows keep their order in a block."""
+    days = pc.cast(batch["start_time"], pa.date32())
+    distinct = pc.unique(days).sort()
+    if len(distinct) <= DAYS_PER_INSERT_BLOCK:
+        return [(str(distinct[0]) if len(distinct) else "", pa.array(range(batch.num_rows), pa.uint64()))]
+    blocks = []
+    for first in range(0, len(distinct), DAYS_PER_INSERT_BLOCK):
+        group = distinct.slice(first, DAYS_PER_INSERT_BLOCK)
+        rows = pc.indices_nonzero(pc.is_in(days, value_set=group))
+        blocks.append((str(group[0]), rows))
+    return blocks

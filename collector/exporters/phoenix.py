@@ -9,8 +9,9 @@ from typing import Literal
 import httpx
 from pydantic import Field, field_validator
 
-from agentledger.collector.component import ExportError, SpanBatch
+from agentledger.collector.component import SpanBatch
 from agentledger.collector.config import ExporterConfig, FrozenModel, MiB
+from agentledger.collector.export_errors import classify_http_status, classify_http_transport
 from agentledger.collector.exporters.phoenix_convert import to_otlp_request
 
 
@@ -81,9 +82,12 @@ class PhoenixExporter:
                 },
             )
         except httpx.HTTPError as error:
-            raise ExportError(f"Phoenix at {self._config.endpoint} is unreachable: {error}") from error
+            raise classify_http_transport(error, f"Phoenix at {self._config.endpoint} is unreachable") from error
         if response.status_code != 200:
-            raise ExportError(f"Phoenix answered {response.status_code} to batch {batch_id}: {response.text[:200]!r}")
+            raise classify_http_status(
+                response.status_code,
+                f"Phoenix answered {response.status_code} to batch {batch_id}: {response.text[:200]!r}",
+            )
 
     def shutdown(self) -> None:
         self._client.close()

@@ -1,5 +1,5 @@
 """The `agentledger` command: up, migrate, demo, timeline, verify, export, keygen, keys, credentials,
-  import-writes, phoenix-sync, gate.
+  import-writes, phoenix-sync, gate, deadletter.
 
 While `up` runs it owns the embedded data folder, so the other commands talk to it over HTTP.
 Exit codes: 0 success, 1 the thing asked for was not found or failed, 2 bad input or unreachable service.
@@ -173,6 +173,27 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--role", required=True, choices=ROLES, help="responder (read), reviewer (+annotate), admin")
     create.add_argument("--id", required=True, dest="key_id", help="a name for the key (logs, annotations)")
     create.add_argument("--file", type=Path, help=f"keys file to append to (env {ENV_API_KEYS_FILE})")
+    deadletter = commands.add_parser(
+        "deadletter", help="list, show and replay the spans exporters refused for good (works while `up` runs)"
+    )
+    deadletter_commands = deadletter.add_subparsers(dest="deadletter_command", required=True)
+    for name, help_text in (
+        ("list", "list the dead-letter entries of every exporter"),
+        ("show", "print one entry: why its spans were refused, and the spans"),
+        (
+            "replay",
+            "hand entries back to their exporter (a running `up` takes them within seconds, else its next start)",
+        ),
+    ):
+        sub = deadletter_commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", type=Path, help="YAML config file (env AGENTLEDGER_CONFIG)")
+        sub.add_argument("--data-dir", type=Path, help="data folder of `up` (env AGENTLEDGER_DATA_DIR)")
+        if name == "show":
+            sub.add_argument("entry_id", help="the entry id, as `deadletter list` prints it")
+            sub.add_argument("--spans", type=int, default=20, help="how many of its spans to print (default 20)")
+        if name == "replay":
+            sub.add_argument("entry_id", nargs="?", help="the entry id, as `deadletter list` prints it")
+            sub.add_argument("--all", action="store_true", help="replay every entry")
     gate = commands.add_parser(
         "gate", help="compare an eval suite's candidate runs with the baseline's; exit 1 when a budget is exceeded"
     )
@@ -484,6 +505,50 @@ def _cmd_credentials(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_deadletter(args: argparse.Namespace) -> int:
+    from agentledger.collector.deadletter import (
+        DeadLetterError,
+        all_entries,
+        find_entry,
+        iter_spans_summary,
+        mark_for_replay,
+        read_entry_spans,
+    )
+
+    spool = _settings(args).spool_directory
+    try:
+        if args.deadletter_command == "list":
+            entries = all_entries(spool)
+            if not entries:
+                print(f"no dead-letter entries in {spool}")
+            for entry in entries:
+                marked = "  (replay pending)" if entry.replay_requested else ""
+                print(f"{entry.id}\t{entry.exporter}\t{entry.time}\t{entry.span_count} spans\t{entry.reason}"
+                      f"\ttenants {','.join(entry.tenants)}{marked}")  # fmt: skip
+            return EXIT_OK
+        if args.deadletter_command == "show":
+            entry = find_entry(spool, args.entry_id)
+            print(f"id:        {entry.id}\nexporter:  {entry.exporter}\ntime:      {entry.time}\n"
+                  f"reason:    {entry.reason}\nerror:     {entry.error}\nspans:     {entry.span_count}\n"
+                  f"batch id:  {entry.batch_id}\ntenants:   {', '.join(entry.tenants)}\n"
+                  f"replay:    {'pending' if entry.replay_requested else 'not requested'}")  # fmt: skip
+            for line in iter_spans_summary(read_entry_spans(spool, entry), args.spans):
+                print(f"  {line}")
+            return EXIT_OK
+        if args.all == bool(args.entry_id):
+            raise CliError("say which entry to replay: an entry id or --all")
+        entries = all_entries(spool) if args.all else [find_entry(spool, args.entry_id)]
+        for entry in entries:
+            mark_for_replay(spool, entry)
+        print(f"marked {len(entries)} entr{'y' if len(entries) == 1 else 'ies'} for replay; a running"
+              " `agentledger up` exports them within seconds, otherwise its next start does")  # fmt: skip
+        return EXIT_OK
+    except DeadLetterError as error:
+        raise CliError(str(error), EXIT_FAILED) from error
+    except OSError as error:
+        raise CliError(f"cannot read the dead-letter store in {spool}: {error.strerror}", EXIT_FAILED) from error
+
+
 _COMMANDS = {
     "up": _cmd_up,
     "migrate": _cmd_migrate,
@@ -497,6 +562,7 @@ _COMMANDS = {
     "import-writes": _cmd_import_writes,
     "keys": _cmd_keys,
     "gate": _cmd_gate,
+    "deadletter": _cmd_deadletter,
 }
 
 

@@ -102,6 +102,11 @@ class Settings:
         return f"http://{_url_host(http.host)}:{http.port}"
 
     @property
+    def spool_directory(self) -> Path:
+        """Where `up` keeps the spool (and the dead-letter store inside it)."""
+        return self.collector.spool.directory or self.data_dir / "spool"
+
+    @property
     def api_url(self) -> str:
         return f"http://{_url_host(self.api.host)}:{self.api.port}"
 

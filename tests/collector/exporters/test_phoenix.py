@@ -4,19 +4,35 @@ ClickHouse ingestion goes on and Phoenix catches up once back."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import subprocess
+import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from clickhouse_connect.driver.client import Client
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from agentledger.collector.config import RetryConfig, SpoolConfig
+from agentledger.collector.deadletter import DeadLetterStore, all_entries
+from agentledger.collector.export_worker import ExportWorker
+from agentledger.collector.exporters.clickhouse import ClickHouseExporter
+from agentledger.collector.exporters.phoenix import PhoenixExporter, PhoenixExporterConfig
+from agentledger.collector.spool import Spool
+from agentledger.collector.telemetry import CollectorTelemetry
+from tests.collector.span_batches import span_batch
 from tests.conftest import (
     ARGUMENTS,
     RunningPhoenix,
     phoenix_config,
+    sdk_tracer_provider,
     send_reviewed_run,
     start_service,
     wait_for_phoenix_spans,
@@ -160,3 +176,138 @@ def test_phoenix_sees_only_redacted_content(phoenix: RunningPhoenix, tmp_path: P
     # The context hash was computed by the agent before redaction and passes through unchanged.
     llm = by_name(spans)["chat gpt-4.1-mini"]["attributes"]
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", llm["metadata.context_hash"])
+
+
+class _RefusingOtlpServer:
+    """A local OTLP/HTTP endpoint answering 400 to any request carrying a span named `poison` (like Phoenix
+    refusing a span it cannot take) and 200 otherwise; it records the span names it accepted."""
+
+    def __init__(self) -> None:
+        accepted: list[str] = []
+        self.accepted = accepted
+        self.refused_requests = 0
+        self.refuse_poison = True
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = gzip.decompress(self.rfile.read(int(self.headers["content-length"])))
+                request = ExportTraceServiceRequest.FromString(body)
+                names = [s.name for r in request.resource_spans for ss in r.scope_spans for s in ss.spans]
+                status = 400 if server.refuse_poison and "poison" in names else 200
+                if status == 200:
+                    accepted.extend(names)
+                else:
+                    server.refused_requests += 1
+                self.send_response(status)
+                self.send_header("content-length", "25")
+                self.end_headers()
+                self.wfile.write(b'{"detail":"invalid span"}')
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._http.server_address[1]}"
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+
+def test_a_phoenix_400_dead_letters_the_refused_spans_and_stalls_neither_phoenix_nor_clickhouse(
+    client: Client, tmp_path: Path
+) -> None:
+    server = _RefusingOtlpServer()
+    spool = Spool(tmp_path / "spool", SpoolConfig(fsync="never"))
+    telemetry = CollectorTelemetry()
+    refusing = PhoenixExporterConfig(endpoint=server.url, retry=RetryConfig(initial_interval_s=0.01))
+    workers = [
+        ExportWorker.for_config("phoenix", PhoenixExporter(refusing), spool, telemetry, refusing),
+        ExportWorker("clickhouse", ClickHouseExporter(client), spool, telemetry, RetryConfig(), 20_000),
+    ]
+    names = [f"span {index}" for index in range(10)]
+    names[6] = "poison"
+    spool.append(span_batch(names, tenant="acme", run_id="run_acme"))
+    spool.append(span_batch(["later 0", "later 1"], tenant="globex", run_id="run_globex"))
+    for worker in workers:
+        worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and any(
+            spool.bytes_after(spool.cursor(name).committed) for name in ("phoenix", "clickhouse")
+        ):
+            time.sleep(0.05)
+    finally:
+        for worker in workers:
+            worker.stop(0)
+        server.close()
+
+    assert sorted(server.accepted) == sorted([name for name in names if name != "poison"] + ["later 0", "later 1"])
+    assert int(client.command("SELECT count() FROM spans")) == 12
+    (entry,) = all_entries(spool.directory)
+    assert (entry.exporter, entry.reason, entry.span_count, entry.tenants) == ("phoenix", "http_400", 1, ("acme",))
+    assert "Phoenix answered 400" in entry.error and "invalid span" in entry.error
+    assert DeadLetterStore(spool.directory, "phoenix").read(entry)["name"].to_pylist() == ["poison"]
+    assert telemetry.value("agentledger_spans_dead_lettered_total", ("exporter", "phoenix", "reason", "http_400")) == 1
+    assert telemetry.value("agentledger_spans_exported_total", ("exporter", "phoenix")) == 11
+    assert telemetry.value("agentledger_spans_exported_total", ("exporter", "clickhouse")) == 12
+    spool.close()
+
+
+def test_deadletter_cli_lists_and_replays_while_up_runs(tmp_path: Path) -> None:
+    server = _RefusingOtlpServer()
+    config = tmp_path / "agentledger.yaml"
+    config.write_text(
+        f"""
+exporters:
+  clickhouse: {{}}
+  phoenix:
+    endpoint: "{server.url}"
+    retry: {{initial_interval_s: 0.05}}
+service:
+  pipelines:
+    traces:
+      exporters: [clickhouse, phoenix]
+""",
+        encoding="utf-8",
+    )
+    data_dir = tmp_path / "data"
+    service = start_service(data_dir, "--config", str(config))
+    cli = [sys.executable, "-m", "agentledger", "deadletter"]
+    where = ["--data-dir", str(data_dir), "--config", str(config)]
+    try:
+        provider = sdk_tracer_provider(service.collector_url)
+        tracer = provider.get_tracer("tests")
+        for name in ("fine", "poison", "also fine"):
+            tracer.start_span(name, attributes={"agent.run.id": "run_cli"}).end()
+        provider.shutdown()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all_entries(data_dir / "spool"):
+            time.sleep(0.1)
+        listed = subprocess.run([*cli, "list", *where], capture_output=True, text=True, timeout=60)
+        (entry,) = all_entries(data_dir / "spool")
+        unknown = subprocess.run([*cli, "replay", "nope", *where], capture_output=True, text=True, timeout=60)
+        server.refuse_poison = False  # Phoenix fixed
+        replay = subprocess.run([*cli, "replay", entry.id, *where], capture_output=True, text=True, timeout=60)
+        while time.monotonic() < deadline and all_entries(data_dir / "spool"):
+            time.sleep(0.1)
+        metrics = httpx.get(f"{service.collector_url}/metrics", timeout=10).text
+    finally:
+        service.stop()
+        server.close()
+
+    assert listed.returncode == 0
+    assert listed.stdout.startswith(f"{entry.id}\tphoenix\t")
+    assert "\t1 spans\thttp_400\ttenants default" in listed.stdout
+    assert (unknown.returncode, unknown.stderr.strip()) == (
+        1, "agentledger deadletter: no dead-letter entry with id 'nope' (see `agentledger deadletter list`)",
+    )  # fmt: skip
+    assert replay.returncode == 0 and "marked 1 entry for replay" in replay.stdout
+    assert all_entries(data_dir / "spool") == []
+    assert sorted(server.accepted) == ["also fine", "fine", "poison"]
+    assert 'agentledger_spans_dead_lettered_total{exporter="phoenix",reason="http_400"} 1' in metrics
+    assert 'agentledger_spans_replayed_total{exporter="phoenix"} 1' in metrics
+    assert 'agentledger_deadletter_entries{exporter="phoenix"} 0' in metrics
