@@ -27,6 +27,9 @@ class CollectorTelemetry:
         "agentledger_spans_exported_total": "Spans delivered, by exporter.",
         "agentledger_export_failures_total": "Export attempts that failed (and will be retried), by exporter.",
         "agentledger_spans_skipped_total": "Spans skipped undelivered (backlog over its bound), by exporter.",
+        "agentledger_spans_resent_total": "Spans re-sent identical to their stored copy, dropped (no new link).",
+        "agentledger_span_conflicts_total": "Spans re-sent with a stored id but other content, kept apart as"
+        " conflicts (stored spans are immutable).",
         "agentledger_identity_mismatches_total": "Spans whose claimed agent id differs from the authenticated one.",
     }
     _SUMMARIES: ClassVar[dict[str, str]] = {
