@@ -61,7 +61,7 @@ def check_log(
     trusted = [c for c in mine if public_key_pem is None or verify_signature(public_key_pem, c.hash(), c.signature)]
     latest = max(trusted, key=lambda c: (c.size, c.time_ns), default=None)
     covered = max((c.size for c in trusted), default=0)
-    missing = [index for index in range(max(size, covered)) if index not in by_index]
+    missing = [index for index in range(size) if index not in by_index]  # past the end: truncation, below
     if missing:
         problems.append(ChainBreak(seq=0, finding="log_gap", collector_id=collector_id, log_index=missing[0], problem=(
             f"log {collector_id} has no link at {_indices(missing)}: links were removed from it")))  # fmt: skip

@@ -197,10 +197,14 @@ def _log_sequence_problems(v2_links: list[ChainLink], run_id: str) -> list[Chain
             seen[link.link] = link
             unique.append(link)
         previous, expected = GENESIS, 1
+        present = {link.seq for link in unique}
         for link in unique:
             if link.seq < expected:
                 problems.append(_break(link, "reordered", f"link {link.seq} of run {chain_run!r} comes after link"
                                        f" {expected - 1} in log {collector_id}"))  # fmt: skip
+            elif link.seq > expected and set(range(expected, link.seq)) <= present:
+                problems.append(_break(link, "reordered", f"link {link.seq} of run {chain_run!r} comes before link"
+                                       f" {expected} in log {collector_id}"))  # fmt: skip
             elif link.seq > expected:
                 missing = ", ".join(str(s) for s in range(expected, link.seq))
                 problems.append(_break(link, "missing_link", f"link(s) {missing} of run {chain_run!r} are missing"
