@@ -252,8 +252,10 @@ def test_reordered_links_are_named(ledger: Ledger) -> None:
     body = ledger.verify("run_a")
 
     assert body["status"] == "tampered"
-    assert breaks(body) == [("altered_link", 2), ("altered_link", 1), ("reordered", 2), ("broken_pointer", 2),
-                            ("reordered", 1), ("broken_pointer", 1), ("root_mismatch", 0), ("root_mismatch", 0)]  # fmt: skip
+    assert breaks(body) == [
+        ("altered_link", 2), ("altered_link", 1), ("reordered", 2), ("broken_pointer", 2), ("reordered", 1),
+        ("broken_pointer", 1), ("root_mismatch", 0), ("root_mismatch", 0),
+    ]  # fmt: skip
     problems = [b["problem"] for b in body["chain_breaks"]  # type: ignore[attr-defined]
                 if b["finding"] == "reordered"]  # fmt: skip
     assert problems == ["link 2 of run 'run_a' comes before link 1 in log edge-1",
