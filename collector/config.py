@@ -162,6 +162,9 @@ class ClickHouseExporterConfig(ExporterConfig):
     # Where signed checkpoints of the log are also written, outside ClickHouse. Default:
     # <data dir>/checkpoints when the collector has a data folder.
     checkpoint_dir: Path | None = None
+    # At most one checkpoint per log this often (seconds); 0 (default): after every batch, so a cut-off
+    # tail is always caught. Links appended since the last checkpoint are reported as such.
+    checkpoint_interval_s: float = Field(0, ge=0)
 
 
 class SpoolConfig(FrozenModel):

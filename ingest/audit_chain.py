@@ -338,6 +338,7 @@ class _Log:
     frontier: CompactRange = field(default_factory=CompactRange)
     heads: dict[str, tuple[int, str]] = field(default_factory=dict)
     checkpointed: int = 0
+    checkpointed_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -364,8 +365,10 @@ class ChainWriter:
         signer: LinkSigner | None = None,
         sink: CheckpointSink | None = None,
         clock: Callable[[], int] | None = None,
+        checkpoint_interval_ns: int = 0,
     ) -> None:
         self._client = client
+        self._interval_ns = checkpoint_interval_ns
         self.collector_id = collector_id
         self._signer = signer
         self._sink = sink
@@ -501,25 +504,28 @@ class ChainWriter:
             links.append(placed)
         return links
 
-    def checkpoint_pending(self, tenants: Iterable[str]) -> None:
-        """Checkpoints logs that grew without one (a checkpoint insert failed after its links landed)."""
+    def checkpoint_pending(self, tenants: Iterable[str] | None = None, force: bool = False) -> None:
+        """Checkpoints logs that grew without one (a checkpoint insert failed after its links landed, or
+        the interval held it back); `force` ignores the interval (at shutdown). None: every loaded log."""
         with self._lock:
-            for tenant in sorted(set(tenants)):
-                self._checkpoint(tenant)
+            for tenant in sorted(set(self._logs if tenants is None else tenants)):
+                self._checkpoint(tenant, force)
 
-    def _checkpoint(self, tenant: str) -> None:
+    def _checkpoint(self, tenant: str, force: bool = False) -> None:
         log = self._log(tenant)
         if log.frontier.size <= log.checkpointed:
             return
-        checkpoint = Checkpoint(tenant, self.collector_id, log.frontier.size, root_text(log.frontier.root()),
-                                self._clock())  # fmt: skip
+        now = self._clock()
+        if not force and self._interval_ns and now - log.checkpointed_ns < self._interval_ns:
+            return
+        checkpoint = Checkpoint(tenant, self.collector_id, log.frontier.size, root_text(log.frontier.root()), now)
         if self._signer is not None:
             checkpoint = checkpoint.signed(self._signer.sign(checkpoint.hash()))
         # The file outside ClickHouse first: it is what someone with SQL access cannot rewrite.
         if self._sink is not None:
             self._sink.append(checkpoint)
         self._client.insert("audit_checkpoints", [checkpoint.row()], column_names=list(Checkpoint.COLUMNS))
-        log.checkpointed = checkpoint.size
+        log.checkpointed, log.checkpointed_ns = checkpoint.size, now
 
 
 def _row(link: ChainLink) -> list[Any]:

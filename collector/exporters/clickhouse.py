@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import time
 import uuid
@@ -25,6 +26,8 @@ from agentledger.ingest.clickhouse import first_line
 from agentledger.ingest.retention import AgentHolds, RetentionPolicy
 from agentledger.ingest.signing import LinkSigner, SigningKeyError
 from agentledger.ingest.span_writer import SpanWriter, WriteFailed
+
+logger = logging.getLogger(__name__)
 
 # Without a data folder (embedded uses, tests) and no configured id, the log is this one.
 DEFAULT_COLLECTOR_ID: Final = "collector"
@@ -83,7 +86,9 @@ class ClickHouseExporter:
         self.collector_id = resolve_collector_id(config, data_dir)
         signer = signer_of(config)
         sink = checkpoint_sink_of(config, data_dir)
-        self._chain = ChainWriter(client, self.collector_id, signer, sink) if config.audit_chain else None
+        interval_ns = int(config.checkpoint_interval_s * 1e9)
+        self._chain = (ChainWriter(client, self.collector_id, signer, sink, checkpoint_interval_ns=interval_ns)
+                       if config.audit_chain else None)  # fmt: skip
         self._retention = RetentionPolicy(config.retention.default_days, dict(config.retention.tenants))
         self._holds = AgentHolds(client)
 
@@ -139,7 +144,12 @@ class ClickHouseExporter:
         self._telemetry.add("agentledger_span_conflicts_total", len(records))
 
     def shutdown(self) -> None:
-        """The client is shared and closed by its owner."""
+        """Checkpoints what an interval held back; the client is shared and closed by its owner."""
+        if self._chain is not None:
+            try:
+                self._chain.checkpoint_pending(force=True)
+            except (ClickHouseError, OSError) as error:
+                logger.error("audit checkpoint at shutdown failed: %s", first_line(error))
 
 
 def _subset_token(batch_id: str, digests: list[str]) -> str:

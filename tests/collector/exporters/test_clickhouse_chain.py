@@ -21,7 +21,7 @@ from agentledger.collector.exporters.clickhouse import ClickHouseExporter, resol
 from agentledger.collector.receivers.otlp_decode import Identity, decode_request
 from agentledger.ingest.audit_chain import GENESIS, chain_link_v1, digests_of_batch, span_key
 from agentledger.ingest.span_writer import SpanWriter
-from agentledger.query_api.app import create_app
+from agentledger.query_api.app import QueryApiConfig, create_app
 from agentledger.schema import conventions as conv
 
 SYNC = {"mutations_sync": 2}
@@ -127,3 +127,22 @@ def test_collector_ids_are_validated_and_kept_in_the_data_folder(tmp_path: Path)
     assert first == again and first.startswith("collector-")
     assert (tmp_path / "collector_id").read_text() == first + "\n"
     assert resolve_collector_id(ClickHouseExporterConfig(collector_id="edge-7"), tmp_path) == "edge-7"
+
+
+def test_links_after_the_latest_checkpoint_are_reported_and_shutdown_checkpoints_them(client: Client,
+                                                                                     tmp_path: Path) -> None:  # fmt: skip
+    config = ClickHouseExporterConfig(checkpoint_interval_s=3600, checkpoint_dir=tmp_path / "cp")
+    exporter = ClickHouseExporter(client, config)
+    for number, names in enumerate((["plan"], ["act"], ["report"])):
+        batch = decode_request(encode_spans(_spans("run_i", names)), Identity("default")).batch
+        exporter.export(batch, f"b{number}")
+    api = TestClient(create_app(client, QueryApiConfig(checkpoint_dir=tmp_path / "cp")))
+
+    held_back = api.get("/v1/runs/run_i/verify").json()
+    exporter.shutdown()
+    after_shutdown = api.get("/v1/runs/run_i/verify").json()
+
+    assert (held_back["status"], held_back["links_after_checkpoint"]) == ("intact", 2)
+    assert [(log["size"], log["checkpoint_size"]) for log in held_back["logs"]] == [(3, 1)]
+    assert (after_shutdown["status"], after_shutdown["links_after_checkpoint"]) == ("intact", 0)
+    assert len((tmp_path / "cp" / "default~collector.checkpoints.jsonl").read_text().splitlines()) == 2
