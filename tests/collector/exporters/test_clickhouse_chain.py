@@ -129,8 +129,9 @@ def test_collector_ids_are_validated_and_kept_in_the_data_folder(tmp_path: Path)
     assert resolve_collector_id(ClickHouseExporterConfig(collector_id="edge-7"), tmp_path) == "edge-7"
 
 
-def test_links_after_the_latest_checkpoint_are_reported_and_shutdown_checkpoints_them(client: Client,
-                                                                                     tmp_path: Path) -> None:  # fmt: skip
+def test_links_after_the_latest_checkpoint_are_reported_and_shutdown_checkpoints_them(
+    client: Client, tmp_path: Path
+) -> None:
     config = ClickHouseExporterConfig(checkpoint_interval_s=3600, checkpoint_dir=tmp_path / "cp")
     exporter = ClickHouseExporter(client, config)
     for number, names in enumerate((["plan"], ["act"], ["report"])):
