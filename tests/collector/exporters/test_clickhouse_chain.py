@@ -147,3 +147,25 @@ def test_links_after_the_latest_checkpoint_are_reported_and_shutdown_checkpoints
     assert [(log["size"], log["checkpoint_size"]) for log in held_back["logs"]] == [(3, 1)]
     assert (after_shutdown["status"], after_shutdown["links_after_checkpoint"]) == ("intact", 0)
     assert len((tmp_path / "cp" / "default~collector.checkpoints.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_failed_chain_insert_is_retried_into_the_same_place_in_the_log(client: Client) -> None:
+    from agentledger.collector.component import ExportError
+
+    exporter = ClickHouseExporter(client)
+    first, second = (decode_request(encode_spans(_spans("run_f", names)), Identity("default")).batch
+                     for names in (["plan"], ["act", "report"]))  # fmt: skip
+    exporter.export(first, "b1")
+    client.command("ALTER TABLE audit_chain ADD CONSTRAINT only_one_link CHECK log_index < 1")
+    with pytest.raises(ExportError) as failed:
+        exporter.export(second, "b2")  # the spans land, their link does not
+    client.command("ALTER TABLE audit_chain DROP CONSTRAINT only_one_link")
+    exporter.export(second, "b2")  # the export worker's retry
+
+    links = client.query("SELECT log_index, seq, length(span_keys) FROM audit_chain ORDER BY log_index").result_rows
+    spans = client.query("SELECT count() FROM spans WHERE run_id = 'run_f'").result_rows
+    body = TestClient(create_app(client)).get("/v1/runs/run_f/verify").json()
+
+    assert "only_one_link" in str(failed.value)
+    assert (links, spans) == ([(0, 1, 1), (1, 2, 2)], [(3,)])
+    assert (body["status"], body["chain_breaks"], body["logs"][0]["checkpoint_size"]) == ("intact", [], 2)
