@@ -53,8 +53,12 @@ def check_log(
         by_index.setdefault(int(log_index), []).append((str(link), str(run_id), int(seq)))
     size = max(by_index) + 1 if by_index else 0
     mine = [c for c in checkpoints if c.collector_id == collector_id]
+    # With a key, only signed checkpoints are trusted. Unsigned ones (written before signing was turned
+    # on) are set aside silently; a signature that fails is a finding.
     for checkpoint in mine:
-        if public_key_pem is not None and not verify_signature(public_key_pem, checkpoint.hash(), checkpoint.signature):
+        if public_key_pem is not None and checkpoint.signature and not verify_signature(
+            public_key_pem, checkpoint.hash(), checkpoint.signature
+        ):
             problems.append(ChainBreak(seq=0, finding="bad_checkpoint", collector_id=collector_id, problem=(
                 f"the checkpoint of size {checkpoint.size} at {rfc3339_nanos(checkpoint.time_ns)} does not verify"
                 " with the configured public key")))  # fmt: skip
