@@ -169,3 +169,26 @@ def test_a_failed_chain_insert_is_retried_into_the_same_place_in_the_log(client:
     assert "only_one_link" in str(failed.value)
     assert (links, spans) == ([(0, 1, 1), (1, 2, 2)], [(3,)])
     assert (body["status"], body["chain_breaks"], body["logs"][0]["checkpoint_size"]) == ("intact", [], 2)
+
+
+def test_two_collectors_racing_to_chain_different_content_for_one_span_is_a_conflict(client: Client) -> None:
+    """Both looked the span up before either linked it, so both stored and chained their copy."""
+    from agentledger.ingest.audit_chain import ChainWriter
+
+    original = _spans("run_race", ["pay"])[0]
+    other = _spans("run_race", ["pay twice"])[0]
+    other._context = original.context  # noqa: SLF001 - the same trace and span id, other content
+    ClickHouseExporter(client, ClickHouseExporterConfig(collector_id="edge-a")).export(
+        decode_request(encode_spans([original]), Identity("default")).batch, "a1"
+    )
+    late = decode_request(encode_spans([other]), Identity("default")).batch
+    SpanWriter(client).insert(late)  # what edge-b's exporter does once its screen found nothing chained
+    writer = ChainWriter(client, "edge-b")
+    writer.append(writer.links_for(late, 5, [4291747200]))
+
+    body = TestClient(create_app(client)).get("/v1/runs/run_race/verify").json()
+
+    assert (body["status"], body["chain_breaks"]) == ("intact", [])
+    assert [(f["span_id"], f["problem"]) for f in body["findings"]] == [(format(original.context.span_id, "016x"),
+                                                                         "conflict")]  # fmt: skip
+    assert body["findings"][0]["note"].startswith("chained with different content by more than one collector (")
