@@ -177,7 +177,7 @@ def test_two_collectors_racing_to_chain_different_content_for_one_span_is_a_conf
 
     original = _spans("run_race", ["pay"])[0]
     other = _spans("run_race", ["pay twice"])[0]
-    other._context = original.context  # noqa: SLF001 - the same trace and span id, other content
+    other._context = original.context
     ClickHouseExporter(client, ClickHouseExporterConfig(collector_id="edge-a")).export(
         decode_request(encode_spans([original]), Identity("default")).batch, "a1"
     )
