@@ -173,7 +173,13 @@ def digests_of_batch(batch: pa.Table, version: int = CURRENT_DIGEST_VERSION) -> 
         return _digests_v1(batch)
     if version != DIGEST_V2:
         raise DigestVersionError(f"unknown span digest version {version}")
-    encoded = [[encode(value) for value in _python_column(batch, name)] for name, encode in _V2_ENCODERS]
+    encoded = []
+    for (name, kind), (_, encode) in zip(DIGEST_FIELDS_V2_KINDS, _V2_ENCODERS, strict=True):
+        values = _python_column(batch, name)
+        if kind == "text":  # most columns: the field written inline (the same bytes as text_field)
+            encoded.append([b"%d:%b," % (len(data), data) for data in (value.encode() for value in values)])
+        else:
+            encoded.append([encode(value) for value in values])
     return [sha256_text(b"".join(parts)) for parts in zip(*encoded, strict=True)]
 
 
