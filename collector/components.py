@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from clickhouse_connect.driver.client import Client
@@ -27,6 +28,8 @@ class ComponentContext:
     component_id: str
     client: Client
     telemetry: CollectorTelemetry
+    # The service's data folder (None in embedded uses): where components keep small state files.
+    data_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,9 @@ PROCESSORS: Mapping[str, ProcessorType[Any]] = {
 
 EXPORTERS: Mapping[str, ExporterType[Any]] = {
     "clickhouse": ExporterType(
-        ClickHouseExporterConfig, lambda config, context: ClickHouseExporter(context.client, config)
+        ClickHouseExporterConfig, lambda config, context: ClickHouseExporter(
+            context.client, config, context.data_dir, context.telemetry
+        )
     ),
     "phoenix": ExporterType(PhoenixExporterConfig, lambda config, context: PhoenixExporter(config)),
 }

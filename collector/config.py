@@ -168,6 +168,15 @@ class ClickHouseExporterConfig(ExporterConfig):
     # public key can trust the chain without trusting the database.
     signing_key_file: Path | None = None
     retention: RetentionConfig = RetentionConfig()
+    # This collector's log in the audit chain (v2): every collector writing to one database needs its own
+    # id. Default: read from (or made once into) <data dir>/collector_id, so it is stable across restarts.
+    collector_id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    # Where signed checkpoints of the log are also written, outside ClickHouse. Default:
+    # <data dir>/checkpoints when the collector has a data folder.
+    checkpoint_dir: Path | None = None
+    # At most one checkpoint per log this often (seconds); 0 (default): after every batch, so a cut-off
+    # tail is always caught. Links appended since the last checkpoint are reported as such.
+    checkpoint_interval_s: float = Field(0, ge=0)
 
 
 class SpoolConfig(FrozenModel):

@@ -82,7 +82,11 @@ class Pipeline:
 
 
 def build_pipeline(
-    config: CollectorConfig, client: Client, telemetry: CollectorTelemetry, spool_directory: Path | None
+    config: CollectorConfig,
+    client: Client,
+    telemetry: CollectorTelemetry,
+    spool_directory: Path | None,
+    data_dir: Path | None = None,
 ) -> Pipeline:
     """Builds processors, exporters and (when enabled) the spool with one export worker per exporter.
 
@@ -94,7 +98,7 @@ def build_pipeline(
         processors.append(PROCESSORS[component_type(component_id)].create(config.processors[component_id], context))
     exporters: list[tuple[str, Exporter]] = []
     for component_id in config.pipeline.exporters:
-        context = ComponentContext(component_id, client, telemetry)
+        context = ComponentContext(component_id, client, telemetry, data_dir)
         exporter = EXPORTERS[component_type(component_id)].create(config.exporters[component_id], context)
         exporters.append((component_id, exporter))
     if not config.spool.enabled:

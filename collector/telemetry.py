@@ -36,6 +36,9 @@ class CollectorTelemetry:
         "agentledger_spans_dead_lettered_total": "Spans a destination refused for good, set aside in the dead-letter"
         " store, by exporter and reason.",
         "agentledger_spans_replayed_total": "Dead-lettered spans a replay delivered, by exporter.",
+        "agentledger_spans_resent_total": "Spans re-sent identical to their stored copy, dropped (no new link).",
+        "agentledger_span_conflicts_total": "Spans re-sent with a stored id but other content, kept apart as"
+        " conflicts (stored spans are immutable).",
         "agentledger_identity_mismatches_total": "Spans whose claimed agent id differs from the authenticated one.",
     }
     _SUMMARIES: ClassVar[dict[str, str]] = {

@@ -3,7 +3,6 @@
 Depends on opentelemetry-api and agentledger's conventions only, so agents need none of the collector.
 """
 
-from agentledger.emitter.canonical_json import CanonicalJsonError, JsonValue, canonicalize, content_hash
 from agentledger.emitter.content import Document, Message
 from agentledger.emitter.run_context import ContentCapture, EmitterError, new_run_id
 from agentledger.emitter.spans import (
@@ -19,6 +18,7 @@ from agentledger.emitter.spans import (
     run_trailer,
     tool_call,
 )
+from agentledger.schema.canonical import CanonicalJsonError, JsonValue, canonicalize, content_hash
 
 __all__ = [
     "TRAILER_KEY",

@@ -10,8 +10,8 @@ from typing import TypedDict
 
 from opentelemetry.util.types import AttributeValue
 
-from agentledger.emitter.canonical_json import CanonicalJsonError, JsonValue, canonicalize
 from agentledger.schema import openinference as oi
+from agentledger.schema.canonical import CanonicalJsonError, JsonValue, canonicalize
 
 Attributes = dict[str, AttributeValue]
 

@@ -21,7 +21,6 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, TracerProvider
 
 from agentledger import __version__
-from agentledger.emitter.canonical_json import JsonValue, content_hash
 from agentledger.emitter.content import (
     Attributes,
     Document,
@@ -43,6 +42,7 @@ from agentledger.emitter.run_context import (
 )
 from agentledger.schema import conventions as conv
 from agentledger.schema import openinference as oi
+from agentledger.schema.canonical import JsonValue, content_hash
 
 TRAILER_KEY: Final = "Agent-Run-Id"
 # The instrumentation scope of every emitter span; the collector recognises the emitter by it.

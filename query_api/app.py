@@ -8,12 +8,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from agentledger import __version__
+from agentledger.ingest.audit_chain import ChainWriter
+from agentledger.ingest.checkpoints import CheckpointSink
 from agentledger.ingest.clickhouse import first_line
 from agentledger.query_api.auth import AccessPolicy
 from agentledger.query_api.dependencies import QueryApiConfig
 from agentledger.query_api.phoenix_sync import PhoenixSync
 from agentledger.query_api.routers import (
     agents,
+    audit_log,
     evals,
     health,
     holds,
@@ -42,8 +45,10 @@ def create_app(client: Client, config: QueryApiConfig | None = None) -> FastAPI:
     app.state.client = client
     app.state.config = config = config or QueryApiConfig()
     app.state.access = AccessPolicy(config.tenant, config.api_keys)
+    sink = CheckpointSink(config.checkpoint_dir) if config.checkpoint_dir is not None else None
+    app.state.chain_writer = ChainWriter(client, config.audit_collector_id, config.audit_signer, sink)
     app.state.phoenix_sync = PhoenixSync(client, config.tenant, config.phoenix) if config.phoenix else None
-    for module in (health, runs, writes, targets, hooks, holds, metrics, agents, evals, phoenix, ui):
+    for module in (health, runs, writes, targets, hooks, holds, metrics, agents, evals, phoenix, audit_log, ui):
         app.include_router(module.router)
 
     @app.exception_handler(ClickHouseError)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, cast
 
 from clickhouse_connect.driver.client import Client
 from fastapi import Depends, Request
 
 from agentledger.credentials import CredentialStore
+from agentledger.ingest.audit_chain import ChainWriter
+from agentledger.ingest.signing import LinkSigner
 from agentledger.query_api.metrics_config import MetricsConfig
 from agentledger.query_api.phoenix_sync import PhoenixConnection, PhoenixSync
 
@@ -25,6 +28,13 @@ class QueryApiConfig:
     jira_run_id_field: str = "customfield_10100"
     # Public key (PEM) that audit chain links are signed with; verification checks signatures when set.
     audit_public_key_pem: str | None = None
+    # The key the API signs its own links (tombstones) with: the ClickHouse exporter's signing key.
+    audit_signer: LinkSigner | None = None
+    # The API's own log in the audit chain (tombstones), distinct from every collector's.
+    audit_collector_id: str = "api"
+    # The checkpoint sink directory: verification reads checkpoints there as well as in the table, and
+    # the API's writer appends its checkpoints there.
+    checkpoint_dir: Path | None = None
     # Phoenix (from the phoenix exporter's config): timeline links and the annotation sync; None: neither.
     phoenix: PhoenixConnection | None = None
     # Prices, review cost and blast-radius ceilings (api.metrics in the config file).
@@ -39,8 +49,13 @@ def get_config(request: Request) -> QueryApiConfig:
     return cast(QueryApiConfig, request.app.state.config)
 
 
+def get_chain_writer(request: Request) -> ChainWriter:
+    return cast(ChainWriter, request.app.state.chain_writer)
+
+
 ClientDep = Annotated[Client, Depends(get_client)]
 ConfigDep = Annotated[QueryApiConfig, Depends(get_config)]
+ChainWriterDep = Annotated[ChainWriter, Depends(get_chain_writer)]
 
 
 def get_phoenix_sync(request: Request) -> PhoenixSync | None:

@@ -81,9 +81,11 @@ def holds_covering_run(client: Client, tenant: str, run_id: str) -> list[Hold]:
             if (h.scope == "run" and h.target == run_id) or (h.scope == "agent" and h.target in agents)]  # fmt: skip
 
 
-def delete_run(client: Client, tenant: str, run_id: str, requested_by: str, reason: str) -> Deletion | None:
-    """Deletes the run's spans and every row derived from them after chaining a tombstone; None when there
-    is no such run.
+def delete_run(
+    client: Client, chain: ChainWriter, tenant: str, run_id: str, requested_by: str, reason: str
+) -> Deletion | None:
+    """Deletes the run's spans and every row derived from them after chaining a tombstone into the query
+    API's own log (signed and checkpointed like any link); None when there is no such run.
 
     Raises HoldActive when a legal hold covers the run.
     """
@@ -95,14 +97,12 @@ def delete_run(client: Client, tenant: str, run_id: str, requested_by: str, reas
     parameters = {"tenant": tenant, "run_id": run_id}
     deleted = sorted(
         {(span_key(row["trace_id"], row["span_id"]), span_digest(row))
-         for row in client.query(queries.RUN_SPANS_FOR_DIGEST, parameters=parameters).named_results()}
+         for row in client.query(queries.RUN_OWN_SPANS_FOR_DIGEST, parameters=parameters).named_results()}
     )  # fmt: skip
     if not deleted:
         return None
-    chain = ChainWriter(client)
     note = f"deleted on request of {requested_by}: {reason}"
-    links = chain.tombstone_for(tenant, run_id, deleted, time.time_ns(), note)
-    chain.append(links, deduplication_token="")
+    links = chain.append(chain.tombstone_for(tenant, run_id, deleted, time.time_ns(), note))
     # Derived rows first, spans last: if a step fails, the spans are still there and a retry finds the run.
     for statement in queries.DELETE_RUN_DERIVED:
         client.command(statement, parameters=parameters, settings=_SYNC)

@@ -96,19 +96,65 @@ class SpanFinding(BaseModel):
     trace_id: str
     span_id: str
     name: str = Field(description="The stored span's name (empty when the span was removed).")
-    problem: Literal["altered", "removed", "inserted", "pruned", "deleted"] = Field(
+    problem: Literal["altered", "removed", "inserted", "pruned", "deleted", "conflict"] = Field(
         description="altered: stored content differs from what was chained; removed: chained but no longer"
         " stored; inserted: stored but never chained (written around the collector). Not tampering: pruned"
-        " (gone after its retention ended), deleted (gone after a deletion request recorded as a tombstone)."
+        " (gone after its retention ended), deleted (gone after a deletion request recorded as a tombstone),"
+        " conflict (the span id was re-sent, or chained by two collectors, with other content; the stored,"
+        " chained copy is kept and `note` says what was received)."
     )
     link_seq: int | None = Field(description="The chain link that recorded the span (none when inserted).")
     at: str = Field("", description="pruned: when retention ended; deleted: when the tombstone was written.")
     note: str = Field("", description="deleted: the reason and requester recorded in the tombstone.")
 
 
+ChainProblem = Literal[
+    "altered_link", "bad_signature", "missing_link", "replayed_link", "reordered", "broken_pointer",
+    "truncated", "log_gap", "root_mismatch", "bad_checkpoint", "erased", "unknown_format",
+]
+
+
 class ChainBreak(BaseModel):
-    seq: int
-    problem: str
+    seq: int = Field(description="The run's link (its seq in its collector's log); 0 when no link is named.")
+    problem: str = Field(description="What is wrong, in a sentence.")
+    finding: ChainProblem = Field(
+        "altered_link",
+        description="altered_link: a link's hash does not match its contents (kind, note, entries or position"
+        " changed); bad_signature; missing_link: a gap in the run's seq; replayed_link: a stored copy of a link"
+        " inserted again; reordered: links out of order; broken_pointer: prev_link is not the previous link;"
+        " truncated: the log is shorter than a checkpoint; log_gap: log indices missing; root_mismatch: the"
+        " log's Merkle root differs from a checkpoint's; bad_checkpoint: a checkpoint's signature fails;"
+        " erased: the run index lists the run but its record is gone; unknown_format.",
+    )
+    collector_id: str = Field("", description="The collector log the link or the problem is in.")
+    log_index: int | None = Field(None, description="The link's position in its collector's log.")
+
+
+class LogStatus(BaseModel):
+    collector_id: str
+    size: int = Field(description="Links stored in this collector's log for the tenant.")
+    checkpoint_size: int = Field(description="Links the latest checkpoint covers (0: none yet).")
+    checkpoint_root: str
+    checkpoint_time: str
+    consistent: bool = Field(description="Every checkpoint's root recomputes from the stored log.")
+    links_after_checkpoint: int = Field(description="Links appended since the latest checkpoint.")
+    problems: list[ChainBreak]
+
+
+class LogVerification(BaseModel):
+    tenant: str
+    status: Literal["consistent", "inconsistent"]
+    logs: list[LogStatus]
+
+
+class CheckpointOut(BaseModel):
+    format: str
+    tenant: str
+    collector_id: str
+    size: int
+    root: str
+    time_ns: int
+    signature: str
 
 
 class Verification(BaseModel):
@@ -126,6 +172,10 @@ class Verification(BaseModel):
     first_bad_link: int | None = Field(description="The earliest link from which the record cannot be trusted.")
     chain_breaks: list[ChainBreak]
     findings: list[SpanFinding]
+    logs: list[LogStatus] = Field(
+        default_factory=list, description="The collector logs holding the run's links, checked against checkpoints."
+    )
+    links_after_checkpoint: int = Field(0, description="The run's links appended after its log's latest checkpoint.")
 
 
 HoldScope = Literal["run", "agent"]
@@ -150,7 +200,7 @@ class Hold(BaseModel):
 class Deletion(BaseModel):
     run_id: str
     deleted_spans: int
-    tombstone_seq: int = Field(description="The audit chain link recording the deletion.")
+    tombstone_seq: int = Field(description="The tombstone link's seq for this run in the query API's own audit log.")
     note: str
 
 

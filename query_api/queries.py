@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from agentledger.ingest.audit_chain import DIGEST_FIELDS
+from agentledger.ingest.audit_chain import CHAIN_COLUMNS, DIGEST_FIELDS_V1, DIGEST_FIELDS_V2
 from agentledger.schema.span_columns import SPAN_SCHEMA
 
 # The run index row: where (traces, time range) a run's spans are, so the spans read is a key range.
@@ -28,11 +28,19 @@ GROUP BY run_id
 # child spans) may start a little before or end after the spans that do.
 TIME_MARGIN_NS: Final = 3_600 * 1_000_000_000
 
-# The run's spans: those carrying its id, plus spans of its traces that carry no run of their own: an
-# empty run id, or their trace id as run id (what the collector's normaliser gives a third-party span
-# that arrived without any span of its run in its batch). All are ranges of the
-# (tenant, run_id, trace_id, span_id) key; LIMIT 1 BY hides replayed duplicates not yet merged away.
-RUN_SPANS: Final = """
+# Which spans belong to a run: those carrying its id, plus spans of its traces that carry no run of
+# their own: an empty run id, or their trace id as run id (what the collector's normaliser gives a
+# third-party span that arrived without any span of its run in its batch). All are ranges of the
+# (tenant, run_id, trace_id, span_id) key. The one copy of this predicate: the timeline, the audit,
+# annotations and verification all use it, so verification covers exactly the spans the timeline shows.
+RUN_MEMBERSHIP: Final = """(
+    run_id = {run_id:String}
+    OR (run_id IN {trace_ids:Array(String)} AND run_id = trace_id)
+    OR (run_id = '' AND trace_id IN {trace_ids:Array(String)})
+  )"""
+
+# The run's spans; LIMIT 1 BY hides replayed duplicates not yet merged away.
+RUN_SPANS: Final = f"""
 SELECT
     trace_id, span_id, parent_span_id,
     toUnixTimestamp64Nano(start_time) AS start_ns,
@@ -48,14 +56,10 @@ SELECT
     arrayMap(t -> toUnixTimestamp64Nano(t), event_times) AS event_times_ns,
     event_names, event_attributes
 FROM spans
-WHERE tenant = {tenant:String}
-  AND (
-    run_id = {run_id:String}
-    OR (run_id IN {trace_ids:Array(String)} AND run_id = trace_id)
-    OR (run_id = '' AND trace_id IN {trace_ids:Array(String)})
-  )
-  AND start_time >= fromUnixTimestamp64Nano({from_ns:Int64})
-  AND start_time <= fromUnixTimestamp64Nano({to_ns:Int64})
+WHERE tenant = {{tenant:String}}
+  AND {RUN_MEMBERSHIP}
+  AND start_time >= fromUnixTimestamp64Nano({{from_ns:Int64}})
+  AND start_time <= fromUnixTimestamp64Nano({{to_ns:Int64}})
 ORDER BY start_time, trace_id, span_id
 LIMIT 1 BY trace_id, span_id
 """
@@ -75,19 +79,68 @@ def _digest_expression(name: str) -> str:
     return name
 
 
-# Every stored copy of every span of the run, with its columns as the digest reads them. No LIMIT 1 BY:
-# a second, different copy of a span is itself a finding.
-RUN_SPANS_FOR_DIGEST: Final = f"""
-SELECT {", ".join(_digest_expression(name) for name in DIGEST_FIELDS)}
+# Every stored copy of every span of the run (RUN_MEMBERSHIP, over all time: a span moved out of the
+# run's time range is still checked), with its columns as the digests read them. No LIMIT 1 BY: a
+# second, different copy of a span is itself a finding.
+RUN_SPANS_FOR_DIGEST: Final = """
+SELECT {columns}
+FROM spans
+WHERE tenant = {{tenant:String}} AND {membership}
+""".format(
+    columns=", ".join(_digest_expression(name) for name in dict.fromkeys(DIGEST_FIELDS_V1 + DIGEST_FIELDS_V2)),
+    membership=RUN_MEMBERSHIP,
+)
+
+# The run's spans as stored under its own run id: what a deletion removes and its tombstone names.
+RUN_OWN_SPANS_FOR_DIGEST: Final = """
+SELECT {columns}
 FROM spans
 WHERE tenant = {{tenant:String}} AND run_id = {{run_id:String}}
+""".format(columns=", ".join(_digest_expression(name) for name in dict.fromkeys(DIGEST_FIELDS_V1 + DIGEST_FIELDS_V2)))
+
+_CHAIN_SELECT: Final = ", ".join(CHAIN_COLUMNS)
+
+# The links that chained the run's spans: its own, and those of the run ids RUN_MEMBERSHIP adopts
+# (its trace ids, and the empty run id, whose links are read only where they name one of its traces).
+RUN_CHAIN: Final = f"""
+SELECT {_CHAIN_SELECT}
+FROM audit_chain
+WHERE tenant = {{tenant:String}}
+  AND (
+    run_id = {{run_id:String}}
+    OR run_id IN {{trace_ids:Array(String)}}
+    OR (run_id = '' AND arrayExists(k -> splitByChar(':', k)[1] IN {{trace_ids:Array(String)}}, span_keys))
+  )
+ORDER BY format_version, collector_id, log_index, seq
 """
 
-RUN_CHAIN: Final = """
-SELECT seq, kind, batch_time_ns, span_keys, span_digests, span_retain_until, note, prev_link, link, signature
+# One collector's whole log in one tenant: the leaves its checkpoints commit to.
+LOG_LEAVES: Final = """
+SELECT log_index, run_id, seq, kind, link
 FROM audit_chain
-WHERE tenant = {tenant:String} AND run_id = {run_id:String}
-ORDER BY seq
+WHERE tenant = {tenant:String} AND collector_id = {collector_id:String} AND format_version >= 2
+ORDER BY log_index
+"""
+
+# The (tenant, collector) logs the chain table holds.
+TENANT_LOGS: Final = """
+SELECT DISTINCT collector_id FROM audit_chain WHERE tenant = {tenant:String} AND format_version >= 2
+"""
+
+CHECKPOINTS: Final = """
+SELECT tenant, collector_id, size, root, time_ns, format, signature
+FROM audit_checkpoints
+WHERE tenant = {tenant:String}
+ORDER BY collector_id, size, time_ns
+"""
+
+# Re-sends of the run's span ids with other content, kept apart by the collector.
+RUN_CONFLICTS: Final = f"""
+SELECT trace_id, span_id, collector_id, toUnixTimestamp64Nano(received_at) AS received_ns, digest_version,
+       chained_digest, received_digest, JSONExtractString(span_json, 'name') AS name
+FROM span_conflicts
+WHERE tenant = {{tenant:String}} AND {RUN_MEMBERSHIP}
+ORDER BY received_at, trace_id, span_id
 """
 
 ACTIVE_HOLDS: Final = """
@@ -143,19 +196,19 @@ DELETE_RUN_DERIVED: Final = (
 )
 # The run's spans again, but only what linking and the audit need (no content columns): reverse
 # lookups and the audit endpoint read this lighter version of the same key ranges.
-RUN_FACT_SPANS: Final = """
+RUN_FACT_SPANS: Final = f"""
 SELECT
     trace_id, span_id, parent_span_id,
     toUnixTimestamp64Nano(start_time) AS start_ns,
     toUnixTimestamp64Nano(end_time) AS end_ns,
     name, status_code, entry_type, provenance, tool_name, tool_call_id, tool_access, target,
     approval_decision, approver, policy_decision, write_system, write_ref,
-    mapFilter((key, value) -> key IN {fact_keys:Array(String)}, attributes) AS attributes
+    mapFilter((key, value) -> key IN {{fact_keys:Array(String)}}, attributes) AS attributes
 FROM spans
-WHERE tenant = {tenant:String}
-  AND (run_id = {run_id:String} OR (run_id = '' AND trace_id IN {trace_ids:Array(String)}))
-  AND start_time >= fromUnixTimestamp64Nano({from_ns:Int64})
-  AND start_time <= fromUnixTimestamp64Nano({to_ns:Int64})
+WHERE tenant = {{tenant:String}}
+  AND {RUN_MEMBERSHIP}
+  AND start_time >= fromUnixTimestamp64Nano({{from_ns:Int64}})
+  AND start_time <= fromUnixTimestamp64Nano({{to_ns:Int64}})
 ORDER BY start_time, trace_id, span_id
 LIMIT 1 BY trace_id, span_id
 """
@@ -288,18 +341,14 @@ LIMIT 1
 """
 
 # Annotations of the run's spans, selected as RUN_SPANS selects the spans; FINAL keeps each one's newest version.
-TIMELINE_ANNOTATIONS: Final = """
+TIMELINE_ANNOTATIONS: Final = f"""
 SELECT
     span_id, name, label, score, explanation, annotator_kind, annotator, source,
     toUnixTimestamp64Nano(created_at) AS created_ns,
     toUnixTimestamp64Nano(updated_at) AS updated_ns
 FROM annotations FINAL
-WHERE tenant = {tenant:String}
-  AND (
-    run_id = {run_id:String}
-    OR (run_id IN {trace_ids:Array(String)} AND run_id = trace_id)
-    OR (run_id = '' AND trace_id IN {trace_ids:Array(String)})
-  )
+WHERE tenant = {{tenant:String}}
+  AND {RUN_MEMBERSHIP}
 ORDER BY created_at, annotation_id
 """
 

@@ -3,6 +3,7 @@ SDK's own OTLP/HTTP exporter, the run read back from the timeline endpoint and t
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -176,7 +177,30 @@ def test_cli_verify_reports_an_intact_run(service: RunningService) -> None:
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"run {RUN_ID}: intact (")
-    assert "5 spans checked" in result.stdout  # the id-less HTTP child is chained under no run
+    # Every span the timeline shows is checked, the id-less HTTP child (chained under no run) included.
+    assert "6 spans checked" in result.stdout
+
+
+def test_cli_checkpoint_prints_the_logs_checkpoints_and_verifies_them(service: RunningService) -> None:
+    _send_run_over_two_traces(service.collector_url)
+    wait_for_timeline(service.api_url, RUN_ID, 6)
+    collector_id = (service.data_dir / "collector_id").read_text().strip()
+
+    printed = subprocess.run(
+        [sys.executable, "-m", "agentledger", "checkpoint", "--data-dir", str(service.data_dir), "--json"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    verified = subprocess.run(
+        [sys.executable, "-m", "agentledger", "checkpoint", "verify", "--api-url", service.api_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert printed.returncode == 0, printed.stderr
+    checkpoints = json.loads(printed.stdout)
+    assert [(c["tenant"], c["collector_id"]) for c in checkpoints] == [("default", collector_id)]
+    assert checkpoints[0]["size"] >= 1 and checkpoints[0]["root"].startswith("sha256:")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.startswith("tenant default: consistent\n")
 
 
 def test_cli_export_writes_a_bundle(service: RunningService, tmp_path: Path) -> None:

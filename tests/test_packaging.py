@@ -47,6 +47,9 @@ def test_wheel_has_only_the_agentledger_namespace_at_the_top(wheel: Path) -> Non
         "agentledger/collector/processors/normalize.py",
         "agentledger/emitter/spans.py",
         "agentledger/schema/CONTEXT_HASH.md",
+        "agentledger/schema/AUDIT_CHAIN.md",
+        "agentledger/schema/verify_bundle.py",  # evidence bundles ship it
+        "agentledger/schema/migrations/0008_audit_chain_v2.sql",
         "agentledger/query_api/static/ui.html",
         "agentledger/py.typed",
     ):

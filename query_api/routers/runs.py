@@ -13,7 +13,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from agentledger.query_api import queries
 from agentledger.query_api.auth import AUTH_RESPONSES, Admin, Reader, Reviewer, error
-from agentledger.query_api.dependencies import ClientDep, ConfigDep, PhoenixSyncDep
+from agentledger.query_api.dependencies import ChainWriterDep, ClientDep, ConfigDep, PhoenixSyncDep
 from agentledger.query_api.downloads import attachment
 from agentledger.query_api.evidence import build_bundle
 from agentledger.query_api.holds import HoldActive, delete_run
@@ -177,7 +177,8 @@ def get_timeline(
     if timeline is None:
         raise _not_found(run_id)
     if verify or format == "md":  # an incident report always states whether the record can be trusted
-        integrity = verify_run(client, caller.tenant, run_id, public_key_pem=config.audit_public_key_pem)
+        integrity = verify_run(client, caller.tenant, run_id, public_key_pem=config.audit_public_key_pem,
+                               checkpoint_dir=config.checkpoint_dir)  # fmt: skip
         timeline = timeline.model_copy(update={"integrity": integrity})
     if format == "md":
         return PlainTextResponse(timeline_markdown(timeline), media_type="text/markdown; charset=utf-8")
@@ -250,9 +251,12 @@ def annotate(run_id: RunId, body: AnnotationIn, caller: Reviewer, client: Client
 
 @router.get("/{run_id:text}/verify", responses={**AUTH_RESPONSES, **_NOT_FOUND})
 def verify(run_id: RunId, caller: Reader, client: ClientDep, config: ConfigDep) -> Verification:
-    """Recomputes the run's audit hash chain from the stored spans: intact, or which spans were altered,
-    removed or inserted out of band, and since which link."""
-    result = verify_run(client, caller.tenant, run_id, public_key_pem=config.audit_public_key_pem)
+    """Recomputes the run's audit record from the spans its timeline shows: intact, or which spans were
+    altered, removed, inserted out of band or re-sent with other content, which links were altered,
+    replayed, reordered or cut off, and whether each link's log matches its signed checkpoints. A run the
+    index lists whose record is gone is tampered, not unknown."""
+    result = verify_run(client, caller.tenant, run_id, public_key_pem=config.audit_public_key_pem,
+                        checkpoint_dir=config.checkpoint_dir)  # fmt: skip
     if result is None:
         raise _not_found(run_id)
     return result
@@ -270,7 +274,7 @@ def verify(run_id: RunId, caller: Reader, client: ClientDep, config: ConfigDep) 
 def evidence(run_id: RunId, caller: Reader, client: ClientDep, config: ConfigDep) -> Response:
     """One self-contained file for an auditor: spans, chain, timeline and verification, with a README on
     checking it offline (schema/AUDIT_CHAIN.md)."""
-    bundle = build_bundle(client, caller.tenant, run_id, config.audit_public_key_pem)
+    bundle = build_bundle(client, caller.tenant, run_id, config.audit_public_key_pem, config.checkpoint_dir)
     if bundle is None:
         raise _not_found(run_id)
     disposition = attachment(evidence_file_name(run_id), evidence_file_name(run_id, ascii_only=True))
@@ -285,12 +289,13 @@ def delete(
     run_id: RunId,
     caller: Admin,
     client: ClientDep,
+    chain: ChainWriterDep,
     reason: Annotated[str, Query(min_length=1, max_length=2000, description="Why the run is deleted.")],
 ) -> Deletion:
     """Deletes the run's spans, after writing a tombstone into its audit chain, so it verifies as deleted
     on request rather than as tampered. Refused while a legal hold covers the run. Admin only."""
     try:
-        deletion = delete_run(client, caller.tenant, run_id, requested_by=caller.key_id, reason=reason)
+        deletion = delete_run(client, chain, caller.tenant, run_id, requested_by=caller.key_id, reason=reason)
     except HoldActive as error:
         raise HTTPException(status_code=409, detail=str(error)) from error
     if deletion is None:

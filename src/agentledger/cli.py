@@ -145,6 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", type=Path, help="file to write (default agentledger-evidence-RUN_ID.zip)")
     export.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
 
+    checkpoint = commands.add_parser(
+        "checkpoint", help="print the latest signed checkpoints of the audit logs, or `verify` the logs against them"
+    )
+    checkpoint.add_argument("action", nargs="?", choices=["verify"], help="verify: check every log (through the API)")
+    _storage_flags(checkpoint)
+    checkpoint.add_argument("--tenant", help="only this tenant's logs")
+    checkpoint.add_argument("--json", action="store_true", help="print JSON")
+    checkpoint.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
+
     keygen = commands.add_parser("keygen", help="make an Ed25519 key pair for signing audit chain links")
     keygen.add_argument("--out", type=Path, required=True, help="where to write the private key (PEM, mode 0600)")
 
@@ -348,12 +357,63 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     else:
         counts = f"{body['links']} links, {body['spans_checked']} spans checked"
         lines = [f"run {body['run_id']}: {body['status']} ({counts})"]
-        lines += [f"  link {item['seq']}: {item['problem']}" for item in body["chain_breaks"]]
+        for item in body["chain_breaks"]:
+            where = f"link {item['seq']}" + (f" in log {item['collector_id']}" if item.get("collector_id") else "")
+            lines.append(f"  {where}: {item.get('finding', 'break')}: {item['problem']}")
         for item in body["findings"]:
             since = f" (chained in link {item['link_seq']})" if item["link_seq"] is not None else ""
             lines.append(f"  span {item['trace_id']}:{item['span_id']} {item['name']!r}: {item['problem']}{since}")
         print("\n".join(_printable(line) for line in lines))
     return EXIT_OK if body["status"] == "intact" else EXIT_FAILED
+
+
+def _cmd_checkpoint(args: argparse.Namespace) -> int:
+    """Without an action: the latest checkpoint of each log, read from the checkpoint files (works while
+    `up` runs: they are append-only). `verify`: the query API checks every log against every checkpoint."""
+    if args.action == "verify":
+        return _checkpoint_verify(args)
+    from agentledger.collector.exporters.clickhouse import checkpoint_sink_of
+    from agentledger.ingest.checkpoints import CheckpointFileError, latest_checkpoints, read_checkpoints
+    from agentledger.service import clickhouse_exporter
+
+    settings = _settings(args)
+    config = clickhouse_exporter(settings)
+    sink = checkpoint_sink_of(config, settings.data_dir) if config is not None else None
+    if sink is None:
+        raise CliError("no ClickHouse exporter is configured, so there are no audit checkpoints")
+    try:
+        latest = latest_checkpoints(read_checkpoints(sink.directory, args.tenant))
+    except CheckpointFileError as error:
+        raise CliError(str(error), EXIT_FAILED) from error
+    if args.json:
+        print(json.dumps([checkpoint.to_json() for _, checkpoint in sorted(latest.items())], indent=2))
+    elif not latest:
+        print(f"no checkpoints in {sink.directory}")
+    for (tenant, collector_id), checkpoint in sorted(latest.items()) if not args.json else ():
+        signed = "signed" if checkpoint.signature else "unsigned"
+        print(f"{tenant}\t{collector_id}\tsize {checkpoint.size}\t{checkpoint.root}\t{checkpoint.time_ns}\t{signed}")
+    return EXIT_OK
+
+
+def _checkpoint_verify(args: argparse.Namespace) -> int:
+    api = _env_url(args.api_url, ENV_API_URL, f"http://127.0.0.1:{DEFAULT_API_PORT}")
+    try:
+        response = httpx.get(f"{api}/v1/audit/log/verify", headers=_auth_headers(), timeout=120)
+    except httpx.HTTPError as error:
+        raise CliError(f"cannot reach the query API at {api} ({error}); is `agentledger up` running?") from error
+    if response.status_code != 200:
+        raise CliError(f"the query API answered {response.status_code}: {_detail(response)}", EXIT_FAILED)
+    body = response.json()
+    if args.json:
+        print(json.dumps(body, indent=2))
+    else:
+        print(f"tenant {body['tenant']}: {body['status']}")
+        for log in body["logs"]:
+            print(f"  log {log['collector_id']}: {log['size']} links, checkpoint covers {log['checkpoint_size']},"
+                  f" {log['links_after_checkpoint']} after it")  # fmt: skip
+            for problem in log["problems"]:
+                print(f"    {problem['finding']}: {problem['problem']}")
+    return EXIT_OK if body["status"] == "consistent" else EXIT_FAILED
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -558,6 +618,7 @@ _COMMANDS = {
     "verify": _cmd_verify,
     "export": _cmd_export,
     "keygen": _cmd_keygen,
+    "checkpoint": _cmd_checkpoint,
     "credentials": _cmd_credentials,
     "import-writes": _cmd_import_writes,
     "keys": _cmd_keys,

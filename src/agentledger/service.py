@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import grpc
 import uvicorn
@@ -21,6 +22,7 @@ from starlette.types import ASGIApp
 
 from agentledger.collector.auth import Authenticator
 from agentledger.collector.config import ClickHouseExporterConfig
+from agentledger.collector.exporters.clickhouse import checkpoint_sink_of, resolve_collector_id, signer_of
 from agentledger.collector.pipeline import build_pipeline
 from agentledger.collector.receivers.otlp_grpc import GrpcReceiverError, start_grpc_server
 from agentledger.collector.receivers.otlp_http import create_otlp_http_app
@@ -95,7 +97,9 @@ def run_service(settings: Settings, on_started: Callable[[Settings], None] | Non
             logger.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
         telemetry = CollectorTelemetry()
         try:
-            pipeline = build_pipeline(settings.collector, client, telemetry, settings.data_dir / "spool")
+            pipeline = build_pipeline(
+                settings.collector, client, telemetry, settings.data_dir / "spool", settings.data_dir
+            )
         except SpoolError as error:
             raise ServiceError(str(error)) from error
         pipeline.start()
@@ -145,13 +149,31 @@ def _start_phoenix_sync(settings: Settings, sync: PhoenixSync | None, stop: thre
     return thread
 
 
-def audit_public_key(settings: Settings) -> str | None:
-    """The public half of the ClickHouse exporter's signing key, so the API checks signatures."""
+def clickhouse_exporter(settings: Settings) -> ClickHouseExporterConfig | None:
     for component_id in settings.collector.pipeline.exporters:
         config = settings.collector.exporters[component_id]
-        if isinstance(config, ClickHouseExporterConfig) and config.signing_key_file is not None:
-            return LinkSigner.from_file(config.signing_key_file).public_key_pem()
+        if isinstance(config, ClickHouseExporterConfig):
+            return config
     return None
+
+
+def audit_public_key(settings: Settings) -> str | None:
+    """The public half of the ClickHouse exporter's signing key, so the API checks signatures."""
+    config = clickhouse_exporter(settings)
+    if config is not None and config.signing_key_file is not None:
+        return LinkSigner.from_file(config.signing_key_file).public_key_pem()
+    return None
+
+
+def audit_log_settings(settings: Settings) -> tuple[LinkSigner | None, str, Path | None]:
+    """The API's signer, log id and checkpoint sink: the ClickHouse exporter's key and sink, and a log of
+    its own named after the collector's ("<collector id>.api"), as `up` runs both in one process."""
+    config = clickhouse_exporter(settings)
+    if config is None:
+        return None, "api", None
+    sink = checkpoint_sink_of(config, settings.data_dir)
+    collector_id = resolve_collector_id(config, settings.data_dir)
+    return signer_of(config), f"{collector_id}.api", sink.directory if sink is not None else None
 
 
 def _api_keys(settings: Settings) -> CredentialStore | None:
@@ -170,6 +192,7 @@ def _api_keys(settings: Settings) -> CredentialStore | None:
 
 
 def _api_config(settings: Settings, api_keys: CredentialStore | None) -> QueryApiConfig:
+    signer, api_log_id, checkpoint_dir = audit_log_settings(settings)
     return QueryApiConfig(
         tenant=settings.api.tenant,
         api_keys=api_keys,
@@ -177,6 +200,9 @@ def _api_config(settings: Settings, api_keys: CredentialStore | None) -> QueryAp
         jira_webhook_secret=settings.api.jira_webhook_secret,
         jira_run_id_field=settings.api.jira_run_id_field,
         audit_public_key_pem=audit_public_key(settings),
+        audit_signer=signer,
+        audit_collector_id=api_log_id,
+        checkpoint_dir=checkpoint_dir,
         phoenix=phoenix_connection(settings),
         metrics=settings.api.metrics,
     )

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from agentledger.emitter.canonical_json import CanonicalJsonError, JsonValue, canonicalize, content_hash
+from agentledger.schema.canonical import CanonicalJsonError, JsonValue, canonicalize, content_hash
 
 # RFC 8785 Appendix B: IEEE 754 bit patterns and their canonical text.
 APPENDIX_B = [

@@ -12,7 +12,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentledger.collector.receivers.otlp_decode import Identity, decode_request
-from agentledger.ingest.audit_chain import canonical_json, digests_of_batch, rows_of_batch, span_digest
+from agentledger.ingest.audit_chain import DIGEST_V1, DIGEST_V2, digests_of_batch, rows_of_batch, span_digest
+from agentledger.schema.canonical import compact_json
 
 _VALUES = st.recursive(
     st.text(alphabet=st.characters(exclude_categories=["Cs"])) | st.integers(-(2**70), 2**70) | st.booleans(),
@@ -26,10 +27,10 @@ _VALUES = st.recursive(
 def test_canonical_json_is_compact_unescaped_json(value: object) -> None:
     expected = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
-    assert canonical_json(value) == expected
+    assert compact_json(value) == expected
 
 
-def test_column_wise_digests_equal_row_digests() -> None:
+def test_column_wise_digests_equal_row_digests_in_every_version() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -40,5 +41,6 @@ def test_column_wise_digests_equal_row_digests() -> None:
         tracer.start_span("inner", attributes={"agent.run.id": "r", "list": ["x", "y"]}).end()
     batch = decode_request(encode_spans(exporter.get_finished_spans()), Identity("t")).batch
 
-    assert digests_of_batch(batch) == [span_digest(row) for row in rows_of_batch(batch)]
-    assert len(set(digests_of_batch(batch))) == 2
+    for version in (DIGEST_V1, DIGEST_V2):
+        assert digests_of_batch(batch, version) == [span_digest(row, version) for row in rows_of_batch(batch)]
+        assert len(set(digests_of_batch(batch, version))) == 2

@@ -16,7 +16,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from agentledger.collector.config import ClickHouseExporterConfig, ConfigError
 from agentledger.collector.exporters.clickhouse import ClickHouseExporter
 from agentledger.collector.receivers.otlp_decode import Identity, decode_request
-from agentledger.ingest.audit_chain import chain_link, span_digest
+from agentledger.ingest.audit_chain import ChainLink, link_from_row, span_digest
+from agentledger.ingest.merkle import leaf_hash, root_text
 from agentledger.ingest.signing import generate_key_pair
 from agentledger.query_api import queries
 from agentledger.query_api.app import QueryApiConfig, create_app
@@ -32,19 +33,22 @@ def _ingest_signed(client: Client, key: Path) -> None:
 
 
 def _forge_consistently(client: Client) -> None:
-    """Rewrites the span and recomputes its digest and the link, as someone with database access could."""
+    """Rewrites the span and recomputes its digest, the link and the table's checkpoint, as someone with
+    database access could."""
     client.command("ALTER TABLE spans UPDATE attributes = map('amount', '10000') WHERE run_id = 'run_s'",
                    settings={"mutations_sync": 2})  # fmt: skip
-    row = next(client.query(queries.RUN_SPANS_FOR_DIGEST, parameters={"tenant": "default", "run_id": "run_s"})
-               .named_results())  # fmt: skip
-    link = next(client.query(queries.RUN_CHAIN, parameters={"tenant": "default", "run_id": "run_s"}).named_results())
+    parameters = {"tenant": "default", "run_id": "run_s", "trace_ids": []}
+    row = next(client.query(queries.RUN_SPANS_FOR_DIGEST, parameters=parameters).named_results())
+    link = link_from_row(next(client.query(queries.RUN_CHAIN, parameters=parameters).named_results()))
     digest = span_digest(row)
-    forged = chain_link(
-        link["prev_link"], link["batch_time_ns"], link["span_keys"], [digest], link["span_retain_until"]
-    )
+    forged = ChainLink(**{**link.__dict__, "span_digests": (digest,)}).recomputed()
     client.command(
         "ALTER TABLE audit_chain UPDATE span_digests = [{d:String}], link = {l:String} WHERE run_id = 'run_s'",
         parameters={"d": digest, "l": forged}, settings={"mutations_sync": 2},
+    )  # fmt: skip
+    client.command(  # the log has this one link, so its root is the link's leaf
+        "ALTER TABLE audit_checkpoints UPDATE root = {r:String} WHERE size = 1",
+        parameters={"r": root_text(leaf_hash(forged))}, settings={"mutations_sync": 2},
     )  # fmt: skip
 
 
@@ -63,8 +67,10 @@ def test_signed_links_verify_and_a_consistent_forgery_does_not(client: Client, t
     assert before["head_signature"] != ""
     assert after_without_key["status"] == "intact"  # hashes alone cannot catch a full rewrite
     assert after_with_key["status"] == "tampered"
-    assert after_with_key["chain_breaks"] == [
-        {"seq": 1, "problem": "its signature does not verify with the configured public key"}
+    assert [(b["finding"], b["seq"], b["problem"]) for b in after_with_key["chain_breaks"]] == [
+        ("bad_signature", 1, "its signature does not verify with the configured public key"),
+        ("bad_checkpoint", 0, f"the checkpoint of size 1 at {before['logs'][0]['checkpoint_time']} does not verify"
+                              " with the configured public key"),
     ]
 
 

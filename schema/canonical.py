@@ -1,11 +1,13 @@
-"""RFC 8785 JSON Canonicalization Scheme (JCS) and the `sha256:` content hash built on it.
-
-schema/CONTEXT_HASH.md states the algorithm for other languages; this is the Python reference.
+"""agentledger's one canonical serialisation: RFC 8785 JSON (JCS) with the `sha256:` content hash built on it
+(schema/CONTEXT_HASH.md), the compact JSON of audit digests v1 and the length-prefixed fields of v2
+(schema/AUDIT_CHAIN.md). The emitter, ingest and the evidence code all serialise through this module; it
+imports nothing beyond the standard library, so the emitter can use it in an agent's process.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Final, TypeAlias
@@ -38,6 +40,59 @@ def canonicalize(value: JsonValue) -> bytes:
 def content_hash(value: JsonValue) -> str:
     """`sha256:` + lowercase hex SHA-256 of the canonical bytes: the context and arguments hash."""
     return HASH_PREFIX + hashlib.sha256(canonicalize(value)).hexdigest()
+
+
+def sha256_text(data: bytes) -> str:
+    """`sha256:` + lowercase hex SHA-256: how every hash in agentledger is written."""
+    return HASH_PREFIX + hashlib.sha256(data).hexdigest()
+
+
+def compact_json(value: object) -> bytes:
+    """JSON with no whitespace and no ASCII escaping (audit digests v1). For strings, integers, booleans
+    and arrays this is JCS, except that integers beyond 2**53 are written exactly rather than refused (v1
+    did so and its digests must keep recomputing). orjson writes the same bytes several times faster."""
+    try:
+        import orjson  # an optional speed-up: the emitter's process need not have it
+
+        return orjson.dumps(value)
+    except (ImportError, TypeError):  # TypeError: orjson.JSONEncodeError, integers beyond 64 bits
+        pass
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# Length-prefixed fields (audit digests and links v2): every value is one field `<byte length>:<bytes>,`,
+# netstring style, so no value can run into the next one and SQL can build the same bytes with concat().
+def field(data: bytes) -> bytes:
+    return b"%d:%b," % (len(data), data)
+
+
+def text_field(text: str) -> bytes:
+    return field(text.encode("utf-8"))
+
+
+def int_field(number: int) -> bytes:
+    """Integers, timestamps (nanoseconds) and booleans (1/0) are written in decimal."""
+    return field(b"%d" % number)
+
+
+def strings_field(values: Sequence[str]) -> bytes:
+    """An array: its length as a field, then each element as a field."""
+    return int_field(len(values)) + b"".join(text_field(value) for value in values)
+
+
+def ints_field(values: Sequence[int]) -> bytes:
+    return int_field(len(values)) + b"".join(int_field(value) for value in values)
+
+
+def pairs_field(pairs: Sequence[tuple[str, str]] | Mapping[str, str]) -> bytes:
+    """A map: its number of pairs as a field, then key and value fields, pairs sorted by key then value
+    (UTF-8 byte order, which is code point order)."""
+    items = sorted(pairs.items() if isinstance(pairs, Mapping) else pairs)
+    parts = [int_field(len(items))]
+    for key, value in items:  # inline text_field: maps are the costliest part of a span digest
+        key_bytes, value_bytes = key.encode("utf-8"), value.encode("utf-8")
+        parts.append(b"%d:%b,%d:%b," % (len(key_bytes), key_bytes, len(value_bytes), value_bytes))
+    return b"".join(parts)
 
 
 def _write(value: JsonValue, parts: list[str]) -> None:
