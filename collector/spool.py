@@ -37,6 +37,10 @@ class SpoolFull(RuntimeError):
     """The spool holds its configured maximum of unexported bytes; senders must retry later."""
 
 
+class RecordTooLarge(SpoolFull):
+    """The batch is bigger than the whole spool may hold: it can never fit, however much is exported."""
+
+
 class SpoolError(RuntimeError):
     """The spool could not write a record (disk full, I/O error); nothing was acknowledged."""
 
@@ -165,6 +169,11 @@ class Spool:
         """Writes the batch as one record; returns its end position once it is as durable as configured."""
         payload = encode_batch(batch)
         record = _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+        if len(record) > self.config.max_bytes:
+            raise RecordTooLarge(
+                f"the request's spans take {len(record)} bytes encoded, more than the whole spool holds"
+                f" (spool.max_bytes {self.config.max_bytes}); send fewer spans per request"
+            )
         with self._lock:
             if self.unexported_bytes() + len(record) > self.config.max_bytes:
                 raise SpoolFull(

@@ -28,6 +28,10 @@ class CollectorTelemetry:
         "agentledger_export_failures_total": "Export attempts that failed (and will be retried), by exporter.",
         "agentledger_spans_skipped_total": "Spans skipped undelivered (backlog over its bound), by exporter.",
         "agentledger_identity_mismatches_total": "Spans whose claimed agent id differs from the authenticated one.",
+        "agentledger_reserved_attributes_stripped_total": (
+            "Attributes only the collector may set (tenant, redaction summary) removed from what senders sent,"
+            " by where (span, resource, scope)."
+        ),
     }
     _SUMMARIES: ClassVar[dict[str, str]] = {
         "agentledger_export_seconds": "Time to deliver one batch, by exporter.",

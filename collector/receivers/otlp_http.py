@@ -1,7 +1,8 @@
 """OTLP/HTTP receiver: `POST /v1/traces` (protobuf or JSON, gzip), plus `/metrics` and `/healthz`.
 
 Responses follow the OTLP/HTTP specification: 200 with partial success; 400/401/413/415 with a
-google.rpc.Status body; 429 (spool full) and 503 (storage unavailable) with Retry-After.
+google.rpc.Status body (413 also when the decoded batch is over the per-request budget or bigger than
+the whole spool); 429 (spool full) and 503 (storage unavailable) with Retry-After.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from agentledger.collector.auth import Unauthenticated
-from agentledger.collector.component import PipelineFull, PipelineUnavailable
+from agentledger.collector.component import PipelineFull, PipelineUnavailable, RequestTooLarge
 from agentledger.collector.config import HttpProtocolConfig
 from agentledger.collector.receivers.otlp_ingest import OtlpIngest
 from agentledger.collector.receivers.otlp_payload import (
@@ -93,6 +94,9 @@ def create_otlp_http_app(protocol: HttpProtocolConfig, ingest: OtlpIngest) -> St
             return status_response(400, _INVALID_ARGUMENT, str(error), encoding)
         try:
             response = await run_in_threadpool(ingest.export, otlp_request, identity)
+        except RequestTooLarge as error:
+            # Waiting cannot help, so no Retry-After: the sender must split the request.
+            return status_response(413, _RESOURCE_EXHAUSTED, f"request refused, too large to accept: {error}", encoding)
         except PipelineFull as error:
             return status_response(429, _RESOURCE_EXHAUSTED, f"collector is full, retry later: {error}", encoding)
         except PipelineUnavailable as error:
