@@ -10,8 +10,17 @@ from agentledger.schema.span_columns import SPAN_SCHEMA
 # Who did what a span records: the agent the collector authenticated (verified_agent_id, stamped from the
 # sender's token), or, only when the span was received without authentication, the agent id it claims.
 # Fleet metrics and blast radius count by it, so a span claiming another agent's id is credited to its
-# sender. Every query attributing activity to an agent uses this one fragment.
+# sender. Every query attributing activity to an agent uses these fragments.
 AGENT_IDENTITY: Final = "if(verified_agent_id != '', toString(verified_agent_id), toString(agent_id))"
+# The spans that are the agent's ({agent:String}): verified as the agent, or, unverified, in a run whose
+# unverified spans claim it (child spans often carry no gen_ai.agent.id: their run span does).
+AGENT_SPANS: Final = """(
+    verified_agent_id = {agent:String}
+    OR (verified_agent_id = '' AND run_id IN (
+        SELECT run_id FROM spans
+        WHERE tenant = {tenant:String} AND run_id != '' AND verified_agent_id = ''
+        GROUP BY run_id HAVING max(toString(agent_id)) = {agent:String}))
+)"""
 
 # The run index row: where (traces, time range) a run's spans are, so the spans read is a key range.
 RUN_SUMMARY: Final = """
@@ -529,15 +538,15 @@ WHERE s.entry_type = 'policy_decision' AND s.policy_decision NOT IN ('', 'allow'
 """
 EVAL_NEW_VIOLATIONS: Final = _EVAL_RUN_FACTS + _EVAL_NEW_VIOLATIONS_TAIL
 
-# Blast radius. The agent's write tool calls are the spans its identity (AGENT_IDENTITY) made; its
-# downstream writes are those reported for runs in which it made a span. Windows are
+# Blast radius. The agent's write tool calls are its spans (AGENT_SPANS); its downstream writes are those
+# reported for the runs it has spans in. Windows are
 # [from + k * window, from + (k + 1) * window), so they line up with the period asked for. The worst
 # window has the most write tool calls, then the most money moved, then the most targets; the earliest
 # wins a tie.
 _AGENT_RUNS: Final = f"""
 agent_runs AS (
     SELECT DISTINCT run_id FROM spans
-    WHERE tenant = {{tenant:String}} AND run_id != '' AND {AGENT_IDENTITY} = {{agent:String}}
+    WHERE tenant = {{tenant:String}} AND run_id != '' AND {AGENT_SPANS}
 )
 """
 
@@ -547,7 +556,7 @@ WITH write_calls AS (
            intDiv(toUnixTimestamp64Nano(start_time) - {{from_ns:Int64}}, {{window_ns:Int64}}) AS bucket,
            toFloat64OrZero(attributes[{{amount_attribute:String}}]) AS amount
     FROM spans
-    WHERE tenant = {{tenant:String}} AND run_id != '' AND {AGENT_IDENTITY} = {{agent:String}}
+    WHERE tenant = {{tenant:String}} AND run_id != '' AND {AGENT_SPANS}
       AND entry_type = 'tool_call' AND tool_access = 'write'
       AND start_time >= fromUnixTimestamp64Nano({{from_ns:Int64}})
       AND start_time < fromUnixTimestamp64Nano({{to_ns:Int64}})
