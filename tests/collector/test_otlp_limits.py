@@ -3,6 +3,7 @@ collector's own keys: each gets a precise answer (413 / RESOURCE_EXHAUSTED, part
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,6 +218,26 @@ def test_a_request_bigger_than_the_whole_spool_is_413_not_429(tmp_path: Path, te
     assert "more than the whole spool holds (spool.max_bytes 1048576); send fewer spans per request" in message
     assert telemetry.value("agentledger_spans_refused_total", ("reason", "RequestTooLarge")) == 300
     assert small.status_code == 200
+
+
+def test_a_refused_request_leaves_none_of_its_batch_alive(tmp_path: Path) -> None:
+    # Refusals must not travel back to the event loop as exceptions: those sit in a reference cycle with
+    # the request's buffers until a garbage collection, so hostile senders grow the collector's memory.
+    protocol = HttpProtocolConfig(max_request_bytes=32 * MiB)
+    http = TestClient(create_otlp_http_app(protocol, otlp_ingest(_spool_pipeline(tmp_path))))
+    body = _bigger_than_the_spool()
+    http.post("/v1/traces", content=body, headers=PROTOBUF)
+    gc.collect()
+    gc.disable()
+    try:
+        allocated = pa.total_allocated_bytes()
+        statuses = [http.post("/v1/traces", content=body, headers=PROTOBUF).status_code for _ in range(3)]
+        still_allocated = pa.total_allocated_bytes() - allocated
+    finally:
+        gc.enable()
+
+    assert statuses == [413, 413, 413]
+    assert still_allocated < 256 * 1024  # each refused batch took ~2.5 MB of Arrow memory
 
 
 @pytest.fixture
