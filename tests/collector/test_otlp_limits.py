@@ -14,6 +14,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from google.rpc import status_pb2
 from grpc_status import rpc_status
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -22,6 +23,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+from opentelemetry.sdk.resources import Resource as SdkResource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.testclient import TestClient
 
 from agentledger.collector.config import GrpcProtocolConfig, HttpProtocolConfig, LimitsConfig, MiB, SpoolConfig
@@ -100,6 +105,23 @@ def test_a_request_amplified_by_its_resource_is_413_through_the_running_collecto
     metrics = httpx.get(f"{service.collector_url}/metrics", timeout=10).text
     assert 'agentledger_spans_refused_total{reason="decoded_size_budget"} 64' in metrics
     assert 'agentledger_requests_total{http="413"} 1' in metrics
+
+
+def test_the_sdk_exporter_gets_413_for_an_amplifying_resource_and_does_not_retry(service: RunningService) -> None:
+    memory = InMemorySpanExporter()
+    resource = SdkResource.create({f"res.{index}": f"{index:04d}" * 4096 for index in range(256)})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    for index in range(64):
+        provider.get_tracer("t").start_span(f"span-{index}").end()
+    exporter = OTLPSpanExporter(endpoint=f"{service.collector_url}/v1/traces")
+
+    assert exporter.export(memory.get_finished_spans()) is SpanExportResult.FAILURE
+
+    metrics = httpx.get(f"{service.collector_url}/metrics", timeout=10).text
+    # One request: the SDK retries 429 and 503, never 413.
+    assert 'agentledger_requests_total{http="413"} 1' in metrics
+    assert 'agentledger_spans_refused_total{reason="decoded_size_budget"} 64' in metrics
 
 
 def test_the_budget_refuses_before_any_span_is_materialised() -> None:
