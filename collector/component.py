@@ -72,3 +72,8 @@ class PipelineFull(RuntimeError):
 
 class PipelineUnavailable(RuntimeError):
     """The pipeline cannot take data now (storage down with the spool off, disk error): retry later (503)."""
+
+
+class RequestTooLarge(RuntimeError):
+    """The request can never be accepted, however long the sender waits (its decoded batch is over the
+    per-request budget, or bigger than the whole spool): 413 / RESOURCE_EXHAUSTED without a retry hint."""

@@ -95,7 +95,13 @@ class LimitsConfig(FrozenModel):
     max_attributes_per_span: int = Field(256, ge=1)
     max_events_per_span: int = Field(256, ge=0)
     max_links_per_span: int = Field(128, ge=0)
-    max_spans_per_request: int = Field(50_000, ge=1)
+    # The OTel SDK's batch processor sends 512 spans per request and the Collector's batcher 8192; 10k
+    # leaves room for both while bounding the per-request decode work.
+    max_spans_per_request: int = Field(10_000, ge=1)
+    # What a request may expand to once decoded into the span batch, counting each span's copy of its
+    # resource attributes: a small request with a large resource and many spans is refused (413 /
+    # RESOURCE_EXHAUSTED) before any span is materialised.
+    max_decoded_bytes_per_request: int = Field(64 * MiB, ge=64 * 1024)
 
 
 class OtlpReceiverConfig(FrozenModel):

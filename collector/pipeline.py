@@ -20,13 +20,14 @@ from agentledger.collector.component import (
     PipelineFull,
     PipelineUnavailable,
     Processor,
+    RequestTooLarge,
     SpanBatch,
 )
 from agentledger.collector.components import EXPORTERS, PROCESSORS, ComponentContext, component_type
 from agentledger.collector.config_file import CollectorConfig
 from agentledger.collector.deadletter import DeadLetterStore
 from agentledger.collector.export_worker import ExportWorker
-from agentledger.collector.spool import Spool, SpoolError, SpoolFull
+from agentledger.collector.spool import RecordTooLarge, Spool, SpoolError, SpoolFull
 from agentledger.collector.telemetry import CollectorTelemetry
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ class Pipeline:
         if self.spool is not None:
             try:
                 self.spool.append(batch)
+            except RecordTooLarge as error:
+                raise RequestTooLarge(str(error)) from error
             except SpoolFull as error:
                 raise PipelineFull(str(error)) from error
             except SpoolError as error:

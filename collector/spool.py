@@ -52,6 +52,10 @@ class SpoolFull(RuntimeError):
     """The spool holds its configured maximum of unexported bytes; senders must retry later."""
 
 
+class RecordTooLarge(SpoolFull):
+    """The batch is bigger than the whole spool may hold: it can never fit, however much is exported."""
+
+
 class SpoolError(RuntimeError):
     """The spool could not write a record (disk full, I/O error); nothing was acknowledged."""
 
@@ -342,9 +346,15 @@ class Spool:
     def append(self, batch: pa.Table) -> Position:
         """Writes the batch as one record; returns its end position once it is as durable as configured.
 
-        Raises SpoolFull at the configured limit, SpoolError when the disk refuses the write or the fsync:
+        Raises RecordTooLarge when the record is bigger than the whole spool (it can never fit), SpoolFull
+        at the configured limit, SpoolError when the disk refuses the write or the fsync:
         then nothing of the record stays readable, and the next append starts clean."""
         record = encode_record(encode_batch(batch))
+        if len(record) > self.config.max_bytes:
+            raise RecordTooLarge(
+                f"the request's spans take {len(record)} bytes encoded, more than the whole spool holds"
+                f" (spool.max_bytes {self.config.max_bytes}); send fewer spans per request"
+            )
         while True:
             with self._lock:
                 self._check_room(len(record))

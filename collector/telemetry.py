@@ -40,6 +40,10 @@ class CollectorTelemetry:
         "agentledger_span_conflicts_total": "Spans re-sent with a stored id but other content, kept apart as"
         " conflicts (stored spans are immutable).",
         "agentledger_identity_mismatches_total": "Spans whose claimed agent id differs from the authenticated one.",
+        "agentledger_reserved_attributes_stripped_total": (
+            "Attributes only the collector may set (tenant, redaction summary) removed from what senders sent,"
+            " by where (span, resource, scope)."
+        ),
     }
     _SUMMARIES: ClassVar[dict[str, str]] = {
         "agentledger_export_seconds": "Time to deliver one batch, by exporter.",

@@ -7,6 +7,21 @@ from typing import Final
 from agentledger.ingest.audit_chain import CHAIN_COLUMNS, DIGEST_FIELDS_V1, DIGEST_FIELDS_V2
 from agentledger.schema.span_columns import SPAN_SCHEMA
 
+# Who did what a span records: the agent the collector authenticated (verified_agent_id, stamped from the
+# sender's token), or, only when the span was received without authentication, the agent id it claims.
+# Fleet metrics and blast radius count by it, so a span claiming another agent's id is credited to its
+# sender. Every query attributing activity to an agent uses these fragments.
+AGENT_IDENTITY: Final = "if(verified_agent_id != '', toString(verified_agent_id), toString(agent_id))"
+# The spans that are the agent's ({agent:String}): verified as the agent, or, unverified, in a run whose
+# unverified spans claim it (child spans often carry no gen_ai.agent.id: their run span does).
+AGENT_SPANS: Final = """(
+    verified_agent_id = {agent:String}
+    OR (verified_agent_id = '' AND run_id IN (
+        SELECT run_id FROM spans
+        WHERE tenant = {tenant:String} AND run_id != '' AND verified_agent_id = ''
+        GROUP BY run_id HAVING max(toString(agent_id)) = {agent:String}))
+)"""
+
 # The run index row: where (traces, time range) a run's spans are, so the spans read is a key range.
 RUN_SUMMARY: Final = """
 SELECT
@@ -394,7 +409,7 @@ _RUN_FACTS: Final = """
 WITH
 selected_runs AS ({selection}),
 run_spans AS (
-    SELECT run_id, trace_id, span_id, entry_type, toString(agent_id) AS agent_id, toString(model) AS model,
+    SELECT run_id, trace_id, span_id, entry_type, {agent_identity} AS agent_id, toString(model) AS model,
            input_tokens, output_tokens, duration_ns, toString(run_outcome) AS run_outcome,
            toUnixTimestamp64Nano(start_time) AS start_ns, toUnixTimestamp64Nano(end_time) AS end_ns,
            toString(approval_decision) AS approval_decision, toString(policy_id) AS policy_id,
@@ -449,8 +464,8 @@ scored_runs AS (
 )
 """
 
-_WINDOW_RUN_FACTS: Final = _RUN_FACTS.format(selection=_RUNS_IN_WINDOW)
-_EVAL_RUN_FACTS: Final = _RUN_FACTS.format(selection=_RUNS_OF_EVAL)
+_WINDOW_RUN_FACTS: Final = _RUN_FACTS.format(selection=_RUNS_IN_WINDOW, agent_identity=AGENT_IDENTITY)
+_EVAL_RUN_FACTS: Final = _RUN_FACTS.format(selection=_RUNS_OF_EVAL, agent_identity=AGENT_IDENTITY)
 
 # Cost per successful outcome divides the cost of every run (failures cost money too) by the successes.
 # Latency quantiles are exact nearest-rank values (quantileExact: the value at 0-based position
@@ -583,27 +598,28 @@ WHERE s.entry_type = 'policy_decision' AND s.policy_decision NOT IN ('', 'allow'
 """
 EVAL_NEW_VIOLATIONS: Final = _EVAL_RUN_FACTS + _EVAL_NEW_VIOLATIONS_TAIL
 
-# Blast radius. The agent's runs come from the run index (its agent is the run's agent); windows are
+# Blast radius. The agent's write tool calls are its spans (AGENT_SPANS); its downstream writes are those
+# reported for the runs it has spans in. Windows are
 # [from + k * window, from + (k + 1) * window), so they line up with the period asked for. The worst
 # window has the most write tool calls, then the most money moved, then the most targets; the earliest
 # wins a tie.
-_AGENT_RUNS: Final = """
+_AGENT_RUNS: Final = f"""
 agent_runs AS (
-    SELECT run_id FROM runs WHERE tenant = {tenant:String}
-    GROUP BY run_id HAVING max(agent_id) = {agent:String}
+    SELECT DISTINCT run_id FROM spans
+    WHERE tenant = {{tenant:String}} AND run_id != '' AND {AGENT_SPANS}
 )
 """
 
-_BLAST_RADIUS_WORST_WINDOW_TAIL: Final = """,
-write_calls AS (
+BLAST_RADIUS_WORST_WINDOW: Final = f"""
+WITH write_calls AS (
     SELECT trace_id, span_id, target,
-           intDiv(toUnixTimestamp64Nano(start_time) - {from_ns:Int64}, {window_ns:Int64}) AS bucket,
-           toFloat64OrZero(attributes[{amount_attribute:String}]) AS amount
+           intDiv(toUnixTimestamp64Nano(start_time) - {{from_ns:Int64}}, {{window_ns:Int64}}) AS bucket,
+           toFloat64OrZero(attributes[{{amount_attribute:String}}]) AS amount
     FROM spans
-    WHERE tenant = {tenant:String} AND run_id IN (SELECT run_id FROM agent_runs)
+    WHERE tenant = {{tenant:String}} AND run_id != '' AND {AGENT_SPANS}
       AND entry_type = 'tool_call' AND tool_access = 'write'
-      AND start_time >= fromUnixTimestamp64Nano({from_ns:Int64})
-      AND start_time < fromUnixTimestamp64Nano({to_ns:Int64})
+      AND start_time >= fromUnixTimestamp64Nano({{from_ns:Int64}})
+      AND start_time < fromUnixTimestamp64Nano({{to_ns:Int64}})
     LIMIT 1 BY trace_id, span_id
 )
 SELECT
@@ -616,8 +632,6 @@ GROUP BY bucket
 ORDER BY write_tool_calls DESC, money_moved DESC, distinct_targets DESC, bucket ASC
 LIMIT 1
 """
-BLAST_RADIUS_WORST_WINDOW: Final = "WITH" + _AGENT_RUNS + _BLAST_RADIUS_WORST_WINDOW_TAIL
-
 _BLAST_RADIUS_WRITES_BY_SYSTEM_TAIL: Final = """
 SELECT system, count() AS writes
 FROM (

@@ -6,8 +6,11 @@ The files are parsed, never run: no Docker engine is needed.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +20,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from agentledger import settings
+from agentledger.collector.exporters.phoenix import PhoenixExporterConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -256,3 +260,114 @@ def test_dockerfile_copies_everything_pip_install_needs() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     package_folders = {folder.split("/")[0] for folder in project["tool"]["setuptools"]["package-dir"].values()}
     assert package_folders | {"pyproject.toml", project["project"]["readme"]} <= copied
+
+
+# --- what must survive a container, pinned images, health ---------------------------------------------------
+
+
+def _dockerfile_last() -> dict[str, str]:
+    return {keyword: arguments for keyword, arguments in _dockerfile_instructions()}
+
+
+def _container_user() -> str:
+    return _dockerfile_last()["USER"].split(":")[0]
+
+
+def _owned_by_container_user(path: str) -> bool:
+    """Whether a RUN creates `path` and hands it to the image's user (so a new named volume starts so)."""
+    user = _container_user()
+    for keyword, arguments in _dockerfile_instructions():
+        if keyword != "RUN":
+            continue
+        for step in arguments.split("&&"):
+            words = shlex.split(step)
+            if words[:1] == ["chown"] and path in words[2:] and words[1].split(":")[0] == user:
+                return True
+    return False
+
+
+def test_every_service_has_a_healthcheck() -> None:
+    for name, service in _compose()["services"].items():
+        test = service.get("healthcheck", {}).get("test")
+        assert test and test[0] in ("CMD", "CMD-SHELL") and len(test) > 1, f"service {name} has no healthcheck"
+    command = _service("agentledger")["healthcheck"]["test"]
+    # The agentledger image has no curl or wget: the check must use what it has, and probe both servers.
+    assert command[1] == "python"
+    assert "4318" in command[-1] and "8000" in command[-1] and "/healthz" in command[-1]
+
+
+def test_images_are_pinned_never_latest() -> None:
+    images = {name: service["image"] for name, service in _compose()["services"].items() if "image" in service}
+    images["Dockerfile"] = next(arguments for keyword, arguments in _dockerfile_instructions() if keyword == "FROM")
+    assert set(images) == {"clickhouse", "phoenix", "grafana", "Dockerfile"}
+    for name, image in images.items():
+        repository, _, tag = image.split("@")[0].rpartition(":")
+        assert repository and "/" not in tag, f"{name}: {image} has no tag"
+        assert tag != "latest" and any(character.isdigit() for character in tag), f"{name}: {image} is not pinned"
+
+
+def test_the_data_folder_holding_the_spool_is_on_a_named_volume() -> None:
+    agentledger = _service("agentledger")
+    data_dir = _environment(agentledger)[settings.ENV_DATA_DIR]
+    assert data_dir in _named_volume_targets(agentledger)
+    assert _owned_by_container_user(data_dir)
+    # The spool defaults to <data dir>/spool: the config mounted for the container must not move it elsewhere.
+    loaded = _compose_settings()
+    assert loaded.data_dir == Path(data_dir)
+    assert loaded.collector.spool.enabled and loaded.collector.spool.directory is None
+
+
+def test_the_api_keys_file_is_created_and_read_by_the_containers_user(tmp_path: Path) -> None:
+    agentledger = _service("agentledger")
+    keys_file = Path(_environment(agentledger)[settings.ENV_API_KEYS_FILE])
+    # Its folder is a named volume the image's user owns, not a read-only bind mount of a host folder.
+    assert str(keys_file.parent) in _named_volume_targets(agentledger)
+    assert _owned_by_container_user(str(keys_file.parent))
+    # `docker compose run --rm agentledger keys create ...` runs `agentledger keys create ...`.
+    assert _command_words(_dockerfile_last()["ENTRYPOINT"]) == ["agentledger"]
+    assert _command_words(_dockerfile_last()["CMD"]) == ["up"]
+    # ...which appends to the file named by the service's environment, without --file.
+    local_keys = tmp_path / keys_file.name
+    environment = {**os.environ, settings.ENV_API_KEYS_FILE: str(local_keys)}
+    created = subprocess.run(
+        [sys.executable, "-m", "agentledger", "keys", "create", "--tenant", "default", "--role", "admin",
+         "--id", "ops"],
+        env=environment, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() and local_keys.exists()
+    assert local_keys.stat().st_mode & 0o777 == 0o600  # the writer (the container's user) reads it
+
+
+def _compose_settings() -> settings.Settings:
+    """The settings `agentledger up` builds in the container, with the mounted config read from the repo."""
+    agentledger = _service("agentledger")
+    environment = _environment(agentledger)
+    config_in_container = environment[settings.ENV_CONFIG]
+    mounts = {target: (ROOT / source).resolve() for source, target in _volumes(agentledger) if source.startswith(".")}
+    assert config_in_container in mounts, "AGENTLEDGER_CONFIG must name a file mounted into the container"
+    environment[settings.ENV_CONFIG] = str(mounts[config_in_container])
+    return settings.load_settings({}, environment)
+
+
+def test_the_phoenix_exporter_sends_to_the_phoenix_service() -> None:
+    collector = _compose_settings().collector
+    phoenix_port = int(_environment(_service("phoenix")).get("PHOENIX_PORT", "6006"))
+
+    assert list(collector.pipeline.exporters) == ["clickhouse", "phoenix"]
+    phoenix = collector.exporters["phoenix"]
+    assert isinstance(phoenix, PhoenixExporterConfig)
+    endpoint = urlsplit(phoenix.endpoint)
+    assert (endpoint.hostname, endpoint.port) == ("phoenix", phoenix_port)
+    assert phoenix_port in _published_ports(_service("phoenix"))
+    assert "phoenix" in _service("agentledger")["depends_on"]
+
+
+def test_dockerfile_exposes_both_otlp_ports_and_the_api() -> None:
+    exposed = {
+        int(port.split("/")[0])
+        for keyword, arguments in _dockerfile_instructions()
+        if keyword == "EXPOSE"
+        for port in arguments.split()
+    }
+    assert exposed == {settings.DEFAULT_OTLP_GRPC_PORT, settings.DEFAULT_OTLP_HTTP_PORT, settings.DEFAULT_API_PORT}

@@ -1,6 +1,7 @@
 """Turns an OTLP ExportTraceServiceRequest into one columnar span batch (Arrow, SPAN_SCHEMA).
 
-This is the only per-span Python loop on the ingest path; everything after it works on columns.
+This is the only per-span Python loop on the ingest path; everything after it works on columns. Resource
+attributes are decoded once per resource and spread to its spans by Arrow (take), never per span in Python.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -37,7 +38,15 @@ _STATUS_CODES = {
 }
 # Keys whose values move into typed columns; what the registry promotes, minus what the envelope fills.
 _PROMOTED_KEYS = frozenset(key for key, _, _ in PROMOTED_COLUMNS)
-_TENANT_KEY = conv.AGENTLEDGER_TENANT_ID
+# Keys only the collector may set: a sender's value is removed wherever it appears (span, resource or
+# scope attributes) and counted, so nothing stored can pass for the collector's own word.
+RESERVED_KEYS: frozenset[str] = frozenset({conv.AGENTLEDGER_TENANT_ID, conv.AGENTLEDGER_REDACTION_SUMMARY})
+# DateTime64(9) stores nanoseconds since the epoch in an Int64: OTLP's unsigned times at or past 2^63
+# (2262-04-11T23:47:16.854775807Z) cannot be stored.
+MAX_TIME_UNIX_NANO = 2**63 - 1
+# What a span's fixed columns (ids as hex, times, kind, status, identity...) take in the batch, beyond
+# its encoded size: used only to estimate the decoded size before decoding.
+_SPAN_OVERHEAD_BYTES = 256
 
 
 TRUNCATION_MARKER = "…[truncated by agentledger]"
@@ -51,14 +60,27 @@ class Identity:
     agent_id: str = ""
 
 
+class DecodedSizeExceeded(ValueError):
+    """The request would expand past limits.max_decoded_bytes_per_request; the message is for the sender."""
+
+    def __init__(self, message: str, spans: int) -> None:
+        super().__init__(message)
+        self.spans = spans
+
+
 @dataclass(frozen=True)
 class DecodedBatch:
     batch: pa.Table
     rejected_spans: int
     rejection_message: str
-    # Spans on which the limits cut something, by kind (attribute_value, content, attributes, events, links).
+    # Spans on which the limits cut something, by kind (attribute_value, content, attributes, events,
+    # links, end_time).
     truncated: dict[str, int]
     identity_mismatches: int
+    # Rejected spans by reason (invalid_or_over_limit, invalid_timestamp); they sum to rejected_spans.
+    rejected: dict[str, int] = field(default_factory=dict)
+    # Reserved attributes removed, by where they were (span, resource, scope).
+    reserved_stripped: dict[str, int] = field(default_factory=dict)
 
 
 def any_value_json(value: AnyValue) -> Any:
@@ -146,9 +168,62 @@ class _Limiter:
         return [(key, self.value(text)) for key, text in pairs]
 
 
-_MAP_COLUMNS = frozenset({"attributes", "resource_attributes"})
+_MAP_COLUMNS = frozenset({"attributes"})
 _MAP_LIST_COLUMNS = frozenset({"event_attributes", "link_attributes"})
+_RESOURCE_COLUMN = "resource_attributes"
 _PROMOTED_DEFAULTS = {column: (0 if kind == "int" else "") for _, column, kind in PROMOTED_COLUMNS}
+_COLUMN_OF = {key: (column, kind) for key, column, kind in PROMOTED_COLUMNS}
+# The run id is an envelope column, but the decoder carries it with the promoted values until the end.
+_RUN_ID = "run_id"
+
+
+def _map_array(offsets: list[int], keys: list[str], values: list[str]) -> pa.MapArray:
+    return pa.MapArray.from_arrays(
+        pa.array(offsets, pa.int32()), pa.array(keys, pa.string()), pa.array(values, pa.string())
+    )
+
+
+def _promote(key: str, value: AnyValue, limiter: _Limiter) -> tuple[str, Any]:
+    """The column a promoted attribute goes to, and its value there (limited)."""
+    if key == conv.AGENT_RUN_ID:
+        return _RUN_ID, any_value_text(value)  # never cut: decode_request refuses it if too long
+    column, kind = _COLUMN_OF[key]
+    if kind == "int":
+        return column, _int_of(value)
+    if kind == "content":
+        return column, limiter.content(any_value_text(value))
+    return column, limiter.value(any_value_text(value))
+
+
+def _is_promoted(key: str) -> bool:
+    return key in _PROMOTED_KEYS or key == conv.AGENT_RUN_ID
+
+
+@dataclass(frozen=True)
+class _Resource:
+    """One resource, decoded once for all its spans."""
+
+    pairs: list[tuple[str, str]]
+    # Promoted column -> value (the run id under "run_id"); a span's own attributes override them.
+    promoted: dict[str, Any]
+    service_name: str
+    cut: frozenset[str]
+    # What one span's copy of this resource takes in the batch.
+    decoded_bytes: int
+
+
+def _decode_resource(attributes: Sequence[KeyValue], limits: LimitsConfig, stripped: dict[str, int]) -> _Resource:
+    limiter = _Limiter(limits)
+    kept = [kv for kv in attributes if kv.key not in RESERVED_KEYS]
+    if len(kept) != len(attributes):
+        stripped["resource"] = stripped.get("resource", 0) + len(attributes) - len(kept)
+    pairs = limiter.pairs([(kv.key, any_value_text(kv.value)) for kv in kept])
+    # Attributes kept on the resource (one process per agent or per run) count for each of its spans.
+    promoted = dict(_promote(kv.key, kv.value, limiter) for kv in kept if _is_promoted(kv.key))
+    service_name = next((any_value_text(kv.value) for kv in kept if kv.key == "service.name"), "")
+    size = sum(len(key) + len(value) for key, value in pairs) + len(service_name)
+    size += sum(len(value) if isinstance(value, str) else 8 for value in promoted.values())
+    return _Resource(pairs, promoted, service_name, frozenset(limiter.cut), size)
 
 
 class _Columns:
@@ -156,13 +231,16 @@ class _Columns:
 
     Promoted attributes are kept per span as a small dict of the columns present and spread into
     columns at the end; maps are built from flat key/value lists. Both keep the per-span work minimal:
-    this loop is the hot spot of the ingest path (see benchmarks/ingest.py).
+    this loop is the hot spot of the ingest path (see benchmarks/ingest.py). Resource attributes are one
+    map per resource plus each span's resource index, expanded by Arrow's take at the end.
     """
 
-    def __init__(self) -> None:
-        skip = set(_PROMOTED_DEFAULTS) | _MAP_COLUMNS | _MAP_LIST_COLUMNS
+    def __init__(self, resources: list[_Resource]) -> None:
+        skip = set(_PROMOTED_DEFAULTS) | _MAP_COLUMNS | _MAP_LIST_COLUMNS | {_RESOURCE_COLUMN}
         self.values: dict[str, list[Any]] = {field.name: [] for field in SPAN_SCHEMA if field.name not in skip}
         self.promoted: list[dict[str, Any]] = []
+        self.resources = resources
+        self.resource_index: list[int] = []
         self.maps: dict[str, tuple[list[int], list[str], list[str]]] = {
             name: ([0], [], []) for name in _MAP_COLUMNS | _MAP_LIST_COLUMNS
         }
@@ -181,27 +259,67 @@ class _Columns:
         list_offsets = self.map_list_offsets[column]
         list_offsets.append(list_offsets[-1] + len(maps))
 
-    def _map_array(self, column: str) -> pa.Array:
-        offsets, keys, values = self.maps[column]
-        return pa.MapArray.from_arrays(
-            pa.array(offsets, pa.int32()), pa.array(keys, pa.string()), pa.array(values, pa.string())
-        )
+    def _resource_array(self) -> pa.Array:
+        offsets, keys, values = [0], [], []
+        for resource in self.resources:
+            for key, value in resource.pairs:
+                keys.append(key)
+                values.append(value)
+            offsets.append(len(keys))
+        per_resource = _map_array(offsets, keys, values)
+        return per_resource.take(pa.array(self.resource_index, pa.int32()))
 
     def to_table(self) -> pa.Table:
         arrays: list[pa.Array] = []
-        for field in SPAN_SCHEMA:
-            name = field.name
-            if name in _MAP_COLUMNS:
-                arrays.append(self._map_array(name))
+        for field_ in SPAN_SCHEMA:
+            name = field_.name
+            if name == _RESOURCE_COLUMN:
+                arrays.append(self._resource_array())
+            elif name in _MAP_COLUMNS:
+                arrays.append(_map_array(*self.maps[name]))
             elif name in _MAP_LIST_COLUMNS:
                 arrays.append(pa.ListArray.from_arrays(pa.array(self.map_list_offsets[name], pa.int32()),
-                                                       self._map_array(name)))  # fmt: skip
+                                                       _map_array(*self.maps[name])))  # fmt: skip
             elif name in _PROMOTED_DEFAULTS:
                 default = _PROMOTED_DEFAULTS[name]
-                arrays.append(pa.array([row.get(name, default) for row in self.promoted], field.type))
+                arrays.append(pa.array([row.get(name, default) for row in self.promoted], field_.type))
             else:
-                arrays.append(pa.array(self.values[name], field.type))
+                arrays.append(pa.array(self.values[name], field_.type))
         return pa.Table.from_arrays(arrays, schema=SPAN_SCHEMA)
+
+
+def _check_decoded_size(request: ExportTraceServiceRequest, resources: list[_Resource], limits: LimitsConfig) -> None:
+    """Refuses, before any span is decoded, a request whose batch would be over the budget: the spans'
+    encoded size plus, for each span, its resource's decoded attributes and the fixed columns."""
+    budget = limits.max_decoded_bytes_per_request
+    estimate = spans = 0
+    allowance = limits.max_spans_per_request
+    for resource_spans, resource in zip(request.resource_spans, resources, strict=True):
+        for scope_spans in resource_spans.scope_spans:
+            count = len(scope_spans.spans)
+            decoded = min(count, allowance)
+            allowance -= decoded
+            spans += count
+            estimate += scope_spans.ByteSize() + decoded * (resource.decoded_bytes + _SPAN_OVERHEAD_BYTES)
+    if estimate > budget:
+        raise DecodedSizeExceeded(
+            f"the request would expand to about {estimate} bytes once decoded (each span carries a copy of its"
+            f" resource attributes), over receivers.otlp.limits.max_decoded_bytes_per_request ({budget});"
+            " send fewer spans per request or smaller resource attributes",
+            spans,
+        )
+
+
+def _time_problem(span: Span, limits: LimitsConfig) -> str | None:
+    if span.start_time_unix_nano == 0:
+        return "start_time_unix_nano is unset (0)"
+    if span.start_time_unix_nano > MAX_TIME_UNIX_NANO or span.end_time_unix_nano > MAX_TIME_UNIX_NANO:
+        return "a timestamp is past 2262-04-11T23:47:16.854775807Z, the latest that can be stored"
+    events = span.events
+    for index in range(min(len(events), limits.max_events_per_span)):
+        if events[index].time_unix_nano > MAX_TIME_UNIX_NANO:
+            return "a timestamp is past 2262-04-11T23:47:16.854775807Z, the latest that can be stored"
+    return None
 
 
 def decode_request(
@@ -209,23 +327,26 @@ def decode_request(
 ) -> DecodedBatch:
     """Decodes every valid span, stamping the verified identity and applying the limits.
 
-    A span without a valid trace or span id, beyond max_spans_per_request, or with a run id longer than
-    MAX_RUN_ID_BYTES is rejected and counted.
+    A span without a valid trace or span id, with an impossible timestamp, with a run id longer than
+    MAX_RUN_ID_BYTES, or beyond max_spans_per_request, is rejected and counted. Raises
+    DecodedSizeExceeded, having decoded no span, when the request would expand past
+    max_decoded_bytes_per_request.
     """
     limits = limits or LimitsConfig()
-    columns = _Columns()
+    stripped: dict[str, int] = {}
+    resources = [_decode_resource(rs.resource.attributes, limits, stripped) for rs in request.resource_spans]
+    _check_decoded_size(request, resources, limits)
+    columns = _Columns(resources)
     invalid = over_limit = long_run_id = mismatches = decoded = 0
+    time_problems: dict[str, int] = {}
     truncated: dict[str, int] = {}
-    for resource_spans in request.resource_spans:
-        resource_attributes = resource_spans.resource.attributes
-        resource_limiter = _Limiter(limits)
-        resource_map = resource_limiter.pairs(_plain_map(resource_attributes))
-        # Attributes kept on the resource (one process per agent or per run) count for each of its spans.
-        resource_promoted = {
-            kv.key: kv.value for kv in resource_attributes if kv.key in _PROMOTED_KEYS or kv.key == conv.AGENT_RUN_ID
-        }
-        service_name = next((any_value_text(kv.value) for kv in resource_attributes if kv.key == "service.name"), "")
+    for resource_number, resource_spans in enumerate(request.resource_spans):
+        resource = resources[resource_number]
         for scope_spans in resource_spans.scope_spans:
+            # Scope attributes are not stored; a reserved key there is still counted as refused.
+            reserved_in_scope = sum(1 for kv in scope_spans.scope.attributes if kv.key in RESERVED_KEYS)
+            if reserved_in_scope:
+                stripped["scope"] = stripped.get("scope", 0) + reserved_in_scope
             scope = (scope_spans.scope.name, scope_spans.scope.version)
             for span in scope_spans.spans:
                 if len(span.trace_id) != 16 or len(span.span_id) != 8 or not any(span.trace_id):
@@ -234,15 +355,18 @@ def decode_request(
                 if decoded >= limits.max_spans_per_request:
                     over_limit += 1
                     continue
-                if _run_id_too_long(span, resource_promoted):
+                problem = _time_problem(span, limits)
+                if problem is not None:
+                    time_problems[problem] = time_problems.get(problem, 0) + 1
+                    continue
+                if _run_id_too_long(span, resource):
                     long_run_id += 1
                     continue
                 decoded += 1
                 limiter = _Limiter(limits)
-                limiter.cut |= resource_limiter.cut
-                mismatches += _append_span(
-                    columns, span, identity, limiter, resource_map, resource_promoted, service_name, scope
-                )
+                limiter.cut |= resource.cut
+                mismatches += _append_span(columns, span, identity, limiter, resource, scope, stripped)
+                columns.resource_index.append(resource_number)
                 for kind in limiter.cut:
                     truncated[kind] = truncated.get(kind, 0) + 1
     problems = []
@@ -252,20 +376,26 @@ def decode_request(
         problems.append(f"{over_limit} span(s) rejected: a request may carry at most {limits.max_spans_per_request}")
     if long_run_id:
         problems.append(f"{long_run_id} span(s) rejected: {conv.AGENT_RUN_ID} is longer than {MAX_RUN_ID_BYTES} bytes")
-    rejected = invalid + over_limit + long_run_id
-    return DecodedBatch(columns.to_table(), rejected, "; ".join(problems), truncated, mismatches)
+    problems += [f"{count} span(s) rejected: {problem}" for problem, count in time_problems.items()]
+    rejected: dict[str, int] = {}
+    if invalid + over_limit + long_run_id:
+        rejected["invalid_or_over_limit"] = invalid + over_limit + long_run_id
+    bad_times = sum(time_problems.values())
+    if bad_times:
+        rejected["invalid_timestamp"] = bad_times
+    return DecodedBatch(
+        columns.to_table(), invalid + over_limit + long_run_id + bad_times, "; ".join(problems), truncated,
+        mismatches, rejected, stripped,
+    )  # fmt: skip
 
 
-def _run_id_too_long(span: Span, resource_promoted: dict[str, AnyValue]) -> bool:
+def _run_id_too_long(span: Span, resource: _Resource) -> bool:
     """A run id is an identity: cut to the attribute limit it would name another run, so it is refused."""
-    value = resource_promoted.get(conv.AGENT_RUN_ID)
+    run_id: str | None = resource.promoted.get(_RUN_ID)
     for kv in span.attributes:
         if kv.key == conv.AGENT_RUN_ID:
-            value = kv.value  # the last one wins, as in _append_span
-    return value is not None and len(any_value_text(value).encode("utf-8", "replace")) > MAX_RUN_ID_BYTES
-
-
-_COLUMN_OF = {key: (column, kind) for key, column, kind in PROMOTED_COLUMNS}
+            run_id = any_value_text(kv.value)  # the last one wins, as in _append_span
+    return run_id is not None and len(run_id.encode("utf-8", "replace")) > MAX_RUN_ID_BYTES
 
 
 def _append_span(
@@ -273,36 +403,26 @@ def _append_span(
     span: Span,
     identity: Identity,
     limiter: _Limiter,
-    resource_map: list[tuple[str, str]],
-    resource_promoted: dict[str, AnyValue],
-    service_name: str,
+    resource: _Resource,
     scope: tuple[str, str],
+    stripped: dict[str, int],
 ) -> bool:
     """Appends one span; returns whether it claims another agent than the authenticated one."""
     out = columns.values
-    raw_promoted = dict(resource_promoted)
+    promoted: dict[str, Any] = dict(resource.promoted)
     others: list[tuple[str, str]] = []
     kv: KeyValue
     for kv in span.attributes:
         key = kv.key
-        if key in _PROMOTED_KEYS or key == conv.AGENT_RUN_ID:
-            raw_promoted[key] = kv.value
-        elif key != _TENANT_KEY:  # the tenant is the collector's to say, never the agent's
+        if _is_promoted(key):
+            column, value = _promote(key, kv.value, limiter)
+            promoted[column] = value
+        elif key in RESERVED_KEYS:  # the tenant is the collector's to say, never the agent's
+            stripped["span"] = stripped.get("span", 0) + 1
+        else:
             others.append((key, any_value_text(kv.value)))
     others = limiter.pairs(others)
-    promoted: dict[str, Any] = {}
-    run_id = ""
-    for key, value in raw_promoted.items():
-        if key == conv.AGENT_RUN_ID:
-            run_id = any_value_text(value)  # never cut: decode_request refused it if too long
-            continue
-        column, kind = _COLUMN_OF[key]
-        if kind == "int":
-            promoted[column] = _int_of(value)
-        elif kind == "content":
-            promoted[column] = limiter.content(any_value_text(value))
-        else:
-            promoted[column] = limiter.value(any_value_text(value))
+    run_id = promoted.pop(_RUN_ID, "")
     openinference_kind = next((v for k, v in others if k == conv.OPENINFERENCE_SPAN_KIND), "")
     promoted["entry_type"] = derive_span_type(
         promoted.get("entry_type", ""), promoted.get("operation", ""), openinference_kind
@@ -312,7 +432,10 @@ def _append_span(
     columns.promoted.append(promoted)
 
     start = span.start_time_unix_nano
-    end = max(span.end_time_unix_nano, start)
+    end = span.end_time_unix_nano
+    if end < start:  # unset (0) or before the start: stored as a zero-length span, and said so
+        end = start
+        limiter.cut.add("end_time")
     out["tenant"].append(identity.tenant)
     out["run_id"].append(run_id)
     out["trace_id"].append(span.trace_id.hex())
@@ -325,13 +448,12 @@ def _append_span(
     out["kind"].append(_SPAN_KINDS.get(span.kind, "UNSPECIFIED"))
     out["status_code"].append(_STATUS_CODES.get(span.status.code, "UNSET"))
     out["status_message"].append(limiter.value(span.status.message))
-    out["service_name"].append(service_name)
+    out["service_name"].append(resource.service_name)
     out["scope_name"].append(scope[0])
     out["scope_version"].append(scope[1])
     out["verified_agent_id"].append(identity.agent_id)
     out["identity_mismatch"].append(mismatch)
     columns.add_map("attributes", others)
-    columns.add_map("resource_attributes", resource_map)
     limits = limiter.limits
     events: Sequence[Span.Event] = span.events
     if len(events) > limits.max_events_per_span:

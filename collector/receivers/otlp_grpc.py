@@ -1,7 +1,8 @@
 """OTLP/gRPC receiver: the `opentelemetry.proto.collector.trace.v1.TraceService/Export` service.
 
 Status codes per the OTLP specification: INVALID_ARGUMENT for bad payloads, UNAUTHENTICATED,
-RESOURCE_EXHAUSTED with RetryInfo when the spool is full, UNAVAILABLE when storage is down.
+RESOURCE_EXHAUSTED with RetryInfo when the spool is full, without it when the request can never fit
+(decoded-size budget, bigger than the spool), UNAVAILABLE when storage is down.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from agentledger.collector.auth import Unauthenticated
-from agentledger.collector.component import PipelineFull, PipelineUnavailable
+from agentledger.collector.component import PipelineFull, PipelineUnavailable, RequestTooLarge
 from agentledger.collector.config import GrpcProtocolConfig
 from agentledger.collector.receivers.otlp_http import RETRY_AFTER_SECONDS
 from agentledger.collector.receivers.otlp_ingest import OtlpIngest
@@ -55,6 +56,11 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(error))
         try:
             response = self._ingest.export(request, identity)
+        except RequestTooLarge as error:
+            # No RetryInfo: per OTLP, RESOURCE_EXHAUSTED without it tells the sender that retrying the same
+            # request cannot succeed.
+            telemetry.add("agentledger_requests_total", label=("grpc", "RESOURCE_EXHAUSTED"))
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"request refused, too large to accept: {error}")
         except PipelineFull as error:
             telemetry.add("agentledger_requests_total", label=("grpc", "RESOURCE_EXHAUSTED"))
             context.abort_with_status(

@@ -11,9 +11,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from agentledger.collector.auth import Authenticator
+from agentledger.collector.component import RequestTooLarge
 from agentledger.collector.config import OtlpReceiverConfig
 from agentledger.collector.pipeline import Pipeline
-from agentledger.collector.receivers.otlp_decode import Identity, decode_request
+from agentledger.collector.receivers.otlp_decode import DecodedSizeExceeded, Identity, decode_request
 from agentledger.collector.telemetry import CollectorTelemetry
 
 
@@ -31,10 +32,17 @@ class OtlpIngest:
         self.authenticator = authenticator
 
     def export(self, request: ExportTraceServiceRequest, identity: Identity) -> ExportTraceServiceResponse:
-        """Decodes and stores the request's spans; raises PipelineFull or PipelineUnavailable, having
-        counted the refused spans, when nothing could be acknowledged."""
-        decoded = decode_request(request, identity, self.config.limits)
+        """Decodes and stores the request's spans; raises RequestTooLarge, PipelineFull or
+        PipelineUnavailable, having counted the refused spans, when nothing could be acknowledged."""
         telemetry = self.telemetry
+        try:
+            decoded = decode_request(request, identity, self.config.limits)
+        except DecodedSizeExceeded as error:
+            telemetry.add("agentledger_spans_received_total", error.spans)
+            telemetry.add("agentledger_spans_refused_total", error.spans, ("reason", "decoded_size_budget"))
+            raise RequestTooLarge(str(error)) from error
+        for where, count in decoded.reserved_stripped.items():
+            telemetry.add("agentledger_reserved_attributes_stripped_total", count, ("where", where))
         received = decoded.batch.num_rows + decoded.rejected_spans
         telemetry.add("agentledger_spans_received_total", received)
         try:
@@ -49,9 +57,8 @@ class OtlpIngest:
             telemetry.add("agentledger_identity_mismatches_total", decoded.identity_mismatches)
         response = ExportTraceServiceResponse()
         if decoded.rejected_spans:
-            telemetry.add(
-                "agentledger_spans_rejected_total", decoded.rejected_spans, ("reason", "invalid_or_over_limit")
-            )
+            for reason, count in decoded.rejected.items():
+                telemetry.add("agentledger_spans_rejected_total", count, ("reason", reason))
             response.partial_success.rejected_spans = decoded.rejected_spans
             response.partial_success.error_message = decoded.rejection_message
         return response

@@ -100,19 +100,20 @@ def test_a_10_mb_attribute_is_stored_truncated_with_a_marker_and_counted(
     assert telemetry.value("agentledger_spans_truncated_total", ("what", "content")) == 1
 
 
-def test_a_100k_span_request_keeps_the_first_50k_and_rejects_the_rest_as_partial_success(
+def test_a_25k_span_request_keeps_the_first_10k_and_rejects_the_rest_as_partial_success(
     http: TestClient, client: Client, telemetry: CollectorTelemetry
 ) -> None:
-    body = _request([_span(index) for index in range(100_000)]).SerializeToString()
+    assert LimitsConfig().max_spans_per_request == 10_000
+    body = _request([_span(index) for index in range(25_000)]).SerializeToString()
 
     response = http.post("/v1/traces", content=body, headers=PROTOBUF)
 
     assert response.status_code == 200
     partial = ExportTraceServiceResponse.FromString(response.content).partial_success
-    assert partial.rejected_spans == 50_000
-    assert partial.error_message == "50000 span(s) rejected: a request may carry at most 50000"
-    assert int(client.command("SELECT count() FROM spans")) == 50_000
-    assert telemetry.value("agentledger_spans_rejected_total", ("reason", "invalid_or_over_limit")) == 50_000
+    assert partial.rejected_spans == 15_000
+    assert partial.error_message == "15000 span(s) rejected: a request may carry at most 10000"
+    assert int(client.command("SELECT count() FROM spans")) == 10_000
+    assert telemetry.value("agentledger_spans_rejected_total", ("reason", "invalid_or_over_limit")) == 15_000
 
 
 def test_too_many_attributes_events_and_links_are_cut_and_recorded() -> None:

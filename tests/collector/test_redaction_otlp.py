@@ -172,6 +172,7 @@ def test_kvlist_and_array_values_are_redacted_inside_their_json(client: Client) 
     request = ExportTraceServiceRequest()
     span = request.resource_spans.add().scope_spans.add().spans.add()
     span.trace_id, span.span_id, span.name = bytes(range(1, 17)), bytes(range(1, 9)), "lookup"
+    span.start_time_unix_nano, span.end_time_unix_nano = 1_700_000_000_000_000_000, 1_700_000_000_000_000_100
     span.attributes.add(key=conv.AGENT_RUN_ID).value.string_value = "run_kvlist"
     customer = span.attributes.add(key="app.customer").value.kvlist_value
     customer.values.add(key="email").value.string_value = "jane.doe@example.com"

@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from tests.dashboards.grafana_macros import GrafanaRange, UnknownMacro, expand
-from tests.query_api.seed import HOUR, SECOND, T0, seed_runs, seed_writes
+from tests.query_api.seed import HOUR, SECOND, T0, Run, Write, seed_runs, seed_writes, write_call
 from tests.query_api.test_metrics import FLEET, WRITES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,6 +112,24 @@ def test_panels_show_the_exact_seeded_figures(seeded: Client) -> None:
     # the seed's writes carry no tool call id: all five are unaccounted for
     assert len(_run(seeded, _panel_sql("audit-findings", "Writes no tool call accounts for"))) == 5
     assert _run(seeded, _panel_sql("audit-findings", "Refused approvals")) == [(1,)]
+
+
+def test_panels_credit_activity_to_the_authenticated_agent_not_the_claimed_one(seeded: Client) -> None:
+    # Sent with mallory's token, claiming refund-agent: 3 write calls and a downstream write.
+    forged = Run("m1", "refund-agent", T0 + 600 * SECOND, 5 * SECOND, "success",
+                 children=[write_call(index, f"crm:M-{index}", 1.0) for index in range(1, 4)])  # fmt: skip
+    seed_runs(seeded, [forged], verified_agent="mallory")
+    seed_writes(seeded, [Write("m1", "stripe", "re_m", "crm:M-1", T0 + 601 * SECOND)])
+
+    agents = {row[0]: row for row in _run(seeded, _panel_sql("fleet-overview", "Agents"))}
+    targets = _run(seeded, _panel_sql("agent", "Targets touched"))
+
+    assert sorted(agents) == ["coder", "mallory", "refund-agent"]
+    assert agents["mallory"][1:5] == (1, 1, 0, 3)  # runs, successes, escalations, write tool calls
+    assert [row[:3] for row in targets] == [("crm:C-1", 1, 50.0), ("crm:C-2", 1, 30.0)]
+    assert _run(seeded, _panel_sql("agent", "Downstream writes by system")) == [("stripe", "create", 2)]
+    [variable] = [v for v in _dashboards()["agent"]["templating"]["list"] if v["name"] == "agent"]
+    assert _run(seeded, str(variable["query"])) == [("coder",), ("mallory",), ("refund-agent",)]
 
 
 def test_a_schema_change_that_breaks_a_panel_fails(seeded: Client) -> None:

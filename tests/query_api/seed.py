@@ -130,15 +130,17 @@ def _emit(tracer: Tracer, run: Run) -> None:
     root.end(end_time=run.start_ns + run.duration_ns)
 
 
-def seed_runs(client: Client, runs: Sequence[Run], tenant: str = "default") -> None:
+def seed_runs(client: Client, runs: Sequence[Run], tenant: str = "default", verified_agent: str = "") -> None:
+    """Stores the runs as the receiver would: `verified_agent` is the agent the sender's token proves
+    (empty: received without authentication)."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("tests.metrics")
     for run in runs:
         _emit(tracer, run)
-    batch = decode_request(encode_spans(exporter.get_finished_spans()), Identity(tenant)).batch
-    ClickHouseExporter(client).export(batch, f"seed:{runs[0].run_id}:{len(runs)}")
+    batch = decode_request(encode_spans(exporter.get_finished_spans()), Identity(tenant, verified_agent)).batch
+    ClickHouseExporter(client).export(batch, f"seed:{runs[0].run_id}:{len(runs)}:{verified_agent}")
 
 
 @dataclass(frozen=True)

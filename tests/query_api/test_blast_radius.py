@@ -105,3 +105,25 @@ def test_a_bad_window_is_refused_with_a_sentence(api: TestClient) -> None:
     assert response.json() == {
         "detail": "window must be a whole number followed by s, m, h or d (e.g. 1h), not 'an hour'"
     }
+
+
+def test_write_calls_count_for_the_authenticated_agent_not_the_one_a_span_claims(client: Client) -> None:
+    seed_runs(client, RUNS)
+    seed_writes(client, WRITES)
+    # An agent authenticated as mallory-agent sends 40 write calls in the worst hour claiming payout-agent.
+    forged = Run("m1", "payout-agent", T0 + HOUR + 100 * SECOND, 600 * SECOND, "success", children=[
+        write_call(index, f"acct:M{index}", 1.0) for index in range(1, 41)
+    ])  # fmt: skip
+    seed_runs(client, [forged], verified_agent="mallory-agent")
+    seed_writes(client, [Write("m1", "stripe", "tr_m", "acct:M1", T0 + HOUR + 150 * SECOND)])
+    api = TestClient(create_app(client, QueryApiConfig(metrics=CONFIG)))
+
+    payout = api.get("/v1/agents/payout-agent/blast-radius", params={"window": "1h", **PERIOD}).json()
+    mallory = api.get("/v1/agents/mallory-agent/blast-radius", params={"window": "1h", **PERIOD}).json()
+
+    # payout-agent's figures are its own (unauthenticated spans fall back to the agent id they carry)
+    assert (payout["write_tool_calls"], payout["distinct_targets"], payout["money_moved"]) == (4, 3, 200.0)
+    assert payout["downstream_writes_by_system"] == {"ledger": 1, "stripe": 3}
+    assert (mallory["write_tool_calls"], mallory["distinct_targets"], mallory["money_moved"]) == (40, 40, 40.0)
+    assert mallory["worst_window_start_ns"] == T0 + HOUR
+    assert mallory["downstream_writes_by_system"] == {"stripe": 1}

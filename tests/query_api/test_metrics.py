@@ -245,3 +245,17 @@ def test_a_bad_period_is_refused_with_a_sentence(api: TestClient, params: dict[s
 
 def test_an_unknown_grouping_is_refused(api: TestClient) -> None:
     assert api.get("/v1/metrics", params={"group_by": "model"}).status_code == 422
+
+
+def test_runs_count_for_the_authenticated_agent_not_the_one_the_spans_claim(client: Client) -> None:
+    seed_runs(client, FLEET)
+    # Sent with coder's token, but every span claims refund-agent.
+    seed_runs(client, [Run("f1", "refund-agent", T0 + 300 * SECOND, 2 * SECOND, "success", "coding")],
+              verified_agent="coder")  # fmt: skip
+    api = TestClient(create_app(client, QueryApiConfig(metrics=CONFIG)))
+
+    groups = _groups(api, group_by="agent")
+    only_coder = _groups(api, group_by="agent", agent="coder")
+
+    assert (groups["refund-agent"]["runs"], groups["coder"]["runs"]) == (3, 3)
+    assert list(only_coder) == ["coder"] and only_coder["coder"]["runs"] == 3
