@@ -264,7 +264,9 @@ def measure(api: TestClient, client: object, loaded_runs: int, requests: int, wa
         )
 
     spans = loaded_runs * SPANS_PER_RUN
-    stored = client.command("SELECT count() FROM spans WHERE tenant = {t:String}", parameters={"t": TENANT})  # type: ignore[attr-defined]
+    stored = client.command(  # type: ignore[attr-defined]
+        "SELECT count() FROM spans WHERE tenant = {t:String}", parameters={"t": TENANT}
+    )
     print(f"\n== {spans:,} spans stored ({loaded_runs:,} runs), {requests} requests each, warm")
     print(f"spans in the spans table: {int(stored):,}")
     for label, call, count in (
