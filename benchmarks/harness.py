@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import time
@@ -10,6 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+
+
+def phoenix_command() -> str | None:
+    """The `phoenix` command: on PATH, else the checkout's .phoenix-venv (scripts/phoenix_venv.sh), else None."""
+    local = Path(__file__).resolve().parents[1] / ".phoenix-venv" / "bin" / "phoenix"
+    return shutil.which("phoenix") or (str(local) if local.exists() else None)
 
 
 def free_port() -> int:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_spans import request_bodies
-from harness import exported_spans, free_port, phoenix_span_count, wait_http, wait_until
+from harness import exported_spans, free_port, phoenix_command, phoenix_span_count, wait_http, wait_until
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -217,7 +217,7 @@ def main() -> None:
     parser.add_argument("--spans-per-request", type=int, default=1000)
     parser.add_argument("--fsync", default="always", choices=("always", "interval", "never"))
     parser.add_argument("--batch-max-spans", type=int, default=20_000, help="ClickHouse exporter insert size")
-    parser.add_argument("--phoenix-bin", default=shutil.which("phoenix"), help="the `phoenix` command (arize-phoenix)")
+    parser.add_argument("--phoenix-bin", default=phoenix_command(), help="the `phoenix` command (arize-phoenix)")
     parser.add_argument("--profile", action="store_true", help="sample the collector with py-spy (last repeat)")
     parser.add_argument("--wait-timeout", type=float, default=600, help="seconds to wait for the spans to be stored")
     parser.add_argument(

@@ -27,7 +27,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_spans import request_bodies
 from harness import exported_spans as exported_to
-from harness import free_port, wait_http, wait_until
+from harness import free_port, phoenix_command, wait_http, wait_until
 from harness import phoenix_span_count as phoenix_count
 
 
@@ -54,12 +54,14 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--spans-per-request", type=int, default=100)
-    parser.add_argument("--phoenix-bin", default=shutil.which("phoenix") or ".phoenix-venv/bin/phoenix")
+    parser.add_argument("--phoenix-bin", default=phoenix_command(), help="the `phoenix` command (arize-phoenix)")
     parser.add_argument("--wait-timeout", type=float, default=600, help="seconds to wait for spans to be queryable")
     parser.add_argument("--smoke", action="store_true", help="200 spans, one repeat: checks it still runs")
     args = parser.parse_args()
     if args.smoke:
         args.spans, args.repeats, args.spans_per_request = 200, 1, 100
+    if not args.phoenix_bin:
+        parser.error("no `phoenix` command: run `bash scripts/phoenix_venv.sh` or pass --phoenix-bin")
         args.wait_timeout = min(args.wait_timeout, 120)
 
     workdir = Path(tempfile.mkdtemp(prefix="phoenix-export-bench-"))

@@ -246,12 +246,14 @@ def measure(api: TestClient, client: object, loaded_runs: int, requests: int, wa
     def audit(index: int) -> None:
         assert len(api.get(f"/v1/runs/{run_id(picks[index])}/audit").json()["findings"]) == 1
 
+    listed = min(50, loaded_runs)
+
     def listing(index: int) -> None:
-        assert len(api.get("/v1/runs", params={"limit": 50}).json()["runs"]) == 50
+        assert len(api.get("/v1/runs", params={"limit": 50}).json()["runs"]) == listed
 
     def listing_filtered(index: int) -> None:
         params = {"limit": 50, "tool": "issue_refund", "autonomy_level": "approve_writes"}
-        assert len(api.get("/v1/runs", params=params).json()["runs"]) == 50  # every run matches
+        assert len(api.get("/v1/runs", params=params).json()["runs"]) == listed  # every run matches
 
     def target(index: int) -> None:
         assert api.get(f"/v1/targets/crm:customer/C-{picks[index] % 5000:05d}").json()["touches"]
