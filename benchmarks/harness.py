@@ -3,10 +3,20 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
+
+
+def phoenix_command() -> str | None:
+    """The `phoenix` command: on PATH, else the checkout's .phoenix-venv (scripts/phoenix_venv.sh), else None."""
+    local = Path(__file__).resolve().parents[1] / ".phoenix-venv" / "bin" / "phoenix"
+    return shutil.which("phoenix") or (str(local) if local.exists() else None)
 
 
 def free_port() -> int:
@@ -15,9 +25,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 120) -> None:
+def wait_http(
+    url: str, timeout: float = 120, process: subprocess.Popen[bytes] | None = None, log: Path | None = None
+) -> None:
+    """Waits until `url` answers 200; fails at once, with the end of its log, if `process` (the server) exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log is not None and log.exists() else ""
+            raise SystemExit(f"the server for {url} exited with {process.returncode} before answering:\n{tail}")
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -48,3 +64,13 @@ def phoenix_span_count(phoenix_url: str, project: str = "default") -> int:
         if edge["node"]["name"] == project:
             return int(edge["node"]["recordCount"])
     return 0
+
+
+def wait_until(done: Callable[[], bool], what: str, timeout: float = 600, poll: float = 0.05) -> float:
+    """Seconds until `done()` holds; a SystemExit naming `what` after `timeout`, never an endless wait."""
+    began = time.perf_counter()
+    while not done():
+        if time.perf_counter() - began > timeout:
+            raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
+    return time.perf_counter() - began

@@ -2,6 +2,7 @@
 in the same run, into Arrow Phoenix; prints medians and the ratio.
 
     .venv/bin/python benchmarks/ingest.py --spans 200000 --repeats 3 --phoenix-bin /path/to/phoenix
+    .venv/bin/python benchmarks/ingest.py --smoke --phoenix-bin .phoenix-venv/bin/phoenix   # seconds, as the tests
 
 Figures: spans/s acknowledged, spans/s until stored (queryable), collector CPU seconds per 100k spans,
 collector peak RSS. The sender pre-encodes every request and uses several keep-alive connections so it
@@ -28,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_spans import request_bodies
-from harness import exported_spans, free_port, phoenix_span_count, wait_http
+from harness import exported_spans, free_port, phoenix_command, phoenix_span_count, wait_http, wait_until
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -46,8 +47,10 @@ def peak_rss_mib(pid: int) -> float:
 def send_all(
     port: int, path: str, bodies: list[tuple[int, bytes]], senders: int, headers: dict[str, str]
 ) -> tuple[int, float]:
-    """Sends every body over `senders` keep-alive connections; returns (spans acknowledged, seconds)."""
+    """Sends every body over `senders` keep-alive connections; returns (spans acknowledged, seconds). A refusal
+    other than back-pressure is printed: the figures would otherwise be over fewer spans than sent."""
     acknowledged = 0
+    refusals: Counter[int] = Counter()
     lock = threading.Lock()
     queue = list(range(len(bodies)))
 
@@ -68,9 +71,11 @@ def send_all(
                     time.sleep(0.05)
                     continue
                 break
-            if response.status == 200:
-                with lock:
+            with lock:
+                if response.status == 200:
                     acknowledged += spans
+                else:
+                    refusals[response.status] += 1
         connection.close()
 
     threads = [threading.Thread(target=worker) for _ in range(senders)]
@@ -79,7 +84,10 @@ def send_all(
         thread.start()
     for thread in threads:
         thread.join()
-    return acknowledged, time.perf_counter() - began
+    seconds = time.perf_counter() - began
+    if refusals:
+        print(f"  refused requests by HTTP status: {dict(sorted(refusals.items()))}")
+    return acknowledged, seconds
 
 
 @dataclass
@@ -88,23 +96,31 @@ class Result:
     stored_per_s: float
     cpu_per_100k: float
     peak_rss_mib: float
+    acknowledged: int
+    stored: int
+
+
+FIGURES = ("accepted_per_s", "stored_per_s", "cpu_per_100k", "peak_rss_mib")
 
 
 def run_agentledger(
-    bodies: list[tuple[int, bytes]], senders: int, fsync: str, batch_max_spans: int, profile: bool
-) -> Result:
+    bodies: list[tuple[int, bytes]], senders: int, fsync: str, batch_max_spans: int, profile: bool,
+    wait_timeout: float,
+) -> Result:  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="agentledger-bench-"))
     http_port, grpc_port, api_port = free_port(), free_port(), free_port()
     config = workdir / "agentledger.yaml"
     config.write_text(f"spool: {{fsync: {fsync}}}\nexporters:\n  clickhouse: {{batch_max_spans: {batch_max_spans}}}\n")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "agentledger", "up", "--config", str(config), "--data-dir", str(workdir / "data"),
-         "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port), "--api-port", str(api_port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log_path = workdir / "collector.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agentledger", "up", "--config", str(config), "--data-dir", str(workdir / "data"),
+             "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port), "--api-port", str(api_port)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     profiler = None
     try:
-        wait_http(f"http://127.0.0.1:{http_port}/healthz")
+        wait_http(f"http://127.0.0.1:{http_port}/healthz", process=process, log=log_path)
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if profile and Path(py_spy).exists():
             profiler = subprocess.Popen(
@@ -117,16 +133,19 @@ def run_agentledger(
         began = time.perf_counter()
         accepted, send_seconds = send_all(http_port, "/v1/traces", bodies, senders,
                                           {"Content-Type": "application/x-protobuf"})  # fmt: skip
-        while exported_spans(f"http://127.0.0.1:{http_port}") < accepted:
-            time.sleep(0.02)
+        collector_url = f"http://127.0.0.1:{http_port}"
+        wait_until(lambda: exported_spans(collector_url) >= accepted, "agentledger to store the spans",
+                   wait_timeout, poll=0.02)  # fmt: skip
         stored_seconds = time.perf_counter() - began
+        stored = exported_spans(collector_url)
         cpu = cpu_seconds(process.pid) - cpu_before
         rss = peak_rss_mib(process.pid)
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(timeout=60)
             print_profile(workdir / "profile.txt")
-        return Result(accepted / send_seconds, accepted / stored_seconds, cpu / accepted * 100_000, rss)
+        return Result(accepted / send_seconds, accepted / stored_seconds, cpu / accepted * 100_000, rss, accepted,
+                      stored)  # fmt: skip
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -153,25 +172,28 @@ def print_profile(path: Path) -> None:
         print(f"    {100 * count / total:5.1f}%  {frame[:110]}")
 
 
-def run_phoenix(phoenix_bin: str, bodies: list[tuple[int, bytes]], senders: int) -> Result:
+def run_phoenix(phoenix_bin: str, bodies: list[tuple[int, bytes]], senders: int, wait_timeout: float) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix="phoenix-bench-"))
     port = free_port()
     env = {**os.environ, "PHOENIX_WORKING_DIR": str(workdir), "PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": str(port),
            "PHOENIX_GRPC_PORT": str(free_port()), "PHOENIX_TELEMETRY_ENABLED": "false",
            "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false", "PHOENIX_MAX_SPANS_QUEUE_SIZE": str(10**7)}  # fmt: skip
-    process = subprocess.Popen([phoenix_bin, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = workdir / "phoenix.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([phoenix_bin, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=180)
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=180, process=process, log=log_path)
         cpu_before = cpu_seconds(process.pid)
         began = time.perf_counter()
         accepted, send_seconds = send_all(port, "/v1/traces", bodies, senders,
                                           {"Content-Type": "application/x-protobuf"})  # fmt: skip
-        while phoenix_span_count(f"http://127.0.0.1:{port}") < accepted:
-            time.sleep(0.5)
+        phoenix_url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: phoenix_span_count(phoenix_url) >= accepted, "Phoenix to store the spans", wait_timeout,
+                   poll=0.5)  # fmt: skip
         stored_seconds = time.perf_counter() - began
         cpu = cpu_seconds(process.pid) - cpu_before
         return Result(accepted / send_seconds, accepted / stored_seconds, cpu / accepted * 100_000,
-                      peak_rss_mib(process.pid))  # fmt: skip
+                      peak_rss_mib(process.pid), accepted, phoenix_span_count(phoenix_url))  # fmt: skip
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -195,25 +217,39 @@ def main() -> None:
     parser.add_argument("--spans-per-request", type=int, default=1000)
     parser.add_argument("--fsync", default="always", choices=("always", "interval", "never"))
     parser.add_argument("--batch-max-spans", type=int, default=20_000, help="ClickHouse exporter insert size")
-    parser.add_argument("--phoenix-bin", default=shutil.which("phoenix"), help="the `phoenix` command (arize-phoenix)")
+    parser.add_argument("--phoenix-bin", default=phoenix_command(), help="the `phoenix` command (arize-phoenix)")
     parser.add_argument("--profile", action="store_true", help="sample the collector with py-spy (last repeat)")
+    parser.add_argument("--wait-timeout", type=float, default=600, help="seconds to wait for the spans to be stored")
+    parser.add_argument(
+        "--smoke", action="store_true", help="2,000 spans (200 to Phoenix), one repeat: checks it still runs"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.spans, args.phoenix_spans, args.repeats, args.spans_per_request = 2000, 200, 1, 500
+        args.wait_timeout = min(args.wait_timeout, 120)
 
     bodies = list(request_bodies(args.spans, args.spans_per_request))
     megabytes = sum(len(body) for _, body in bodies) / 1e6
     print(f"workload: {args.spans} spans in {len(bodies)} requests, {megabytes:.0f} MB protobuf, "
           f"{args.senders} senders, spool fsync={args.fsync}, {os.cpu_count()} cores")  # fmt: skip
+    sent = sum(count for count, _ in bodies)
     ours = [run_agentledger(bodies, args.senders, args.fsync, args.batch_max_spans,
-                            args.profile and i == args.repeats - 1)
+                            args.profile and i == args.repeats - 1, args.wait_timeout)
             for i in range(args.repeats)]  # fmt: skip
     for index, result in enumerate(ours):
         print(f"  agentledger run {index + 1}: {result.accepted_per_s:9.0f} acked/s {result.stored_per_s:9.0f} "
               f"stored/s  {result.cpu_per_100k:5.1f} CPU s/100k  {result.peak_rss_mib:5.0f} MiB")  # fmt: skip
-    median = Result(*(statistics.median(getattr(r, f) for r in ours) for f in Result.__dataclass_fields__))
+        print(f"  agentledger run {index + 1} spans: {sent} sent, {result.acknowledged} acknowledged,"
+              f" {result.stored} stored")  # fmt: skip
+    median = Result(
+        *(statistics.median(getattr(r, f) for r in ours) for f in FIGURES), ours[-1].acknowledged, ours[-1].stored
+    )
     rows = [("agentledger (median)", median)]
     if args.phoenix_bin:
         phoenix_bodies = list(request_bodies(args.phoenix_spans, args.spans_per_request))
-        phoenix = run_phoenix(args.phoenix_bin, phoenix_bodies, args.senders)
+        phoenix = run_phoenix(args.phoenix_bin, phoenix_bodies, args.senders, args.wait_timeout)
+        phoenix_sent = sum(count for count, _ in phoenix_bodies)
+        print(f"  phoenix spans: {phoenix_sent} sent, {phoenix.acknowledged} acknowledged, {phoenix.stored} stored")
         rows.append((f"phoenix ({args.phoenix_spans} spans)", phoenix))
     else:
         print("phoenix: not run (install arize-phoenix and pass --phoenix-bin)")

@@ -1,31 +1,34 @@
 """Prints the normalize processor's throughput on a batch of OpenInference-style spans (median of runs).
 
-Usage: .venv/bin/python benchmarks/normalize.py [SPANS_PER_BATCH]
+Usage: .venv/bin/python benchmarks/normalize.py [SPANS_PER_BATCH] [--runs N] [--smoke]
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
-from typing import Any
+from pathlib import Path
 
 import pyarrow as pa
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the span-batch builder lives with the tests
+
 from agentledger.collector.processors.normalize import NormalizeProcessor
-from agentledger.schema.span_columns import SPAN_SCHEMA
+from tests.collector.span_batches import span_columns_table
 
 RUNS = 7
 
 
 def _batch(spans: int) -> pa.Table:
     """Spans of 1,000-span traces: a third LLM spans with two messages, a third tools, a third retrievers."""
-    columns: dict[str, list[Any]] = {field.name: [] for field in SPAN_SCHEMA}
-    for index in range(spans):
-        kind = ("LLM", "TOOL", "RETRIEVER")[index % 3]
-        attributes = [("openinference.span.kind", kind), ("session.id", f"sess-{index // 1000}")]
+    kinds = [("LLM", "TOOL", "RETRIEVER")[index % 3] for index in range(spans)]
+    attributes: list[list[tuple[str, str]]] = []
+    for index, kind in enumerate(kinds):
+        pairs = [("openinference.span.kind", kind), ("session.id", f"sess-{index // 1000}")]
         if kind == "LLM":
-            attributes += [
+            pairs += [
                 ("llm.model_name", "gpt-4.1-mini"),
                 ("llm.token_count.prompt", "1250"),
                 ("llm.token_count.completion", "180"),
@@ -35,44 +38,45 @@ def _batch(spans: int) -> pa.Table:
                 ("llm.input_messages.1.message.content", 'My "blender" broke.\nRefund please.'),
             ]
         elif kind == "TOOL":
-            attributes += [("tool.name", "issue_refund")]
+            pairs += [("tool.name", "issue_refund")]
         else:
-            attributes += [
+            pairs += [
                 ("retrieval.documents.0.document.id", "kb-1"),
                 ("retrieval.documents.0.document.score", "0.8"),
             ]
-        for field in SPAN_SCHEMA:
-            if field.name == "attributes":
-                columns["attributes"].append(attributes)
-            elif field.name == "entry_type":
-                columns["entry_type"].append({"LLM": "prompt", "TOOL": "tool_call", "RETRIEVER": "retrieval"}[kind])
-            elif field.name == "trace_id":
-                columns["trace_id"].append(f"{index // 1000:032x}")
-            elif field.name == "input_value":
-                columns["input_value"].append('{"order_id": "A-1"}' if kind == "TOOL" else "")
-            elif pa.types.is_string(field.type):
-                columns[field.name].append("")
-            elif pa.types.is_integer(field.type) or pa.types.is_timestamp(field.type):
-                columns[field.name].append(0)
-            else:
-                columns[field.name].append([])
-    return pa.Table.from_pydict(columns, schema=SPAN_SCHEMA)
+        attributes.append(pairs)
+    return span_columns_table(
+        spans,
+        attributes=attributes,
+        entry_type=[{"LLM": "prompt", "TOOL": "tool_call", "RETRIEVER": "retrieval"}[kind] for kind in kinds],
+        trace_id=[f"{index // 1000:032x}" for index in range(spans)],
+        input_value=['{"order_id": "A-1"}' if kind == "TOOL" else "" for kind in kinds],
+    )
 
 
 def main() -> None:
-    spans = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("spans", nargs="?", type=int, default=10_000, help="spans per batch")
+    parser.add_argument("--runs", type=int, default=RUNS, help="timed runs (median)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny batch and two runs: checks it still runs")
+    args = parser.parse_args()
+    spans, runs = (300, 2) if args.smoke else (args.spans, args.runs)
     batch = _batch(spans)
     processor = NormalizeProcessor()
-    processor.process(batch)  # warm-up: regex compilation, kernel lookup
+    normalized = processor.process(batch)  # warm-up: regex compilation, kernel lookup
     seconds = []
-    for _ in range(RUNS):
+    for _ in range(runs):
         start = time.perf_counter()
         processor.process(batch)
         seconds.append(time.perf_counter() - start)
     median = statistics.median(seconds)
     print(
-        f"normalize: {spans} spans per batch, median of {RUNS}: {median * 1000:.1f} ms, {spans / median:,.0f} spans/s"
+        f"normalize: {spans} spans per batch, median of {runs}: {median * 1000:.1f} ms, {spans / median:,.0f} spans/s"
     )
+    # What the measured work produced, so a run that normalizes nothing shows it.
+    with_run_id = sum(1 for value in normalized["run_id"].to_pylist() if value)
+    with_model = sum(1 for value in normalized["model"].to_pylist() if value)
+    print(f"normalized: {normalized.num_rows} spans out, {with_run_id} with a run id, {with_model} with a model")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 Phoenix) and, in the same run, straight to the same Phoenix server; prints medians and the ratio.
 
     .venv/bin/python benchmarks/phoenix_export.py --spans 2000 --repeats 3 --phoenix-bin .phoenix-venv/bin/phoenix
+    .venv/bin/python benchmarks/phoenix_export.py --smoke     # seconds, as the tests run it
 
 Figures: spans/s until all are queryable in ClickHouse (through agentledger), spans/s until all are queryable
 in Phoenix through agentledger's exporter, and spans/s until queryable in Phoenix when sent to it directly.
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -25,7 +27,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_spans import request_bodies
 from harness import exported_spans as exported_to
-from harness import free_port, wait_http
+from harness import free_port, phoenix_command, wait_http, wait_until
 from harness import phoenix_span_count as phoenix_count
 
 
@@ -39,13 +41,12 @@ def send(url: str, bodies: list[tuple[int, bytes]], headers: dict[str, str]) -> 
     return sent
 
 
-def wait_until(done: object, timeout: float = 600) -> float:
-    began = time.perf_counter()
-    while not done():  # type: ignore[operator]
-        if time.perf_counter() - began > timeout:
-            raise SystemExit("timed out waiting for spans to become queryable")
-        time.sleep(0.25)
-    return time.perf_counter() - began
+def clickhouse_has(collector_url: str, count: int) -> Callable[[], bool]:
+    return lambda: exported_to(collector_url, "clickhouse") >= count
+
+
+def phoenix_has(phoenix_url: str, project: str, count: int) -> Callable[[], bool]:
+    return lambda: phoenix_count(phoenix_url, project) >= count
 
 
 def main() -> None:
@@ -53,8 +54,15 @@ def main() -> None:
     parser.add_argument("--spans", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--spans-per-request", type=int, default=100)
-    parser.add_argument("--phoenix-bin", default=shutil.which("phoenix") or ".phoenix-venv/bin/phoenix")
+    parser.add_argument("--phoenix-bin", default=phoenix_command(), help="the `phoenix` command (arize-phoenix)")
+    parser.add_argument("--wait-timeout", type=float, default=600, help="seconds to wait for spans to be queryable")
+    parser.add_argument("--smoke", action="store_true", help="200 spans, one repeat: checks it still runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.spans, args.repeats, args.spans_per_request = 200, 1, 100
+    if not args.phoenix_bin:
+        parser.error("no `phoenix` command: run `bash scripts/phoenix_venv.sh` or pass --phoenix-bin")
+        args.wait_timeout = min(args.wait_timeout, 120)
 
     workdir = Path(tempfile.mkdtemp(prefix="phoenix-export-bench-"))
     phoenix_port, api_port, http_port, grpc_port = free_port(), free_port(), free_port(), free_port()
@@ -63,32 +71,36 @@ def main() -> None:
            "PHOENIX_PORT": str(phoenix_port), "PHOENIX_GRPC_PORT": str(free_port()),
            "PHOENIX_TELEMETRY_ENABLED": "false", "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
            "PHOENIX_MAX_SPANS_QUEUE_SIZE": str(10**7)}  # fmt: skip
-    phoenix = subprocess.Popen([args.phoenix_bin, "serve"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    workdir.joinpath("logs").mkdir()
+    phoenix_log, up_log = workdir / "logs" / "phoenix.log", workdir / "logs" / "agentledger.log"
+    with phoenix_log.open("wb") as log:
+        phoenix = subprocess.Popen([args.phoenix_bin, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
     config = workdir / "agentledger.yaml"
     config.write_text(
         f"exporters:\n  clickhouse: {{}}\n  phoenix: {{endpoint: '{phoenix_url}', project: via-agentledger,"
         " sync: {enabled: false}}\nservice: {pipelines: {traces: {exporters: [clickhouse, phoenix]}}}\n"
     )
-    up = subprocess.Popen(
-        [sys.executable, "-m", "agentledger", "up", "--config", str(config), "--data-dir", str(workdir / "data"),
-         "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port), "--api-port", str(api_port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    with up_log.open("wb") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "agentledger", "up", "--config", str(config), "--data-dir", str(workdir / "data"),
+             "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port), "--api-port", str(api_port)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     collector_url = f"http://127.0.0.1:{http_port}"
+    timeout = args.wait_timeout
     try:
-        wait_http(f"{phoenix_url}/healthz", 180)
-        wait_http(f"{collector_url}/healthz", 120)
+        wait_http(f"{phoenix_url}/healthz", 180, phoenix, phoenix_log)
+        wait_http(f"{collector_url}/healthz", 120, up, up_log)
         clickhouse_rates, through_rates, direct_rates = [], [], []
-        total = 0
+        total = direct_total = 0
         for repeat in range(args.repeats):
             bodies = list(request_bodies(args.spans, args.spans_per_request, seed=100 + repeat))
             began = time.perf_counter()
             total += send(f"{collector_url}/v1/traces", bodies, {})
             expected = total
-            wait_until(lambda: exported_to(collector_url, "clickhouse") >= expected)  # noqa: B023
+            wait_until(clickhouse_has(collector_url, expected), "spans in ClickHouse", timeout, 0.25)
             clickhouse_seconds = time.perf_counter() - began
-            wait_until(lambda: phoenix_count(phoenix_url, "via-agentledger") >= expected)  # noqa: B023
+            wait_until(phoenix_has(phoenix_url, "via-agentledger", expected), "Phoenix via agentledger", timeout, 0.25)
             sent = sum(count for count, _ in bodies)
             # ClickHouse: from the first request until exported; Phoenix: until queryable there.
             clickhouse_rates.append(sent / clickhouse_seconds)
@@ -98,12 +110,16 @@ def main() -> None:
             # The same spans with other ids: Phoenix ignores a span id it has stored already.
             bodies = list(request_bodies(args.spans, args.spans_per_request, seed=1000 + repeat))
             began = time.perf_counter()
-            send(f"{phoenix_url}/v1/traces", bodies, {"x-project-name": direct_project})
-            wait_until(lambda: phoenix_count(phoenix_url, direct_project) >= sent)  # noqa: B023
+            direct_total += send(f"{phoenix_url}/v1/traces", bodies, {"x-project-name": direct_project})
+            wait_until(phoenix_has(phoenix_url, direct_project, sent), "spans sent to Phoenix directly", timeout, 0.25)
             direct_rates.append(sent / (time.perf_counter() - began))
             print(f"repeat {repeat + 1}: {sent} spans; ClickHouse via agentledger {clickhouse_rates[-1]:.0f}/s,"
                   f" Phoenix via agentledger {through_rates[-1]:.0f}/s,"
                   f" Phoenix direct {direct_rates[-1]:.0f}/s")  # fmt: skip
+        direct_stored = sum(phoenix_count(phoenix_url, f"direct-{repeat}") for repeat in range(args.repeats))
+        print(f"spans sent {total}: in ClickHouse {exported_to(collector_url, 'clickhouse')}, in Phoenix through"
+              f" agentledger {phoenix_count(phoenix_url, 'via-agentledger')};"
+              f" sent to Phoenix directly {direct_total}: stored {direct_stored}")  # fmt: skip
         through, direct = statistics.median(through_rates), statistics.median(direct_rates)
         print(f"\nmedian spans/s queryable: ClickHouse {statistics.median(clickhouse_rates):.0f},"
               f" Phoenix through agentledger {through:.0f}, Phoenix direct {direct:.0f};"

@@ -5,7 +5,7 @@ ingest span writer as Arrow batches, then times the API endpoints in process (Fa
 request handling and JSON are included) for random runs, at 100k spans and again at 1M spans.
 Prints p50/p95 in milliseconds; the query condition cache is off so repeated predicates are not cached.
 
-    .venv/bin/python benchmarks/query.py [--runs 30000] [--requests 300]
+    .venv/bin/python benchmarks/query.py [--runs 30000] [--requests 300] [--smoke]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import argparse
 import random
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,12 +25,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from fastapi.testclient import TestClient
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the span-batch builder lives with the tests
+
 from agentledger.ingest.clickhouse import chdb_dsn, connect
 from agentledger.ingest.migrations import migrate
 from agentledger.ingest.span_writer import SpanWriter
 from agentledger.query_api.app import QueryApiConfig, create_app
 from agentledger.query_api.writes import NewWrite, insert_writes
 from agentledger.schema.span_columns import SPAN_SCHEMA
+from tests.collector.span_batches import span_rows_table
 
 TENANT = "bench"
 SECOND = 1_000_000_000
@@ -127,22 +131,11 @@ SPANS_PER_RUN = len(TEMPLATE)
 
 
 def _template_table() -> pa.Table:
-    columns: dict[str, list[object]] = {}
-    for field in SPAN_SCHEMA:
-        default: object
-        if pa.types.is_map(field.type) or pa.types.is_list(field.type):
-            default = []
-        elif pa.types.is_timestamp(field.type) or pa.types.is_integer(field.type):
-            default = 0
-        else:
-            default = ""
-        columns[field.name] = [row.get(field.name, default) for row in TEMPLATE]
-    columns["tenant"] = [TENANT] * SPANS_PER_RUN
-    columns["status_code"] = ["OK"] * SPANS_PER_RUN
-    columns["service_name"] = ["refund-agent"] * SPANS_PER_RUN
-    columns["agent_id"] = ["refund-agent-prod-1"] * SPANS_PER_RUN
-    columns["agent_name"] = ["refund-agent"] * SPANS_PER_RUN
-    return pa.Table.from_pydict(columns, schema=SPAN_SCHEMA)
+    common = {"tenant": TENANT, "status_code": "OK", "service_name": "refund-agent",
+              "agent_id": "refund-agent-prod-1", "agent_name": "refund-agent"}  # fmt: skip
+    return span_rows_table(
+        {**common, **{name: value for name, value in row.items() if not name.startswith("_")}} for row in TEMPLATE
+    )
 
 
 def run_id(index: int) -> str:
@@ -227,8 +220,8 @@ def percentiles(timings: list[float]) -> str:
     return f"p50 {statistics.median(ordered) * 1000:7.2f} ms   p95 {p95 * 1000:7.2f} ms"
 
 
-def timed(requests: int, call: Callable[[int], None]) -> list[float]:
-    for warm in range(20):
+def timed(requests: int, call: Callable[[int], None], warmup: int) -> list[float]:
+    for warm in range(warmup):
         call(warm)
     timings = []
     for index in range(requests):
@@ -238,9 +231,9 @@ def timed(requests: int, call: Callable[[int], None]) -> list[float]:
     return timings
 
 
-def measure(api: TestClient, client: object, loaded_runs: int, requests: int) -> None:
+def measure(api: TestClient, client: object, loaded_runs: int, requests: int, warmup: int) -> None:
     rng = random.Random(7)
-    picks = [rng.randrange(loaded_runs) for _ in range(requests + 20)]
+    picks = [rng.randrange(loaded_runs) for _ in range(requests + warmup)]
 
     def timeline(index: int) -> None:
         response = api.get(f"/v1/runs/{run_id(picks[index])}/timeline")
@@ -253,11 +246,14 @@ def measure(api: TestClient, client: object, loaded_runs: int, requests: int) ->
     def audit(index: int) -> None:
         assert len(api.get(f"/v1/runs/{run_id(picks[index])}/audit").json()["findings"]) == 1
 
+    listed = min(50, loaded_runs)
+
     def listing(index: int) -> None:
-        assert len(api.get("/v1/runs", params={"limit": 50}).json()["runs"]) == 50
+        assert len(api.get("/v1/runs", params={"limit": 50}).json()["runs"]) == listed
 
     def listing_filtered(index: int) -> None:
-        api.get("/v1/runs", params={"limit": 50, "tool": "issue_refund", "autonomy_level": "approve_writes"})
+        params = {"limit": 50, "tool": "issue_refund", "autonomy_level": "approve_writes"}
+        assert len(api.get("/v1/runs", params=params).json()["runs"]) == listed  # every run matches
 
     def target(index: int) -> None:
         assert api.get(f"/v1/targets/crm:customer/C-{picks[index] % 5000:05d}").json()["touches"]
@@ -270,7 +266,11 @@ def measure(api: TestClient, client: object, loaded_runs: int, requests: int) ->
         )
 
     spans = loaded_runs * SPANS_PER_RUN
+    stored = client.command(  # type: ignore[attr-defined]
+        "SELECT count() FROM spans WHERE tenant = {t:String}", parameters={"t": TENANT}
+    )
     print(f"\n== {spans:,} spans stored ({loaded_runs:,} runs), {requests} requests each, warm")
+    print(f"spans in the spans table: {int(stored):,}")
     for label, call, count in (
         ("GET /v1/runs/{id}/timeline", timeline, requests),
         ("GET /v1/runs/{id}/audit", audit, requests),
@@ -280,7 +280,7 @@ def measure(api: TestClient, client: object, loaded_runs: int, requests: int) ->
         ("GET /v1/runs?limit=50", listing, max(20, requests // 10)),
         ("GET /v1/runs?tool=&autonomy_level=", listing_filtered, max(20, requests // 10)),
     ):
-        print(f"{label:<38} {percentiles(timed(count, call))}")
+        print(f"{label:<38} {percentiles(timed(count, call, warmup))}")
 
 
 def main() -> None:
@@ -290,7 +290,11 @@ def main() -> None:
     )
     parser.add_argument("--small-runs", type=int, default=3_125, help="runs at the small size (100,000 spans)")
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=20, help="untimed requests before each measurement")
+    parser.add_argument("--smoke", action="store_true", help="100 then 200 runs, 5 requests: checks it still runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.small_runs, args.runs, args.requests, args.warmup = 100, 200, 5, 2
     folder = Path(tempfile.mkdtemp(prefix="agentledger-bench-"))
     try:
         client = connect(chdb_dsn(folder / "clickhouse"), "bench")
@@ -302,7 +306,7 @@ def main() -> None:
         rate = args.small_runs * SPANS_PER_RUN / seconds
         print(f"loaded {args.small_runs * SPANS_PER_RUN:,} spans in {seconds:.1f} s ({rate:,.0f} spans/s)")
         print(f"merges settled after {settle(client, 'bench'):.1f} s")
-        measure(api, client, args.small_runs, args.requests)
+        measure(api, client, args.small_runs, args.requests, args.warmup)
         seconds = load(writer, client, args.small_runs, args.runs)
         rate = (args.runs - args.small_runs) * SPANS_PER_RUN / seconds
         print(
@@ -314,7 +318,7 @@ def main() -> None:
             "SELECT count() FROM system.parts WHERE database = 'bench' AND table = 'spans' AND active"
         )
         print(f"merges settled after {settled:.1f} s; active parts of spans: {parts}")
-        measure(api, client, args.runs, args.requests)
+        measure(api, client, args.runs, args.requests, args.warmup)
         client.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)

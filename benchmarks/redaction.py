@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ sys.path.insert(0, str(REPO_ROOT))  # the corpus generator lives with the tests,
 from pydantic import SecretStr  # noqa: E402
 
 from agentledger.collector.processors.redaction import RedactionConfig, RedactionProcessor, detect  # noqa: E402
-from agentledger.schema.span_columns import SPAN_SCHEMA  # noqa: E402
 from tests.collector.redaction_corpus import STRUCTURED_ENTITIES, Document, generate_corpus  # noqa: E402
+from tests.collector.span_batches import span_columns_table  # noqa: E402
 
 Spans = list[list[tuple[str, int, int]]]
 
@@ -76,18 +77,12 @@ def median_seconds(action: Callable[[], object], runs: int) -> float:
 
 def span_batch(texts: Sequence[str]) -> pa.Table:
     """A batch of agent spans carrying the corpus as their input value, as the receiver would build it."""
-    columns: dict[str, Any] = {}
-    for field in SPAN_SCHEMA:
-        if isinstance(field.type, pa.ListType | pa.MapType):
-            columns[field.name] = [[] for _ in texts]
-        elif pa.types.is_string(field.type):
-            columns[field.name] = ["" for _ in texts]
-        else:
-            columns[field.name] = [0 for _ in texts]
-    columns["input_value"] = list(texts)
-    columns["name"] = ["execute_tool update_customer"] * len(texts)
-    columns["attributes"] = [[("gen_ai.tool.name", "update_customer")] for _ in texts]
-    return pa.Table.from_pydict(columns, schema=SPAN_SCHEMA)
+    return span_columns_table(
+        len(texts),
+        input_value=list(texts),
+        name=["execute_tool update_customer"] * len(texts),
+        attributes=[[("gen_ai.tool.name", "update_customer")] for _ in texts],
+    )
 
 
 _PROSE = (
@@ -118,15 +113,19 @@ def realistic_texts(documents: Sequence[Document], count: int, pii_share: float,
     return texts
 
 
-def presidio_engines() -> tuple[Any, Any, str]:
+def presidio_engines() -> tuple[Any, Any, str] | None:
     """Presidio's analyzer on a blank spaCy pipeline: no official spaCy model is on PyPI and nothing else can
     be fetched here, so its NER (PERSON, LOCATION) is off and its pattern/checksum recognizers do the work,
-    which are exactly the ones that cover our structured entity types."""
+    which are exactly the ones that cover our structured entity types. None when Presidio is not installed
+    (it is an optional extra): the benchmark then measures agentledger alone."""
     os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
-    import spacy
-    from presidio_analyzer import AnalyzerEngine
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
-    from presidio_anonymizer import AnonymizerEngine
+    try:
+        import spacy
+        from presidio_analyzer import AnalyzerEngine
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+        from presidio_anonymizer import AnonymizerEngine
+    except ImportError:
+        return None
 
     model_dir = Path(tempfile.mkdtemp(prefix="blank-en-")) / "model"
     spacy.blank("en").to_disk(model_dir)
@@ -137,14 +136,57 @@ def presidio_engines() -> tuple[Any, Any, str]:
     return analyzer, AnonymizerEngine(), "regex/checksum recognizers on a blank spaCy pipeline (no NER model)"
 
 
+@dataclass(frozen=True)
+class PresidioResult:
+    mode: str
+    scores: dict[str, tuple[float, float, int]]
+    corpus_seconds: float
+    realistic_mb: float
+    realistic_seconds: float
+
+
+def run_presidio(
+    engines: tuple[Any, Any, str], documents: Sequence[Document], realistic: Sequence[str], runs: int
+) -> PresidioResult:
+    analyzer, anonymizer, mode = engines
+    texts = [document.text for document in documents]
+    entities = list(PRESIDIO_TYPES)
+    found: Spans = []
+
+    def on_corpus() -> None:
+        found.clear()
+        for text in texts:
+            results = analyzer.analyze(text=text, language="en", entities=entities)
+            anonymizer.anonymize(text=text, analyzer_results=results)
+            found.append([(PRESIDIO_TYPES[r.entity_type], r.start, r.end) for r in results])
+
+    corpus_seconds = median_seconds(on_corpus, runs)
+    # Presidio on the realistic spans too, on a slice: at its speed all 20,000 would take minutes.
+    realistic_slice = realistic[:1000]
+
+    def on_realistic() -> None:
+        for text in realistic_slice:
+            anonymizer.anonymize(
+                text=text, analyzer_results=analyzer.analyze(text=text, language="en", entities=entities)
+            )
+
+    realistic_seconds = median_seconds(on_realistic, runs)
+    realistic_mb = sum(len(text.encode()) for text in realistic_slice) / 1e6
+    return PresidioResult(mode, score(documents, found), corpus_seconds, realistic_mb, realistic_seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--documents", type=int, default=3000)
+    parser.add_argument("--realistic-spans", type=int, default=20_000, help="spans of realistic agent content")
     parser.add_argument("--runs", type=int, default=5, help="timed runs for agentledger (median)")
     parser.add_argument("--presidio-runs", type=int, default=3, help="timed runs for Presidio (median)")
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--pii-share", type=float, default=0.1, help="share of realistic spans carrying PII")
+    parser.add_argument("--smoke", action="store_true", help="200 documents, 500 realistic spans, one run each")
     args = parser.parse_args()
+    if args.smoke:
+        args.documents, args.realistic_spans, args.runs, args.presidio_runs = 200, 500, 1, 1
 
     documents = generate_corpus(args.documents, args.seed)
     texts = [document.text for document in documents]
@@ -157,52 +199,36 @@ def main() -> None:
     batch = span_batch(texts)
     detect_seconds = median_seconds(lambda: detect(texts), args.runs)
     process_seconds = median_seconds(lambda: processor.process(batch), args.runs)
+    # What the timed processor call produced: every labeled document must come out changed.
+    redacted = processor.process(batch)["input_value"].to_pylist()
+    changed = sum(1 for before, after in zip(texts, redacted, strict=True) if before != after)
+    with_labels = sum(1 for document in documents if document.labels)
 
     pseudonymising = RedactionProcessor(RedactionConfig(default_mode="pseudonym", hmac_key=SecretStr("k" * 32)))
     pseudonym_seconds = median_seconds(lambda: pseudonymising.process(batch), args.runs)
-    realistic = realistic_texts(documents, 20_000, args.pii_share, args.seed)
+    realistic = realistic_texts(documents, args.realistic_spans, args.pii_share, args.seed)
     realistic_mb = sum(len(text.encode()) for text in realistic) / 1e6
     realistic_batch = span_batch(realistic)
     realistic_seconds = median_seconds(lambda: processor.process(realistic_batch), args.runs)
 
-    analyzer, anonymizer, presidio_mode = presidio_engines()
-    entities = list(PRESIDIO_TYPES)
-    presidio_found: Spans = []
+    engines = presidio_engines()
+    theirs = None if engines is None else run_presidio(engines, documents, realistic, args.presidio_runs)
 
-    def run_presidio() -> None:
-        presidio_found.clear()
-        for text in texts:
-            results = analyzer.analyze(text=text, language="en", entities=entities)
-            anonymizer.anonymize(text=text, analyzer_results=results)
-            presidio_found.append([(PRESIDIO_TYPES[r.entity_type], r.start, r.end) for r in results])
-
-    presidio_seconds = median_seconds(run_presidio, args.presidio_runs)
-    theirs = score(documents, presidio_found)
-    # Presidio on the realistic spans too, on a slice: at its speed all 20,000 would take minutes.
-    realistic_slice = realistic[:1000]
-    slice_mb = sum(len(text.encode()) for text in realistic_slice) / 1e6
-
-    def run_presidio_realistic() -> None:
-        for text in realistic_slice:
-            anonymizer.anonymize(
-                text=text, analyzer_results=analyzer.analyze(text=text, language="en", entities=entities)
-            )
-
-    presidio_realistic_seconds = median_seconds(run_presidio_realistic, args.presidio_runs)
-
-    print(f"Presidio: {presidio_mode}; secrets: Presidio has no recognizers for them")
+    if theirs is None:
+        print("Presidio: not installed (pip install presidio-analyzer presidio-anonymizer), agentledger only")
+    else:
+        print(f"Presidio: {theirs.mode}; secrets: Presidio has no recognizers for them")
+    print(f"redacted: {changed} of {len(texts)} corpus documents changed, {with_labels} carry labeled items")
     print()
-    print(
-        f"{'entity':<8} {'items':>6} | {'agentledger recall':>18} {'precision':>9} |"
-        f" {'Presidio recall':>15} {'precision':>9}"
-    )
+    header = f"{'entity':<8} {'items':>6} | {'agentledger recall':>18} {'precision':>9}"
+    print(header if theirs is None else f"{header} | {'Presidio recall':>15} {'precision':>9}")
     for entity in STRUCTURED_ENTITIES:
         our_recall, our_precision, items = ours[entity]
-        their_recall, their_precision, _ = theirs[entity]
-        print(
-            f"{entity:<8} {items:>6} | {our_recall:>18.4f} {our_precision:>9.4f} |"
-            f" {their_recall:>15.4f} {their_precision:>9.4f}"
-        )
+        row = f"{entity:<8} {items:>6} | {our_recall:>18.4f} {our_precision:>9.4f}"
+        if theirs is not None:
+            their_recall, their_precision, _ = theirs.scores[entity]
+            row += f" | {their_recall:>15.4f} {their_precision:>9.4f}"
+        print(row)
     print()
     print(
         f"agentledger detect (RE2 + validators over one column): {megabytes / detect_seconds:8.1f} MB/s per core"
@@ -220,16 +246,18 @@ def main() -> None:
         f"agentledger processor.process, realistic spans ({args.pii_share:.0%} with PII, {realistic_mb:.1f} MB):"
         f" {realistic_mb / realistic_seconds:8.1f} MB/s per core  (median of {args.runs})"
     )
+    if theirs is None:
+        return
     print(
-        f"Presidio analyze + anonymize, corpus:                  {megabytes / presidio_seconds:8.2f} MB/s per core"
-        f"  (median of {args.presidio_runs})"
+        f"Presidio analyze + anonymize, corpus:                  {megabytes / theirs.corpus_seconds:8.2f} MB/s"
+        f" per core  (median of {args.presidio_runs})"
     )
-    presidio_realistic_rate = slice_mb / presidio_realistic_seconds
+    presidio_realistic_rate = theirs.realistic_mb / theirs.realistic_seconds
     print(
         f"Presidio analyze + anonymize, realistic spans (first 1,000): {presidio_realistic_rate:8.2f} MB/s per core"
         f"  (median of {args.presidio_runs})"
     )
-    print(f"ratio (agentledger processor / Presidio), corpus:      {presidio_seconds / process_seconds:8.1f}x")
+    print(f"ratio (agentledger processor / Presidio), corpus:      {theirs.corpus_seconds / process_seconds:8.1f}x")
     print(
         "ratio (agentledger processor / Presidio), realistic:   "
         f"{realistic_mb / realistic_seconds / presidio_realistic_rate:8.1f}x"

@@ -1,10 +1,13 @@
 """Span batches made the way the receiver makes them: real OTel SDK spans, encoded as OTLP and decoded by
-the receiver's decoder, with chosen names, start times and tenant; and exporters that fail on purpose."""
+the receiver's decoder, with chosen names, start times and tenant; Arrow batches built straight from
+SPAN_SCHEMA's column defaults (for processors and benchmarks); and exporters that fail on purpose."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
+import pyarrow as pa
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -13,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from agentledger.collector.component import ExportError, SpanBatch
 from agentledger.collector.receivers.otlp_decode import Identity, decode_request
 from agentledger.schema import conventions as conv
+from agentledger.schema.span_columns import SPAN_SCHEMA
 
 DAY_NS = 86_400 * 10**9
 # 2025-01-01T00:00:00Z
@@ -31,6 +35,54 @@ def span_batch(
         start = start_times_ns[index] if start_times_ns else EPOCH_2025_NS + index * 10**9
         tracer.start_span(name, start_time=start, attributes={conv.AGENT_RUN_ID: run_id}).end(end_time=start + 1000)
     return decode_request(encode_spans(list(exporter.get_finished_spans())), Identity(tenant)).batch
+
+
+def column_default(field: pa.Field) -> Any:
+    """What a span holds in a column nothing set, as the receiver's decoder writes it. An Arrow type this does
+    not know fails here, naming the column, so a new column type breaks the builders loudly, not a benchmark
+    with a conversion error far away."""
+    if isinstance(field.type, pa.ListType | pa.MapType):
+        return []
+    if pa.types.is_string(field.type):
+        return ""
+    if pa.types.is_boolean(field.type):
+        return False
+    if pa.types.is_integer(field.type) or pa.types.is_timestamp(field.type):
+        return 0
+    raise TypeError(f"span_batches has no default for column {field.name!r} of type {field.type}")
+
+
+def _check_columns(names: Iterable[str]) -> None:
+    unknown = sorted(set(names) - set(SPAN_SCHEMA.names))
+    if unknown:
+        raise KeyError(f"not columns of SPAN_SCHEMA: {', '.join(unknown)}")
+
+
+def span_row(**values: Any) -> dict[str, Any]:
+    """One span as a row of every SPAN_SCHEMA column: the given values, every other column its default."""
+    _check_columns(values)
+    return {field.name: values[field.name] if field.name in values else column_default(field) for field in SPAN_SCHEMA}
+
+
+def span_rows_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """A SPAN_SCHEMA batch of the given rows (column -> value), unset columns at their defaults."""
+    return pa.Table.from_pylist([span_row(**row) for row in rows], schema=SPAN_SCHEMA)
+
+
+def span_columns_table(spans: int, **columns: Sequence[Any]) -> pa.Table:
+    """A SPAN_SCHEMA batch of `spans` spans: the given columns hold the given values (one per span), every
+    other column its default. Columnar, so benchmarks can build large batches quickly."""
+    _check_columns(columns)
+    for name, values in columns.items():
+        if len(values) != spans:
+            raise ValueError(f"column {name!r} has {len(values)} values for {spans} spans")
+    arrays = [
+        pa.array(columns[field.name], field.type)
+        if field.name in columns
+        else pa.array([column_default(field)] * spans, field.type)
+        for field in SPAN_SCHEMA
+    ]
+    return pa.Table.from_arrays(arrays, schema=SPAN_SCHEMA)
 
 
 class FailingExporter:

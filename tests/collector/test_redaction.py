@@ -17,25 +17,11 @@ from agentledger.collector.processors.redaction import RedactionConfig, Redactio
 from agentledger.schema import conventions as conv
 from agentledger.schema.span_columns import SPAN_SCHEMA
 from tests.collector.redaction_corpus import HardNegatives, generate_corpus
+from tests.collector.span_batches import span_row as span
 
 KEY = SecretStr("0123456789abcdef0123456789abcdef")
 CONTEXT_HASH = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 ARGUMENTS_HASH = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
-
-
-def span(**values: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {}
-    for field in SPAN_SCHEMA:
-        if isinstance(field.type, pa.ListType | pa.MapType):
-            row[field.name] = []
-        elif pa.types.is_string(field.type):
-            row[field.name] = ""
-        elif pa.types.is_boolean(field.type):
-            row[field.name] = False
-        else:
-            row[field.name] = 0
-    row.update(values)
-    return row
 
 
 def redact(*rows: dict[str, Any], config: RedactionConfig | None = None) -> list[dict[str, Any]]:

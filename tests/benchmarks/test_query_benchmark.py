@@ -1,0 +1,38 @@
+"""benchmarks/query.py at smoke size: it loads its synthetic runs through the span writer (every span
+stored), answers every endpoint it times with the expected content (the benchmark asserts each answer) and
+prints p50/p95 for each, at both sizes."""
+
+from __future__ import annotations
+
+import re
+
+from tests.benchmarks.running import run_benchmark
+
+ENDPOINTS = [
+    "GET /v1/runs/{id}/timeline",
+    "GET /v1/runs/{id}/audit",
+    "GET /v1/writes?ref= (refs table)",
+    "  spans scan by write_ref (bloom)",
+    "GET /v1/targets/{resource}",
+    "GET /v1/runs?limit=50",
+    "GET /v1/runs?tool=&autonomy_level=",
+]
+TIMING = re.compile(r"^(?P<label>.+?)\s+p50\s+[0-9.]+ ms   p95\s+[0-9.]+ ms$")
+
+
+def test_the_query_benchmark_runs_at_smoke_size_over_every_stored_span() -> None:
+    output = run_benchmark("query.py", "--smoke")
+    lines = output.splitlines()
+
+    # 100 runs then 100 more, of 32 spans each.
+    assert re.search(r"^loaded 3,200 spans in [0-9.]+ s \([0-9,]+ spans/s\)$", output, re.MULTILINE), output
+    assert re.search(r"^loaded 3,200 more spans in [0-9.]+ s \([0-9,]+ spans/s\)$", output, re.MULTILINE), output
+    sections = [index for index, line in enumerate(lines) if line.startswith("== ")]
+    assert [lines[index] for index in sections] == [
+        "== 3,200 spans stored (100 runs), 5 requests each, warm",
+        "== 6,400 spans stored (200 runs), 5 requests each, warm",
+    ]
+    for index, stored in zip(sections, ("3,200", "6,400"), strict=True):
+        assert lines[index + 1] == f"spans in the spans table: {stored}"
+        timings = [TIMING.match(line) for line in lines[index + 2 : index + 2 + len(ENDPOINTS)]]
+        assert [match["label"] if match else None for match in timings] == ENDPOINTS

@@ -1,0 +1,45 @@
+"""benchmarks/redaction.py at smoke size: it builds its span batches, redacts every labeled corpus document,
+scores the detectors and prints its throughput figures; without Presidio (an optional extra) it says so and
+measures agentledger alone."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+from tests.benchmarks.running import run_benchmark
+
+# The seeded corpus of the smoke run (200 documents, seed 4): labeled items per entity.
+ITEMS = {"email": 200, "phone": 160, "card": 80, "iban": 80, "ssn": 80, "ip": 120, "secret": 80}
+FIGURE = r"[0-9]+\.[0-9]+ MB/s per core  \(median of 1\)"
+
+
+def test_the_redaction_benchmark_runs_at_smoke_size_and_finds_every_labeled_item() -> None:
+    presidio = importlib.util.find_spec("presidio_analyzer") is not None
+
+    lines = run_benchmark("redaction.py", "--smoke").splitlines()
+
+    assert lines[0] == "corpus: 200 documents, 0.07 MB, 800 labeled items, seed 4"
+    if presidio:
+        assert lines[1].startswith("Presidio: regex/checksum recognizers"), lines[1]
+    else:
+        assert lines[1] == (
+            "Presidio: not installed (pip install presidio-analyzer presidio-anonymizer), agentledger only"
+        )
+    assert lines[2] == "redacted: 200 of 200 corpus documents changed, 200 carry labeled items"
+    rows = {}
+    for line in lines[5:12]:
+        cells = line.replace("|", " ").split()
+        rows[cells[0]] = (int(cells[1]), float(cells[2]), float(cells[3]))
+        assert len(cells) == (6 if presidio else 4), line
+    # The labeled corpus is found completely (as tests/collector/test_redaction.py requires), nothing else.
+    assert rows == {entity: (items, 1.0, 1.0) for entity, items in ITEMS.items()}
+    labels = [re.sub(FIGURE, "", line).rstrip() for line in lines[13:]]
+    expected = [
+        "agentledger detect (RE2 + validators over one column):",
+        "agentledger processor.process (span batch, mask mode):",
+        "agentledger processor.process, pseudonym mode:",
+        "agentledger processor.process, realistic spans (10% with PII, 0.2 MB):",
+    ]
+    assert labels[:4] == expected
+    assert len(labels) == (8 if presidio else 4), labels
