@@ -74,6 +74,11 @@ class PipelineUnavailable(RuntimeError):
     """The pipeline cannot take data now (storage down with the spool off, disk error): retry later (503)."""
 
 
+class PipelineRejected(RuntimeError):
+    """A destination refused the spans for good (with the spool off, nothing sets them aside): waiting cannot
+    help, so the sender is told not to retry (400 / INVALID_ARGUMENT) rather than to retry forever."""
+
+
 class RequestTooLarge(RuntimeError):
     """The request can never be accepted, however long the sender waits (its decoded batch is over the
     per-request budget, or bigger than the whole spool): 413 / RESOURCE_EXHAUSTED without a retry hint."""

@@ -17,7 +17,9 @@ from clickhouse_connect.driver.client import Client
 from agentledger.collector.component import (
     Exporter,
     ExportError,
+    PermanentExportError,
     PipelineFull,
+    PipelineRejected,
     PipelineUnavailable,
     Processor,
     RequestTooLarge,
@@ -66,6 +68,8 @@ class Pipeline:
         for name, exporter in self.exporters:
             try:
                 exporter.export(batch, batch_id)
+            except PermanentExportError as error:
+                raise PipelineRejected(f"exporter {name}: {error}") from error
             except ExportError as error:
                 raise PipelineUnavailable(f"exporter {name}: {error}") from error
 

@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from agentledger.collector.auth import Unauthenticated
-from agentledger.collector.component import PipelineFull, PipelineUnavailable, RequestTooLarge
+from agentledger.collector.component import PipelineFull, PipelineRejected, PipelineUnavailable, RequestTooLarge
 from agentledger.collector.config import GrpcProtocolConfig
 from agentledger.collector.receivers.otlp_http import RETRY_AFTER_SECONDS
 from agentledger.collector.receivers.otlp_ingest import OtlpIngest
@@ -61,6 +61,9 @@ class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
             # request cannot succeed.
             telemetry.add("agentledger_requests_total", label=("grpc", "RESOURCE_EXHAUSTED"))
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"request refused, too large to accept: {error}")
+        except PipelineRejected as error:
+            telemetry.add("agentledger_requests_total", label=("grpc", "INVALID_ARGUMENT"))
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"spans refused for good, do not retry: {error}")
         except PipelineFull as error:
             telemetry.add("agentledger_requests_total", label=("grpc", "RESOURCE_EXHAUSTED"))
             context.abort_with_status(

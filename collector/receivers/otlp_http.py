@@ -18,7 +18,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from agentledger.collector.auth import Unauthenticated
-from agentledger.collector.component import PipelineFull, PipelineUnavailable, RequestTooLarge
+from agentledger.collector.component import PipelineFull, PipelineRejected, PipelineUnavailable, RequestTooLarge
 from agentledger.collector.config import HttpProtocolConfig
 from agentledger.collector.receivers.otlp_decode import Identity
 from agentledger.collector.receivers.otlp_ingest import OtlpIngest
@@ -127,6 +127,8 @@ def create_otlp_http_app(protocol: HttpProtocolConfig, ingest: OtlpIngest) -> St
         except RequestTooLarge as error:
             # Waiting cannot help, so no Retry-After: the sender must split the request.
             return _Refusal(413, _RESOURCE_EXHAUSTED, f"request refused, too large to accept: {error}")
+        except PipelineRejected as error:
+            return _Refusal(400, _INVALID_ARGUMENT, f"spans refused for good, do not retry: {error}")
         except PipelineFull as error:
             return _Refusal(429, _RESOURCE_EXHAUSTED, f"collector is full, retry later: {error}")
         except PipelineUnavailable as error:

@@ -128,3 +128,25 @@ def test_the_tenant_comes_from_the_token_not_from_the_span(client: Client, token
         server.stop(0)
 
     assert client.query("SELECT tenant, verified_agent_id FROM spans").result_rows == [("other", "coding-agent-1")]
+
+
+def test_grpc_with_the_spool_off_spans_refused_for_good_are_invalid_argument(client: Client) -> None:
+    # ClickHouse refuses the span for good: the SDK exporter must hear a non-retryable code, not UNAVAILABLE.
+    client.command("ALTER TABLE spans ADD CONSTRAINT no_poison CHECK name != 'poison'")
+    protocol = GrpcProtocolConfig(endpoint=f"127.0.0.1:{free_port()}")
+    server = start_grpc_server(protocol, otlp_ingest(direct_pipeline(client)))
+    try:
+        memory = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        provider.get_tracer("t").start_span("poison", attributes={conv.AGENT_RUN_ID: "run_poison"}).end()
+        with grpc.insecure_channel(protocol.endpoint) as channel:
+            stub = trace_service_pb2_grpc.TraceServiceStub(channel)  # type: ignore[no-untyped-call]
+            with pytest.raises(grpc.RpcError) as error:
+                stub.Export(encode_spans(memory.get_finished_spans()), timeout=10)
+    finally:
+        server.stop(0)
+
+    assert error.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "refused for good" in (error.value.details() or "")
+    assert client.command("SELECT count() FROM spans") == 0

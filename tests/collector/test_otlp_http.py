@@ -223,3 +223,21 @@ def test_metrics_are_prometheus_text(http: TestClient) -> None:
 
     assert "agentledger_spans_received_total 2\n" in text
     assert 'agentledger_requests_total{http="200"} 1\n' in text
+
+
+def test_with_the_spool_off_spans_storage_refuses_for_good_are_400_not_retried_forever(
+    http: TestClient, client: Client, telemetry: CollectorTelemetry
+) -> None:
+    # A CHECK constraint makes ClickHouse refuse these spans for good (VIOLATED_CONSTRAINT): waiting cannot
+    # help, so the sender must hear 400 (OTLP: do not retry), not 503, which it would retry forever.
+    client.command("ALTER TABLE spans ADD CONSTRAINT no_spans CHECK name != 'span-0'")
+
+    response = http.post("/v1/traces", content=_body(), headers=PROTOBUF)
+
+    assert response.status_code == 400
+    assert "retry-after" not in response.headers
+    status = status_pb2.Status.FromString(response.content)
+    assert status.code == 3  # INVALID_ARGUMENT
+    assert "refused for good" in status.message and "VIOLATED_CONSTRAINT" in status.message
+    assert telemetry.value("agentledger_spans_refused_total", ("reason", "PipelineRejected")) == 2
+    assert _stored(client) == 0
