@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
@@ -173,14 +174,75 @@ def digests_of_batch(batch: pa.Table, version: int = CURRENT_DIGEST_VERSION) -> 
         return _digests_v1(batch)
     if version != DIGEST_V2:
         raise DigestVersionError(f"unknown span digest version {version}")
-    encoded = []
+    # Text, number and text-list columns are encoded by Arrow kernels (no Python string per value): the
+    # same bytes as the encoders, which serve the rest (maps, time lists) and the row-wise span_digest_v2.
+    parts = []
     for (name, kind), (_, encode) in zip(DIGEST_FIELDS_V2_KINDS, _V2_ENCODERS, strict=True):
-        values = _python_column(batch, name)
-        if kind == "text":  # most columns: the field written inline (the same bytes as text_field)
-            encoded.append([b"%d:%b," % (len(data), data) for data in (value.encode() for value in values)])
+        column = batch.column(name).combine_chunks()
+        if kind in _ARROW_KINDS:
+            parts.append(pc.cast(_arrow_field(column, kind), pa.binary()))
+        elif _all_empty(column):  # every row empty: one constant field
+            parts.append(pa.array([_EMPTY_ARRAY_FIELD] * len(column), pa.binary()))
         else:
-            encoded.append([encode(value) for value in values])
-    return [sha256_text(b"".join(parts)) for parts in zip(*encoded, strict=True)]
+            parts.append(pa.array([encode(value) for value in _python_column(batch, name)], pa.binary()))
+    if not batch.num_rows:
+        return []
+    joined = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.binary()))
+    return [sha256_text(data) for data in joined.to_pylist()]
+
+
+_ARROW_KINDS: Final = frozenset({"text", "int", "time", "bool", "texts", "map"})
+_EMPTY_ARRAY_FIELD: Final = int_field(0)
+
+
+def _map_fields(column: pa.MapArray) -> pa.Array:
+    """Each map as its pair count, then key and value fields of its pairs sorted by key then value: the
+    pairs of all maps sorted at once by (row, key, value); Arrow compares strings by their UTF-8 bytes, the
+    order pairs_field uses."""
+    offsets = np.asarray(column.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+    first, last = int(offsets[0]), int(offsets[-1])
+    sizes = np.diff(offsets)
+    pairs = pa.table({
+        "row": np.repeat(np.arange(len(column), dtype=np.int64), sizes),
+        "key": column.keys.slice(first, last - first),
+        "value": column.items.slice(first, last - first),
+    })  # fmt: skip
+    order = pc.sort_indices(pairs, sort_keys=[("row", "ascending"), ("key", "ascending"), ("value", "ascending")])
+    ordered = pairs.take(order)
+    entry_fields = pc.binary_join_element_wise(
+        _netstrings(ordered.column("key").combine_chunks()), _netstrings(ordered.column("value").combine_chunks()), ""
+    )
+    per_map = pa.ListArray.from_arrays(pa.array(offsets - first, pa.int32()), entry_fields)
+    counts = _netstrings(pc.cast(pa.array(sizes), pa.string()))
+    return pc.binary_join_element_wise(counts, pc.binary_join(per_map, ""), "")
+
+
+def _all_empty(column: pa.Array) -> bool:
+    offsets = column.offsets  # lists and maps alike
+    return len(column) == 0 or offsets[0].as_py() == offsets[-1].as_py()
+
+
+def _netstrings(values: pa.Array) -> pa.Array:
+    """`<byte length>:<bytes>,` for every value of a string array."""
+    lengths = pc.cast(pc.binary_length(values), pa.string())
+    return pc.binary_join_element_wise(lengths, ":", values, ",", "")
+
+
+def _arrow_field(column: pa.Array, kind: FieldKind) -> pa.Array:
+    if kind == "text":
+        return _netstrings(column)
+    if kind == "time":
+        return _netstrings(pc.cast(pc.cast(column, pa.int64()), pa.string()))
+    if kind == "bool":
+        return _netstrings(pc.cast(pc.cast(column, pa.int8()), pa.string()))
+    if kind == "int":
+        return _netstrings(pc.cast(column, pa.string()))
+    if kind == "map":
+        return _map_fields(column)
+    # texts: the count as a field, then each element as a field
+    elements = pa.ListArray.from_arrays(column.offsets, _netstrings(column.values))
+    counts = _netstrings(pc.cast(pc.list_value_length(column), pa.string()))
+    return pc.binary_join_element_wise(counts, pc.binary_join(elements, ""), "")
 
 
 def _digests_v1(batch: pa.Table) -> list[str]:
