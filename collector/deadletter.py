@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agentledger.collector.spool import decode_batch, encode_batch
+from agentledger.collector.spool import decode_batch, encode_batch, fsync_directory
 
 DEADLETTER_FOLDER = "deadletter"
 
@@ -79,7 +79,7 @@ class DeadLetterStore:
         _write_durably(self.folder / f"{entry.id}.arrow", encode_batch(batch))
         metadata = {key: value for key, value in asdict(entry).items() if key != "replay_requested"}
         _write_durably(self.folder / f"{entry.id}.json", json.dumps(metadata, indent=2).encode())
-        _fsync_directory(self.folder)
+        fsync_directory(self.folder)
         return entry
 
     def entries(self) -> list[DeadLetterEntry]:
@@ -107,7 +107,7 @@ class DeadLetterStore:
         """Metadata first: an entry without it is no entry, so a crash midway leaves no half entry listed."""
         for suffix in (".json", ".arrow", ".replay"):
             (self.folder / f"{entry.id}{suffix}").unlink(missing_ok=True)
-        _fsync_directory(self.folder)
+        fsync_directory(self.folder)
 
     def count(self) -> int:
         return len(list(self.folder.glob("*.json"))) if self.folder.is_dir() else 0
@@ -173,11 +173,3 @@ def _write_durably(path: Path, data: bytes) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     temporary.replace(path)
-
-
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -470,7 +470,7 @@ class Spool:
             self._count_write_error(error)
             raise SpoolError(f"cannot create a spool segment: {error.strerror or error}") from error
         try:
-            _fsync_directory(self._segments_dir)
+            fsync_directory(self._segments_dir)
         except OSError as error:
             os.close(file_descriptor)
             path.unlink(missing_ok=True)
@@ -723,7 +723,7 @@ class ExportCursor:
             handle.flush()
             os.fsync(handle.fileno())
         temporary.replace(self._path)
-        _fsync_directory(self._path.parent)
+        fsync_directory(self._path.parent)
         self._legacy_path.unlink(missing_ok=True)
         self._file = os.open(self._path, os.O_WRONLY)
 
@@ -747,7 +747,8 @@ def _write_fully_at(file_descriptor: int, data: bytes, offset: int) -> None:
         view, offset = view[taken:], offset + taken
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Makes a file's creation, rename or removal in `directory` durable (the dead-letter store uses it too)."""
     descriptor = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(descriptor)
