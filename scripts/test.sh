@@ -13,4 +13,6 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy -p agentledger
 echo "== pytest"
-exec .venv/bin/pytest "$@"
+# One worker per core, a test file per worker (module-scoped Phoenix and browser start once per file).
+# Each worker is its own process, so each has its own chDB folder (chDB allows one per process).
+exec .venv/bin/pytest -n "${AGENTLEDGER_TEST_WORKERS:-auto}" --dist loadfile "$@"
