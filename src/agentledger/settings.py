@@ -48,6 +48,7 @@ ENV_REDACTION_HMAC_KEY: Final = "AGENTLEDGER_REDACTION_HMAC_KEY"
 ENV_API_URL: Final = "AGENTLEDGER_API_URL"
 ENV_COLLECTOR_URL: Final = "AGENTLEDGER_COLLECTOR_URL"
 ENV_CLICKHOUSE_CLUSTER: Final = "AGENTLEDGER_CLICKHOUSE_CLUSTER"
+ENV_COLLECTOR_ID: Final = "AGENTLEDGER_COLLECTOR_ID"
 
 DEFAULT_DATA_DIR: Final = ".agentledger"
 DEFAULT_DATABASE: Final = "agentledger"
@@ -260,6 +261,13 @@ def load_settings(
         for component_id in list(processors or {}):
             if str(component_id).split("/", 1)[0] == "redaction":
                 processors[component_id] = {**(processors[component_id] or {}), "hmac_key": hmac_key}
+
+    # Processes sharing one config file (compose's collectors) each name their own audit log.
+    if (collector_id := env.get(ENV_COLLECTOR_ID)) is not None:
+        exporters = document.setdefault("exporters", copy.deepcopy(dict(DEFAULT_COMPONENTS["exporters"])))
+        for component_id in list(exporters or {}):
+            if str(component_id).split("/", 1)[0] == "clickhouse":
+                exporters[component_id] = {**(exporters[component_id] or {}), "collector_id": collector_id}
 
     try:
         storage = StorageConfig.model_validate(storage_raw)
