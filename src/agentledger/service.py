@@ -118,9 +118,10 @@ def build_collector_role(settings: Settings, client: Client) -> CollectorRole:
     return CollectorRole(pipeline, ingest, http_app)
 
 
-def build_api_role(settings: Settings, client: Client) -> Starlette:
-    """The query API for `settings`, reading (and writing tombstones, webhooks) through `client`."""
-    return create_app(client, _api_config(settings, _api_keys(settings)))
+def build_api_role(settings: Settings, client: Client, api_keys: CredentialStore | None = None) -> Starlette:
+    """The query API for `settings`, reading (and writing tombstones, webhooks) through `client`; the keys
+    are loaded from api.keys_file unless given (already loaded, as run_service does before binding)."""
+    return create_app(client, _api_config(settings, api_keys if api_keys is not None else _api_keys(settings)))
 
 
 def check_roles(settings: Settings, roles: frozenset[Role]) -> None:
@@ -181,7 +182,7 @@ def run_service(
             if collector is not None and collector.http_app is not None and http_socket is not None:
                 apps.append((collector.http_app, http_socket))
             if api_socket is not None:
-                api_app = create_app(client, _api_config(settings, api_keys))
+                api_app = build_api_role(settings, client, api_keys)
                 apps.append((api_app, api_socket))
                 sync_thread = _start_phoenix_sync(settings, api_app.state.phoenix_sync, stop_sync)
             if collector is not None:
