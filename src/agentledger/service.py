@@ -325,9 +325,11 @@ async def _serve(
         for app, sock in apps
     ]
     loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
 
     def stop() -> None:
         logger.info("stopping: finishing in-flight requests")
+        stopped.set()
         for server, _ in servers:
             server.should_exit = True
 
@@ -344,3 +346,6 @@ async def _serve(
             # In a thread: the callback may talk to these very servers.
             threading.Thread(target=on_started, args=(settings,), name="on-started", daemon=True).start()
     await asyncio.gather(*tasks)
+    if not servers:
+        # A collector with OTLP/HTTP disabled serves gRPC alone, on its own threads, until signalled.
+        await stopped.wait()
