@@ -13,13 +13,14 @@ COPY ingest/ ingest/
 COPY query_api/ query_api/
 COPY dashboards/ dashboards/
 COPY emitter/ emitter/
-# The data folder (spool: spans acknowledged but not yet exported) and the keys folder are volumes in
-# docker-compose.yml; created here, owned by the user the server runs as, so a new named volume starts
-# with that owner and `docker compose run agentledger keys create` can write the keys file.
+# The data folder (spool: spans acknowledged but not yet exported), the keys folder and the checkpoint
+# folder the collectors share are volumes in docker-compose.yml; created here, owned by the user the server
+# runs as, so a new named volume starts with that owner and `docker compose run api keys create` can
+# write the keys file.
 RUN pip install . \
     && useradd --system --create-home --uid 10001 agentledger \
-    && mkdir -p /var/lib/agentledger /etc/agentledger/keys \
-    && chown agentledger:agentledger /var/lib/agentledger /etc/agentledger/keys
+    && mkdir -p /var/lib/agentledger /etc/agentledger/keys /var/lib/agentledger-checkpoints \
+    && chown agentledger:agentledger /var/lib/agentledger /etc/agentledger/keys /var/lib/agentledger-checkpoints
 
 USER agentledger
 WORKDIR /home/agentledger

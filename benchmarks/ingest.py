@@ -7,6 +7,10 @@ in the same run, into Arrow Phoenix; prints medians and the ratio.
 Figures: spans/s acknowledged, spans/s until stored (queryable), collector CPU seconds per 100k spans,
 collector peak RSS. The sender pre-encodes every request and uses several keep-alive connections so it
 is not the bottleneck. `--profile` samples the collector with py-spy and prints where the time goes.
+`--disk` also prints bytes per stored span on disk (system.parts of the last run's database, after merging),
+for the README's sizing note:
+
+    .venv/bin/python benchmarks/ingest.py --spans 50000 --repeats 1 --disk --phoenix-bin ''
 """
 
 from __future__ import annotations
@@ -105,7 +109,7 @@ FIGURES = ("accepted_per_s", "stored_per_s", "cpu_per_100k", "peak_rss_mib")
 
 def run_agentledger(
     bodies: list[tuple[int, bytes]], senders: int, fsync: str, batch_max_spans: int, profile: bool,
-    wait_timeout: float,
+    wait_timeout: float, disk: bool = False,
 ) -> Result:  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="agentledger-bench-"))
     http_port, grpc_port, api_port = free_port(), free_port(), free_port()
@@ -149,7 +153,40 @@ def run_agentledger(
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
+        if disk:
+            # Once `up` has stopped, its chDB folder is free for this process to open.
+            print_disk_usage(workdir / "data" / "clickhouse")
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def print_disk_usage(chdb_folder: Path) -> None:
+    """Bytes on disk per stored span, from system.parts after merging every table to steady state."""
+    from agentledger.ingest.clickhouse import chdb_dsn, connect
+
+    client = connect(chdb_dsn(chdb_folder), "agentledger")
+    try:
+        tables = [str(row[0]) for row in client.query(
+            "SELECT name FROM system.tables WHERE database = currentDatabase() AND engine LIKE '%MergeTree'"
+        ).result_rows]  # fmt: skip
+        for table in tables:
+            # Merging first: fresh parts compress worse than what a long-running table settles to.
+            client.command(f"OPTIMIZE TABLE `{table}` FINAL")
+        parts = {str(table): (int(rows), int(on_disk), int(uncompressed)) for table, rows, on_disk, uncompressed in
+                 client.query(
+            "SELECT table, sum(rows), sum(bytes_on_disk), sum(data_uncompressed_bytes) FROM system.parts"
+            " WHERE database = currentDatabase() AND active GROUP BY table"
+        ).result_rows}  # fmt: skip
+    finally:
+        client.close()
+    spans = parts.get("spans", (0, 0, 0))[0]
+    if spans == 0:
+        print("  on disk: no stored spans")
+        return
+    total = sum(on_disk for _, on_disk, _ in parts.values())
+    print(f"  on disk (system.parts, merged): {spans} spans; spans table {parts['spans'][1] / spans:.0f} B/span"
+          f" ({parts['spans'][2] / spans:.0f} B/span uncompressed); all tables {total / spans:.0f} B/span")  # fmt: skip
+    for table, (rows, on_disk, _) in sorted(parts.items(), key=lambda item: -item[1][1]):
+        print(f"    {table:<20} {rows:>9} rows {on_disk:>12} bytes")
 
 
 def print_profile(path: Path) -> None:
@@ -223,6 +260,7 @@ def main() -> None:
     parser.add_argument(
         "--smoke", action="store_true", help="2,000 spans (200 to Phoenix), one repeat: checks it still runs"
     )
+    parser.add_argument("--disk", action="store_true", help="print bytes per span on disk (last repeat)")
     args = parser.parse_args()
     if args.smoke:
         args.spans, args.phoenix_spans, args.repeats, args.spans_per_request = 2000, 200, 1, 500
@@ -234,7 +272,8 @@ def main() -> None:
           f"{args.senders} senders, spool fsync={args.fsync}, {os.cpu_count()} cores")  # fmt: skip
     sent = sum(count for count, _ in bodies)
     ours = [run_agentledger(bodies, args.senders, args.fsync, args.batch_max_spans,
-                            args.profile and i == args.repeats - 1, args.wait_timeout)
+                            args.profile and i == args.repeats - 1, args.wait_timeout,
+                            args.disk and i == args.repeats - 1)
             for i in range(args.repeats)]  # fmt: skip
     for index, result in enumerate(ours):
         print(f"  agentledger run {index + 1}: {result.accepted_per_s:9.0f} acked/s {result.stored_per_s:9.0f} "

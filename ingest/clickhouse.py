@@ -12,6 +12,8 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from agentledger.ingest.cluster_ddl import CLUSTER_CLIENT_SETTINGS, DdlShape, create_database_ddl
+
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -27,8 +29,9 @@ def is_embedded(dsn: str) -> bool:
     return dsn.startswith("chdb:")
 
 
-def connect(dsn: str, database: str) -> Client:
-    """Returns a client bound to `database`, creating the database first if needed.
+def connect(dsn: str, database: str, cluster: str | None = None) -> Client:
+    """Returns a client bound to `database`, creating the database first if needed (on every node of
+    `cluster`, whose client settings it then carries: ingest/cluster_ddl.py).
 
     Embedded (chDB) clients on one path share one engine, so the short-lived bootstrap client is safe
     to close.
@@ -36,27 +39,33 @@ def connect(dsn: str, database: str) -> Client:
     if not _DATABASE_NAME.match(database):
         raise ValueError(f"database name {database!r} must be a plain identifier (letters, digits, _)")
     if is_embedded(dsn):
+        if cluster is not None:
+            raise StorageUnavailable(
+                f"storage.cluster ({cluster}) needs a ClickHouse server DSN (http://host:8123), not"
+                f" {redact_dsn(dsn)}: embedded chDB is a single node"
+            )
         Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
     try:
-        bootstrap = _open(dsn, "")
+        shape = DdlShape(database, cluster)
+        bootstrap = _open(dsn, "", shape)
         try:
-            # The identifier is validated above; DDL cannot take it as a bound parameter.
-            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+            bootstrap.command(create_database_ddl(shape))
         finally:
             bootstrap.close()
-        return _open(dsn, database)
+        return _open(dsn, database, shape)
     except ClickHouseError as error:
         raise StorageUnavailable(f"cannot open ClickHouse at {redact_dsn(dsn)}: {first_line(error)}") from error
     except OSError as error:
         raise StorageUnavailable(f"cannot reach ClickHouse at {redact_dsn(dsn)}: {error}") from error
 
 
-def _open(dsn: str, database: str) -> Client:
+def _open(dsn: str, database: str, shape: DdlShape) -> Client:
     if is_embedded(dsn):
         return clickhouse_connect.get_client(dsn=dsn, database=database)
+    settings = dict(CLUSTER_CLIENT_SETTINGS) if shape.cluster is not None else {}
     # Without a session id, threads can share one HTTP client (ClickHouse refuses concurrent queries
     # in one session); chDB has no sessions to turn off.
-    return clickhouse_connect.get_client(dsn=dsn, database=database, autogenerate_session_id=False)
+    return clickhouse_connect.get_client(dsn=dsn, database=database, autogenerate_session_id=False, settings=settings)
 
 
 def redact_dsn(dsn: str) -> str:

@@ -131,3 +131,44 @@ def test_a_negative_price_is_refused_naming_the_key(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"^api\.metrics\.pricing\.gpt-a\.input_per_million: "):
         load_settings({"config": path}, environ={})
+
+
+def test_storage_cluster_is_read_from_the_file_and_overridden_by_environment_and_flag(tmp_path: Path) -> None:
+    from agentledger.ingest.cluster_ddl import DdlShape
+    from agentledger.settings import ENV_CLICKHOUSE_CLUSTER
+
+    config = _write(tmp_path, "storage: {dsn: 'http://ch:8123', database: ledger, cluster: from_file}\n")
+
+    from_file = load_settings({"config": config}, environ={})
+    from_env = load_settings({"config": config}, environ={ENV_CLICKHOUSE_CLUSTER: "from-env"})
+    from_flag = load_settings({"config": config, "cluster": "flag"}, environ={ENV_CLICKHOUSE_CLUSTER: "from-env"})
+
+    assert (from_file.cluster, from_env.cluster, from_flag.cluster) == ("from_file", "from-env", "flag")
+    assert from_file.ddl_shape == DdlShape("ledger", "from_file")
+    assert load_settings({}, environ={}).ddl_shape == DdlShape("agentledger", None)
+
+
+def test_a_bad_cluster_name_fails_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings({"config": _write(tmp_path, "storage: {cluster: 'two words'}\n")}, environ={})
+
+    assert str(error.value).startswith("storage.cluster: ")
+    assert "must be a cluster name from remote_servers (letters, digits, _ and -), not 'two words'" in str(error.value)
+
+
+def test_the_collector_id_variable_names_every_clickhouse_exporters_log(tmp_path: Path) -> None:
+    from agentledger.collector.config import ClickHouseExporterConfig
+    from agentledger.settings import ENV_COLLECTOR_ID
+
+    config = _write(tmp_path, "exporters:\n  clickhouse: {collector_id: from-file, batch_max_spans: 500}\n")
+
+    loaded = load_settings({"config": config}, environ={ENV_COLLECTOR_ID: "collector-7"})
+    default = load_settings({}, environ={ENV_COLLECTOR_ID: "collector-8"})
+
+    exporter, default_exporter = loaded.collector.exporters["clickhouse"], default.collector.exporters["clickhouse"]
+    assert isinstance(exporter, ClickHouseExporterConfig) and isinstance(default_exporter, ClickHouseExporterConfig)
+    assert (exporter.collector_id, exporter.batch_max_spans) == ("collector-7", 500)
+    assert default_exporter.collector_id == "collector-8"
+    with pytest.raises(ConfigError) as error:
+        load_settings({}, environ={ENV_COLLECTOR_ID: "no/slashes"})
+    assert str(error.value).startswith("exporters.clickhouse.collector_id: ")

@@ -1,4 +1,4 @@
-"""The `agentledger` command: up, migrate, demo, timeline, verify, export, keygen, keys, credentials,
+"""The `agentledger` command: up, collector, api, migrate, demo, timeline, verify, export, keygen, keys, credentials,
   import-writes, phoenix-sync, gate, deadletter.
 
 While `up` runs it owns the embedded data folder, so the other commands talk to it over HTTP.
@@ -35,6 +35,7 @@ from agentledger.settings import (
     ENV_API_KEY,
     ENV_API_KEYS_FILE,
     ENV_API_URL,
+    ENV_CLICKHOUSE_CLUSTER,
     ENV_COLLECTOR_URL,
     ENV_JIRA_RUN_ID_FIELD,
     Settings,
@@ -114,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="apply pending ClickHouse schema migrations (not while `up` owns the folder)"
     )
     _storage_flags(migrate_cmd)
+    _cluster_flag(migrate_cmd)
+    migrate_cmd.add_argument(
+        "--print", action="store_true", help="print the DDL for the shape (one node or --cluster) without applying it"
+    )
+    _role_parsers(commands)
 
     demo = commands.add_parser("demo", help="send demo agent runs to a running collector")
     demo.add_argument(
@@ -220,9 +226,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _cluster_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cluster",
+        help=f"ClickHouse cluster for ON CLUSTER / Replicated / Distributed DDL (env {ENV_CLICKHOUSE_CLUSTER})",
+    )
+
+
+def _role_parsers(commands: Any) -> None:
+    """`agentledger collector` and `agentledger api`: one role per process, against a ClickHouse server."""
+    for role, help_text in (
+        ("collector", "run the OTLP receivers, pipeline and exporters only (needs a ClickHouse server DSN)"),
+        ("api", "run the query API only (needs a ClickHouse server DSN)"),
+    ):
+        parser = commands.add_parser(role, help=help_text)
+        _storage_flags(parser)
+        _cluster_flag(parser)
+        parser.add_argument("--host", help="address to bind (env AGENTLEDGER_HOST; default 127.0.0.1)")
+        parser.add_argument("--tenant", help="tenant stamped on spans / served openly (env AGENTLEDGER_TENANT)")
+        if role == "collector":
+            parser.add_argument("--otlp-http-port", type=int, help=f"OTLP/HTTP port (default {DEFAULT_OTLP_HTTP_PORT})")
+            parser.add_argument("--otlp-grpc-port", type=int, help=f"OTLP/gRPC port (default {DEFAULT_OTLP_GRPC_PORT})")
+            parser.add_argument(
+                "--allow-unauthenticated",
+                action="store_true",
+                help="accept spans without tokens on a non-loopback address (env AGENTLEDGER_ALLOW_UNAUTHENTICATED=1)",
+            )
+        else:
+            parser.add_argument("--api-port", type=int, help=f"query API port (default {DEFAULT_API_PORT})")
+            parser.add_argument(
+                "--api-keys-file", type=Path, help=f"query API keys (env {ENV_API_KEYS_FILE}); required off loopback"
+            )
+
+
+def _cmd_role(args: argparse.Namespace) -> int:
+    from agentledger.service import Role, ServiceError, run_service
+
+    settings = _settings(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        run_service(settings, roles=frozenset({Role(args.command)}))
+    except (ServiceError, StorageUnavailable, MigrationError, ConfigError) as error:
+        raise CliError(str(error)) from error
+    return EXIT_OK
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     names = ("config", "data_dir", "dsn", "database", "host", "otlp_http_port", "otlp_grpc_port", "api_port",
-             "tenant", "allow_unauthenticated", "api_keys_file", "jira_run_id_field")  # fmt: skip
+             "tenant", "allow_unauthenticated", "api_keys_file", "jira_run_id_field", "cluster")  # fmt: skip
     flags = {name: getattr(args, name, None) for name in names}
     try:
         return load_settings(flags)
@@ -276,6 +328,24 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_migrations(settings: Settings) -> int:
+    """The whole DDL script for the configured shape, without touching storage (no DSN is opened)."""
+    from agentledger.ingest.cluster_ddl import create_database_ddl, ledger_ddl, render
+    from agentledger.ingest.migrations import planned_statements
+
+    shape = settings.ddl_shape
+    try:
+        planned = planned_statements(shape)
+    except MigrationError as error:
+        raise CliError(str(error), EXIT_FAILED) from error
+    where = f"cluster {shape.cluster}" if shape.cluster is not None else "a single node"
+    sections = [(f"agentledger schema for {where}, database {shape.database}",
+                 [create_database_ddl(shape), f"USE `{shape.database}`", ledger_ddl(shape)])]  # fmt: skip
+    sections += [(f"{migration.version:04d}_{migration.name}", statements) for migration, statements in planned]
+    print(render(sections), end="")
+    return EXIT_OK
+
+
 def _storage_hint(message: str, settings: Settings) -> str:
     # chDB lets one process own a data folder; a second one fails to start its EmbeddedServer.
     if "EmbeddedServer" in message:
@@ -288,10 +358,12 @@ def _storage_hint(message: str, settings: Settings) -> str:
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    if args.print:
+        return _print_migrations(settings)
     try:
-        client = connect(settings.clickhouse_dsn, settings.database)
+        client = connect(settings.clickhouse_dsn, settings.database, settings.cluster)
         try:
-            applied = migrate(client)
+            applied = migrate(client, shape=settings.ddl_shape)
         finally:
             client.close()
     except (StorageUnavailable, MigrationError) as error:
@@ -624,6 +696,8 @@ _COMMANDS = {
     "keys": _cmd_keys,
     "gate": _cmd_gate,
     "deadletter": _cmd_deadletter,
+    "collector": _cmd_role,
+    "api": _cmd_role,
 }
 
 

@@ -1,6 +1,7 @@
-"""`agentledger up`: the collector and the query API in one process over one ClickHouse client.
+"""`agentledger up`: the collector and the query API in one process over one ClickHouse client;
+`agentledger collector` and `agentledger api`: one role each, against a ClickHouse server.
 
-One process, because an embedded chDB data folder belongs to exactly one process; the HTTP servers
+`up` is one process because an embedded chDB data folder belongs to exactly one process; the HTTP servers
 share an event loop and the client, gRPC has its own thread pool, and all stop together on
 SIGTERM/SIGINT: listeners first (finishing in-flight requests), then the export workers drain the spool.
 """
@@ -9,21 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import grpc
 import uvicorn
+from clickhouse_connect.driver.client import Client
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from agentledger.collector.auth import Authenticator
 from agentledger.collector.config import ClickHouseExporterConfig
 from agentledger.collector.exporters.clickhouse import checkpoint_sink_of, resolve_collector_id, signer_of
-from agentledger.collector.pipeline import build_pipeline
+from agentledger.collector.pipeline import Pipeline, build_pipeline
 from agentledger.collector.receivers.otlp_grpc import GrpcReceiverError, start_grpc_server
 from agentledger.collector.receivers.otlp_http import create_otlp_http_app
 from agentledger.collector.receivers.otlp_ingest import OtlpIngest
@@ -71,54 +77,117 @@ def bind(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
-def run_service(settings: Settings, on_started: Callable[[Settings], None] | None = None) -> None:
-    """Runs until SIGTERM/SIGINT; raises ServiceError (or a storage/config error) when it cannot start."""
-    exposed = settings.exposed_without_auth()
+class Role(enum.Enum):
+    """What a process serves: `up` runs both, `agentledger collector` / `agentledger api` one each."""
+
+    COLLECTOR = "collector"
+    API = "api"
+
+
+BOTH_ROLES: Final = frozenset({Role.COLLECTOR, Role.API})
+
+
+@dataclass
+class CollectorRole:
+    """Receivers, processors, the spool and exporters over one client: what `agentledger collector` serves."""
+
+    pipeline: Pipeline
+    ingest: OtlpIngest
+    http_app: ASGIApp | None
+
+    def start_grpc(self, settings: Settings) -> grpc.Server | None:
+        grpc_config = settings.collector.receiver.protocols.grpc
+        if grpc_config is None:
+            return None
+        try:
+            return start_grpc_server(grpc_config, self.ingest)
+        except GrpcReceiverError as error:
+            raise ServiceError(str(error)) from error
+
+
+def build_collector_role(settings: Settings, client: Client) -> CollectorRole:
+    """The collector's components for `settings` (its own spool under its data folder); not started."""
+    receiver = settings.collector.receiver
+    telemetry = CollectorTelemetry()
+    try:
+        pipeline = build_pipeline(settings.collector, client, telemetry, settings.data_dir / "spool", settings.data_dir)
+    except SpoolError as error:
+        raise ServiceError(str(error)) from error
+    ingest = OtlpIngest(receiver, pipeline, telemetry, Authenticator(receiver.auth, receiver.tenant))
+    http_app = create_otlp_http_app(receiver.protocols.http, ingest) if receiver.protocols.http is not None else None
+    return CollectorRole(pipeline, ingest, http_app)
+
+
+def build_api_role(settings: Settings, client: Client, api_keys: CredentialStore | None = None) -> Starlette:
+    """The query API for `settings`, reading (and writing tombstones, webhooks) through `client`; the keys
+    are loaded from api.keys_file unless given (already loaded, as run_service does before binding)."""
+    return create_app(client, _api_config(settings, api_keys if api_keys is not None else _api_keys(settings)))
+
+
+def check_roles(settings: Settings, roles: frozenset[Role]) -> None:
+    """A role alone needs a ClickHouse server: an embedded chDB folder belongs to one process, so a
+    collector and an API in separate processes could never share it."""
+    if roles != BOTH_ROLES and is_embedded(settings.clickhouse_dsn):
+        (role,) = roles
+        raise ServiceError(
+            f"`agentledger {role.value}` needs a ClickHouse server DSN (--dsn http://host:8123 or"
+            f" AGENTLEDGER_CLICKHOUSE_DSN), not embedded chDB at {redact_dsn(settings.clickhouse_dsn)}: a chDB"
+            " folder belongs to one process, so the other role could not open it; run `agentledger up` for"
+            " both roles in one process"
+        )
+
+
+def run_service(
+    settings: Settings,
+    on_started: Callable[[Settings], None] | None = None,
+    roles: frozenset[Role] = BOTH_ROLES,
+) -> None:
+    """Runs `roles` until SIGTERM/SIGINT; raises ServiceError (or a storage/config error) when it cannot start."""
+    check_roles(settings, roles)
+    receiver = settings.collector.receiver
+    collector_wanted, api_wanted = Role.COLLECTOR in roles, Role.API in roles
+    exposed = settings.exposed_without_auth() if collector_wanted else []
     if exposed and not settings.allow_unauthenticated:
         raise ServiceError(
             f"refusing to accept spans without authentication on {', '.join(exposed)}: enable"
             " receivers.otlp.auth with a credentials file, bind to 127.0.0.1, or set"
             " AGENTLEDGER_ALLOW_UNAUTHENTICATED=1 on a network you trust"
         )
-    receiver = settings.collector.receiver
-    authenticator = Authenticator(receiver.auth, receiver.tenant)
-    api_keys = _api_keys(settings)
+    api_keys = _api_keys(settings) if api_wanted else None
     sockets: list[socket.socket] = []
     grpc_server: grpc.Server | None = None
     client = None
+    collector: CollectorRole | None = None
     try:
-        if receiver.protocols.http is not None:
-            sockets.append(bind(receiver.protocols.http.host, receiver.protocols.http.port, "OTLP/HTTP collector"))
-        api_socket = bind(settings.api.host, settings.api.port, "query API")
-        sockets.append(api_socket)
-        client = connect(settings.clickhouse_dsn, settings.database)
-        applied = migrate(client)
+        http_socket = None
+        if collector_wanted and receiver.protocols.http is not None:
+            http_socket = bind(receiver.protocols.http.host, receiver.protocols.http.port, "OTLP/HTTP collector")
+            sockets.append(http_socket)
+        api_socket = None
+        if api_wanted:
+            api_socket = bind(settings.api.host, settings.api.port, "query API")
+            sockets.append(api_socket)
+        client = connect(settings.clickhouse_dsn, settings.database, settings.cluster)
+        # Every role migrates: the DDL is idempotent, and whichever process starts first creates the tables.
+        applied = migrate(client, shape=settings.ddl_shape)
         if applied:
             logger.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
-        telemetry = CollectorTelemetry()
-        try:
-            pipeline = build_pipeline(
-                settings.collector, client, telemetry, settings.data_dir / "spool", settings.data_dir
-            )
-        except SpoolError as error:
-            raise ServiceError(str(error)) from error
-        pipeline.start()
+        if collector_wanted:
+            collector = build_collector_role(settings, client)
+            collector.pipeline.start()
         stop_sync = threading.Event()
         sync_thread: threading.Thread | None = None
         try:
-            ingest = OtlpIngest(receiver, pipeline, telemetry, authenticator)
             apps: list[tuple[ASGIApp, socket.socket]] = []
-            if receiver.protocols.http is not None:
-                apps.append((create_otlp_http_app(receiver.protocols.http, ingest), sockets[0]))
-            api_app = create_app(client, _api_config(settings, api_keys))
-            apps.append((api_app, api_socket))
-            sync_thread = _start_phoenix_sync(settings, api_app.state.phoenix_sync, stop_sync)
-            if receiver.protocols.grpc is not None:
-                try:
-                    grpc_server = start_grpc_server(receiver.protocols.grpc, ingest)
-                except GrpcReceiverError as error:
-                    raise ServiceError(str(error)) from error
-            _log_start(settings, authenticator.enabled, api_keys)
+            if collector is not None and collector.http_app is not None and http_socket is not None:
+                apps.append((collector.http_app, http_socket))
+            if api_socket is not None:
+                api_app = build_api_role(settings, client, api_keys)
+                apps.append((api_app, api_socket))
+                sync_thread = _start_phoenix_sync(settings, api_app.state.phoenix_sync, stop_sync)
+            if collector is not None:
+                grpc_server = collector.start_grpc(settings)
+            _log_start(settings, Authenticator(receiver.auth, receiver.tenant).enabled, api_keys, roles)
             asyncio.run(_serve(apps, settings, on_started))
         finally:
             stop_sync.set()
@@ -126,7 +195,8 @@ def run_service(settings: Settings, on_started: Callable[[Settings], None] | Non
                 sync_thread.join()
             if grpc_server is not None:
                 grpc_server.stop(GRPC_GRACE_SECONDS).wait()
-            pipeline.shutdown(SPOOL_DRAIN_SECONDS)
+            if collector is not None:
+                collector.pipeline.shutdown(SPOOL_DRAIN_SECONDS)
     finally:
         if client is not None:
             client.close()
@@ -208,10 +278,21 @@ def _api_config(settings: Settings, api_keys: CredentialStore | None) -> QueryAp
     )
 
 
-def _log_start(settings: Settings, authenticated: bool, api_keys: CredentialStore | None) -> None:
-    receiver = settings.collector.receiver
+def _log_start(
+    settings: Settings, authenticated: bool, api_keys: CredentialStore | None, roles: frozenset[Role] = BOTH_ROLES
+) -> None:
     storage = "embedded chDB" if is_embedded(settings.clickhouse_dsn) else "ClickHouse server"
+    if settings.cluster is not None:
+        storage += f" cluster {settings.cluster}"
     logger.info("storage: %s at %s, database %s", storage, redact_dsn(settings.clickhouse_dsn), settings.database)
+    if Role.COLLECTOR in roles:
+        _log_collector(settings, authenticated)
+    if Role.API in roles:
+        _log_api(settings, api_keys)
+
+
+def _log_collector(settings: Settings, authenticated: bool) -> None:
+    receiver = settings.collector.receiver
     if receiver.protocols.http is not None:
         logger.info("OTLP/HTTP collector: %s/v1/traces", settings.collector_url)
     if receiver.protocols.grpc is not None:
@@ -219,9 +300,12 @@ def _log_start(settings: Settings, authenticated: bool, api_keys: CredentialStor
     spool = settings.collector.spool
     if spool.enabled:
         logger.info("spool: %s (fsync %s)", spool.directory or settings.data_dir / "spool", spool.fsync)
-    logger.info("query API: %s (OpenAPI at /docs, responder page at %s/ui)", settings.api_url, settings.api_url)
     if not authenticated:
         logger.warning("collector authentication is off: anyone who reaches its ports can send spans")
+
+
+def _log_api(settings: Settings, api_keys: CredentialStore | None) -> None:
+    logger.info("query API: %s (OpenAPI at /docs, responder page at %s/ui)", settings.api_url, settings.api_url)
     if api_keys is None:
         logger.warning(
             "query API authentication is off (no API keys file): it serves tenant %r to any local client",
@@ -241,9 +325,11 @@ async def _serve(
         for app, sock in apps
     ]
     loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
 
     def stop() -> None:
         logger.info("stopping: finishing in-flight requests")
+        stopped.set()
         for server, _ in servers:
             server.should_exit = True
 
@@ -260,3 +346,6 @@ async def _serve(
             # In a thread: the callback may talk to these very servers.
             threading.Thread(target=on_started, args=(settings,), name="on-started", daemon=True).start()
     await asyncio.gather(*tasks)
+    if not servers:
+        # A collector with OTLP/HTTP disabled serves gRPC alone, on its own threads, until signalled.
+        await stopped.wait()

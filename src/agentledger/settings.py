@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from agentledger.collector.config import (
     ConfigError,
@@ -26,6 +26,7 @@ from agentledger.collector.config import (
 )
 from agentledger.collector.config_file import DEFAULT_COMPONENTS, CollectorConfig, parse_collector_config
 from agentledger.ingest.clickhouse import chdb_dsn
+from agentledger.ingest.cluster_ddl import CLUSTER_NAME, DdlShape
 from agentledger.query_api.metrics_config import MetricsConfig
 
 ENV_CONFIG: Final = "AGENTLEDGER_CONFIG"
@@ -46,6 +47,8 @@ ENV_JIRA_RUN_ID_FIELD: Final = "AGENTLEDGER_JIRA_RUN_ID_FIELD"
 ENV_REDACTION_HMAC_KEY: Final = "AGENTLEDGER_REDACTION_HMAC_KEY"
 ENV_API_URL: Final = "AGENTLEDGER_API_URL"
 ENV_COLLECTOR_URL: Final = "AGENTLEDGER_COLLECTOR_URL"
+ENV_CLICKHOUSE_CLUSTER: Final = "AGENTLEDGER_CLICKHOUSE_CLUSTER"
+ENV_COLLECTOR_ID: Final = "AGENTLEDGER_COLLECTOR_ID"
 
 DEFAULT_DATA_DIR: Final = ".agentledger"
 DEFAULT_DATABASE: Final = "agentledger"
@@ -65,6 +68,16 @@ class StorageConfig(FrozenModel):
     # Default: embedded chDB in <data_dir>/clickhouse.
     dsn: str | None = None
     database: str = Field(DEFAULT_DATABASE, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    # A ClickHouse cluster (a name in the servers' remote_servers): migrations then create Replicated local
+    # tables and Distributed tables ON CLUSTER (ingest/cluster_ddl.py). None: one node.
+    cluster: str | None = None
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster_name(cls, value: str | None) -> str | None:
+        if value is not None and not CLUSTER_NAME.match(value):
+            raise ValueError(f"must be a cluster name from remote_servers (letters, digits, _ and -), not {value!r}")
+        return value
 
 
 class ApiConfig(EndpointConfig):
@@ -89,6 +102,12 @@ class Settings:
     api: ApiConfig
     collector: CollectorConfig
     allow_unauthenticated: bool = False
+    cluster: str | None = None
+
+    @property
+    def ddl_shape(self) -> DdlShape:
+        """The shape migrations take: one node, or storage.cluster."""
+        return DdlShape(self.database, self.cluster)
 
     @property
     def tenant(self) -> str:
@@ -196,6 +215,8 @@ def load_settings(
         storage_raw["dsn"] = dsn
     if (database := given("database", ENV_DATABASE)) is not None:
         storage_raw["database"] = database
+    if (cluster := given("cluster", ENV_CLICKHOUSE_CLUSTER)) is not None:
+        storage_raw["cluster"] = cluster
 
     host = given("host", ENV_HOST)
     http_port = given("otlp_http_port", ENV_OTLP_HTTP_PORT)
@@ -241,6 +262,13 @@ def load_settings(
             if str(component_id).split("/", 1)[0] == "redaction":
                 processors[component_id] = {**(processors[component_id] or {}), "hmac_key": hmac_key}
 
+    # Processes sharing one config file (compose's collectors) each name their own audit log.
+    if (collector_id := env.get(ENV_COLLECTOR_ID)) is not None:
+        exporters = document.setdefault("exporters", copy.deepcopy(dict(DEFAULT_COMPONENTS["exporters"])))
+        for component_id in list(exporters or {}):
+            if str(component_id).split("/", 1)[0] == "clickhouse":
+                exporters[component_id] = {**(exporters[component_id] or {}), "collector_id": collector_id}
+
     try:
         storage = StorageConfig.model_validate(storage_raw)
     except ValidationError as error:
@@ -264,4 +292,5 @@ def load_settings(
         api=api,
         collector=collector,
         allow_unauthenticated=allow is not None and allow.lower() not in ("0", "false", "no", ""),
+        cluster=storage.cluster,
     )

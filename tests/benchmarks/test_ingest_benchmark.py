@@ -28,3 +28,20 @@ def test_the_ingest_benchmark_runs_at_smoke_size_and_both_sides_store_every_span
     assert re.search(rf"^ratio agentledger/phoenix: acked {NUMBER}x, stored {NUMBER}x, CPU per span {NUMBER}x less$",
                      output, re.MULTILINE), output  # fmt: skip
     assert re.search(r"^per collector core \(stored spans / CPU second\): \d+ spans/s$", output, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_the_ingest_benchmark_measures_bytes_per_span_on_disk_at_smoke_size() -> None:
+    output = run_benchmark("ingest.py", "--smoke", "--disk", "--phoenix-bin", "")
+
+    disk = re.search(
+        r"^  on disk \(system\.parts, merged\): (\d+) spans; spans table (\d+) B/span \((\d+) B/span uncompressed\);"
+        r" all tables (\d+) B/span$", output, re.MULTILINE,
+    )  # fmt: skip
+    assert disk is not None, output
+    assert disk[1] == "2000"
+    # Compressed smaller than uncompressed; every table together more than spans alone (chain, index).
+    assert 0 < int(disk[2]) < int(disk[3]) and int(disk[4]) > int(disk[2])
+    assert re.search(r"^    spans\s+2000 rows\s+\d+ bytes$", output, re.MULTILINE), output
+    assert re.search(r"^    audit_chain\s+\d+ rows\s+\d+ bytes$", output, re.MULTILINE), output
+    assert "phoenix: not run" in output
