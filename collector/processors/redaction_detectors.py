@@ -167,8 +167,7 @@ _YEARS: Final = re.compile(r"^(?:19|20)\d\d(?: ?[-/] ?(?:19|20)?\d\d)?$")
 _DOTTED: Final = re.compile(r"^\d{1,3}(?:\.\d{1,3}){2,}$")  # versions and IPv4 addresses
 _SSN_SHAPE: Final = re.compile(r"^\d{3}([- ])\d{2}\1\d{4}$")
 _EXTENSION: Final = re.compile(r"(?i)[ ,]{0,2}(?:ext\.?|extension|x|#) ?\d{1,6}$")
-_GROUP_BEFORE: Final = re.compile(r"[0-9A-Z]{2}\d{2} $|\d{4} $|\d[-/.]$")
-_PHONE_CONTEXT: Final = 24
+_IBAN_HEAD_BEFORE: Final = re.compile(r"\b[A-Z]{2}\d{2} $")  # the rest of a rejected IBAN: `DE89 3704 0044 ...`
 
 
 @lru_cache(maxsize=65536)
@@ -208,7 +207,8 @@ def phone_detector(regions: Sequence[str]) -> Detector:
             return False
         if after.startswith(("-", "/", "_", "%")) or after[:1].isalnum() or re.match(r"[.:,]\d", after):
             return False
-        if _GROUP_BEFORE.search(before) or _NOT_PHONE_WORDS.search(before):
+        # (Digit groups just before are another entity's: the candidate pattern takes runs of groups whole.)
+        if _NOT_PHONE_WORDS.search(before) or _IBAN_HEAD_BEFORE.search(before):
             return False
         keyword = _PHONE_WORDS.search(before) is not None
         separated = any(char in number for char in " .-/()")
@@ -383,7 +383,7 @@ IP_PATTERN: Final = (
     rf"|\b{_OCTET}(?:\.{_OCTET}){{3}}\b"
 )
 
-_VERSION_WORDS: Final = ("version", "ver", "v", "release", "build", "firmware", "fw", "rev", "python", "node")
+_VERSION_BEFORE: Final = re.compile(r"(?i)\b(?:version|ver|v|release|build|firmware|fw|rev|python|node)[ =]{0,2}$")
 
 
 _HEXTET_BEFORE: Final = re.compile(r"(?:^|[^\w:])[0-9A-Fa-f]{1,4}:$|::$")
@@ -410,8 +410,8 @@ def _valid_ip(candidate: str, before: str, after: str) -> bool:
             return False
         # `::` alone and `a::b`-style identifiers (C++ scopes, Rust paths) are not worth a mask.
         return not address.is_unspecified and sum(1 for part in candidate.split(":") if part) >= 2
-    words = re.findall(r"[A-Za-z]+", before.lower())
-    return not (words and words[-1] in _VERSION_WORDS and before.rstrip()[-1:] != ":")
+    # `version 1.2.3.4`, `v 10.0.0.1`: a version word right before (`v532 | 10.0.0.1` is no version).
+    return _VERSION_BEFORE.search(before) is None
 
 
 def _normal_ip(candidate: str) -> str:
