@@ -265,10 +265,16 @@ class _Scanner:
         self.combined = "|".join(f"(?:{pattern})" for pattern in patterns)
         # Custom patterns mark first: they are the user's own, and a broad built-in candidate (a digit run)
         # must not split one of theirs (`EMP-004211`).
-        order = sorted(range(len(self.detectors)), key=lambda index: self.detectors[index].reason != "custom")
-        self.passes = [
-            (pattern, chr(_FIRST_INDEX + index)) for index in order for pattern in self.detectors[index].mark_patterns
+        # Then a phone number's candidate before the card and SSN ones it may contain (`+255 800 12 3937`): a
+        # later pass cannot mark across an earlier mark, while a rejected outer candidate leaves the inner
+        # ones their turn. IBANs before phones, for the same reason the other way round.
+        order = range(len(self.detectors))
+        passes = [
+            (_pass_rank(self.detectors[index], part), pattern, chr(_FIRST_INDEX + index))
+            for index in order
+            for part, pattern in enumerate(self.detectors[index].mark_patterns)
         ]
+        self.passes = [(pattern, marker) for _, pattern, marker in sorted(passes, key=lambda item: item[0])]
         self.tokens = {d.entity: d.entity.upper() for d in self.detectors}
         self.modes = {d.entity: config.mode_of(d.entity) for d in self.detectors}
         self.modes.setdefault("secret", config.mode_of("secret"))
@@ -288,6 +294,19 @@ class _Scanner:
             return f"[{self.tokens.get(entity, entity.upper())}]"
         digest = hmac.new(self.key, normalised.encode(), hashlib.sha256).hexdigest()
         return f"<{entity}:{digest[:PSEUDONYM_HEX_DIGITS]}>"
+
+
+# (entity, pattern part) in marking order; an SSN after its keyword (part 1) before the phone digit runs.
+_PASS_ORDER: Final = ("secret", "email", "iban", "ip/0", "ssn/1", "phone", "card", "ssn", "ip")
+
+
+def _pass_rank(detector: Detector, part: int) -> int:
+    if detector.reason == "custom":
+        return -1
+    for name in (f"{detector.entity}/{part}", detector.entity):
+        if name in _PASS_ORDER:
+            return _PASS_ORDER.index(name)
+    return len(_PASS_ORDER)
 
 
 def _re2(pattern: str) -> Any:

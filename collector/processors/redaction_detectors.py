@@ -141,7 +141,8 @@ def _normal_email(candidate: str) -> str:
 # parentheses around an area code, `+` or `00` before a country code), and an extension; libphonenumber then
 # decides whether it is a number of one of the configured regions.
 PHONE_PATTERN: Final = (
-    r"(?:\+|\(|\b)\d[\d ./()-]{4,22}\d\)?"
+    # a parenthesised area code or trunk `(0)` may stand once, after a leading group or first
+    r"(?:(?:\+|\b)\d[\d ./-]{0,6}(?:\(\d{1,5}\)[ .-]?)?[\d ./-]{2,20}\d|\(\d{1,5}\)[ .-]?\d[\d ./-]{3,16}\d)"
     r"(?:[ ,]{0,2}(?:ext\.?|Ext\.?|EXT\.?|extension|x|X|#) ?\d{1,6})?\b"
 )
 # Regions tried, in order, for numbers written without a country code (libphonenumber region codes).
@@ -165,6 +166,7 @@ _DATE_LIKE: Final = re.compile(
 )
 _YEARS: Final = re.compile(r"^(?:19|20)\d\d(?: ?[-/] ?(?:19|20)?\d\d)?$")
 _DOTTED: Final = re.compile(r"^\d{1,3}(?:\.\d{1,3}){2,}$")  # versions and IPv4 addresses
+_SEPARATED: Final = re.compile(r"\d[ ./()-]+\d")
 _SSN_SHAPE: Final = re.compile(r"^\d{3}([- ])\d{2}\1\d{4}$")
 _EXTENSION: Final = re.compile(r"(?i)[ ,]{0,2}(?:ext\.?|extension|x|#) ?\d{1,6}$")
 _IBAN_HEAD_BEFORE: Final = re.compile(r"\b[A-Z]{2}\d{2} $")  # the rest of a rejected IBAN: `DE89 3704 0044 ...`
@@ -202,6 +204,8 @@ def phone_detector(regions: Sequence[str]) -> Detector:
             return False
         if _DATE_LIKE.match(number) or _YEARS.match(number) or _DOTTED.match(number) or _SSN_SHAPE.match(number):
             return False
+        if "." in number and any(len(group) == 1 for group in number.split(".")[1:]):
+            return False  # an OID or a version (1.3.6.1.4.1), not 06.12.34.56.78
         # Part of something longer: an id, a range, the groups of an account number, a decimal.
         if before[-1:].isalnum() or before.endswith(("-", "#", "/", ".", ":", "_", "%", "$", "€", "£", "&")):
             return False
@@ -211,13 +215,16 @@ def phone_detector(regions: Sequence[str]) -> Detector:
         if _NOT_PHONE_WORDS.search(before) or _IBAN_HEAD_BEFORE.search(before):
             return False
         keyword = _PHONE_WORDS.search(before) is not None
-        separated = any(char in number for char in " .-/()")
+        separated = _SEPARATED.search(number) is not None
         # Short local numbers and unseparated digit runs (epoch seconds, ids) need a phone word before them.
         if not international and (len(digits) < 9 or not separated) and not keyword:
             return False
         return phone_region(number.replace("(0)", ""), regions) is not None
 
     def refine(candidate: str, before: str, after: str) -> int:
+        # A card number or an SSN is the inner candidate's: no trimming it into a "phone number".
+        if not candidate.startswith("+") and (_valid_card(candidate, before, after) or _SSN_SHAPE.match(candidate)):
+            return 0
         # A candidate may have swallowed a neighbouring number (`415-555-0199 2 times`): drop trailing groups.
         text = candidate
         for _ in range(3):
@@ -239,7 +246,7 @@ def phone_detector(regions: Sequence[str]) -> Detector:
 CARD_PATTERN: Final = (
     # 12-19 digits, contiguous or in groups of four (the last shorter), or Amex/Diners 4-6-4(5); the issuer
     # ranges and Luhn are checked on the candidate.
-    r"\b[1-9]\d{11,18}\b|\b[1-9]\d{3}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,4})?\b|\b3\d{3}[ -]?\d{6}[ -]?\d{4,5}\b"
+    r"\b(?:[1-9]\d{11,18}|0604\d{8,15})\b|\b[1-9]\d{3}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,4})?\b|\b3\d{3}[ -]?\d{6}[ -]?\d{4,5}\b"
 )
 
 
@@ -253,13 +260,15 @@ def card_brand(digits: str) -> str | None:
     two, three, four, six = int(digits[:2]), int(digits[:3]), int(digits[:4]), int(digits[:6])
     if digits[0] == "4":
         return "Visa" if 13 <= length <= 19 else None
+    if digits.startswith(("2131", "1800")):
+        return "JCB" if length == 15 else None
     if 51 <= two <= 55 or 222100 <= six <= 272099:
         return "Mastercard" if length == 16 else None
     if two in (34, 37):
         return "American Express" if length == 15 else None
     if 2200 <= four <= 2204:
         return "Mir" if 16 <= length <= 19 else None
-    if 3528 <= four <= 3589:
+    if two == 35:  # JCB is 3528-3589; faker and some issuers' test ranges use all of 35
         return "JCB" if 16 <= length <= 19 else None
     if 300 <= three <= 305 or four == 3095 or two in (36, 38, 39):
         return "Diners Club" if 14 <= length <= 19 else None
@@ -267,7 +276,7 @@ def card_brand(digits: str) -> str | None:
         return "Discover" if 16 <= length <= 19 else None
     if two in (62, 81):
         return "UnionPay" if 16 <= length <= 19 else None
-    if two == 50 or 56 <= two <= 69:
+    if two == 50 or 56 <= two <= 69 or four == 604:  # 0604: Maestro (UK)
         return "Maestro" if 12 <= length <= 19 else None
     if two == 82 or two == 60:
         return "RuPay" if length == 16 else None
@@ -291,7 +300,7 @@ def _valid_card(candidate: str, before: str, after: str) -> bool:
         return False
     if not _card_grouping_ok(tuple(len(group) for group in re.split(r"[ -]", candidate))):
         return False
-    return not before.endswith(("-", "#", ".", "_", "/")) and not after.startswith(("-", "."))
+    return not before.endswith(("-", "#", ".", "_", "/", "+")) and not after.startswith(("-", "."))
 
 
 # --- IBAN --------------------------------------------------------------------------------------------------
@@ -375,13 +384,15 @@ def _valid_ssn(candidate: str, before: str, after: str) -> bool:
 _OCTET: Final = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _HEXTET: Final = r"[0-9A-Fa-f]{1,4}"
 _EMBEDDED_V4: Final = r"(?:\.\d{1,3}\.\d{1,3}\.\d{1,3})?"
-IP_PATTERN: Final = (
+# IPv6 (part 0) and IPv4 (part 1): they are marked at different times, around the phone digit runs.
+IP_PATTERNS: Final = (
     rf"(?:{_HEXTET}:){{7}}{_HEXTET}"
     # Compressed forms need a hextet on one side of `::` that starts a word: `std::vector` is no candidate.
     rf"|\b{_HEXTET}(?::{_HEXTET}){{0,6}}::(?:{_HEXTET}(?::{_HEXTET}){{0,6}})?{_EMBEDDED_V4}"
-    rf"|::{_HEXTET}(?::{_HEXTET}){{0,6}}{_EMBEDDED_V4}"
-    rf"|\b{_OCTET}(?:\.{_OCTET}){{3}}\b"
+    rf"|::{_HEXTET}(?::{_HEXTET}){{0,6}}{_EMBEDDED_V4}",
+    rf"\b{_OCTET}(?:\.{_OCTET}){{3}}\b",
 )
+IP_PATTERN: Final = "|".join(f"(?:{part})" for part in IP_PATTERNS)
 
 _VERSION_BEFORE: Final = re.compile(r"(?i)\b(?:version|ver|v|release|build|firmware|fw|rev|python|node)[ =]{0,2}$")
 
@@ -545,7 +556,14 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         split=split_ssn,
         reason="US SSN (valid area, group and serial)",
     ),
-    Detector("ip", json_aware(IP_PATTERN), _valid_ip, _normal_ip, reason="IP address"),
+    Detector(
+        "ip",
+        json_aware(IP_PATTERN),
+        _valid_ip,
+        _normal_ip,
+        tuple(json_aware(part) for part in IP_PATTERNS),
+        reason="IP address",
+    ),
     phone_detector(DEFAULT_PHONE_REGIONS),
 )
 BUILTIN_ENTITIES: Final = tuple(detector.entity for detector in BUILTIN_DETECTORS)
