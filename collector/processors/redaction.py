@@ -260,8 +260,6 @@ class _Scanner:
         self.detectors = tuple(detectors)
         self.rules = rules
         patterns = [pattern for d in self.detectors for pattern in d.mark_patterns]
-        if rules is not None:
-            patterns.append(rules.keyword_pattern)
         self.combined = "|".join(f"(?:{pattern})" for pattern in patterns)
         # Custom patterns mark first: they are the user's own, and a broad built-in candidate (a digit run)
         # must not split one of theirs (`EMP-004211`).
@@ -282,7 +280,10 @@ class _Scanner:
         self.key = key.get_secret_value().encode() if key is not None else b""
         self.secret_detector = next((d for d in self.detectors if d.entity == "secret"), None)
         # The same programs for small inputs, compiled here once (RE2 semantics either way).
-        self.small_combined = _re2(self.combined) if self.detectors or rules else None
+        small = [self.combined] if self.detectors else []
+        if rules is not None:
+            small.append(rules.keyword_pattern)
+        self.small_combined = _re2("|".join(f"(?:{pattern})" for pattern in small)) if small else None
         self.small_passes = [(_re2(pattern), marker) for pattern, marker in self.passes]
         self.small_rules = _re2(rules.keyword_pattern) if rules is not None else None
 
@@ -330,7 +331,15 @@ class _Scan:
             return values
         if len(values) <= 256 and (pc.sum(pc.utf8_length(values)).as_py() or 0) < SMALL_INPUT_CHARS:
             return self._run_small(values)
-        hits = pc.match_substring_regex(values, scanner.combined)
+        hits = pc.match_substring_regex(values, scanner.combined) if scanner.detectors else None
+        keyed_all: pa.Array | None = None
+        if scanner.rules is not None:
+            keyed_all = pc.or_(
+                pc.match_substring_regex(values, scanner.rules.keyword_literals, ignore_case=True),
+                pc.match_substring_regex(values, scanner.rules.short_rule_pattern),
+            )
+            hits = keyed_all if hits is None else pc.or_(hits, keyed_all)
+        assert hits is not None  # run() returns early with neither detectors nor rules
         if not pc.any(hits).as_py():
             return values
         positions = pc.indices_nonzero(hits).to_numpy()
@@ -341,9 +350,7 @@ class _Scan:
         marked = candidates
         for pattern, marker in scanner.passes:
             marked = pc.replace_substring_regex(marked, pattern, f"{_OPEN}{marker}\\0{_CLOSE}")
-        with_keywords: list[bool] | None = None
-        if scanner.rules is not None:
-            with_keywords = pc.match_substring_regex(candidates, scanner.rules.keyword_pattern).to_pylist()
+        with_keywords = keyed_all.filter(hits).to_pylist() if keyed_all is not None else None
         replaced: list[str] = []
         for index, (position, text, original) in enumerate(
             zip(positions.tolist(), marked.to_pylist(), candidates.to_pylist(), strict=True)

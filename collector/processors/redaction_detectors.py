@@ -142,7 +142,8 @@ def _normal_email(candidate: str) -> str:
 # decides whether it is a number of one of the configured regions.
 PHONE_PATTERN: Final = (
     # a parenthesised area code or trunk `(0)` may stand once, after a leading group or first
-    r"(?:(?:\+|\b)\d[\d ./-]{0,6}(?:\(\d{1,5}\)[ .-]?)?[\d ./-]{2,20}\d|\(\d{1,5}\)[ .-]?\d[\d ./-]{3,16}\d)"
+    # (seven characters at least: years, short ids and most counts are no candidates)
+    r"(?:(?:\+|\b)\d[\d ./-]{0,6}(?:\(\d{1,5}\)[ .-]?)?[\d ./-]{4,20}\d|\(\d{1,5}\)[ .-]?\d[\d ./-]{3,16}\d)"
     r"(?:[ ,]{0,2}(?:ext\.?|Ext\.?|EXT\.?|extension|x|X|#) ?\d{1,6})?\b"
 )
 # Regions tried, in order, for numbers written without a country code (libphonenumber region codes).

@@ -61,12 +61,13 @@ class SecretRuleSet:
         # The columnar prefilter: a value is looked at only if some keyword occurs in it (gitleaks' own rule).
         # Keywords of one or two characters (`ey`, `sk`, `s.`) occur in most prose, so those rules' own
         # patterns take their place there.
+        # Two patterns: RE2 runs a literal alternation 3x faster with its case-insensitive option than with an
+        # inline (?i:...), and the option cannot apply to the rules' own patterns.
         long_keywords = [keyword for keyword in keywords if len(keyword) >= _SHORT_KEYWORD]
         short_rules = [rule for rule in self.rules if min(map(len, rule.keywords)) < _SHORT_KEYWORD]
-        self.keyword_pattern = "|".join(
-            ["(?i:" + "|".join(re.escape(keyword) for keyword in long_keywords) + ")"]
-            + [f"(?:{rule.pattern})" for rule in short_rules]
-        )
+        self.keyword_literals = "|".join(re.escape(keyword) for keyword in long_keywords)
+        self.short_rule_pattern = "|".join(f"(?:{rule.pattern})" for rule in short_rules)
+        self.keyword_pattern = f"(?i:{self.keyword_literals})|{self.short_rule_pattern}"
 
     def _present_keywords(self, lowered: str) -> list[str]:
         # Plain substring tests beat a regex alternation here (both RE2's binding and `re` take ~2x longer).
