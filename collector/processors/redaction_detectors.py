@@ -247,7 +247,8 @@ def phone_detector(regions: Sequence[str]) -> Detector:
 CARD_PATTERN: Final = (
     # 12-19 digits, contiguous or in groups of four (the last shorter), or Amex/Diners 4-6-4(5); the issuer
     # ranges and Luhn are checked on the candidate.
-    r"\b(?:[1-9]\d{11,18}|0604\d{8,15})\b|\b[1-9]\d{3}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,4})?\b|\b3\d{3}[ -]?\d{6}[ -]?\d{4,5}\b"
+    r"\b(?:[1-9]\d{11,18}|0604\d{8,15})\b|\b[1-9]\d{3}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,4})?\b"
+    r"|\b3\d{3}[ -]?\d{6}[ -]?\d{4,5}\b"
 )
 
 
