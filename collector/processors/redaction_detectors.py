@@ -14,8 +14,8 @@ from typing import Final
 from urllib.parse import unquote
 
 import phonenumbers
-from stdnum import iban as stdnum_iban
 from stdnum import luhn as stdnum_luhn
+from stdnum.iso7064 import mod_97_10
 
 # A validator sees the candidate and the text just around it (to reject versions, dates, parts of ids).
 Validator = Callable[[str, str, str], bool]
@@ -325,9 +325,15 @@ IBAN_LENGTHS: Final[Mapping[str, int]] = {
 
 def iban_valid(compact: str) -> bool:
     compact = compact.upper()
-    # Length for the country and mod-97 (python-stdnum); not the national BBAN check digits, which invented
-    # and mistyped-but-real account numbers fail while still identifying a person's account.
-    return IBAN_LENGTHS.get(compact[:2]) == len(compact) and stdnum_iban.is_valid(compact, check_country=False)
+    # Length for the country and ISO 7064 mod 97-10 (python-stdnum's, as its iban module uses it); not the national
+    # BBAN formats, whose lookup costs ~1.5 ms a value, nor check digits, which invented and mistyped-but-real
+    # account numbers fail while still identifying a person's account.
+    if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact.isalnum() or not compact[2:4].isdigit():
+        return False
+    try:
+        return mod_97_10.is_valid(compact[4:] + compact[:4])
+    except ValueError:
+        return False
 
 
 def _iban_length(candidate: str, before: str, after: str) -> int:
