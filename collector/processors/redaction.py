@@ -8,27 +8,34 @@ import fnmatch
 import hashlib
 import hmac
 import json
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from functools import cache
+from pathlib import Path
+from typing import Any, Final, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+import re2
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 from agentledger.collector.component import SpanBatch
 from agentledger.collector.processors.redaction_detectors import (
-    BUILTIN_DETECTORS,
     BUILTIN_ENTITIES,
+    DEFAULT_PHONE_REGIONS,
     NER_ENTITIES,
     Detector,
+    build_detectors,
     custom_detector,
-    split_secret,
+    normal_secret,
 )
 from agentledger.collector.processors.redaction_ner import NerRedactor, load_ner, ner_problem
+from agentledger.collector.processors.redaction_rules import SecretRuleSet, gitleaks_rules
 from agentledger.schema import conventions as conv
 from agentledger.schema.span_columns import PROMOTED_COLUMNS, SPAN_SCHEMA
 
@@ -86,7 +93,12 @@ MAX_DETECTORS: Final = 0x20 - _FIRST_INDEX
 _SENTINEL_CLASS: Final = "[\x01\x03]"
 _TOKEN: Final = re.compile("\x01(.)|\x03", re.DOTALL)
 _FLAT_MARK: Final = re.compile("\x01(.)([^\x01\x03]*)\x03", re.DOTALL)
-_CONTEXT: Final = 12
+_SENTINELS: Final = re.compile(_SENTINEL_CLASS)
+_CONTEXT: Final = 24
+# Below this many characters a scan runs on RE2 programs compiled once in Python, not through pyarrow.compute,
+# which compiles its pattern on every call (~2 ms for the combined one, whatever the input's size).
+SMALL_INPUT_CHARS: Final = 16_384
+PSEUDONYM_HEX_DIGITS: Final = 12
 _ESCAPE_LETTERS: Final = ("n", "r", "t", "b", "f")
 _TRAILING_ESCAPE: Final = re.compile(r"(?<!\\)\\[nrtbf]$")
 _CUSTOM_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -107,10 +119,20 @@ class RedactionConfig(BaseModel):
     # Attribute keys (fnmatch globs, case-insensitive) never touched, and keys whose values are masked whole.
     keep_keys: tuple[str, ...] = DEFAULT_KEEP_KEYS
     mask_keys: tuple[str, ...] = DEFAULT_MASK_KEYS
-    # Key of the HMAC-SHA256 pseudonyms; needed when any entity uses mode `pseudonym`.
+    # Key of the HMAC-SHA256 pseudonyms; needed when any entity uses mode `pseudonym`. Give exactly one of:
+    # the key itself, a file holding it (`hmac_key_file`, trailing newline ignored), or the name of an
+    # environment variable holding it (`hmac_key_env`); files and variables are read once, at startup.
     hmac_key: SecretStr | None = None
+    hmac_key_file: Path | None = None
+    hmac_key_env: str | None = None
+    # Regions (libphonenumber codes, e.g. US, GB, FR) a phone number without a country code may belong to,
+    # tried in order.
+    phone_regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS
+    # Secrets also by gitleaks' rule set (vendored, see collector/processors/secret_rules/README.md).
+    gitleaks_rules: bool = True
     # spaCy model name or path Presidio loads for `person` and `address`.
     ner_model: str = "en_core_web_lg"
+    _pseudonym_key: SecretStr | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check(self) -> RedactionConfig:
@@ -138,17 +160,58 @@ class RedactionConfig(BaseModel):
             problem = ner_problem(ner_entities, self.ner_model, f"{KEY}.entities")
             if problem is not None:
                 raise ValueError(problem)
-        uses_pseudonyms = self.default_mode == "pseudonym" or "pseudonym" in self.modes.values()
-        if self.hmac_key is None:
-            if uses_pseudonyms:
-                raise ValueError(f"{KEY}.hmac_key is required when an entity uses mode 'pseudonym'.")
-        elif len(self.hmac_key.get_secret_value()) < MIN_HMAC_KEY_LENGTH:
+        unknown_regions = [region for region in self.phone_regions if region not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown_regions or not self.phone_regions:
             raise ValueError(
-                f"{KEY}.hmac_key must be at least {MIN_HMAC_KEY_LENGTH} characters long, so that pseudonyms"
+                f"{KEY}.phone_regions: {', '.join(unknown_regions) or 'an empty list'} is not a list of"
+                " libphonenumber region codes (two upper-case letters such as US, GB, FR)."
+            )
+        self._resolve_hmac_key()
+        uses_pseudonyms = self.default_mode == "pseudonym" or "pseudonym" in self.modes.values()
+        source = next(
+            (name for name in ("hmac_key_file", "hmac_key_env") if getattr(self, name) is not None), "hmac_key"
+        )
+        if self._pseudonym_key is None:
+            if uses_pseudonyms:
+                raise ValueError(
+                    f"{KEY}.hmac_key is required when an entity uses mode 'pseudonym' (or hmac_key_file, hmac_key_env)."
+                )
+        elif len(self._pseudonym_key.get_secret_value()) < MIN_HMAC_KEY_LENGTH:
+            raise ValueError(
+                f"{KEY}.{source} must be at least {MIN_HMAC_KEY_LENGTH} characters long, so that pseudonyms"
                 " cannot be reversed by hashing guessed values; it has"
-                f" {len(self.hmac_key.get_secret_value())}."
+                f" {len(self._pseudonym_key.get_secret_value())}."
             )
         return self
+
+    def _resolve_hmac_key(self) -> None:
+        sources = [name for name in ("hmac_key", "hmac_key_file", "hmac_key_env") if getattr(self, name) is not None]
+        if len(sources) > 1:
+            raise ValueError(f"{KEY}: give only one of {' and '.join(sources)}; they all set the pseudonym key.")
+        key: str | None = None
+        if self.hmac_key_file is not None:
+            try:
+                key = self.hmac_key_file.read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as error:
+                raise ValueError(
+                    f"{KEY}.hmac_key_file: cannot read the key from {str(self.hmac_key_file)!r}"
+                    f" ({getattr(error, 'strerror', None) or error})."
+                ) from None
+        elif self.hmac_key_env is not None:
+            key = os.environ.get(self.hmac_key_env)
+            if not key:
+                raise ValueError(
+                    f"{KEY}.hmac_key_env names the environment variable {self.hmac_key_env!r}, which is not set"
+                    " or empty."
+                )
+        elif self.hmac_key is not None:
+            key = self.hmac_key.get_secret_value()
+        self._pseudonym_key = SecretStr(key) if key is not None else None
+
+    @property
+    def pseudonym_key(self) -> SecretStr | None:
+        """The HMAC key, from whichever of `hmac_key`, `hmac_key_file` or `hmac_key_env` was given."""
+        return self._pseudonym_key
 
     def mode_of(self, entity: str) -> Mode:
         return self.modes.get(entity, self.default_mode)
@@ -177,8 +240,11 @@ def _glob_matcher(globs: Sequence[str]) -> Callable[[str], bool]:
     return lambda key: compiled is not None and compiled.match(key.lower()) is not None
 
 
-class _Scan:
-    """One detection run over a flat string array; collects which values had which entity.
+_GITLEAKS: Final = "gitleaks"
+
+
+class _Scanner:
+    """Everything a scan needs that depends on the config only, compiled once per processor.
 
     A single RE2 alternation of every detector answers "does this value hold a candidate" at DFA speed, but
     replacing with it makes RE2 fall back to its slow NFA (the combined program outgrows the DFA's memory),
@@ -186,27 +252,94 @@ class _Scan:
     around each candidate. Patterns never match the sentinels, so a later pass marks only inside or outside
     an earlier mark, and Python resolves the nesting: the outer candidate wins if its validator accepts it,
     otherwise the candidates inside it get their turn (a rejected "card" may hold a real phone number).
+    Secrets of the gitleaks rule set are found by their own rules on the values holding one of their keywords
+    and join the marked candidates.
     """
 
-    def __init__(self, detectors: Sequence[Detector], config: RedactionConfig) -> None:
-        self._detectors = tuple(detectors)
-        self._combined = "|".join(f"(?:{pattern})" for d in self._detectors for pattern in d.mark_patterns)
-        self._passes = [
-            (pattern, f"{_OPEN}{chr(_FIRST_INDEX + index)}\\0{_CLOSE}")
-            for index, detector in enumerate(self._detectors)
-            for pattern in detector.mark_patterns
+    def __init__(self, detectors: Sequence[Detector], config: RedactionConfig, rules: SecretRuleSet | None) -> None:
+        self.detectors = tuple(detectors)
+        self.rules = rules
+        patterns = [pattern for d in self.detectors for pattern in d.mark_patterns]
+        self.combined = "|".join(f"(?:{pattern})" for pattern in patterns)
+        # Custom patterns mark first: they are the user's own, and a broad built-in candidate (a digit run)
+        # must not split one of theirs (`EMP-004211`).
+        # Then a phone number's candidate before the card and SSN ones it may contain (`+255 800 12 3937`): a
+        # later pass cannot mark across an earlier mark, while a rejected outer candidate leaves the inner
+        # ones their turn. IBANs before phones, for the same reason the other way round.
+        order = range(len(self.detectors))
+        passes = [
+            (_pass_rank(self.detectors[index], part), pattern, chr(_FIRST_INDEX + index))
+            for index in order
+            for part, pattern in enumerate(self.detectors[index].mark_patterns)
         ]
-        self._tokens = {d.entity: d.entity.upper() for d in self._detectors}
-        self._modes = {d.entity: config.mode_of(d.entity) for d in self._detectors}
-        self._key = config.hmac_key.get_secret_value().encode() if config.hmac_key is not None else b""
+        self.passes = [(pattern, marker) for _, pattern, marker in sorted(passes, key=lambda item: item[0])]
+        self.tokens = {d.entity: d.entity.upper() for d in self.detectors}
+        self.modes = {d.entity: config.mode_of(d.entity) for d in self.detectors}
+        self.modes.setdefault("secret", config.mode_of("secret"))
+        key = config.pseudonym_key
+        self.key = key.get_secret_value().encode() if key is not None else b""
+        self.secret_detector = next((d for d in self.detectors if d.entity == "secret"), None)
+        # The same programs for small inputs, compiled here once (RE2 semantics either way).
+        small = [self.combined] if self.detectors else []
+        if rules is not None:
+            small.append(rules.keyword_pattern)
+        self.small_combined = _re2("|".join(f"(?:{pattern})" for pattern in small)) if small else None
+        self.small_passes = [(_re2(pattern), marker) for pattern, marker in self.passes]
+        self.small_rules = _re2(rules.keyword_pattern) if rules is not None else None
+
+    def replacement(self, entity: str, normalised: str) -> str:
+        mode = self.modes[entity]
+        if mode == "drop":
+            return ""
+        if mode == "mask":
+            return f"[{self.tokens.get(entity, entity.upper())}]"
+        digest = hmac.new(self.key, normalised.encode(), hashlib.sha256).hexdigest()
+        return f"<{entity}:{digest[:PSEUDONYM_HEX_DIGITS]}>"
+
+
+# (entity, pattern part) in marking order; an SSN after its keyword (part 1) before the phone digit runs.
+_PASS_ORDER: Final = ("secret", "email", "iban", "ip/0", "ssn/1", "phone", "card", "ssn", "ip")
+
+
+def _pass_rank(detector: Detector, part: int) -> int:
+    if detector.reason == "custom":
+        return -1
+    for name in (f"{detector.entity}/{part}", detector.entity):
+        if name in _PASS_ORDER:
+            return _PASS_ORDER.index(name)
+    return len(_PASS_ORDER)
+
+
+def _re2(pattern: str) -> Any:
+    options = re2.Options()
+    options.max_mem = 64 << 20
+    return re2.compile(pattern, options)
+
+
+class _Scan:
+    """One detection run over a flat string array; collects which values had which entity."""
+
+    def __init__(self, scanner: _Scanner) -> None:
+        self._scanner = scanner
         self.found: dict[str, list[int]] = {}
-        # (value position, entity, start, end) in the original value, when the caller asks (benchmarks, tests).
-        self.spans: list[tuple[int, str, int, int]] | None = None
+        # (value position, entity, start, end, reason) in the original value, when the caller asks.
+        self.spans: list[tuple[int, str, int, int, str]] | None = None
 
     def run(self, values: pa.Array) -> pa.Array:
-        if not self._detectors or len(values) == 0:
+        scanner = self._scanner
+        if scanner.small_combined is None or len(values) == 0:
             return values
-        hits = pc.match_substring_regex(values, self._combined)
+        if len(values) <= 256 and (pc.sum(pc.utf8_length(values)).as_py() or 0) < SMALL_INPUT_CHARS:
+            return self._run_small(values)
+        hits = pc.match_substring_regex(values, scanner.combined) if scanner.detectors else None
+        keyed_all: pa.Array | None = None
+        if scanner.rules is not None:
+            keyed_all = pc.or_(
+                pc.match_substring_regex(values, scanner.rules.keyword_literals, ignore_case=True),
+                pc.match_substring_regex(values, scanner.rules.short_rule_pattern),
+            )
+            hits = keyed_all if hits is None else pc.or_(hits, keyed_all)
+        assert hits is not None  # run() returns early with neither detectors nor rules
         if not pc.any(hits).as_py():
             return values
         positions = pc.indices_nonzero(hits).to_numpy()
@@ -215,77 +348,144 @@ class _Scan:
         if pc.any(pc.match_substring_regex(candidates, _SENTINEL_CLASS)).as_py():
             candidates = pc.replace_substring_regex(candidates, _SENTINEL_CLASS, "\ufffd")
         marked = candidates
-        for pattern, rewrite in self._passes:
-            marked = pc.replace_substring_regex(marked, pattern, rewrite)
+        for pattern, marker in scanner.passes:
+            marked = pc.replace_substring_regex(marked, pattern, f"{_OPEN}{marker}\\0{_CLOSE}")
+        with_keywords = keyed_all.filter(hits).to_pylist() if keyed_all is not None else None
         replaced: list[str] = []
-        for position, text, original in zip(
-            positions.tolist(), marked.to_pylist(), candidates.to_pylist(), strict=True
+        for index, (position, text, original) in enumerate(
+            zip(positions.tolist(), marked.to_pylist(), candidates.to_pylist(), strict=True)
         ):
-            redacted = self._redact(position, text, original)
-            if redacted != original and original[:1] in "[{" and not _still_json(original, redacted):
-                # A replacement broke a JSON document (an escape we did not foresee): keep nothing of it.
-                self.found.setdefault(BLOCKED_KEY_ENTITY, []).append(position)
-                redacted = BLOCKED_VALUE
-            replaced.append(redacted)
+            keyed = with_keywords is not None and bool(with_keywords[index])
+            replaced.append(self._value(position, text, original, keyed))
         return pc.replace_with_mask(values, hits, pa.array(replaced, pa.string()))
 
-    def _redact(self, position: int, marked: str, original: str) -> str:
+    def _run_small(self, values: pa.Array) -> pa.Array:
+        scanner = self._scanner
+        combined = scanner.small_combined
+        assert combined is not None  # run() returns early without detectors
+        texts = values.to_pylist()
+        changed = False
+        for position, text in enumerate(texts):
+            if not text or not combined.search(text):
+                continue
+            original = _SENTINELS.sub("\ufffd", text) if _SENTINELS.search(text) else text
+            marked = original
+            for regex, marker in scanner.small_passes:
+                marked = regex.sub(lambda found, marker=marker: f"{_OPEN}{marker}{found.group(0)}{_CLOSE}", marked)
+            keyed = scanner.small_rules is not None and scanner.small_rules.search(original) is not None
+            redacted = self._value(position, marked, original, keyed)
+            if redacted != text:
+                texts[position] = redacted
+                changed = True
+        return pa.array(texts, pa.string()) if changed else values
+
+    def _value(self, position: int, marked: str, original: str, keyed: bool) -> str:
+        redacted = self._redact(position, marked, original, keyed)
+        if redacted != original and original[:1] in "[{" and not _still_json(original, redacted):
+            # A replacement broke a JSON document (an escape we did not foresee): keep nothing of it.
+            self.found.setdefault(BLOCKED_KEY_ENTITY, []).append(position)
+            return BLOCKED_VALUE
+        return redacted
+
+    def _redact(self, position: int, marked: str, original: str, keyed: bool) -> str:
+        scanner = self._scanner
+        candidates: list[tuple[int, int, int, str]] = [
+            (start, end, index, "") for start, end, index in _candidates(marked)
+        ]
+        if keyed and scanner.rules is not None:
+            extra = [(start, end, -1, rule) for start, end, rule in scanner.rules.find(original)]
+            if extra:
+                candidates = sorted(candidates + extra, key=lambda candidate: (candidate[0], -candidate[1]))
         pieces: list[str] = []
         done = 0
-        for start, end, index in _candidates(marked):
+        for start, end, index, rule in candidates:
             if start < done:
                 continue  # inside a candidate already redacted
-            detector = self._detectors[index]
-            if original.startswith("\\", start) and original[start + 1 : start + 2] in _ESCAPE_LETTERS:
-                start += 2  # the JSON escape the leading boundary accepted is not part of the value
-            candidate = original[start:end]
-            before = original[max(0, start - _CONTEXT) : start]
-            # Validators judge context as text: an escape just before the value reads as the space it stands for.
-            context = _TRAILING_ESCAPE.sub(" ", before) if "\\" in before else before
-            if not detector.validate(candidate, context, original[end : end + _CONTEXT]):
-                continue
-            prefix, secret, suffix = split_secret(candidate) if detector.entity == "secret" else ("", candidate, "")
-            # Keep JSON escapes whole: a candidate that starts inside `\n` or `\u00e9`, or ends on a lone `\`.
-            if "\\" in before or "\\" in prefix:
-                lead = _escape_lead(before + prefix, secret)
-                prefix, secret = prefix + secret[:lead], secret[lead:]
-            if secret.endswith("\\") and _odd_backslashes(secret):
-                secret, suffix = secret[:-1], "\\" + suffix
-            if not secret:
-                continue
-            self.found.setdefault(detector.entity, []).append(position)
-            secret_start = start + len(prefix)
+            if index < 0:  # a gitleaks rule found it: the span is the secret itself
+                entity, reason, secret_start, secret = "secret", f"gitleaks rule {rule}", start, original[start:end]
+                normalised = normal_secret(secret)
+            else:
+                detector = scanner.detectors[index]
+                taken = self._take(detector, original, start, end)
+                if taken is None:
+                    continue
+                secret_start, secret = taken
+                entity, reason, normalised = detector.entity, detector.reason, detector.normalise(secret)
+            self.found.setdefault(entity, []).append(position)
             if self.spans is not None:
-                self.spans.append((position, detector.entity, secret_start, secret_start + len(secret)))
+                self.spans.append((position, entity, secret_start, secret_start + len(secret), reason))
             pieces.append(original[done:secret_start])
-            pieces.append(self._replacement(detector, secret))
+            pieces.append(scanner.replacement(entity, normalised))
             done = secret_start + len(secret)
         if not pieces:
             return original
         pieces.append(original[done:])
         return "".join(pieces)
 
-    def _replacement(self, detector: Detector, secret: str) -> str:
-        mode = self._modes[detector.entity]
-        if mode == "drop":
-            return ""
-        token = self._tokens[detector.entity]
-        if mode == "mask":
-            return f"[{token}]"
-        digest = hmac.new(self._key, detector.normalise(secret).encode(), hashlib.sha256).hexdigest()
-        return f"[{token}:{digest[:8]}]"
+    @staticmethod
+    def _take(detector: Detector, original: str, start: int, end: int) -> tuple[int, str] | None:
+        """(start, text) of the part of a marked candidate to redact, or None when its validator rejects it."""
+        if original.startswith("\\", start) and original[start + 1 : start + 2] in _ESCAPE_LETTERS:
+            start += 2  # the JSON escape the leading boundary accepted is not part of the value
+        candidate = original[start:end]
+        before = original[max(0, start - _CONTEXT) : start]
+        # Validators judge context as text: an escape just before the value reads as the space it stands for.
+        context = _TRAILING_ESCAPE.sub(" ", before) if "\\" in before else before
+        length = detector.accepted_length(candidate, context, original[end : end + _CONTEXT])
+        if length == 0:
+            return None
+        candidate = candidate[:length]
+        prefix, secret, _ = detector.split(candidate) if detector.split is not None else ("", candidate, "")
+        # Keep JSON escapes whole: a candidate that starts inside `\n` or `\u00e9`, or ends on a lone `\`.
+        if "\\" in before or "\\" in prefix:
+            lead = _escape_lead(before + prefix, secret)
+            prefix, secret = prefix + secret[:lead], secret[lead:]
+        if secret.endswith("\\") and _odd_backslashes(secret):
+            secret = secret[:-1]
+        if not secret:
+            return None
+        return start + len(prefix), secret
 
 
-def detect(texts: Sequence[str], config: RedactionConfig | None = None) -> list[list[tuple[str, int, int]]]:
-    """The (entity, start, end) spans the processor would redact in each text, in the text's own offsets."""
-    config = config if config is not None else RedactionConfig()
-    scan = _Scan(RedactionProcessor(config).detectors, config)
+class Detection(NamedTuple):
+    """One thing the redaction processor would redact: `value[start:end]` is an `entity` (stable interface)."""
+
+    start: int
+    end: int
+    entity: str
+
+
+class Explanation(NamedTuple):
+    """A detection with the reason it was taken (`agentledger redact` prints these)."""
+
+    start: int
+    end: int
+    entity: str
+    reason: str
+
+
+@cache
+def _default_processor() -> RedactionProcessor:
+    return RedactionProcessor(RedactionConfig())
+
+
+def explain(values: Sequence[str], config: RedactionConfig | None = None) -> list[list[Explanation]]:
+    """Like `detect`, with a few words per detection on why it was taken."""
+    processor = _default_processor() if config is None else RedactionProcessor(config)
+    scan = _Scan(processor.scanner)
     scan.spans = []
-    scan.run(pa.array(list(texts), pa.string()))
-    found: list[list[tuple[str, int, int]]] = [[] for _ in texts]
-    for position, entity, start, end in scan.spans:
-        found[position].append((entity, start, end))
+    scan.run(pa.array(list(values), pa.string()))
+    found: list[list[Explanation]] = [[] for _ in values]
+    for position, entity, start, end, reason in scan.spans:
+        found[position].append(Explanation(start, end, entity, reason))
     return found
+
+
+def detect(values: Sequence[str], config: RedactionConfig | None = None) -> list[list[Detection]]:
+    """What the redaction processor would redact in each value: `(start, end, entity)` tuples, in the value's own
+    character offsets, in order; `value[start:end]` is the part replaced. Stable public API; without a config the
+    defaults apply (compiled once per process)."""
+    return [[Detection(item.start, item.end, item.entity) for item in found] for found in explain(values, config)]
 
 
 def _candidates(marked: str) -> list[tuple[int, int, int]]:
@@ -300,7 +500,7 @@ def _candidates(marked: str) -> list[tuple[int, int, int]]:
             sentinel_chars += 3  # \x01, the detector's character, \x03
             candidates.append((start, start + len(found.group(2)), ord(found.group(1)) - _FIRST_INDEX))
         return candidates
-    candidates = []
+    nested: list[tuple[int, int, int, int]] = []
     open_marks: list[tuple[int, int]] = []
     sentinel_chars = 0
     for token in _TOKEN.finditer(marked):
@@ -310,9 +510,10 @@ def _candidates(marked: str) -> list[tuple[int, int, int]]:
             open_marks.append((ord(token.group(1)) - _FIRST_INDEX, plain))
         elif open_marks:
             index, start = open_marks.pop()
-            candidates.append((start, plain, index))
-    candidates.sort(key=lambda candidate: (candidate[0], -candidate[1]))
-    return candidates
+            nested.append((start, plain, len(open_marks), index))
+    # Outer before inner, also when two marks cover the same characters: the earlier pass marked the outer one.
+    nested.sort(key=lambda candidate: (candidate[0], -candidate[1], candidate[2]))
+    return [(start, end, index) for start, end, _, index in nested]
 
 
 def _escape_lead(before: str, secret: str) -> int:
@@ -354,9 +555,11 @@ class RedactionProcessor:
 
     def __init__(self, config: RedactionConfig | None = None) -> None:
         self.config = config if config is not None else RedactionConfig()
-        detectors = [d for d in BUILTIN_DETECTORS if d.entity in self.config.entities]
+        detectors = list(build_detectors(self.config.entities, self.config.phone_regions))
         detectors += [custom_detector(name, pattern) for name, pattern in self.config.custom_patterns.items()]
         self.detectors = tuple(detectors)
+        rules = gitleaks_rules() if self.config.gitleaks_rules and "secret" in self.config.entities else None
+        self.scanner = _Scanner(self.detectors, self.config, rules)
         ner_entities = tuple(entity for entity in self.config.entities if entity in NER_ENTITIES)
         self._ner: NerRedactor | None = (
             load_ner(ner_entities, self.config.ner_model, f"{KEY}.entities") if ner_entities else None
@@ -440,7 +643,7 @@ class RedactionProcessor:
 
         flat = pa.concat_arrays([source.values for source in sources]) if sources else pa.array([], pa.string())
         flat_rows = np.concatenate([source.rows for source in sources]) if sources else every_row[:0]
-        scan = _Scan(self.detectors, self.config)
+        scan = _Scan(self.scanner)
         flat = scan.run(flat)
         found = dict(scan.found)
         if self._ner is not None:

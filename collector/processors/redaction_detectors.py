@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
+from urllib.parse import unquote
+
+import phonenumbers
+from stdnum import luhn as stdnum_luhn
+from stdnum.iso7064 import mod_97_10
 
 # A validator sees the candidate and the text just around it (to reject versions, dates, parts of ids).
 Validator = Callable[[str, str, str], bool]
@@ -28,10 +34,22 @@ class Detector:
     normalise: Callable[[str], str]
     # The pattern in the pieces RE2 marks one at a time (a big alternation exhausts RE2's DFA memory).
     parts: tuple[str, ...] = ()
+    # (kept prefix, value, kept suffix) of a candidate that carries its context (`password=`, `ssn: `).
+    split: Callable[[str], tuple[str, str, str]] | None = None
+    # How much of the candidate is the entity (0: none of it), for candidates that may swallow a neighbour
+    # (`DE89 ... 00 then`): used instead of `validate` when set.
+    refine: Callable[[str, str, str], int] | None = None
+    # Why the value was taken, in a few words (`agentledger redact` prints it).
+    reason: str = ""
 
     @property
     def mark_patterns(self) -> tuple[str, ...]:
         return self.parts or (self.pattern,)
+
+    def accepted_length(self, candidate: str, before: str, after: str) -> int:
+        if self.refine is not None:
+            return self.refine(candidate, before, after)
+        return len(candidate) if self.validate(candidate, before, after) else 0
 
 
 def _always(candidate: str, before: str, after: str) -> bool:
@@ -47,9 +65,19 @@ def _digits(text: str) -> str:
 
 # --- email -------------------------------------------------------------------------------------------------
 
+# `%40` is `@` URL-encoded (query strings, form bodies), `%2B` a `+`; an encoded `=` or `&` (`%3D`) may come
+# just before the address, and is split off again.
 EMAIL_PATTERN: Final = (
-    r"\b[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
+    r"(?:%[0-9A-Fa-f]{2}|\b)[A-Za-z0-9](?:[A-Za-z0-9._+-]|%2[Bb])*(?:@|%40)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"
 )
+_ENCODED_LEAD: Final = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def split_email(candidate: str) -> tuple[str, str, str]:
+    found = _ENCODED_LEAD.match(candidate)
+    return (candidate[:3], candidate[3:], "") if found is not None else ("", candidate, "")
+
 
 # Retina image names (`logo@2x.png`) and package pins look like addresses; a file extension is no TLD.
 _FILE_EXTENSIONS: Final = frozenset(
@@ -102,99 +130,185 @@ def _valid_email(candidate: str, before: str, after: str) -> bool:
     return top_level not in _FILE_EXTENSIONS
 
 
+def _normal_email(candidate: str) -> str:
+    # `jane%40example.com` in a URL and `jane@example.com` in a body are one person: one pseudonym.
+    return unquote(candidate).lower() if "%" in candidate else candidate.lower()
+
+
 # --- phone -------------------------------------------------------------------------------------------------
 
+# Candidates only: a run of digit groups with the separators people write (spaces, dots, dashes, slashes,
+# parentheses around an area code, `+` or `00` before a country code), and an extension; libphonenumber then
+# decides whether it is a number of one of the configured regions.
 PHONE_PATTERN: Final = (
-    # international: +CC then groups with common separators, e.g. +1 (415) 555-0199, +44 20 7946 0958
-    r"\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){1,2}(?:[ .-]?\d{2,4}){1,4}\b"
-    # North American national: (415) 555-0199, 415-555-0199, 415.555.0199
-    r"|\(\d{3}\) ?\d{3}[ .-]\d{4}\b"
-    r"|\b\d{3}[ .-]\d{3}[ .-]\d{4}\b"
-    # French national: 01 23 45 67 89, 06.12.34.56.78
-    r"|\b0[1-9](?:[ .]\d{2}){4}\b"
-    # UK and German national with a trunk 0: 020 7946 0958, 07700 900123, 030 12345678, 0171-1234567
-    r"|\b0\d{2,4}[ /-]\d{3,8}(?:[ -]\d{3,4})?\b"
+    # a parenthesised area code or trunk `(0)` may stand once, after a leading group or first
+    # (seven characters at least: years, short ids and most counts are no candidates)
+    r"(?:(?:\+|\b)\d[\d ./-]{0,6}(?:\(\d{1,5}\)[ .-]?)?[\d ./-]{4,20}\d|\(\d{1,5}\)[ .-]?\d[\d ./-]{3,16}\d)"
+    r"(?:[ ,]{0,2}(?:ext\.?|Ext\.?|EXT\.?|extension|x|X|#) ?\d{1,6})?\b"
 )
+# Regions tried, in order, for numbers written without a country code (libphonenumber region codes).
+DEFAULT_PHONE_REGIONS: Final = (
+    "US", "GB", "DE", "FR", "IN", "AU", "JP", "BR", "ES", "IT", "NL", "MX", "CN", "KR", "RU", "PL", "SE",
+    "CH", "BE", "AT", "IE", "PT", "ZA", "NG", "SG", "AR", "TR", "ID", "PH",
+)  # fmt: skip
+
+# Words before a number that make a short or unseparated digit run a phone number ...
+_PHONE_WORDS: Final = re.compile(
+    r"(?i)(?:\b(?:phone|tel|telephone|mobile|mob|cell|call|fax|whatsapp|sms|contact|dial|ring|hotline|"
+    r"telefon|téléphone|teléfono|telefone|telefono|numero|número|handy|celular|portable|tél)\b|\bphone_?number)"
+)
+# ... and words that make it something else.
+_NOT_PHONE_WORDS: Final = re.compile(
+    r"(?i)\b(?:order|invoice|inv|sku|ref|reference|id|ticket|build|version|ver|tracking|account|acct|iban|card|"
+    r"ssn|zip|postcode|isbn|serial|batch|lot|po|receipt|txn|transaction|amount|total|port|pid|uid)\b\W{0,3}$"
+)
+_DATE_LIKE: Final = re.compile(
+    r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.](?:\d{4}|\d{2}))(?:[ T]\d{1,2}(?:[:.]\d{2})*)?$"
+)
+_YEARS: Final = re.compile(r"^(?:19|20)\d\d(?: ?[-/] ?(?:19|20)?\d\d)?$")
+_DOTTED: Final = re.compile(r"^\d{1,3}(?:\.\d{1,3}){2,}$")  # versions and IPv4 addresses
+_SEPARATED: Final = re.compile(r"\d[ ./()-]+\d")
+_SSN_SHAPE: Final = re.compile(r"^\d{3}([- ])\d{2}\1\d{4}$")
+_EXTENSION: Final = re.compile(r"(?i)[ ,]{0,2}(?:ext\.?|extension|x|#) ?\d{1,6}$")
+_IBAN_HEAD_BEFORE: Final = re.compile(r"\b[A-Z]{2}\d{2} $")  # the rest of a rejected IBAN: `DE89 3704 0044 ...`
 
 
-_GROUP_BEFORE: Final = re.compile(r"[0-9A-Z]{2}\d{2} $|\d{4} $")
-_GROUP_AFTER: Final = re.compile(r" \d{2,4}\b")
+@lru_cache(maxsize=65536)
+def phone_region(candidate: str, regions: tuple[str, ...]) -> str | None:
+    """The region (libphonenumber code) in which `candidate` is a valid number, or None."""
+    try:
+        if candidate.startswith(("+", "00")):
+            # With its country code the shape is evidence enough: a possible length for that country
+            # (libphonenumber's POSSIBLE leniency) also covers numbers in blocks not yet assigned.
+            number = phonenumbers.parse(candidate, None if candidate.startswith("+") else "DE")  # DE dials out with 00
+            if not phonenumbers.is_possible_number(number):
+                return None
+            return phonenumbers.region_code_for_country_code(number.country_code or 0)
+        for region in regions:
+            number = phonenumbers.parse(candidate, region)
+            if phonenumbers.is_valid_number_for_region(number, region):
+                return region
+    except phonenumbers.NumberParseException:
+        return None
+    return None
 
 
-def _valid_phone(candidate: str, before: str, after: str) -> bool:
-    digits = _digits(candidate)
-    if candidate.startswith("+"):
-        if not 8 <= len(digits) <= 15:
+def phone_detector(regions: Sequence[str]) -> Detector:
+    """The phone detector for `regions`: candidates from RE2, validity from libphonenumber's metadata."""
+    regions = tuple(regions)
+
+    def valid(candidate: str, before: str, after: str) -> bool:
+        number = _EXTENSION.sub("", candidate)
+        digits = _digits(number)
+        international = number.startswith("+") or (number.startswith("00") and len(digits) > 10)
+        if not 7 <= len(digits) <= 15 or len(set(digits)) <= 2:  # 000-000-0000 and friends are placeholders
             return False
-    elif not 9 <= len(digits) <= 12:
-        return False
-    if len(set(digits)) <= 2:  # 000-000-0000 and friends are placeholders
-        return False
-    # Part of a longer number (an id, a range such as 2024-2025, the groups of an account number) rather than
-    # a number on its own.
-    if _GROUP_BEFORE.search(before) or _GROUP_AFTER.match(after):
-        return False
-    return not (before[-1:].isalnum() or before.endswith(("-", "#")) or after.startswith(("-", "/")))
+        if _DATE_LIKE.match(number) or _YEARS.match(number) or _DOTTED.match(number) or _SSN_SHAPE.match(number):
+            return False
+        if "." in number and any(len(group) == 1 for group in number.split(".")[1:]):
+            return False  # an OID or a version (1.3.6.1.4.1), not 06.12.34.56.78
+        # Part of something longer: an id, a range, the groups of an account number, a decimal.
+        if before[-1:].isalnum() or before.endswith(("-", "#", "/", ".", ":", "_", "%", "$", "€", "£", "&")):
+            return False
+        if after.startswith(("-", "/", "_", "%")) or after[:1].isalnum() or re.match(r"[.:,]\d", after):
+            return False
+        # (Digit groups just before are another entity's: the candidate pattern takes runs of groups whole.)
+        if _NOT_PHONE_WORDS.search(before) or _IBAN_HEAD_BEFORE.search(before):
+            return False
+        keyword = _PHONE_WORDS.search(before) is not None
+        separated = _SEPARATED.search(number) is not None
+        # Short local numbers and unseparated digit runs (epoch seconds, ids) need a phone word before them.
+        if not international and (len(digits) < 9 or not separated) and not keyword:
+            return False
+        return phone_region(number.replace("(0)", ""), regions) is not None
+
+    def refine(candidate: str, before: str, after: str) -> int:
+        # A card number or an SSN is the inner candidate's: no trimming it into a "phone number".
+        if not candidate.startswith("+") and (_valid_card(candidate, before, after) or _SSN_SHAPE.match(candidate)):
+            return 0
+        # A candidate may have swallowed a neighbouring number (`415-555-0199 2 times`): drop trailing groups.
+        text = candidate
+        for _ in range(3):
+            if valid(text, before, candidate[len(text) :] + after):
+                return len(text)
+            cut = text.rfind(" ")
+            if cut <= 0:
+                return 0
+            text = text[:cut].rstrip(" ,")
+        return 0
+
+    return Detector(
+        "phone", json_aware(PHONE_PATTERN), valid, _digits, refine=refine, reason="valid phone number (libphonenumber)"
+    )
 
 
 # --- payment cards -----------------------------------------------------------------------------------------
 
 CARD_PATTERN: Final = (
-    # 4-4-4-4(-3) or contiguous 13-19 digits; Amex 4-6-5; nothing shaped like a date or a UUID part
-    # Issuer prefixes start with 2-6 (and 8 for UnionPay 81): epoch milliseconds and most ids never get marked.
-    r"\b[2-68]\d{3}[ -]?\d{4}[ -]?\d{4}[ -]?\d{1,4}(?:[ -]?\d{3})?\b|\b3\d{3}[ -]?\d{6}[ -]?\d{4,5}\b"
+    # 12-19 digits, contiguous or in groups of four (the last shorter), or Amex/Diners 4-6-4(5); the issuer
+    # ranges and Luhn are checked on the candidate.
+    r"\b(?:[1-9]\d{11,18}|0604\d{8,15})\b|\b[1-9]\d{3}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,4})?\b"
+    r"|\b3\d{3}[ -]?\d{6}[ -]?\d{4,5}\b"
 )
 
 
 def luhn_valid(digits: str) -> bool:
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if position % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
+    return stdnum_luhn.is_valid(digits)
 
 
-def _card_brand_ok(digits: str) -> bool:
-    # Issuer prefixes (IIN ranges) of the networks in use; most order numbers and epoch times fail here.
+def card_brand(digits: str) -> str | None:
+    """The card network whose issuer range (IIN) and lengths fit `digits`, or None."""
     length = len(digits)
-    two, four = int(digits[:2]), int(digits[:4])
+    two, three, four, six = int(digits[:2]), int(digits[:3]), int(digits[:4]), int(digits[:6])
     if digits[0] == "4":
-        return length in (13, 16, 19)
-    if 51 <= two <= 55 or 2221 <= four <= 2720:
-        return length == 16
+        return "Visa" if 13 <= length <= 19 else None
+    if digits.startswith(("2131", "1800")):
+        return "JCB" if length == 15 else None
+    if 51 <= two <= 55 or 222100 <= six <= 272099:
+        return "Mastercard" if length == 16 else None
     if two in (34, 37):
-        return length == 15
-    if digits.startswith(("6011", "65")) or 644 <= int(digits[:3]) <= 649 or 622126 <= int(digits[:6]) <= 622925:
-        return 16 <= length <= 19
-    if 3528 <= four <= 3589:
-        return 16 <= length <= 19
-    if two in (36, 38, 39) or 300 <= int(digits[:3]) <= 305:
-        return 14 <= length <= 19
-    if two == 62 or two == 81:
-        return 16 <= length <= 19
-    return False
+        return "American Express" if length == 15 else None
+    if 2200 <= four <= 2204:
+        return "Mir" if 16 <= length <= 19 else None
+    if two == 35:  # JCB is 3528-3589; faker and some issuers' test ranges use all of 35
+        return "JCB" if 16 <= length <= 19 else None
+    if 300 <= three <= 305 or four == 3095 or two in (36, 38, 39):
+        return "Diners Club" if 14 <= length <= 19 else None
+    if four == 6011 or 644 <= three <= 649 or two == 65 or 622126 <= six <= 622925:
+        return "Discover" if 16 <= length <= 19 else None
+    if two in (62, 81):
+        return "UnionPay" if 16 <= length <= 19 else None
+    if two == 50 or 56 <= two <= 69 or four == 604:  # 0604: Maestro (UK)
+        return "Maestro" if 12 <= length <= 19 else None
+    if two == 82 or two == 60:
+        return "RuPay" if length == 16 else None
+    if four == 9792:
+        return "Troy" if length == 16 else None
+    if digits[0] == "1":
+        return "UATP" if length == 15 else None
+    return None
 
 
-_CARD_GROUPINGS: Final = {(4, 4, 4, 4), (4, 4, 4, 4, 3), (4, 6, 5), (4, 6, 4), (4, 4, 4, 1), (4, 4, 4, 2), (4, 4, 4, 3)}
+def _card_grouping_ok(groups: tuple[int, ...]) -> bool:
+    if len(groups) == 1 or groups in ((4, 6, 4), (4, 6, 5)):
+        return True
+    # 4-4-4-4, 4-4-4-4-3, 4-4-4-1: groups of four, the last one shorter; not a UUID's or a phone's groups
+    return len(groups) >= 3 and all(size == 4 for size in groups[:-1]) and 1 <= groups[-1] <= 4
 
 
 def _valid_card(candidate: str, before: str, after: str) -> bool:
     digits = _digits(candidate)
-    if not 13 <= len(digits) <= 19 or not _card_brand_ok(digits) or not luhn_valid(digits):
+    if not 12 <= len(digits) <= 19 or card_brand(digits) is None or not luhn_valid(digits):
         return False
-    groups = tuple(len(group) for group in re.split(r"[ -]", candidate))
-    if len(groups) > 1 and groups not in _CARD_GROUPINGS:
-        return False  # a UUID's or a phone number's digit groups, not a card's
-    return not before.endswith(("-", "#"))
+    if not _card_grouping_ok(tuple(len(group) for group in re.split(r"[ -]", candidate))):
+        return False
+    return not before.endswith(("-", "#", ".", "_", "/", "+")) and not after.startswith(("-", "."))
 
 
 # --- IBAN --------------------------------------------------------------------------------------------------
 
-IBAN_PATTERN: Final = r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b"
+# Upper or lower case (`de89 3704 ...` is as valid to a bank as `DE89 3704 ...`).
+IBAN_PATTERN: Final = r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]{4}){2,7}(?: ?[A-Za-z0-9]{1,3})?\b"
 
 # ISO 13616 lengths by country (SWIFT IBAN registry).
 IBAN_LENGTHS: Final[Mapping[str, int]] = {
@@ -209,32 +323,68 @@ IBAN_LENGTHS: Final[Mapping[str, int]] = {
 }  # fmt: skip
 
 
-_IBAN_LETTERS: Final = str.maketrans({chr(code): str(code - 55) for code in range(ord("A"), ord("Z") + 1)})
-
-
 def iban_valid(compact: str) -> bool:
-    if IBAN_LENGTHS.get(compact[:2]) != len(compact):
+    compact = compact.upper()
+    # Length for the country and ISO 7064 mod 97-10 (python-stdnum's, as its iban module uses it); not the national
+    # BBAN formats, whose lookup costs ~1.5 ms a value, nor check digits, which invented and mistyped-but-real
+    # account numbers fail while still identifying a person's account.
+    if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact.isalnum() or not compact[2:4].isdigit():
         return False
-    rearranged = compact[4:] + compact[:4]
-    return int(rearranged.translate(_IBAN_LETTERS)) % 97 == 1
+    try:
+        return mod_97_10.is_valid(compact[4:] + compact[:4])
+    except ValueError:
+        return False
 
 
-def _valid_iban(candidate: str, before: str, after: str) -> bool:
-    return iban_valid(candidate.replace(" ", ""))
+def _iban_length(candidate: str, before: str, after: str) -> int:
+    """The IBAN at the start of `candidate`, which may have swallowed a following word (`... 00 then`)."""
+    if before[-1:].isalnum():
+        return 0
+    text = candidate
+    while len(text) >= 15:
+        if iban_valid(text.replace(" ", "")):
+            return len(text)
+        cut = text.rfind(" ")
+        if cut < 0:
+            return 0
+        text = text[:cut]
+    return 0
 
 
 # --- US SSN ------------------------------------------------------------------------------------------------
 
-SSN_PATTERN: Final = r"\b\d{3}[- ]\d{2}[- ]\d{4}\b"
+SSN_PATTERNS: Final = (
+    r"\b\d{3}[- ]\d{2}[- ]\d{4}\b",
+    # Nine bare digits are an SSN only after a keyword (`ssn=078051120`, `"ssn": "..."`).
+    r"(?i:\bssn|\bsocial[ _-]?security(?:[ _-]?(?:number|no\.?|num))?|\bsoc[ .]?sec(?:[ .]?no\.?)?)"
+    r"(?:\\?[\"'])?\s{0,3}[:=#]?\s{0,3}(?:\\?[\"'])?(?i:no\.?\s?)?\d{9}\b",
+)
+SSN_PATTERN: Final = "|".join(f"(?:{part})" for part in SSN_PATTERNS)
+_SSN_KEYED: Final = re.compile(r"(?s)(.*?\D)(\d{9})()$")
+
+
+def split_ssn(candidate: str) -> tuple[str, str, str]:
+    if candidate[:1].isdigit():
+        return "", candidate, ""
+    found = _SSN_KEYED.match(candidate)
+    return (found.group(1), found.group(2), "") if found is not None else ("", candidate, "")
+
+
+def ssn_digits_valid(area: int, group: int, serial: int) -> bool:
+    return not (area in (0, 666) or area >= 900 or group == 0 or serial == 0)
 
 
 def _valid_ssn(candidate: str, before: str, after: str) -> bool:
-    if candidate[3] != candidate[6]:
-        return False  # 123-45 6789 mixes separators: not how an SSN is written
-    area, group, serial = int(candidate[:3]), int(candidate[4:6]), int(candidate[7:])
-    if area in (0, 666) or area >= 900 or group == 0 or serial == 0:
+    if after.startswith("-") or after[:1].isalnum():
         return False
-    return not (before[-1:].isalnum() or before.endswith(("-", "#")) or after.startswith("-"))
+    _, value, _ = split_ssn(candidate)
+    if len(value) == 9:
+        return value.isdigit() and ssn_digits_valid(int(value[:3]), int(value[3:5]), int(value[5:]))
+    if value[3] != value[6]:
+        return False  # 123-45 6789 mixes separators: not how an SSN is written
+    if not ssn_digits_valid(int(value[:3]), int(value[4:6]), int(value[7:])):
+        return False
+    return not (before[-1:].isalnum() or before.endswith(("-", "#")))
 
 
 # --- IP addresses ------------------------------------------------------------------------------------------
@@ -242,22 +392,36 @@ def _valid_ssn(candidate: str, before: str, after: str) -> bool:
 _OCTET: Final = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _HEXTET: Final = r"[0-9A-Fa-f]{1,4}"
 _EMBEDDED_V4: Final = r"(?:\.\d{1,3}\.\d{1,3}\.\d{1,3})?"
-IP_PATTERN: Final = (
+# IPv6 (part 0) and IPv4 (part 1): they are marked at different times, around the phone digit runs.
+IP_PATTERNS: Final = (
     rf"(?:{_HEXTET}:){{7}}{_HEXTET}"
     # Compressed forms need a hextet on one side of `::` that starts a word: `std::vector` is no candidate.
     rf"|\b{_HEXTET}(?::{_HEXTET}){{0,6}}::(?:{_HEXTET}(?::{_HEXTET}){{0,6}})?{_EMBEDDED_V4}"
-    rf"|::{_HEXTET}(?::{_HEXTET}){{0,6}}{_EMBEDDED_V4}"
-    rf"|\b{_OCTET}(?:\.{_OCTET}){{3}}\b"
+    rf"|::{_HEXTET}(?::{_HEXTET}){{0,6}}{_EMBEDDED_V4}",
+    rf"\b{_OCTET}(?:\.{_OCTET}){{3}}\b",
 )
+IP_PATTERN: Final = "|".join(f"(?:{part})" for part in IP_PATTERNS)
 
-_VERSION_WORDS: Final = ("version", "ver", "v", "release", "build", "firmware", "fw", "rev", "python", "node")
+_VERSION_BEFORE: Final = re.compile(r"(?i)\b(?:version|ver|v|release|build|firmware|fw|rev|python|node)[ =]{0,2}$")
+
+
+_HEXTET_BEFORE: Final = re.compile(r"(?:^|[^\w:])[0-9A-Fa-f]{1,4}:$|::$")
+_PRODUCT_TOKEN: Final = re.compile(r"[A-Za-z][\w.-]*/$")  # `Chrome/`, `Version/`: a browser's version follows
 
 
 def _valid_ip(candidate: str, before: str, after: str) -> bool:
-    if before[-1:] in (":", ".") or before[-1:].isalnum() or after[:1] in (":",) or after[:1].isalnum():
+    if before[-1:] == "." or before[-1:].isalnum() or after[:1].isalnum() or _PRODUCT_TOKEN.search(before):
         return False
     if after.startswith(".") and after[1:2].isdigit():
         return False  # 1.2.3.4.5 is a version or an OID, not an address
+    if ":" not in candidate:
+        # IPv4 then `:port` (a DSN's host) is an address; after a hex group and `:` it is part of an IPv6 one.
+        if after.startswith(":") and not after[1:2].isdigit():
+            return False
+        if _HEXTET_BEFORE.search(before):
+            return False
+    elif before[-1:] == ":" or after.startswith(":"):
+        return False
     if ":" in candidate:
         try:
             address = ipaddress.IPv6Address(candidate)
@@ -265,8 +429,8 @@ def _valid_ip(candidate: str, before: str, after: str) -> bool:
             return False
         # `::` alone and `a::b`-style identifiers (C++ scopes, Rust paths) are not worth a mask.
         return not address.is_unspecified and sum(1 for part in candidate.split(":") if part) >= 2
-    words = re.findall(r"[A-Za-z]+", before.lower())
-    return not (words and words[-1] in _VERSION_WORDS and before.rstrip()[-1:] != ":")
+    # `version 1.2.3.4`, `v 10.0.0.1`: a version word right before (`v532 | 10.0.0.1` is no version).
+    return _VERSION_BEFORE.search(before) is None
 
 
 def _normal_ip(candidate: str) -> str:
@@ -294,19 +458,27 @@ SECRET_PATTERNS: Final = (
     r"|\bsk-(?:ant-)?[A-Za-z0-9_-]{20,}"
     r"|\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"
     r"|\bAIza[0-9A-Za-z_-]{35}"
-    r"|://[^\s/:@\"'\x01-\x03]+:[^\s/@\"'\x01-\x03]+@",
+    # The password runs to the last `@` before the host: a password may itself end in `@`.
+    r"|://[^\s/:@\"'\x01-\x03]+:[^\s/?#\"'\x01-\x03]+@",
     r"(?i:\bbearer\s+)[A-Za-z0-9._~+/-]{12,}=*"
     r"|(?i:\bbasic\s+)[A-Za-z0-9+/]{12,}=*",
+    # Key names that say "secret" (`aws_secret_access_key`, `DB_PASSWORD`, `x-api-key`): any value after them.
     r"(?i:passw(?:or)?d|passphrase|\bpwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token|refresh[_-]?token"
     # Quotes may come escaped (`\"api_key\": \"...\"`) when the assignment sits in JSON inside JSON text.
-    r"|private[_-]?key|client[_-]?secret)(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?[^\s\"'\\,;&<>{}\[\]\x01-\x03]{3,}",
+    r"|private[_-]?key|client[_-]?secret|credentials?|\bsecret[_-]?key)[\w.-]{0,30}(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?"
+    r"[^\s\"'\\,;&<>{}\[\]\x01-\x03]{3,}",
+    # Weaker key names (`HF_TOKEN`, `signing key`) only before a value that looks generated: 16+ characters with
+    # digits, or hex; `max_tokens: 4096` and `primary_key = id` stay.
+    r"(?i:token|\bkey|[_-]key|auth)s?(?:\\?[\"'])?\s*[:=]\s*(?:\\?[\"'])?[A-Za-z0-9_+/.=-]{0,80}\d[A-Za-z0-9_+/.=-]{0,80}"
+    r"|(?i:\bkey)\s*[:=]?\s*\b[0-9A-Fa-f]{16,}\b",
 )
 SECRET_PATTERN: Final = "|".join(f"(?:{part})" for part in SECRET_PATTERNS)
 # What to keep around the secret: `password=`, `"api_key": "`, `Bearer `, and `://user:` ... `@`.
 _URL_CREDENTIALS: Final = re.compile(r"(?s)(://[^:]*:)(.*)(@)$")
 _SCHEME: Final = re.compile(r"(?si)((?:bearer|basic)\s+)(.*)()$")
 _ASSIGNMENT: Final = re.compile(r"(?s)([^:=]*[:=]\s*(?:\\?[\"'])?)(.*)()$")
-_ASSIGNMENT_KEY: Final = re.compile(r"(?i)^[\"']?[a-z_\-]*(?:passw|passphrase|pwd|secret|key|token)")
+_ASSIGNMENT_KEY: Final = re.compile(r"(?i)^[\"']?[a-z_\-]*(?:passw|passphrase|pwd|secret|key|token|credential|auth)")
+_BARE_KEY: Final = re.compile(r"(?si)(key\s*[:=]?\s*)([0-9a-f]{16,})()$")
 
 
 def split_secret(candidate: str) -> tuple[str, str, str]:
@@ -316,7 +488,7 @@ def split_secret(candidate: str) -> tuple[str, str, str]:
     elif candidate[:1] in "bB" and _SCHEME.match(candidate):
         found = _SCHEME.match(candidate)
     elif _ASSIGNMENT_KEY.match(candidate):
-        found = _ASSIGNMENT.match(candidate)
+        found = _ASSIGNMENT.match(candidate) or _BARE_KEY.match(candidate)
     else:
         found = None
     if found is not None and found.group(2):
@@ -327,15 +499,27 @@ def split_secret(candidate: str) -> tuple[str, str, str]:
 _LAYOUT: Final = re.compile(r"\\[nrt]|\s")
 
 
-def _normal_secret(secret: str) -> str:
+def normal_secret(secret: str) -> str:
     # A PEM block keeps its pseudonym whether stored with newlines or inside JSON text with `\n` escapes.
     return _LAYOUT.sub("", secret)
 
 
 def _valid_secret(candidate: str, before: str, after: str) -> bool:
-    _, secret, _ = split_secret(candidate)
+    prefix, secret, _ = split_secret(candidate)
     # `password: [EMAIL]` or `secret=[REDACTED]`: already masked upstream, nothing to hide.
-    return not (secret.startswith("[") or secret.lower() in ("none", "null", "true", "false", "***", "****"))
+    if secret.startswith(("[", "<")) or secret.lower() in ("none", "null", "true", "false", "***", "****"):
+        return False
+    if prefix and _WEAK_KEY.search(prefix) and not _STRONG_KEY.search(prefix):
+        # `token`/`key` alone: only a generated-looking value (`max_tokens=4096`, `key_id=12` stay).
+        return len(secret) >= 16 and any(char.isdigit() for char in secret) and not secret.isdigit()
+    return True
+
+
+_WEAK_KEY: Final = re.compile(r"(?i)token|key|auth")
+_STRONG_KEY: Final = re.compile(
+    r"(?i)passw|passphrase|pwd|secret|api[_-]?key|access[_-]?token|auth[_-]?token|refresh[_-]?token|private[_-]?key"
+    r"|credential"
+)
 
 
 # Inside JSON text a value often follows an escape (`"line\n4111 1111 ..."`): the escape's letter glues to the
@@ -348,25 +532,47 @@ def json_aware(pattern: str) -> str:
     return _LEADING_BOUNDARY.sub(lambda found: found.group(1) + r"(?:\b|\\[nrtbf])", pattern)
 
 
-def _detector(entity: str, pattern: str, validate: Validator, normalise: Callable[[str], str]) -> Detector:
-    return Detector(entity, json_aware(pattern), validate, normalise)
-
-
 BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
     # Order is priority: where two candidates start at the same place, the earlier detector wins.
     Detector(
         "secret",
         json_aware(SECRET_PATTERN),
         _valid_secret,
-        _normal_secret,
+        normal_secret,
         tuple(json_aware(part) for part in SECRET_PATTERNS),
+        split=split_secret,
+        reason="known token format or a value after a secret's key name",
     ),
-    _detector("email", EMAIL_PATTERN, _valid_email, str.lower),
-    _detector("iban", IBAN_PATTERN, _valid_iban, lambda text: text.replace(" ", "").upper()),
-    _detector("card", CARD_PATTERN, _valid_card, _digits),
-    _detector("ssn", SSN_PATTERN, _valid_ssn, _digits),
-    _detector("ip", IP_PATTERN, _valid_ip, _normal_ip),
-    _detector("phone", PHONE_PATTERN, _valid_phone, _digits),
+    Detector(
+        "email", json_aware(EMAIL_PATTERN), _valid_email, _normal_email, split=split_email, reason="e-mail address"
+    ),
+    Detector(
+        "iban",
+        json_aware(IBAN_PATTERN),
+        _always,
+        lambda text: text.replace(" ", "").upper(),
+        refine=_iban_length,
+        reason="IBAN with valid length and mod-97 check (python-stdnum)",
+    ),
+    Detector("card", json_aware(CARD_PATTERN), _valid_card, _digits, reason="card number: issuer range and Luhn"),
+    Detector(
+        "ssn",
+        json_aware(SSN_PATTERN),
+        _valid_ssn,
+        _digits,
+        tuple(json_aware(part) for part in SSN_PATTERNS),
+        split=split_ssn,
+        reason="US SSN (valid area, group and serial)",
+    ),
+    Detector(
+        "ip",
+        json_aware(IP_PATTERN),
+        _valid_ip,
+        _normal_ip,
+        tuple(json_aware(part) for part in IP_PATTERNS),
+        reason="IP address",
+    ),
+    phone_detector(DEFAULT_PHONE_REGIONS),
 )
 BUILTIN_ENTITIES: Final = tuple(detector.entity for detector in BUILTIN_DETECTORS)
 # Entities only the optional NER plug-in (Presidio) finds.
@@ -374,4 +580,16 @@ NER_ENTITIES: Final = ("person", "address")
 
 
 def custom_detector(entity: str, pattern: str) -> Detector:
-    return Detector(entity, pattern, _always, lambda text: text)
+    return Detector(entity, pattern, _always, lambda text: text, reason="custom")
+
+
+def build_detectors(entities: Sequence[str], phone_regions: Sequence[str]) -> tuple[Detector, ...]:
+    """The built-in detectors for `entities`, in priority order, the phone one for `phone_regions`."""
+    detectors = []
+    for detector in BUILTIN_DETECTORS:
+        if detector.entity not in entities:
+            continue
+        if detector.entity == "phone" and tuple(phone_regions) != DEFAULT_PHONE_REGIONS:
+            detector = phone_detector(phone_regions)
+        detectors.append(detector)
+    return tuple(detectors)

@@ -223,6 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--junit", type=Path, help="also write the checks as JUnit XML here")
     gate.add_argument("--markdown", type=Path, help="also write the report as Markdown here")
     gate.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
+    redact = commands.add_parser(
+        "redact", help="print what the redaction processor would mask in a file (one value per line), and why"
+    )
+    redact.add_argument("file", help="a UTF-8 text file, each line one value; `-` reads standard input")
+    redact.add_argument("--config", type=Path, help="agentledger YAML config whose processors.redaction applies")
     return parser
 
 
@@ -269,6 +274,36 @@ def _cmd_role(args: argparse.Namespace) -> int:
         run_service(settings, roles=frozenset({Role(args.command)}))
     except (ServiceError, StorageUnavailable, MigrationError, ConfigError) as error:
         raise CliError(str(error)) from error
+    return EXIT_OK
+
+
+def _cmd_redact(args: argparse.Namespace) -> int:
+    from agentledger.collector.processors.redaction import RedactionConfig, explain
+
+    config = RedactionConfig()
+    if args.config is not None:
+        processors = _settings(args).collector.processors
+        configured = [value for key, value in processors.items() if str(key).split("/", 1)[0] == "redaction"]
+        if configured and isinstance(configured[0], RedactionConfig):
+            config = configured[0]
+    try:
+        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as error:
+        raise CliError(f"cannot read {args.file}: {error.strerror}") from error
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CliError(f"{args.file} is not UTF-8 text (byte {error.start} cannot be decoded)") from error
+    lines = text.splitlines()
+    found = explain(lines, config)
+    total = 0
+    for number, (line, detections) in enumerate(zip(lines, found, strict=True), start=1):
+        for item in detections:
+            total += 1
+            value = line[item.start : item.end]
+            print(_printable(f"{number}:{item.start + 1}-{item.end}  {item.entity:<7} {value!r}  ({item.reason})"))
+    changed = sum(1 for detections in found if detections)
+    print(f"{total} value{'s' if total != 1 else ''} would be masked, in {changed} of {len(lines)} lines")
     return EXIT_OK
 
 
@@ -698,6 +733,7 @@ _COMMANDS = {
     "deadletter": _cmd_deadletter,
     "collector": _cmd_role,
     "api": _cmd_role,
+    "redact": _cmd_redact,
 }
 
 

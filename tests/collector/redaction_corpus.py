@@ -11,6 +11,7 @@ import string
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from agentledger.collector.processors.redaction_detectors import IBAN_LENGTHS, luhn_valid
 
@@ -296,3 +297,239 @@ def generate_corpus(count: int, seed: int = 4) -> list[Document]:
         _BUILDERS[kind](document, pii, negatives, rng)
         documents.append(document)
     return documents
+
+
+# --- the broad corpus -----------------------------------------------------------------------------------------
+# Values come from sources independent of our detectors: faker's locales (names, e-mail addresses, IBANs, card
+# numbers of every network, SSNs, IP addresses) and libphonenumber's example numbers of every region and line
+# type (perturbed, kept when still valid), in the formats each region writes; secrets in the shapes vendors
+# document. Contexts: JSON, INI, env files, URL query strings and form bodies, log lines, prose, mail headers.
+# Decoys are unlabeled look-alikes: uuids, hashes, versions, user agents, order numbers, timestamps, ports,
+# token counts, prices, MAC addresses, OIDs.
+
+BROAD_LOCALES = (
+    "en_US", "en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "pl_PL", "pt_BR", "pt_PT", "ja_JP", "ko_KR",
+    "en_IN", "en_AU", "sv_SE", "da_DK", "fi_FI", "no_NO", "cs_CZ", "tr_TR",
+)  # fmt: skip
+# Regions whose national formats the default config covers (redaction_detectors.DEFAULT_PHONE_REGIONS); every
+# other region's numbers appear in international format only.
+NATIONAL_PHONE_REGIONS = (
+    "US", "GB", "DE", "FR", "IN", "AU", "JP", "BR", "ES", "IT", "NL", "MX", "CN", "KR", "RU", "PL", "SE", "CH",
+    "BE", "AT", "IE", "PT", "ZA", "NG", "SG", "AR", "TR", "ID", "PH",
+)  # fmt: skip
+_CARD_TYPES = ("visa13", "visa16", "visa19", "mastercard", "amex", "discover", "diners", "jcb15", "jcb16", "maestro")
+
+
+class BroadFactory:
+    """Labelled values from faker and libphonenumber, seeded."""
+
+    def __init__(self, rng: random.Random) -> None:
+        import faker
+        import phonenumbers
+
+        self.rng = rng
+        self.phonenumbers = phonenumbers
+        self.fakers = {}
+        for index, locale in enumerate(BROAD_LOCALES):
+            fake = faker.Faker(locale)
+            fake.seed_instance(rng.randrange(2**31) + index)
+            self.fakers[locale] = fake
+        types = phonenumbers.PhoneNumberType
+        self.phone_examples = []
+        for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+            for kind in (types.MOBILE, types.FIXED_LINE, types.TOLL_FREE):
+                example = phonenumbers.example_number_for_type(region, kind)
+                if example is not None:
+                    self.phone_examples.append((region, example))
+
+    def fake(self) -> Any:
+        return self.fakers[self.rng.choice(BROAD_LOCALES)]
+
+    def email(self) -> str:
+        address: str = self.fake().email()
+        return address.upper() if self.rng.random() < 0.05 else address
+
+    def phone(self) -> str:
+        pn = self.phonenumbers
+        for _ in range(50):
+            region, example = self.rng.choice(self.phone_examples)
+            national = str(example.national_number)
+            digits = national[:-3] + "".join(self.rng.choice(string.digits) for _ in range(3))
+            number = pn.PhoneNumber(country_code=example.country_code, national_number=int(digits))
+            if not pn.is_valid_number(number):
+                continue
+            formats = [pn.PhoneNumberFormat.INTERNATIONAL, pn.PhoneNumberFormat.E164]
+            if region in NATIONAL_PHONE_REGIONS:
+                formats += [pn.PhoneNumberFormat.NATIONAL] * 3
+            text: str = pn.format_number(number, self.rng.choice(formats))
+            if region == "US" and self.rng.random() < 0.3:
+                text = f"1-{digits[:3]}-{digits[3:6]}-{digits[6:]}"
+            if self.rng.random() < 0.08:
+                text += self.rng.choice([" ext. ", " x", " ext "]) + str(self.rng.randint(2, 9999))
+            return text
+        return "+1 415-555-0199"
+
+    def card(self) -> str:
+        number: str = self.fakers["en_US"].credit_card_number(self.rng.choice(_CARD_TYPES))
+        if len(number) == 16 and self.rng.random() < 0.5:
+            return self.rng.choice([" ", "-"]).join(number[i : i + 4] for i in range(0, 16, 4))
+        return number
+
+    def iban(self) -> str:
+        locale = self.rng.choice(("de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "pl_PL", "en_GB", "pt_PT", "fi_FI"))
+        compact: str = self.fakers[locale].iban()
+        roll = self.rng.random()
+        if roll < 0.4:
+            return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4))
+        return compact.lower() if roll < 0.55 else compact
+
+    def ssn(self) -> tuple[str, str, str]:
+        value: str = self.fakers["en_US"].ssn()
+        if self.rng.random() < 0.4:
+            return self.rng.choice(["ssn=", "SSN: ", '"ssn": "', "social security number "]), value.replace("-", ""), ""
+        return self.rng.choice(["SSN ", "ssn: ", "social security ", ""]), value, ""
+
+    def ip(self) -> tuple[str, str, str]:
+        fake = self.fake()
+        roll = self.rng.random()
+        if roll < 0.5:
+            return "", fake.ipv4_public(), self.rng.choice(["", f":{self.rng.randint(1, 65535)}"])
+        if roll < 0.75:
+            return "", fake.ipv6(), ""
+        return "postgres://app:[SECRET]@", fake.ipv4_private(), f":{self.rng.randint(1024, 65535)}/orders"
+
+    def secret(self) -> tuple[str, str, str]:
+        rng = self.rng
+        alnum = string.ascii_letters + string.digits
+
+        def token(count: int, alphabet: str = alnum) -> str:
+            return "".join(rng.choice(alphabet) for _ in range(count))
+
+        choices: list[tuple[str, str, str]] = [
+            ("aws_secret_access_key = ", token(40, alnum + "/+"), "\n"),
+            ('"aws_secret_access_key": "', token(40, alnum + "/+"), '"'),
+            ("HF_TOKEN: ", "hf_" + token(34, string.ascii_letters), ""),
+            ("export HF_TOKEN=", "hf_" + token(34, string.ascii_letters), "\n"),
+            ("SENDGRID_API_KEY=", f"SG.{token(22, alnum + '-_')}.{token(43, alnum + '-_')}", "\n"),
+            ("//registry.npmjs.org/:_authToken=", "npm_" + token(36), "\n"),
+            ("", "AKIA" + token(16, string.ascii_uppercase + string.digits), ""),
+            ("", "ghp_" + token(36), ""),
+            ("", "glpat-" + token(20, alnum + "-_"), ""),
+            ("", "xoxb-" + "-".join(token(12, string.digits) for _ in range(2)) + "-" + token(24), ""),
+            ("", "sk_live_" + token(24), ""),
+            ("", "sk-proj-" + token(48, alnum + "-_"), ""),
+            ("Authorization: Bearer ", token(40, alnum + "-_."), ""),
+            ("password=", token(rng.randint(8, 16), alnum + "!#$%") + rng.choice(["", "@"]), ""),
+            ("DB_PASSWORD: '", token(14, alnum + "@!"), "'"),
+            ("postgres://app:", token(12, alnum) + rng.choice(["", "@"]), "@db.internal:5432/app"),
+            ("api key ", token(32, "0123456789abcdef"), ""),
+            ("client_secret = ", token(32, alnum), ""),
+        ]
+        return rng.choice(choices)
+
+
+class BroadDecoys:
+    """Unlabelled look-alikes the broad corpus mixes in."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.base = HardNegatives(rng)
+
+    def any(self) -> str:
+        rng = self.rng
+        choices = [
+            self.base.any,
+            lambda: (
+                f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/{rng.randint(90, 130)}.0.{rng.randint(1000, 6999)}"
+                f".{rng.randint(10, 199)} Safari/537.36"
+            ),
+            lambda: f"max_tokens: {rng.choice([256, 1024, 4096, 8192])}",
+            lambda: f"usage: prompt_tokens={rng.randint(10, 9999)}, completion_tokens={rng.randint(10, 999)}",
+            lambda: "primary_key = id",
+            lambda: f"took {rng.randint(1, 60000)} ms",
+            lambda: f"port {rng.randint(1024, 65535)}",
+            lambda: f"image@sha256:{rng.getrandbits(256):064x}",
+            lambda: f"oid 1.3.6.1.4.1.{rng.randint(1000, 99999)}.1.2",
+            lambda: (
+                f"{rng.randint(2000, 2026)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} {rng.randint(0, 23):02d}:"
+                f"{rng.randint(0, 59):02d}"
+            ),
+            lambda: f"order {rng.randint(10**9, 10**10 - 1)}",
+            lambda: (
+                f"ISBN 978-{rng.randint(0, 9)}-{rng.randint(100, 999)}-{rng.randint(10000, 99999)}-{rng.randint(0, 9)}"
+            ),
+            lambda: f"price €{rng.randint(1, 9999)}.{rng.randint(0, 99):02d}",
+            lambda: f"pod web-{rng.getrandbits(40):010x}-{rng.getrandbits(20):05x}",
+            lambda: f"Edg/{rng.randint(100, 130)}.0.{rng.randint(1000, 3000)}.{rng.randint(10, 99)}",
+            lambda: f"key_id={rng.randint(1, 999)}",
+            lambda: f"trace_id={rng.getrandbits(128):032x}",
+        ]
+        return rng.choice(choices)()
+
+
+def _broad_plant(document: Document, factory: BroadFactory, entity: str) -> None:
+    if entity in ("ssn", "ip", "secret"):
+        before, value, after = getattr(factory, entity)()
+        document.add(before).pii(entity, value).add(after)
+        return
+    value = getattr(factory, entity)()
+    document.pii(entity, value)
+
+
+def _encoded_email(document: Document, factory: BroadFactory) -> None:
+    local, domain = factory.email().split("@", 1)
+    document.add("GET /unsubscribe?list=7&email=").pii("email", f"{local.replace('+', '%2B')}%40{domain}")
+    document.add(" HTTP/1.1")
+
+
+BROAD_KINDS = ("json", "ini", "url", "log", "prose", "mail")
+
+
+def generate_broad_corpus(count: int, seed: int = 17) -> list[Document]:
+    """`count` documents, 1-3 labelled entities and 1-3 decoys each; the same seed gives the same corpus."""
+    rng = random.Random(seed)
+    factory, decoys = BroadFactory(rng), BroadDecoys(rng)
+    documents = []
+    for index in range(count):
+        kind = BROAD_KINDS[index % len(BROAD_KINDS)]
+        document = Document(kind)
+        entities = [rng.choice(STRUCTURED_ENTITIES) for _ in range(rng.randint(1, 3))]
+        if kind == "url" and rng.random() < 0.5:
+            _encoded_email(document, factory)
+            entities = entities[:1]
+        for position, entity in enumerate(entities):
+            key = rng.choice(["note", "contact", "value", "detail", "customer"])
+            if kind == "json":
+                document.add("{" if position == 0 else ', "n": 1, ').add(f'"{key}{position}": "see ')
+                _broad_plant(document, factory, entity)
+                document.add(f'", "ref": "{decoys.any()}"')
+            elif kind == "ini":
+                document.add(f"[{key}]\nref = {decoys.any()}\n{key} = ")
+                _broad_plant(document, factory, entity)
+                document.add("\n")
+            elif kind == "url":
+                document.add(f" next={decoys.any()} {key}: ")
+                _broad_plant(document, factory, entity)
+            elif kind == "log":
+                document.add(f"2025-11-0{rng.randint(1, 9)}T10:22:31Z INFO [{decoys.any()}] {key}=")
+                _broad_plant(document, factory, entity)
+                document.add(" status=200\n")
+            elif kind == "mail":
+                document.add(f"{key.title()}: ")
+                _broad_plant(document, factory, entity)
+                document.add(f"\nX-Ref: {decoys.any()}\n")
+            else:
+                document.add(f"The customer ({decoys.any()}) asked us to use ")
+                _broad_plant(document, factory, entity)
+                document.add(f" from now on; see ticket {decoys.any()}. ")
+        if kind == "json":
+            document.add("}")
+        documents.append(document)
+    return documents
+
+
+def generate_decoys(count: int, seed: int = 23) -> list[str]:
+    """Texts made only of decoys, each as a sentence: anything found in them is a false positive."""
+    rng = random.Random(seed)
+    decoys = BroadDecoys(rng)
+    return [f"ref {decoys.any()} then {decoys.any()}." for _ in range(count)]

@@ -89,7 +89,7 @@ def test_labeled_corpus_is_found_completely() -> None:
 
     for document, spans in zip(documents, found, strict=True):
         for label in document.labels:
-            assert any(e == label.entity and s < label.end and label.start < t for e, s, t in spans), (
+            assert any(e == label.entity and s < label.end and label.start < t for s, t, e in spans), (
                 label,
                 document.text[label.start : label.end],
             )
@@ -161,8 +161,8 @@ def test_pseudonyms_are_keyed_equal_for_equal_values_and_normalised() -> None:
     )
 
     first = rows[0]["name"].removeprefix("mail ")
-    assert first.startswith("[EMAIL:") and len(first) == len("[EMAIL:3f9a1c2b]")
-    assert rows[0]["input_value"].startswith(f"again {first}, not [EMAIL:")
+    assert first.startswith("<email:") and len(first) == len("<email:3f9a1c2b4d5e>")
+    assert rows[0]["input_value"].startswith(f"again {first}, not <email:")
     assert not rows[0]["input_value"].endswith(f"{first}")
     assert rows[1]["name"].removeprefix("call ") == rows[1]["input_value"].removeprefix("call ")
     assert other_key[0]["name"] != rows[0]["name"]

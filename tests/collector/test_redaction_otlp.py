@@ -161,7 +161,7 @@ def test_planted_pii_of_every_type_in_every_position_never_reaches_clickhouse(
     if pseudonymise:
         for entity in STRUCTURED_ENTITIES:
             # One planted value per entity, in ~15 places over two spans: one pseudonym for all of them.
-            assert len(set(re.findall(rf"\[{entity.upper()}:[0-9a-f]{{8}}\]", stored))) == 1, entity
+            assert len(set(re.findall(rf"<{entity}:[0-9a-f]{{12}}>", stored))) == 1, entity
     else:
         for entity in STRUCTURED_ENTITIES:
             assert f"[{entity.upper()}]" in stored
