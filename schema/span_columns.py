@@ -38,6 +38,9 @@ _ENVELOPE: Final = [
     ("identity_mismatch", pa.bool_()),
     # What the collector's limits cut on this span (attribute_value, content, attributes, events, links).
     ("truncated", pa.list_(pa.string())),
+    # Filled by the normaliser: the conversation (session, thread) the span's run belongs to, namespaced
+    # by tenant and service (migration 0011); empty when the producer named none.
+    ("conversation_id", pa.string()),
 ]
 
 _TRAILER: Final = [
