@@ -29,7 +29,9 @@ def _spans(build: Callable[[Tracer], None], service: str = "svc") -> list[Readab
     return list(exporter.get_finished_spans())
 
 
-def _rows(spans: Sequence[ReadableSpan], config: NormalizeConfig | None = None, tenant: str = "acme") -> list[dict[str, Any]]:
+def _rows(
+    spans: Sequence[ReadableSpan], config: NormalizeConfig | None = None, tenant: str = "acme"
+) -> list[dict[str, Any]]:
     batch = decode_request(encode_spans(list(spans)), Identity(tenant)).batch
     rows = NormalizeProcessor(config).process(batch).to_pylist()
     for row in rows:
@@ -44,8 +46,12 @@ def _by_name(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_the_same_thread_id_in_two_services_is_two_conversations_and_each_turn_its_own_run() -> None:
     # LangGraph's docs use thread_id "1"; openinference-langchain reports it as session.id.
     def turn(tracer: Tracer) -> None:
-        with tracer.start_as_current_span("LangGraph", attributes={"openinference.span.kind": "CHAIN", "session.id": "1"}):
-            with tracer.start_as_current_span("ChatOpenAI", attributes={"openinference.span.kind": "LLM", "session.id": "1"}):
+        with tracer.start_as_current_span(
+            "LangGraph", attributes={"openinference.span.kind": "CHAIN", "session.id": "1"}
+        ):
+            with tracer.start_as_current_span(
+                "ChatOpenAI", attributes={"openinference.span.kind": "LLM", "session.id": "1"}
+            ):
                 pass
 
     billing = _rows(_spans(turn, "billing") + _spans(turn, "billing"))
@@ -90,7 +96,7 @@ def test_run_id_precedence_is_configurable_and_validated() -> None:
     assert _rows(spans)[0]["run_id"] == format(spans[0].context.trace_id, "032x")
     assert _rows(spans, NormalizeConfig(run_id_from=("app.run", "trace_id")))[0]["run_id"] == "r9"
     assert _rows(spans, NormalizeConfig(conversation_id_from=()))[0]["conversation_id"] == ""
-    with pytest.raises(ValidationError, match="processors.normalize.conversation_id_from lists a source twice"):
+    with pytest.raises(ValidationError, match=r"processors\.normalize\.conversation_id_from lists a source twice"):
         NormalizeConfig(conversation_id_from=("session.id", "session.id"))
 
 
@@ -100,7 +106,9 @@ def test_a_run_without_an_agent_name_takes_the_service_name() -> None:
             tracer.start_span("ChatOpenAI", attributes={"openinference.span.kind": "LLM"}).end()
         with tracer.start_as_current_span("invoke_agent", attributes={"gen_ai.operation.name": "invoke_agent"}):
             pass
-        tracer.start_span("named", attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "own"}).end()
+        tracer.start_span(
+            "named", attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "own"}
+        ).end()
 
     rows = _by_name(_rows(_spans(build, "support-bot")))
     assert {name: row["agent_name"] for name, row in rows.items()} == {
@@ -140,7 +148,12 @@ def test_traceloop_span_kinds_and_entity_input_output_are_typed() -> None:
         "tool_call", "issue_refund", '{"inputs": {"order_id": "A-1"}}', '{"outputs": "refunded"}',
     )  # fmt: skip
     assert (tool["input_value"], tool["output_value"]) == ('{"inputs": {"order_id": "A-1"}}', '{"outputs": "refunded"}')
-    assert (chat["entry_type"], chat["model"], chat["input_tokens"], chat["output_tokens"]) == ("prompt", "gpt-x", 11, 3)
+    assert (chat["entry_type"], chat["model"], chat["input_tokens"], chat["output_tokens"]) == (
+        "prompt",
+        "gpt-x",
+        11,
+        3,
+    )
     assert json.loads(chat["input_messages"]) == [{"role": "user", "content": "refund A-1"}]
     assert json.loads(chat["output_messages"]) == [{"role": "assistant", "tool_calls": [
         {"id": "call_1", "name": "issue_refund", "arguments": '{"order_id": "A-1"}'},
