@@ -30,6 +30,8 @@ _INTEGER: Final = r"^-?[0-9]{1,18}$"
 _SHORT_ESCAPES: Final = {0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"}
 # A JSON member name holding a list index (`"tool_calls.0.tool_call.id"`): the object needs nesting.
 _DOTTED_INDEX: Final = r'"[A-Za-z_]+\.[0-9]+\.'
+OPENINFERENCE_METADATA: Final = "metadata"
+_RUN_ID_IN_METADATA: Final = r'"agent\.run\.id"\s*:\s*"(?P<run_id>[^"\\]+)"'
 _DEFAULT_CONVERSATION_SOURCES: Final = (
     conv.GEN_AI_CONVERSATION_ID,
     conv.SESSION_ID,
@@ -50,6 +52,7 @@ class NormalizeConfig(BaseModel):
     """How spans from instrumentations that know nothing of agentledger are grouped into runs.
 
     A span's run id, first found wins (README, "Run grouping"): its own or its resource's `agent.run.id`;
+    the `agent.run.id` in its OpenInference `metadata` JSON (spans of instrumentations inside an emitter run);
     with `run_id_from_trace_siblings`, the `agent.run.id` another span of its trace carries in the same batch;
     then each `run_id_from` source: a span (then resource) attribute key, or `trace_id` (the default, the
     only source that cannot depend on how the sender split a trace into batches). `conversation_id_from`: the
@@ -101,9 +104,8 @@ class NormalizeProcessor:
         def current(column: str) -> pa.Array:
             return columns[column] if column in columns else _array(batch, column)
 
-        explicit_run_ids = _array(batch, "run_id")
         columns["run_id"] = self._run_ids(batch, attributes, resource_attributes)
-        columns["conversation_id"] = self._conversation_ids(batch, attributes, resource_attributes, explicit_run_ids)
+        columns["conversation_id"] = self._conversation_ids(batch, attributes, resource_attributes, columns["run_id"])
         for family in FAMILIES:
             for column, keys in family.strings.items():
                 columns[column] = _fill_string(current(column), _first_value(attributes, keys))
@@ -159,6 +161,11 @@ class NormalizeProcessor:
         run_ids = _array(batch, "run_id")
         trace_ids = _array(batch, "trace_id")
         siblings = self.config.run_id_from_trace_siblings
+        # OpenInference spans inside an emitter run carry the run id in their `metadata` JSON (run_context.py).
+        metadata = pc.fill_null(pc.map_lookup(attributes, OPENINFERENCE_METADATA, "first"), "")
+        in_metadata = pc.extract_regex(metadata, _RUN_ID_IN_METADATA).field("run_id")
+        run_ids = _fill_string(run_ids, pc.if_else(pc.match_substring_regex(metadata, _RUN_ID_IN_METADATA),
+                                                   in_metadata, ""))  # fmt: skip
         # A run id the producer set on one span of a trace is the best evidence for the others.
         if siblings:
             run_ids = _fill_string(run_ids, _trace_sibling_run_ids(trace_ids, run_ids))
@@ -176,14 +183,14 @@ class NormalizeProcessor:
         return run_ids
 
     def _conversation_ids(
-        self, batch: SpanBatch, attributes: pa.MapArray, resource_attributes: pa.MapArray, explicit_run_ids: pa.Array
+        self, batch: SpanBatch, attributes: pa.MapArray, resource_attributes: pa.MapArray, run_ids: pa.Array
     ) -> pa.Array:
         current = _array(batch, "conversation_id")
         if not self.config.conversation_id_from:
             return current
         raw = pc.fill_null(_span_or_resource(attributes, resource_attributes, self.config.conversation_id_from), "")
         # The emitter mirrors its run id into session.id for OpenInference: that names the run, not a conversation.
-        raw = pc.if_else(pc.equal(raw, explicit_run_ids), "", raw)
+        raw = pc.if_else(pc.equal(raw, run_ids), "", raw)
         namespaced = pc.binary_join_element_wise(
             _percent_encoded(_array(batch, "tenant")), _percent_encoded(_array(batch, "service_name")), raw, "/"
         )

@@ -229,3 +229,12 @@ def test_genai_structured_and_string_messages_both_fill_the_content_columns() ->
     row = _rows(_spans(build))[0]
     assert json.loads(row["input_messages"]) == [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]
     assert row["attributes"]["gen_ai.tool.definitions"] == '[{"name":"lookup"}]'
+
+
+def test_openinference_spans_inside_an_emitter_run_take_the_run_from_their_metadata_in_any_batch() -> None:
+    def build(tracer: Tracer) -> None:
+        metadata = json.dumps({"agent.run.id": "run_m", "user": "x"})
+        tracer.start_span("ChatCompletion", attributes={"metadata": metadata, "session.id": "run_m"}).end()
+
+    (row,) = _rows(_spans(build))
+    assert (row["run_id"], row["conversation_id"]) == ("run_m", "")

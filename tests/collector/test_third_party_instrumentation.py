@@ -29,7 +29,8 @@ def test_openinference_openai_spans_become_a_typed_timeline(service: RunningServ
     assert app.returncode == 0, app.stderr
     trace_id = app.stdout.strip()
 
-    body = wait_for_timeline(service.api_url, session_id, entries=4)
+    # The session is the run's conversation (namespaced by tenant and service); the run is the trace.
+    body = wait_for_timeline(service.api_url, trace_id, entries=4)
     # The LLM span's input and output are the whole request and response bodies: checked apart.
     prompt_details = body["entries"][2]["details"]
     request, response = json.loads(prompt_details.pop("input")), json.loads(prompt_details.pop("output"))
@@ -57,10 +58,9 @@ def test_openinference_openai_spans_become_a_typed_timeline(service: RunningServ
                 "output_tokens": fake_openai.COMPLETION_TOKENS,
                 "input_messages": '[{"role":"system","content":"You are a refund agent."},'
                 '{"role":"user","content":"Order A-1001 arrived broken."}]',
-                "output_messages": '[{"role":"assistant",'
-                f'"tool_calls.0.tool_call.id":"{fake_openai.TOOL_CALL_ID}",'
-                '"tool_calls.0.tool_call.function.name":"issue_refund",'
-                f'"tool_calls.0.tool_call.function.arguments":{json.dumps(fake_openai.TOOL_ARGUMENTS)}}}]',
+                "output_messages": '[{"role":"assistant","tool_calls":[{'
+                f'"id":"{fake_openai.TOOL_CALL_ID}","function":{{"name":"issue_refund",'
+                f'"arguments":{json.dumps(fake_openai.TOOL_ARGUMENTS)}}}}}]}}]',
             },
         ),
         (
