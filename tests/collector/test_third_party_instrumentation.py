@@ -39,7 +39,8 @@ def test_openinference_openai_spans_become_a_typed_timeline(service: RunningServ
 
     assert body["run"]["trace_ids"] == [trace_id]
     assert [(entry["type"], entry["name"], entry["details"]) for entry in body["entries"]] == [
-        ("run", "support-bot", {}),
+        # No agent name attribute: the service speaks for the agent.
+        ("run", "support-bot", {"agent_name": "support-bot"}),
         (
             "retrieval",
             "kb lookup",
@@ -68,6 +69,8 @@ def test_openinference_openai_spans_become_a_typed_timeline(service: RunningServ
             "issue_refund",
             {
                 "tool_name": "issue_refund",
+                # Not on the tool span: the model's tool call of that name in its trace names it.
+                "tool_call_id": fake_openai.TOOL_CALL_ID,
                 "arguments": '{"order_id": "A-1001", "amount": 42.0}',
                 "result": "refunded 42.00 on A-1001",
                 "input": '{"order_id": "A-1001", "amount": 42.0}',
