@@ -44,8 +44,10 @@ class Family:
     flattened: tuple[FlattenedList, ...] = ()
     # Deprecated key -> its current name, added to the attributes when only the old one is there.
     renames: Mapping[str, str] = field(default_factory=dict)
-    # Key holding the rendered span name, when the span's own name is a template.
+    # Keys holding the rendered span name and the template it came from: a span named by its template
+    # takes the rendered name.
     rendered_name: str | None = None
+    name_template: str | None = None
 
 
 OPENINFERENCE: Final = Family(
@@ -92,10 +94,16 @@ OPENLLMETRY: Final = Family(
 
 LOGFIRE: Final = Family(
     name="logfire",
-    strings={"tool_arguments": ("tool_arguments",), "tool_result": ("tool_response",)},
+    # pydantic-ai: older versions' tool span keys, and the agent run's answer.
+    strings={
+        "tool_arguments": ("tool_arguments",),
+        "tool_result": ("tool_response",),
+        "output_value": ("final_result",),
+    },
     kind_when_present={"agent_name": RUN},
     agent_names=("agent_name",),
     rendered_name="logfire.msg",
+    name_template="logfire.msg_template",
 )
 
 FAMILIES: Final[tuple[Family, ...]] = (OPENINFERENCE, OTEL_GENAI, OPENLLMETRY, LOGFIRE)

@@ -269,11 +269,14 @@ def _span_types(entry_type: pa.Array, tool_name: pa.Array, attributes: pa.MapArr
 
 def _span_names(names: pa.Array, attributes: pa.MapArray, operation: pa.Array, model: pa.Array) -> pa.Array:
     """Logfire names spans by their message template (`Chat Completion with {request_data[model]!r}`): the
-    rendered message replaces it, else (a template left) the GenAI name `{operation} {model}`."""
+    rendered message replaces it, else (no rendered message) the GenAI name `{operation} {model}`."""
     for family in FAMILIES:
-        if family.rendered_name:
+        if family.rendered_name and family.name_template:
             rendered = _non_empty(pc.map_lookup(attributes, family.rendered_name, "first"))
-            names = pc.if_else(pc.is_valid(rendered), rendered, names)
+            template = pc.fill_null(pc.map_lookup(attributes, family.name_template, "first"), "")
+            # pydantic-ai's `invoke_agent x` renders as `x run`: a name that is no template stays.
+            templated = pc.or_(pc.equal(names, template), pc.match_substring(names, "{"))
+            names = pc.if_else(pc.and_(templated, pc.is_valid(rendered)), rendered, names)
     templated = pc.match_substring(names, "{")
     genai_name = pc.binary_join_element_wise(operation, model, " ")
     usable = pc.and_(templated, pc.and_(pc.not_equal(operation, ""), pc.not_equal(model, "")))

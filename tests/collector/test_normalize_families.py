@@ -212,7 +212,7 @@ def test_logfire_templates_become_the_rendered_message_and_pydantic_ai_tools_are
 
     rows = _rows(_spans(build))
     assert [(row["name"], row["entry_type"]) for row in rows] == [
-        ("support_agent run", "run"), ("chat gpt-x", "prompt"), ("running tool: lookup", "tool_call"),
+        ("support_agent run", "run"), ("chat gpt-x", "prompt"), ("running tool", "tool_call"),
     ]  # fmt: skip
     assert rows[0]["agent_name"] == "support_agent"
     assert (rows[2]["tool_call_id"], rows[2]["tool_arguments"], rows[2]["tool_result"]) == ("call_3", '{"q": 1}', "42")
