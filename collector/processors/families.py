@@ -44,6 +44,9 @@ class Family:
     flattened: tuple[FlattenedList, ...] = ()
     # Deprecated key -> its current name, added to the attributes when only the old one is there.
     renames: Mapping[str, str] = field(default_factory=dict)
+    # Instrumentation scope whose run spans lacking every one of `run_needs` are wrappers, not runs.
+    scope: str | None = None
+    run_needs: tuple[str, ...] = ()
     # Keys holding the rendered span name and the template it came from: a span named by its template
     # takes the rendered name.
     rendered_name: str | None = None
@@ -106,7 +109,16 @@ LOGFIRE: Final = Family(
     name_template="logfire.msg_template",
 )
 
-FAMILIES: Final[tuple[Family, ...]] = (OPENINFERENCE, OTEL_GENAI, OPENLLMETRY, LOGFIRE)
+# The OpenAI Agents SDK through openinference-instrumentation-openai-agents: OpenInference keys, plus its
+# trace wrapper (`Agent workflow`, an AGENT span naming no agent) above the agent spans, which would make a
+# second run entry.
+OPENAI_AGENTS: Final = Family(
+    name="openai-agents",
+    scope="openinference.instrumentation.openai_agents",
+    run_needs=("agent.name", "gen_ai.agent.name"),
+)
+
+FAMILIES: Final[tuple[Family, ...]] = (OPENINFERENCE, OTEL_GENAI, OPENLLMETRY, LOGFIRE, OPENAI_AGENTS)
 
 # Names a list item carries in OpenInference's flattened keys (`tool_calls.0.tool_call.id`): dropped when the
 # normaliser nests such keys into objects.

@@ -6,6 +6,7 @@ Runs before export because the run index materialized view sees only the run id 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any, Final
@@ -111,7 +112,9 @@ class NormalizeProcessor:
                 columns[column] = _fill_string(current(column), _first_value(attributes, keys))
             for column, keys in family.ints.items():
                 columns[column] = _fill_int(current(column), _first_int(attributes, keys))
-        columns["entry_type"] = _span_types(current("entry_type"), current("tool_name"), attributes)
+        columns["entry_type"] = _span_types(
+            current("entry_type"), current("tool_name"), attributes, _array(batch, "scope_name")
+        )
         entry_type = columns["entry_type"]
         is_run = pc.equal(entry_type, conv.SpanTypeValues.RUN.value)
         is_tool_call = pc.equal(entry_type, conv.SpanTypeValues.TOOL_CALL.value)
@@ -123,9 +126,15 @@ class NormalizeProcessor:
                 candidate = pc.if_else(is_tool_call, _first_value(attributes, family.tool_names), "")
                 columns["tool_name"] = _fill_string(current("tool_name"), candidate)
         if self.config.agent_name_from_service:
-            # A run's own span, else the trace's root, speaks for the agent; other spans stay unnamed so the
-            # run index's agent name stays the agent span's.
-            speaks = pc.or_(is_run, pc.equal(_array(batch, "parent_span_id"), ""))
+            # A run's own span, else the root of a trace without one, speaks for the agent; other spans stay
+            # unnamed so the run index's agent name stays the agent span's.
+            trace_ids = _array(batch, "trace_id")
+            traces_with_runs = pc.unique(pc.filter(trace_ids, is_run))
+            root_of_runless_trace = pc.and_(
+                pc.equal(_array(batch, "parent_span_id"), ""),
+                pc.invert(pc.is_in(trace_ids, value_set=traces_with_runs)),
+            )
+            speaks = pc.or_(is_run, root_of_runless_trace)
             columns["agent_name"] = _fill_string(
                 current("agent_name"), pc.if_else(speaks, _array(batch, "service_name"), "")
             )
@@ -246,10 +255,15 @@ def _percent_encoded(values: pa.Array) -> pa.Array:
     return pc.take(encoded, pc.index_in(values, value_set=distinct))
 
 
-def _span_types(entry_type: pa.Array, tool_name: pa.Array, attributes: pa.MapArray) -> pa.Array:
+def _span_types(entry_type: pa.Array, tool_name: pa.Array, attributes: pa.MapArray, scopes: pa.Array) -> pa.Array:
     """Types the spans decoding left generic from the families' own span kinds."""
     untyped = conv.SpanTypeValues.SPAN.value
     for family in FAMILIES:
+        if family.scope and family.run_needs:
+            present = [pc.is_valid(_non_empty(pc.map_lookup(attributes, key, "first"))) for key in family.run_needs]
+            named = functools.reduce(pc.or_, present)
+            wrapper = pc.and_(pc.equal(scopes, family.scope), pc.equal(entry_type, conv.SpanTypeValues.RUN.value))
+            entry_type = pc.if_else(pc.and_(wrapper, pc.invert(named)), untyped, entry_type)
         for key, mapping in family.span_kinds.items():
             kinds = pc.utf8_upper(pc.fill_null(pc.map_lookup(attributes, key, "first"), ""))
             positions = pc.index_in(kinds, value_set=pa.array(list(mapping), pa.string()))

@@ -3,7 +3,7 @@ instrumentors patch process-wide state) and writes the spans it made as the OTLP
 OTLP exporter would send. No agentledger code (the test checks).
 
 Usage: python family_app.py FAMILY OPENAI_BASE_URL OUT_FILE, FAMILY one of openllmetry, logfire-openai,
-pydantic-ai.
+pydantic-ai, openai-agents.
 """
 
 from __future__ import annotations
@@ -98,7 +98,26 @@ def pydantic_ai(base_url: str, exporter: InMemorySpanExporter) -> None:
     logfire.force_flush()
 
 
-FAMILIES = {"openllmetry": openllmetry, "logfire-openai": logfire_openai, "pydantic-ai": pydantic_ai}
+def openai_agents(base_url: str, exporter: InMemorySpanExporter) -> None:
+    """An OpenAI Agents SDK agent with one tool, under openinference-instrumentation-openai-agents."""
+    from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool
+    from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    OpenAIAgentsInstrumentor().instrument(tracer_provider=provider)
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="test-key", max_retries=0)
+    model = OpenAIChatCompletionsModel(model="gpt-4.1-mini", openai_client=client)
+    agent = Agent(name="refund_agent", instructions="You are a refund agent.", tools=[function_tool(issue_refund)],
+                  model=model)  # fmt: skip
+    Runner.run_sync(agent, "Order A-1001 arrived broken.")
+    provider.shutdown()
+
+
+FAMILIES = {
+    "openllmetry": openllmetry, "logfire-openai": logfire_openai, "pydantic-ai": pydantic_ai,
+    "openai-agents": openai_agents,
+}  # fmt: skip
 
 if __name__ == "__main__":
     family, base_url, out_file = sys.argv[1:4]
