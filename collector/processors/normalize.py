@@ -224,6 +224,9 @@ class NormalizeProcessor:
         columns: dict[str, pa.Array] = {}
         for flattened, pattern in self._flattened:
             column = flattened.column
+            # A prefix test first: most batches carry one family's lists, and the regex costs more.
+            if not pc.any(pc.starts_with(keys, flattened.prefix + ".")).as_py():
+                continue
             matched = pc.match_substring_regex(keys, pattern)
             if not pc.any(matched).as_py():
                 continue
@@ -392,11 +395,14 @@ def _tool_call_ids_from_trace(
     missing = pc.and_(is_tool_call, pc.equal(tool_call_ids, ""))
     if not pc.any(missing).as_py():
         return tool_call_ids
+    answered = pc.and_(is_prompt, pc.match_substring(output_messages, "tool_call"))
+    if not pc.any(answered).as_py():  # no model turn in the batch names a tool call
+        return tool_call_ids
     wanted = np.flatnonzero(missing.to_numpy(zero_copy_only=False))
     traces = trace_ids.to_pylist()
     wanted_traces = {traces[row] for row in wanted}
     calls: dict[str, list[tuple[str, str, str]]] = {}
-    prompts = np.flatnonzero(pc.and_(is_prompt, pc.not_equal(output_messages, "")).to_numpy(zero_copy_only=False))
+    prompts = np.flatnonzero(answered.to_numpy(zero_copy_only=False))
     for row in prompts:
         if traces[row] in wanted_traces:
             calls.setdefault(traces[row], []).extend(_tool_calls_of(output_messages[row].as_py()))
