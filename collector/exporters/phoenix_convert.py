@@ -57,6 +57,7 @@ METADATA_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("write_system", "write_system"),
     ("write_ref", "write_ref"),
     ("run_outcome", "run_outcome"),
+    ("conversation_id", "conversation_id"),
 )
 
 _SPAN_KIND_CODES: Final[Mapping[str, int]] = {
@@ -111,6 +112,9 @@ def span_attributes(row: Mapping[str, Any]) -> dict[str, AttributeValue]:
         attributes.setdefault(conv.SESSION_ID, str(row["run_id"]))
     if row["model"]:
         attributes.setdefault(conv.LLM_MODEL_NAME, str(row["model"]))
+    provider = attributes.get("gen_ai.provider.name", attributes.get("gen_ai.system"))
+    if provider:
+        attributes.setdefault("llm.provider", str(provider))
     input_tokens, output_tokens = int(row["input_tokens"]), int(row["output_tokens"])
     if input_tokens or output_tokens:
         # Assigned, not defaulted: the Map holds a producer's counts as text, and Phoenix sums numbers.
