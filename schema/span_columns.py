@@ -66,3 +66,28 @@ SPAN_SCHEMA: Final = pa.schema(
     + [pa.field(column, _ARROW_BY_KIND[kind], nullable=False) for _, column, kind in PROMOTED_COLUMNS]
     + [pa.field(name, type_, nullable=False) for name, type_ in _TRAILER]
 )
+
+
+def _default(field: pa.Field) -> object:
+    if isinstance(field.type, pa.ListType | pa.MapType):
+        return []
+    if pa.types.is_string(field.type):
+        return ""
+    if pa.types.is_boolean(field.type):
+        return False
+    return 0
+
+
+def with_added_columns(batch: pa.Table) -> pa.Table:
+    """A batch an older version wrote (a spool left by an upgrade) with the columns SPAN_SCHEMA gained since
+    at their empty values, in SPAN_SCHEMA's order; any other batch as it is (the exporters refuse it)."""
+    if batch.schema.equals(SPAN_SCHEMA) or not set(batch.schema.names) < set(SPAN_SCHEMA.names):
+        return batch
+    if any(not batch.schema.field(name).type.equals(SPAN_SCHEMA.field(name).type) for name in batch.schema.names):
+        return batch
+    columns = [
+        batch.column(field.name) if field.name in batch.schema.names
+        else pa.array([_default(field)] * batch.num_rows, field.type)
+        for field in SPAN_SCHEMA
+    ]  # fmt: skip
+    return pa.Table.from_arrays(columns, schema=SPAN_SCHEMA)
