@@ -146,6 +146,8 @@ class NormalizeProcessor:
 
         attributes, flattened = self._move_flattened_lists(batch, attributes)
         columns.update(flattened)
+        for column, messages in _messages_from_span_events(batch).items():
+            columns[column] = _fill_string(current(column), messages)
         for column in ("input_messages", "output_messages"):
             columns[column] = _nested_messages(current(column))
         is_prompt = pc.equal(entry_type, conv.SpanTypeValues.PROMPT.value)
@@ -241,6 +243,64 @@ class NormalizeProcessor:
         if not pc.any(dropped).as_py():
             return attributes, columns
         return _map_without(attributes, keys, values, parents, pc.invert(dropped), num_rows), columns
+
+
+# Deprecated GenAI content as span events: (event name -> (content column, attribute holding a whole JSON
+# message list)) and the per-message events whose attributes are one message.
+_LIST_EVENTS: Final = {
+    "gen_ai.content.prompt": ("input_messages", "gen_ai.prompt"),
+    "gen_ai.content.completion": ("output_messages", "gen_ai.completion"),
+}
+_MESSAGE_EVENTS: Final = {
+    "gen_ai.system.message": ("input_messages", "system"),
+    "gen_ai.user.message": ("input_messages", "user"),
+    "gen_ai.assistant.message": ("input_messages", "assistant"),
+    "gen_ai.tool.message": ("input_messages", "tool"),
+    "gen_ai.choice": ("output_messages", "assistant"),
+}
+
+
+def _json_or_text(value: str) -> Any:
+    if value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _messages_from_span_events(batch: SpanBatch) -> dict[str, pa.Array]:
+    """Content the deprecated GenAI conventions put in span events (`gen_ai.content.prompt` with
+    `gen_ai.prompt`, or one `gen_ai.user.message` / `gen_ai.choice` ... event per message) as JSON message
+    lists; only rows with such events are read in Python."""
+    names = batch.column("event_names").combine_chunks()
+    flat = pc.list_flatten(names)
+    known = pa.array([*_LIST_EVENTS, *_MESSAGE_EVENTS], pa.string())
+    if len(flat) == 0 or not pc.any(pc.is_in(flat, value_set=known)).as_py():
+        return {}
+    rows = np.unique(pc.filter(pc.list_parent_indices(names), pc.is_in(flat, value_set=known)).to_numpy())
+    event_attributes = batch.column("event_attributes").combine_chunks()
+    found: dict[str, list[str]] = {"input_messages": [""] * batch.num_rows, "output_messages": [""] * batch.num_rows}
+    for row in rows:
+        lists: dict[str, list[Any]] = {}
+        for name, pairs in zip(names[row].as_py(), event_attributes[row].as_py(), strict=True):
+            attributes = dict(pairs)
+            if name in _LIST_EVENTS:
+                column, key = _LIST_EVENTS[name]
+                parsed = _json_or_text(attributes.get(key, ""))
+                if isinstance(parsed, list):
+                    lists.setdefault(column, []).extend(parsed)
+            elif name in _MESSAGE_EVENTS:
+                column, role = _MESSAGE_EVENTS[name]
+                message = {key: int(value) if key == "index" and value.isdigit() else _json_or_text(value)
+                           for key, value in attributes.items()
+                           if key not in ("gen_ai.system", "gen_ai.provider.name", "event.name")}  # fmt: skip
+                if column == "input_messages":
+                    message.setdefault("role", role)
+                lists.setdefault(column, []).append(message)
+        for column, messages in lists.items():
+            found[column][row] = json.dumps(messages, ensure_ascii=False, separators=(",", ":"))
+    return {column: pa.array(values, pa.string()) for column, values in found.items()}
 
 
 def _span_or_resource(attributes: pa.MapArray, resource_attributes: pa.MapArray, keys: tuple[str, ...]) -> pa.Array:

@@ -238,3 +238,28 @@ def test_openinference_spans_inside_an_emitter_run_take_the_run_from_their_metad
 
     (row,) = _rows(_spans(build))
     assert (row["run_id"], row["conversation_id"]) == ("run_m", "")
+
+
+def test_deprecated_genai_content_span_events_fill_the_content_columns() -> None:
+    def build(tracer: Tracer) -> None:
+        with tracer.start_as_current_span("chat old", attributes={"gen_ai.operation.name": "chat"}) as span:
+            span.add_event("gen_ai.content.prompt", {"gen_ai.prompt": '[{"role": "user", "content": "hi"}]'})
+            completion = '[{"role": "assistant", "content": "yo"}]'
+            span.add_event("gen_ai.content.completion", {"gen_ai.completion": completion})
+        with tracer.start_as_current_span("chat events", attributes={"gen_ai.operation.name": "chat"}) as span:
+            span.add_event("gen_ai.system.message", {"gen_ai.system": "openai", "content": "be brief"})
+            span.add_event("gen_ai.user.message", {"content": "refund A-1"})
+            span.add_event("gen_ai.choice", {"index": 0, "finish_reason": "stop",
+                                              "message": '{"role": "assistant", "content": "done"}'})
+
+    rows = _by_name(_rows(_spans(build)))
+    old, events = rows["chat old"], rows["chat events"]
+    assert (json.loads(old["input_messages"]), json.loads(old["output_messages"])) == (
+        [{"role": "user", "content": "hi"}], [{"role": "assistant", "content": "yo"}],
+    )  # fmt: skip
+    assert json.loads(events["input_messages"]) == [
+        {"content": "be brief", "role": "system"}, {"content": "refund A-1", "role": "user"},
+    ]  # fmt: skip
+    assert json.loads(events["output_messages"]) == [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "done"}}
+    ]
