@@ -148,8 +148,6 @@ class NormalizeProcessor:
         columns.update(flattened)
         for column, messages in _messages_from_span_events(batch).items():
             columns[column] = _fill_string(current(column), messages)
-        for column in ("input_messages", "output_messages"):
-            columns[column] = _nested_messages(current(column))
         is_prompt = pc.equal(entry_type, conv.SpanTypeValues.PROMPT.value)
         columns["tool_call_id"] = _tool_call_ids_from_trace(
             _array(batch, "trace_id"), is_tool_call, current("tool_call_id"), current("tool_name"),
@@ -239,6 +237,8 @@ class NormalizeProcessor:
                 lists = _flattened_json(
                     pc.filter(keys, used), pc.filter(values, used), pc.filter(parents, used), pattern, num_rows
                 )
+                if column in ("input_messages", "output_messages"):
+                    lists = _nested_messages(lists)  # only what the normaliser built: a producer's JSON stays
                 columns[column] = _fill_string(current, lists)
         if not pc.any(dropped).as_py():
             return attributes, columns
