@@ -29,6 +29,8 @@ from tests.collector import fake_openai
 from tests.collector.fake_openai import fake_openai_server
 from tests.conftest import otlp_ingest
 
+pytestmark = pytest.mark.slow  # one instrumented app process per family
+
 APP = Path(__file__).with_name("family_app.py")
 
 
