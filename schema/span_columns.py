@@ -78,10 +78,16 @@ def _default(field: pa.Field) -> object:
     return 0
 
 
+# Columns SPAN_SCHEMA gained after batches were first spooled, with the migration that added them: a batch
+# lacking only these was written by an older version.
+ADDED_COLUMNS: Final = ("conversation_id",)  # 0011
+
+
 def with_added_columns(batch: pa.Table) -> pa.Table:
-    """A batch an older version wrote (a spool left by an upgrade) with the columns SPAN_SCHEMA gained since
-    at their empty values, in SPAN_SCHEMA's order; any other batch as it is (the exporters refuse it)."""
-    if batch.schema.equals(SPAN_SCHEMA) or not set(batch.schema.names) < set(SPAN_SCHEMA.names):
+    """A batch an older version wrote (a spool left by an upgrade) with the ADDED_COLUMNS it lacks at their
+    empty values, in SPAN_SCHEMA's order; any other batch as it is (the exporters refuse it)."""
+    missing = set(SPAN_SCHEMA.names) - set(batch.schema.names)
+    if not missing or not missing <= set(ADDED_COLUMNS) or not set(batch.schema.names) <= set(SPAN_SCHEMA.names):
         return batch
     if any(not batch.schema.field(name).type.equals(SPAN_SCHEMA.field(name).type) for name in batch.schema.names):
         return batch
