@@ -29,7 +29,9 @@ def main(collector_url: str, openai_base_url: str, mode: str, calls: int) -> Non
     tracer_provider = TracerProvider(resource=resource)
     tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{collector_url}/v1/traces")))
     logger_provider = LoggerProvider(resource=resource)
-    logger_provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"{collector_url}/v1/logs")))
+    logger_provider.add_log_record_processor(
+        BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"{collector_url}/v1/logs"))
+    )
     OpenAIInstrumentor().instrument(tracer_provider=tracer_provider, logger_provider=logger_provider)
     tracer = tracer_provider.get_tracer("refund-bot")
     client = openai.OpenAI(base_url=openai_base_url, api_key="test-key", max_retries=0)

@@ -249,8 +249,10 @@ def test_deprecated_genai_content_span_events_fill_the_content_columns() -> None
         with tracer.start_as_current_span("chat events", attributes={"gen_ai.operation.name": "chat"}) as span:
             span.add_event("gen_ai.system.message", {"gen_ai.system": "openai", "content": "be brief"})
             span.add_event("gen_ai.user.message", {"content": "refund A-1"})
-            span.add_event("gen_ai.choice", {"index": 0, "finish_reason": "stop",
-                                              "message": '{"role": "assistant", "content": "done"}'})
+            span.add_event(
+                "gen_ai.choice",
+                {"index": 0, "finish_reason": "stop", "message": '{"role": "assistant", "content": "done"}'},
+            )
 
     rows = _by_name(_rows(_spans(build)))
     old, events = rows["chat old"], rows["chat events"]
