@@ -76,7 +76,11 @@ def main() -> None:
     # What the measured work produced, so a run that normalizes nothing shows it.
     with_run_id = sum(1 for value in normalized["run_id"].to_pylist() if value)
     with_model = sum(1 for value in normalized["model"].to_pylist() if value)
-    print(f"normalized: {normalized.num_rows} spans out, {with_run_id} with a run id, {with_model} with a model")
+    with_conversation = sum(1 for value in normalized["conversation_id"].to_pylist() if value)
+    print(
+        f"normalized: {normalized.num_rows} spans out, {with_run_id} with a run id, {with_conversation} with a"
+        f" conversation, {with_model} with a model"
+    )
 
 
 if __name__ == "__main__":

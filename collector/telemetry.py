@@ -40,6 +40,13 @@ class CollectorTelemetry:
         "agentledger_span_conflicts_total": "Spans re-sent with a stored id but other content, kept apart as"
         " conflicts (stored spans are immutable).",
         "agentledger_identity_mismatches_total": "Spans whose claimed agent id differs from the authenticated one.",
+        "agentledger_log_records_received_total": "OTLP log records received.",
+        "agentledger_log_records_accepted_total": "GenAI log events acknowledged, stored as rows of their span.",
+        "agentledger_log_records_dropped_total": "Log records not stored (answered as partial success), by reason"
+        " (not_genai_event, no_span_context).",
+        "agentledger_metric_points_dropped_total": "OTLP metric data points received and dropped (no metrics are"
+        " stored; answered as rejected).",
+        "agentledger_unknown_paths_total": "HTTP requests to a path the OTLP receiver does not serve (404), by method.",
         "agentledger_reserved_attributes_stripped_total": (
             "Attributes only the collector may set (tenant, redaction summary) removed from what senders sent,"
             " by where (span, resource, scope)."

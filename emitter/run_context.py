@@ -1,11 +1,12 @@
 """The run an emitter span belongs to, carried in the OpenTelemetry context (and baggage) of the process.
 
-Setting OpenInference's `session.id` context value as well makes OpenInference instrumentations running
-inside the run (an instrumented OpenAI client, say) stamp the run id on their own spans.
+Setting OpenInference's `session.id` and `metadata` context values as well makes OpenInference
+instrumentations running inside the run (an instrumented OpenAI client, say) stamp the run id on their spans.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from contextvars import Token
@@ -23,6 +24,9 @@ ContentCapture = conv.RunContentCaptureValues
 _RUN_KEY: Final = context.create_key("agentledger.emitter.run")
 # OpenInference instrumentations copy this plain context value onto every span they start.
 _OPENINFERENCE_SESSION_KEY: Final = conv.SESSION_ID
+# ...and this one as their `metadata` attribute (a JSON object), where the collector finds the run id even
+# when those spans reach it in another batch than the run's own spans.
+_OPENINFERENCE_METADATA_KEY: Final = "metadata"
 
 
 class EmitterError(RuntimeError):
@@ -49,6 +53,7 @@ def attach_run(state: RunState) -> Token[Context]:
     """Makes `state` the current run; returns the token for detach_run()."""
     ctx = context.set_value(_RUN_KEY, state)
     ctx = context.set_value(_OPENINFERENCE_SESSION_KEY, state.run_id, ctx)
+    ctx = context.set_value(_OPENINFERENCE_METADATA_KEY, json.dumps({conv.AGENT_RUN_ID: state.run_id}), ctx)
     # Baggage crosses process boundaries with W3C propagation, so a sub-agent elsewhere can join the run.
     ctx = baggage.set_baggage(conv.AGENT_RUN_ID, state.run_id, ctx)
     return context.attach(ctx)

@@ -83,7 +83,13 @@ _DETAILS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
         ("tool_call_id", "@" + conv.AGENTLEDGER_WRITE_TOOL_CALL_ID),
         ("target", "target"),
     ),
-    "span": (("input", "input_value"), ("output", "output_value")),
+    # Content of GenAI log events (collector/receivers/otlp_logs.py: rows under their span) shows here.
+    "span": (
+        ("input", "input_value"),
+        ("output", "output_value"),
+        ("input_messages", "input_messages"),
+        ("output_messages", "output_messages"),
+    ),
 }
 
 

@@ -38,6 +38,9 @@ _ENVELOPE: Final = [
     ("identity_mismatch", pa.bool_()),
     # What the collector's limits cut on this span (attribute_value, content, attributes, events, links).
     ("truncated", pa.list_(pa.string())),
+    # Filled by the normaliser: the conversation (session, thread) the span's run belongs to, namespaced
+    # by tenant and service (migration 0011); empty when the producer named none.
+    ("conversation_id", pa.string()),
 ]
 
 _TRAILER: Final = [
@@ -63,3 +66,34 @@ SPAN_SCHEMA: Final = pa.schema(
     + [pa.field(column, _ARROW_BY_KIND[kind], nullable=False) for _, column, kind in PROMOTED_COLUMNS]
     + [pa.field(name, type_, nullable=False) for name, type_ in _TRAILER]
 )
+
+
+def _default(field: pa.Field) -> object:
+    if isinstance(field.type, pa.ListType | pa.MapType):
+        return []
+    if pa.types.is_string(field.type):
+        return ""
+    if pa.types.is_boolean(field.type):
+        return False
+    return 0
+
+
+# Columns SPAN_SCHEMA gained after batches were first spooled, with the migration that added them: a batch
+# lacking only these was written by an older version.
+ADDED_COLUMNS: Final = ("conversation_id",)  # 0011
+
+
+def with_added_columns(batch: pa.Table) -> pa.Table:
+    """A batch an older version wrote (a spool left by an upgrade) with the ADDED_COLUMNS it lacks at their
+    empty values, in SPAN_SCHEMA's order; any other batch as it is (the exporters refuse it)."""
+    missing = set(SPAN_SCHEMA.names) - set(batch.schema.names)
+    if not missing or not missing <= set(ADDED_COLUMNS) or not set(batch.schema.names) <= set(SPAN_SCHEMA.names):
+        return batch
+    if any(not batch.schema.field(name).type.equals(SPAN_SCHEMA.field(name).type) for name in batch.schema.names):
+        return batch
+    columns = [
+        batch.column(field.name) if field.name in batch.schema.names
+        else pa.array([_default(field)] * batch.num_rows, field.type)
+        for field in SPAN_SCHEMA
+    ]  # fmt: skip
+    return pa.Table.from_arrays(columns, schema=SPAN_SCHEMA)

@@ -27,7 +27,7 @@ from agentledger.ingest.clickhouse import first_line
 from agentledger.ingest.retention import AgentHolds, RetentionPolicy
 from agentledger.ingest.signing import LinkSigner, SigningKeyError
 from agentledger.ingest.span_writer import SpanWriter, WriteFailed
-from agentledger.schema.span_columns import SPAN_SCHEMA
+from agentledger.schema.span_columns import SPAN_SCHEMA, with_added_columns
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class ClickHouseExporter:
         self._holds = AgentHolds(client)
 
     def export(self, batch: SpanBatch, batch_id: str) -> None:
+        batch = with_added_columns(batch)
         if not batch.schema.equals(SPAN_SCHEMA):  # before retention and holds read its columns
             raise PermanentExportError(
                 "batch does not have the spans schema (schema/span_columns.py)", "schema_mismatch"

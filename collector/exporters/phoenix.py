@@ -13,6 +13,7 @@ from agentledger.collector.component import SpanBatch
 from agentledger.collector.config import ExporterConfig, FrozenModel, MiB
 from agentledger.collector.export_errors import classify_http_status, classify_http_transport
 from agentledger.collector.exporters.phoenix_convert import to_otlp_request
+from agentledger.schema.span_columns import with_added_columns
 
 
 class PhoenixSyncConfig(FrozenModel):
@@ -70,6 +71,7 @@ class PhoenixExporter:
 
     def export(self, batch: SpanBatch, batch_id: str) -> None:
         """A batch retried after a lost answer does not duplicate: Phoenix ignores a span id it has stored."""
+        batch = with_added_columns(batch)  # a spool left by an older version
         body = gzip.compress(to_otlp_request(batch, self._config.project).SerializeToString(), compresslevel=1)
         try:
             response = self._client.post(

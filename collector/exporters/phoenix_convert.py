@@ -57,6 +57,7 @@ METADATA_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("write_system", "write_system"),
     ("write_ref", "write_ref"),
     ("run_outcome", "run_outcome"),
+    ("conversation_id", "conversation_id"),
 )
 
 _SPAN_KIND_CODES: Final[Mapping[str, int]] = {
@@ -111,6 +112,9 @@ def span_attributes(row: Mapping[str, Any]) -> dict[str, AttributeValue]:
         attributes.setdefault(conv.SESSION_ID, str(row["run_id"]))
     if row["model"]:
         attributes.setdefault(conv.LLM_MODEL_NAME, str(row["model"]))
+    provider = attributes.get("gen_ai.provider.name", attributes.get("gen_ai.system"))
+    if provider:
+        attributes.setdefault("llm.provider", str(provider))
     input_tokens, output_tokens = int(row["input_tokens"]), int(row["output_tokens"])
     if input_tokens or output_tokens:
         # Assigned, not defaulted: the Map holds a producer's counts as text, and Phoenix sums numbers.
@@ -213,7 +217,8 @@ def _mime_type(value: str) -> str:
 
 def _flattened(text: str, prefix: str, item: str) -> dict[str, AttributeValue]:
     """A JSON array of messages or documents as OpenInference's `prefix.N.item.field` keys. Accepts OTel
-    GenAI messages (`role` + typed `parts`) and the normaliser's objects (one field per flattened key)."""
+    GenAI messages (`role` + typed `parts`, tool calls and tool results included), OpenAI-style messages
+    (`tool_calls`, `tool_call_id`) and the normaliser's objects (one field per flattened key)."""
     try:
         entries = json.loads(text)
     except ValueError:
@@ -224,14 +229,56 @@ def _flattened(text: str, prefix: str, item: str) -> dict[str, AttributeValue]:
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
             continue
-        fields: dict[str, Any] = dict(entry)
-        parts = fields.pop("parts", None)
-        if isinstance(parts, list):
-            texts = [str(part.get("content", "")) for part in parts if isinstance(part, dict)]
-            fields.setdefault("content", "".join(texts))
+        fields = _message_fields(entry) if item == oi.MESSAGE_ITEM else dict(entry)
         for field, value in fields.items():
             attributes[oi.flattened_key(prefix, index, item, field)] = _scalar(value)
     return attributes
+
+
+def _message_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """One message as OpenInference's message fields: role, content, tool_calls.M.tool_call.* (id,
+    function.name, function.arguments as text) and tool_call_id, whatever family's shape it came in."""
+    fields: dict[str, Any] = dict(entry)
+    # The deprecated gen_ai.choice event wraps its message: {"index", "finish_reason", "message": {...}}.
+    message = fields.pop("message", None)
+    if isinstance(message, dict):
+        fields = {**message, **fields}
+    calls: list[Mapping[str, Any]] = [call for call in fields.pop("tool_calls", None) or [] if isinstance(call, dict)]
+    parts = fields.pop("parts", None)
+    if isinstance(parts, list):
+        texts: list[str] = []
+        for part in parts:
+            if not isinstance(part, dict):
+                continue
+            kind = part.get("type")
+            if kind == "tool_call":
+                calls.append(part)
+            elif kind == "tool_call_response":
+                fields.setdefault("tool_call_id", part.get("id", ""))
+                texts.append(_text(part.get("response", part.get("result", ""))))
+            elif "content" in part:
+                texts.append(_text(part["content"]))
+        if texts:
+            fields.setdefault("content", "".join(texts))
+    for number, call in enumerate(calls):
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
+        key = f"tool_calls.{number}.tool_call"
+        if call.get("id"):
+            fields[f"{key}.id"] = str(call["id"])
+        name = call.get("name", function.get("name"))
+        if name:
+            fields[f"{key}.function.name"] = str(name)
+        arguments = call.get("arguments", function.get("arguments"))
+        if arguments is not None:
+            fields[f"{key}.function.arguments"] = _text(arguments)
+    if "content" in fields and not isinstance(fields["content"], str):
+        fields["content"] = _text(fields["content"])
+    return fields
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _scalar(value: Any) -> AttributeValue:

@@ -470,4 +470,5 @@ def _append_span(
     out["link_span_ids"].append([link.span_id.hex() for link in links])
     columns.add_map_list("link_attributes", [limiter.pairs(_plain_map(link.attributes)) for link in links])
     out["truncated"].append(sorted(limiter.cut))
+    out["conversation_id"].append("")
     return mismatch

@@ -1,4 +1,5 @@
-"""OTLP/HTTP receiver: `POST /v1/traces` (protobuf or JSON, gzip), plus `/metrics` and `/healthz`.
+"""OTLP/HTTP receiver: `POST /v1/traces`, `/v1/logs` (GenAI events) and `/v1/metrics` (refused as partial
+success), protobuf or JSON, gzip; plus `/metrics` and `/healthz`. Other paths: 404, counted.
 
 Responses follow the OTLP/HTTP specification: 200 with partial success; 400/401/413/415 with a
 google.rpc.Status body (413 also when the decoded batch is over the per-request budget or bigger than
@@ -8,13 +9,17 @@ the whole spool); 429 (spool full) and 503 (storage unavailable) with Retry-Afte
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from agentledger.collector.auth import Unauthenticated
@@ -30,6 +35,7 @@ from agentledger.collector.receivers.otlp_payload import (
     encode_response,
     encode_status,
     encoding_of,
+    parse_message,
     parse_request,
 )
 
@@ -41,6 +47,11 @@ _RESOURCE_EXHAUSTED = 8
 _UNAVAILABLE = 14
 _UNAUTHENTICATED = 16
 RETRY_AFTER_SECONDS = 5
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+Parse = Callable[[bytes, Encoding], Message]
+Export = Callable[[Message, Identity], Message]
 
 
 class _BodyTooLarge(Exception):
@@ -81,49 +92,61 @@ def create_otlp_http_app(protocol: HttpProtocolConfig, ingest: OtlpIngest) -> St
             encode_status(code, message, encoding), status_code=http_status, media_type=encoding.value, headers=headers
         )
 
-    async def export_traces(request: Request) -> Response:
-        encoding = encoding_of(request.headers.get("content-type", ""))
-        if encoding is None:
-            return status_response(
-                415,
-                _INVALID_ARGUMENT,
-                "Content-Type must be application/x-protobuf or application/json",
-                Encoding.PROTOBUF,
+    def otlp_endpoint(
+        parse: Callable[[bytes, Encoding], Message], export: Callable[[Message, Identity], Message]
+    ) -> Endpoint:
+        """One OTLP/HTTP signal endpoint: content type, credentials, size, parse, export, status mapping."""
+
+        async def endpoint(request: Request) -> Response:
+            encoding = encoding_of(request.headers.get("content-type", ""))
+            if encoding is None:
+                return status_response(
+                    415,
+                    _INVALID_ARGUMENT,
+                    "Content-Type must be application/x-protobuf or application/json",
+                    Encoding.PROTOBUF,
+                )
+            try:
+                identity = ingest.authenticator.identify(request.headers.get("authorization"))
+            except Unauthenticated as error:
+                return status_response(401, _UNAUTHENTICATED, str(error), encoding)
+            try:
+                body = await _read_body(request, limit)
+            except _BodyTooLarge:
+                return status_response(413, _INVALID_ARGUMENT, f"request body exceeds {limit} bytes", encoding)
+            outcome = await run_in_threadpool(
+                decode_and_export, parse, export, body, request.headers.get("content-encoding", ""), encoding, identity
             )
-        try:
-            identity = ingest.authenticator.identify(request.headers.get("authorization"))
-        except Unauthenticated as error:
-            return status_response(401, _UNAUTHENTICATED, str(error), encoding)
-        try:
-            body = await _read_body(request, limit)
-        except _BodyTooLarge:
-            return status_response(413, _INVALID_ARGUMENT, f"request body exceeds {limit} bytes", encoding)
-        outcome = await run_in_threadpool(
-            decode_and_export, body, request.headers.get("content-encoding", ""), encoding, identity
-        )
-        del body  # the worker is done with it; do not hold it while the response is written
-        if isinstance(outcome, _Refusal):
-            if outcome.http_status == 503:
-                logger.warning("refusing a request: %s", outcome.message)
-            return status_response(outcome.http_status, outcome.code, outcome.message, encoding)
-        telemetry.add("agentledger_requests_total", label=("http", "200"))
-        return Response(encode_response(outcome, encoding), status_code=200, media_type=encoding.value)
+            del body  # the worker is done with it; do not hold it while the response is written
+            if isinstance(outcome, _Refusal):
+                if outcome.http_status == 503:
+                    logger.warning("refusing a request: %s", outcome.message)
+                return status_response(outcome.http_status, outcome.code, outcome.message, encoding)
+            telemetry.add("agentledger_requests_total", label=("http", "200"))
+            return Response(encode_response(outcome, encoding), status_code=200, media_type=encoding.value)
+
+        return endpoint
 
     def decode_and_export(
-        body: bytes, content_encoding: str, encoding: Encoding, identity: Identity
-    ) -> ExportTraceServiceResponse | _Refusal:
+        parse: Parse,
+        export: Export,
+        body: bytes,
+        content_encoding: str,
+        encoding: Encoding,
+        identity: Identity,
+    ) -> Message | _Refusal:
         """Runs in a worker thread and answers refusals as values, never as exceptions: an exception
         crossing back to the event loop sits in a reference cycle (the awaited future and the frames of
         its traceback) together with the request's body and batch until the garbage collector runs,
         tens of MB per refused request."""
         try:
-            otlp_request = parse_request(decompress(body, content_encoding, limit), encoding)
+            otlp_request = parse(decompress(body, content_encoding, limit), encoding)
         except PayloadTooLarge:
             return _Refusal(413, _INVALID_ARGUMENT, f"request body exceeds {limit} bytes")
         except PayloadError as error:
             return _Refusal(400, _INVALID_ARGUMENT, str(error))
         try:
-            return ingest.export(otlp_request, identity)
+            return export(otlp_request, identity)
         except RequestTooLarge as error:
             # Waiting cannot help, so no Retry-After: the sender must split the request.
             return _Refusal(413, _RESOURCE_EXHAUSTED, f"request refused, too large to accept: {error}")
@@ -134,6 +157,33 @@ def create_otlp_http_app(protocol: HttpProtocolConfig, ingest: OtlpIngest) -> St
         except PipelineUnavailable as error:
             return _Refusal(503, _UNAVAILABLE, f"spans could not be stored, retry later: {error}")
 
+    def parse_logs(data: bytes, encoding: Encoding) -> Message:
+        return parse_message(data, encoding, ExportLogsServiceRequest(), "resourceLogs", "logs request")
+
+    def parse_metrics(data: bytes, encoding: Encoding) -> Message:
+        return parse_message(data, encoding, ExportMetricsServiceRequest(), "resourceMetrics", "metrics request")
+
+    def export_traces(request: Message, identity: Identity) -> Message:
+        assert isinstance(request, ExportTraceServiceRequest)
+        return ingest.export(request, identity)
+
+    def export_logs(request: Message, identity: Identity) -> Message:
+        assert isinstance(request, ExportLogsServiceRequest)
+        return ingest.export_logs(request, identity)
+
+    def export_metrics(request: Message, _: Identity) -> Message:
+        assert isinstance(request, ExportMetricsServiceRequest)
+        return ingest.export_metrics(request)
+
+    async def unknown_path(request: Request, _: Exception) -> Response:
+        # Counted without the path as a label: senders choose paths, and each would be a new series.
+        telemetry.add("agentledger_unknown_paths_total", label=("method", request.method))
+        return JSONResponse(
+            {"detail": f"no such endpoint {request.url.path!r}: the OTLP receiver serves POST /v1/traces,"
+                       " /v1/logs and /v1/metrics, GET /metrics and /healthz"},
+            status_code=404,
+        )  # fmt: skip
+
     async def metrics(_: Request) -> Response:
         return PlainTextResponse(telemetry.render_prometheus(), media_type="text/plain; version=0.0.4")
 
@@ -142,8 +192,11 @@ def create_otlp_http_app(protocol: HttpProtocolConfig, ingest: OtlpIngest) -> St
 
     return Starlette(
         routes=[
-            Route("/v1/traces", export_traces, methods=["POST"]),
+            Route("/v1/traces", otlp_endpoint(parse_request, export_traces), methods=["POST"]),
+            Route("/v1/logs", otlp_endpoint(parse_logs, export_logs), methods=["POST"]),
+            Route("/v1/metrics", otlp_endpoint(parse_metrics, export_metrics), methods=["POST"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
-        ]
+        ],
+        exception_handlers={404: unknown_path},
     )

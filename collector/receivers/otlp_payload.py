@@ -1,4 +1,4 @@
-"""Parses OTLP/HTTP trace request bodies (protobuf or JSON, optionally gzip) and encodes responses.
+"""Parses OTLP/HTTP request bodies (traces, logs, metrics) (protobuf or JSON, optionally gzip) and encodes responses.
 
 OTLP JSON differs from protobuf's JSON mapping: trace and span ids are hex, not base64, so they are
 converted before parsing.
@@ -10,14 +10,13 @@ import base64
 import json
 import zlib
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
 )
 
 
@@ -67,25 +66,33 @@ def decompress(body: bytes, content_encoding: str, max_bytes: int) -> bytes:
 
 
 def parse_request(data: bytes, encoding: Encoding) -> ExportTraceServiceRequest:
-    request = ExportTraceServiceRequest()
+    return parse_message(data, encoding, ExportTraceServiceRequest(), "resourceSpans", "trace request")
+
+
+MessageT = TypeVar("MessageT", bound=Message)
+
+
+def parse_message(data: bytes, encoding: Encoding, message: MessageT, top_field: str, label: str) -> MessageT:
+    """Parses an OTLP export request (traces, logs or metrics: `message` says which) into `message`."""
+    what = type(message).__name__
     if encoding is Encoding.PROTOBUF:
         try:
-            request.ParseFromString(data)
+            message.ParseFromString(data)
         except DecodeError as error:
-            raise PayloadError(f"body is not a valid ExportTraceServiceRequest protobuf: {error}") from error
-        return request
+            raise PayloadError(f"body is not a valid {what} protobuf: {error}") from error
+        return message
     try:
         document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise PayloadError(f"body is not valid JSON: {error}") from error
     if not isinstance(document, dict):
-        raise PayloadError("body must be a JSON object with resourceSpans")
+        raise PayloadError(f"body must be a JSON object with {top_field}")
     try:
         _hex_ids_to_base64(document)
-        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+        json_format.ParseDict(document, message, ignore_unknown_fields=True)
     except (json_format.ParseError, PayloadError, ValueError, TypeError, RecursionError) as error:
-        raise PayloadError(f"body is not a valid OTLP JSON trace request: {error}") from error
-    return request
+        raise PayloadError(f"body is not a valid OTLP JSON {label}: {error}") from error
+    return message
 
 
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id")
@@ -106,7 +113,7 @@ def _hex_ids_to_base64(node: Any) -> None:
             _hex_ids_to_base64(item)
 
 
-def encode_response(response: ExportTraceServiceResponse, encoding: Encoding) -> bytes:
+def encode_response(response: Message, encoding: Encoding) -> bytes:
     if encoding is Encoding.JSON:
         return json_format.MessageToJson(response, indent=None).encode()
     return bytes(response.SerializeToString())

@@ -1,4 +1,5 @@
-"""A local stand-in for an OpenAI-compatible chat completions endpoint, answering with one tool call."""
+"""A local stand-in for an OpenAI-compatible chat completions endpoint, answering with one tool call, and with
+a text answer once the request carries the tool's result."""
 
 from __future__ import annotations
 
@@ -45,13 +46,27 @@ _COMPLETION: Final = {
 }
 
 
+FINAL_ANSWER: Final = "Refunded 42.00 EUR on A-1001."
+# Once the conversation holds the tool's result, the model answers in text (agents loop until it does).
+_ANSWER: Final = {
+    **_COMPLETION,
+    "id": "chatcmpl-fake-2",
+    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": FINAL_ANSWER}}],
+}
+
+
 class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length", "0")))
+        request = self.rfile.read(int(self.headers.get("content-length", "0")))
         if not self.path.endswith("/chat/completions"):
             self.send_error(404)
             return
-        body = json.dumps(_COMPLETION).encode()
+        try:
+            messages = json.loads(request).get("messages", [])
+        except ValueError:
+            messages = []
+        answered = any(isinstance(m, dict) and m.get("role") == "tool" for m in messages)
+        body = json.dumps(_ANSWER if answered else _COMPLETION).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))

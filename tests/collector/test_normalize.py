@@ -47,7 +47,7 @@ def _pick(row: dict[str, Any], *columns: str) -> dict[str, Any]:
     return {column: row[column] for column in columns}
 
 
-def test_otel_genai_spans_get_the_conversation_as_run_and_typed_entries() -> None:
+def test_otel_genai_spans_get_a_configured_conversation_key_as_run_and_typed_entries() -> None:
     def build(tracer: Tracer) -> None:
         conversation = {"gen_ai.conversation.id": "conv_42"}
         with tracer.start_as_current_span(
@@ -70,7 +70,8 @@ def test_otel_genai_spans_get_the_conversation_as_run_and_typed_entries() -> Non
             ):
                 pass
 
-    rows = _normalize(_spans(build))
+    # Conversations group runs by default (test_normalize_families.py); a deployment may still say otherwise.
+    rows = _normalize(_spans(build), NormalizeConfig(run_id_from=("gen_ai.conversation.id", "trace_id")))
 
     columns = ("name", "run_id", "entry_type", "model", "input_tokens", "output_tokens", "tool_name")
     assert [_pick(row, *columns) for row in rows] == [
@@ -125,7 +126,7 @@ def test_openinference_attributes_fill_typed_and_content_columns() -> None:
         ):
             pass
 
-    llm, retriever, tool = _normalize(_spans(build))
+    llm, retriever, tool = _normalize(_spans(build), NormalizeConfig(run_id_from=("session.id", "trace_id")))
 
     assert _pick(llm, "run_id", "entry_type", "model", "input_tokens", "output_tokens") == {
         "run_id": "sess-9", "entry_type": "prompt", "model": "m-1", "input_tokens": 57, "output_tokens": 0,
@@ -134,7 +135,7 @@ def test_openinference_attributes_fill_typed_and_content_columns() -> None:
         '[{"role":"system","content":"be brief"},{"role":"user","content":"say \\"hi\\"\\n\\u0001"}]'
     )
     assert json.loads(llm["input_messages"])[1]["content"] == 'say "hi"\n\x01'
-    assert llm["output_messages"] == '[{"tool_calls.0.tool_call.id":"call_1"}]'
+    assert llm["output_messages"] == '[{"tool_calls":[{"id":"call_1"}]}]'
     # The flattened content left the attributes Map; the rest stays.
     assert sorted(llm["attributes"]) == [
         "llm.invocation_parameters", "llm.model_name", "llm.token_count.completion", "llm.token_count.prompt",
@@ -183,7 +184,8 @@ def test_run_id_sources_follow_the_configured_order() -> None:
     spans = _spans(build)
     trace_id = f"{spans[0].context.trace_id:032x}"
 
-    assert _normalize(spans)[0]["run_id"] == "sess"
+    assert _normalize(spans)[0]["run_id"] == trace_id
+    assert _normalize(spans, NormalizeConfig(run_id_from=("session.id", "trace_id")))[0]["run_id"] == "sess"
     by_conversation = NormalizeConfig(run_id_from=("gen_ai.conversation.id", "session.id"))
     assert _normalize(spans, by_conversation)[0]["run_id"] == "conv"
     assert _normalize(spans, NormalizeConfig(run_id_from=("trace_id",)))[0]["run_id"] == trace_id
@@ -238,7 +240,7 @@ def test_a_batch_in_several_chunks_is_normalized_whole() -> None:
     batch = decode_request(encode_spans(_spans(build)), Identity("default")).batch
     chunked = pa.concat_tables([batch.slice(0, 1), batch.slice(1, 1)])
 
-    out = NormalizeProcessor().process(chunked)
+    out = NormalizeProcessor(NormalizeConfig(run_id_from=("session.id",))).process(chunked)
 
     assert out.column("run_id").to_pylist() == ["s1", "s2"]
     assert out.column("input_messages").to_pylist() == ['[{"role":"u"}]', ""]

@@ -29,7 +29,8 @@ def test_openinference_openai_spans_become_a_typed_timeline(service: RunningServ
     assert app.returncode == 0, app.stderr
     trace_id = app.stdout.strip()
 
-    body = wait_for_timeline(service.api_url, session_id, entries=4)
+    # The session is the run's conversation (namespaced by tenant and service); the run is the trace.
+    body = wait_for_timeline(service.api_url, trace_id, entries=4)
     # The LLM span's input and output are the whole request and response bodies: checked apart.
     prompt_details = body["entries"][2]["details"]
     request, response = json.loads(prompt_details.pop("input")), json.loads(prompt_details.pop("output"))
@@ -38,7 +39,8 @@ def test_openinference_openai_spans_become_a_typed_timeline(service: RunningServ
 
     assert body["run"]["trace_ids"] == [trace_id]
     assert [(entry["type"], entry["name"], entry["details"]) for entry in body["entries"]] == [
-        ("run", "support-bot", {}),
+        # No agent name attribute: the service speaks for the agent.
+        ("run", "support-bot", {"agent_name": "support-bot"}),
         (
             "retrieval",
             "kb lookup",
@@ -57,10 +59,9 @@ def test_openinference_openai_spans_become_a_typed_timeline(service: RunningServ
                 "output_tokens": fake_openai.COMPLETION_TOKENS,
                 "input_messages": '[{"role":"system","content":"You are a refund agent."},'
                 '{"role":"user","content":"Order A-1001 arrived broken."}]',
-                "output_messages": '[{"role":"assistant",'
-                f'"tool_calls.0.tool_call.id":"{fake_openai.TOOL_CALL_ID}",'
-                '"tool_calls.0.tool_call.function.name":"issue_refund",'
-                f'"tool_calls.0.tool_call.function.arguments":{json.dumps(fake_openai.TOOL_ARGUMENTS)}}}]',
+                "output_messages": '[{"role":"assistant","tool_calls":[{'
+                f'"id":"{fake_openai.TOOL_CALL_ID}","function":{{"name":"issue_refund",'
+                f'"arguments":{json.dumps(fake_openai.TOOL_ARGUMENTS)}}}}}]}}]',
             },
         ),
         (
@@ -68,6 +69,8 @@ def test_openinference_openai_spans_become_a_typed_timeline(service: RunningServ
             "issue_refund",
             {
                 "tool_name": "issue_refund",
+                # Not on the tool span: the model's tool call of that name in its trace names it.
+                "tool_call_id": fake_openai.TOOL_CALL_ID,
                 "arguments": '{"order_id": "A-1001", "amount": 42.0}',
                 "result": "refunded 42.00 on A-1001",
                 "input": '{"order_id": "A-1001", "amount": 42.0}',
