@@ -11,6 +11,7 @@ import re
 from typing import Final
 
 from agentledger.query_api.models import Timeline, TimelineEntry
+from agentledger.schema.presentation import REPORT_DETAILS
 
 # Details too long for a table cell are cut; the JSON timeline has them whole.
 MAX_CELL: Final = 160
@@ -66,21 +67,8 @@ def _code(value: object, in_table: bool = False) -> str:
     return f"{fence}{text}{fence}"
 
 
-# The details each type of entry shows in the report's timeline table.
-DETAIL_KEYS: Final[dict[str, tuple[str, ...]]] = {
-    "tool_call": ("tool_name", "tool_call_id", "access", "target", "influenced_by"),
-    "approval": ("decision", "approver", "tool_call_id", "reason"),
-    "policy_decision": ("policy_id", "decision", "reason"),
-    "retrieval": ("data_source", "provenance", "sources"),
-    "prompt": ("model", "context_hash", "provenance"),
-    "downstream_write": ("system", "ref", "action", "tool_call_id"),
-    "write": ("system", "action", "ref", "target", "source", "linked_by"),
-    "run": ("agent_name", "autonomy_level", "outcome", "task"),
-}
-
-
 def _what(entry: TimelineEntry) -> str:
-    keys = DETAIL_KEYS.get(entry.type, ())
+    keys = REPORT_DETAILS.get(entry.type, ())
     return "; ".join(f"{key}: {_text(entry.details[key])}" for key in keys if key in entry.details)
 
 
