@@ -72,12 +72,25 @@ def _what(entry: TimelineEntry) -> str:
     return "; ".join(f"{key}: {_text(entry.details[key])}" for key in keys if key in entry.details)
 
 
-def timeline_markdown(timeline: Timeline) -> str:
+# What run_page_url makes from a plain http(s) origin; anything else (a Host header with Markdown in it)
+# is shown as code rather than as a link.
+_PAGE_URL: Final = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?/ui\?run=[A-Za-z0-9%._~\-]*$")
+
+
+def timeline_markdown(timeline: Timeline, page_url: str = "") -> str:
+    """The report; `page_url` (the run's responder page) is linked under the title when given."""
     run = timeline.run
     audit = timeline.audit
     lines = [
         f"# Incident report: run {_code(run.run_id)}",
         "",
+    ]
+    if page_url:
+        lines += [
+            f"Open the run: <{page_url}>" if _PAGE_URL.match(page_url) else f"Open the run: {_code(page_url)}",
+            "",
+        ]
+    lines += [
         f"- Agent: {_text(run.agent_name or run.agent_id or 'unknown')} ({_code(run.agent_id)})",
         f"- Outcome: {_text(run.outcome or 'not reported')}",
         f"- Autonomy level: {_text(audit.autonomy_level or 'not reported')}",

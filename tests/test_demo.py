@@ -19,6 +19,7 @@ import pytest
 
 from agentledger.demo import post_writes
 from agentledger.demo_workflows import COST_SPIKE_INPUT_TOKENS, COST_SPIKE_PROMPTS, WriteRecord
+from agentledger.schema.run_ids import run_page_url
 from tests.conftest import RunningService, start_service, wait_for_timeline
 
 pytestmark = pytest.mark.slow
@@ -56,9 +57,10 @@ def test_demo_produces_every_incident_run(service: RunningService) -> None:
     assert len(lines) == 9
     incidents = {
         description.split(":", 1)[0].removeprefix("INCIDENT "): run_id
-        for run_id, description in lines
+        for run_id, description, _page in lines
         if description.startswith("INCIDENT ")
     }
+    assert {page for _run, _description, page in lines} == {run_page_url(service.api_url, run) for run, *_ in lines}
     assert sorted(incidents) == [
         "cost spike", "prompt injection", "rejected approval", "write no tool call accounts for", "wrong customer id",
     ]  # fmt: skip

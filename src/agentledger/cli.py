@@ -26,7 +26,7 @@ from agentledger.gate import GateBudgets, GateError, fetch_comparison, judge, lo
 from agentledger.ingest.clickhouse import StorageUnavailable, connect
 from agentledger.ingest.migrations import MigrationError, migrate
 from agentledger.query_api.auth import ROLES
-from agentledger.schema.run_ids import evidence_file_name, run_id_path_segment
+from agentledger.schema.run_ids import evidence_file_name, run_id_path_segment, run_page_url
 from agentledger.settings import (
     DEFAULT_API_PORT,
     DEFAULT_JIRA_RUN_ID_FIELD,
@@ -247,14 +247,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
             return
         for run in report.runs:
             label = f"INCIDENT {run.incident}" if run.incident else "demo run"
-            logger.info(
-                "%s %s: %s: %s/v1/runs/%s/timeline",
-                label,
-                run.run_id,
-                run.description,
-                started.api_url,
-                run_id_path_segment(run.run_id),
-            )
+            logger.info("%s %s: %s: %s", label, run.run_id, run.description, run_page_url(started.api_url, run.run_id))
         logger.info("demo: %s", report.writes_status)
 
     local_phoenix = None
@@ -314,10 +307,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         report = send_demo(url, api)
     except DemoError as error:
         raise CliError(str(error)) from error
-    # stdout: one run per line, `run id<TAB>description`, incidents marked; stderr: the writes' fate.
+    # stdout: one run per line, `run id<TAB>description<TAB>page`, incidents marked; stderr: the writes' fate.
     for run in report.runs:
         description = f"INCIDENT {run.incident}: {run.description}" if run.incident else run.description
-        print(f"{run.run_id}\t{description}")
+        print(f"{run.run_id}\t{description}\t{run_page_url(api, run.run_id)}")
     print(f"agentledger demo: {report.writes_status}", file=sys.stderr)
     return EXIT_OK
 
