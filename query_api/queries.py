@@ -313,8 +313,8 @@ RUN_LIST_TOTALS: Final = """
 SELECT
     run_id,
     maxIf(attributes['gen_ai.workflow.name'], entry_type = 'run') AS workflow,
-    sum(input_tokens) AS input_tokens,
-    sum(output_tokens) AS output_tokens,
+    sum(input_tokens) AS used_input_tokens,
+    sum(output_tokens) AS used_output_tokens,
     sum(
         input_tokens * transform(model, {price_models:Array(String)}, {price_in:Array(Float64)}, toFloat64(0))
         + output_tokens * transform(model, {price_models:Array(String)}, {price_out:Array(Float64)}, toFloat64(0))

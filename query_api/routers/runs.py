@@ -192,8 +192,8 @@ def _with_usage(client: Client, tenant: str, page: list[RunListItem], config: Qu
         if row is not None:
             update |= {
                 "workflow": row["workflow"],
-                "input_tokens": int(row["input_tokens"]),
-                "output_tokens": int(row["output_tokens"]),
+                "input_tokens": int(row["used_input_tokens"]),
+                "output_tokens": int(row["used_output_tokens"]),
                 "cost_usd": float(row["cost"]),
             }
         listed.append(item.model_copy(update=update))
