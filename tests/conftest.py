@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,15 +159,22 @@ def service(tmp_path: Path) -> Iterator[RunningService]:
 def served_api(client: Client) -> Iterator[httpx.Client]:
     """The open app behind a real uvicorn server: what a client sends is what it receives (Starlette's
     TestClient decodes percent-escapes in paths twice, and never checks the response headers)."""
-    config = uvicorn.Config(create_app(client, QueryApiConfig(tenant="default")), port=free_port(), log_level="error")
-    server = uvicorn.Server(config)
+    with serve_app(client, QueryApiConfig(tenant="default")) as http:
+        yield http
+
+
+@contextmanager
+def serve_app(client: Client, config: QueryApiConfig) -> Iterator[httpx.Client]:
+    """The query API over `client` behind a real uvicorn server on a free port, and an HTTP client for it."""
+    server_config = uvicorn.Config(create_app(client, config), port=free_port(), log_level="error")
+    server = uvicorn.Server(server_config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.02)
-    with httpx.Client(base_url=f"http://127.0.0.1:{config.port}", timeout=30) as http:
+    with httpx.Client(base_url=f"http://127.0.0.1:{server_config.port}", timeout=30) as http:
         yield http
     server.should_exit = True
     thread.join(timeout=30)

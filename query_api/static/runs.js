@@ -17,7 +17,8 @@ function select(name, label, options, value) {
 function apiQuery(params) {
   // Findings are filled in row by row after the list shows (each is a run's audit), unless a filter on
   // them makes the API compute them anyway.
-  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  const limit = /^[1-9][0-9]?$|^1[0-9]{2}$|^200$/.test(params.get("limit") || "") ? params.get("limit") : String(PAGE_SIZE);
+  const query = new URLSearchParams({ limit });
   for (const [name] of TEXT_FILTERS) if (params.get(name)) query.set(name, params.get(name));
   if (params.get("outcome")) query.set("outcome", params.get("outcome"));
   if (params.get("findings") === "yes") query.set("has_violations", "true");
@@ -39,6 +40,7 @@ export function renderRuns(params) {
     e.preventDefault();
     const next = new URLSearchParams();
     for (const [k, v] of new FormData(form)) if (v) next.set(k, v);
+    if (params.get("limit")) next.set("limit", params.get("limit"));
     navigate("/ui" + (next.toString() ? "?" + next : ""));
   });
   form.querySelector("#f-clear").addEventListener("click", () => navigate("/ui"));
