@@ -416,7 +416,8 @@ def test_a_500_span_run_renders_and_its_time_is_measured(
     expect(page.locator("details.entry")).to_have_count(BIG_SPANS)
     timing = page.evaluate(
         "() => { const mark = (name) => performance.getEntriesByName(name)[0].startTime;"
-        " return { received: mark('agentledger:timeline-received'), rendered: mark('agentledger:incident-rendered') }; }"
+        " return { received: mark('agentledger:timeline-received'),"
+        " rendered: mark('agentledger:incident-rendered') }; }"
     )
     # A figure for the report, not an assertion: building the incident view from the received timeline.
     print(f"\n500-span run: incident view built in {timing['rendered'] - timing['received']:.0f} ms"
