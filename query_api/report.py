@@ -72,8 +72,8 @@ def _what(entry: TimelineEntry) -> str:
     return "; ".join(f"{key}: {_text(entry.details[key])}" for key in keys if key in entry.details)
 
 
-# What run_page_url makes from a plain http(s) origin; anything else (a Host header with Markdown in it)
-# is shown as code rather than as a link.
+# What run_page_url makes from a plain http(s) origin: shown as text, which viewers make clickable (the
+# report has no Markdown link). Anything else (a Host header with Markdown in it) is shown as code.
 _PAGE_URL: Final = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?/ui\?run=[A-Za-z0-9%._~\-]*$")
 
 
@@ -87,7 +87,7 @@ def timeline_markdown(timeline: Timeline, page_url: str = "") -> str:
     ]
     if page_url:
         lines += [
-            f"Open the run: <{page_url}>" if _PAGE_URL.match(page_url) else f"Open the run: {_code(page_url)}",
+            f"Open the run: {_text(page_url) if _PAGE_URL.match(page_url) else _code(page_url)}",
             "",
         ]
     lines += [

@@ -65,7 +65,7 @@ class Incident {
     if (!findings.length) panel.append(el("div", { class: "clean" }, "All checks passed: " + audit.checks.join(", ")));
     for (const f of findings) {
       const title = f.title || humanize(f.rule_id || f.check);
-      const item = el("div", { class: "finding " + (f.severity || "") }, badge(f.severity || "finding", f.severity), " ", el("b", {}, title), f.sentence || f.message);
+      const item = el("div", { class: "finding " + (f.severity || "") }, badge(f.severity || "finding", f.severity), " ", el("b", {}, title), " ", f.sentence || f.message);
       const evidence = [...new Set([...(f.evidence_span_ids || []), ...(f.span_id ? [f.span_id] : [])])];
       const links = evidence.map((id) => this.focusLink("span " + this.spanLabel(id), { span: id }));
       if (f.write_ref) links.push(this.focusLink("write " + f.write_ref, { write: f.write_ref }));
@@ -89,7 +89,7 @@ class Incident {
   // Whether the stored record is complete and unaltered: the run's audit hash chain, recomputed by the API.
   async renderIntegrity(runId) {
     const panel = el("section", { class: "panel", id: "integrity", "aria-labelledby": "integrity-h" }, el("h2", { id: "integrity-h" }, "Record integrity"));
-    $("out").insertBefore(panel, $("audit"));
+    $("out").insertBefore(panel, $("totals"));  // after what went wrong and the approval chains
     const r = await api("/v1/runs/" + encodeURIComponent(runId) + "/verify");
     if (r.status !== 200) { panel.append(el("div", { class: "err" }, detailText(r.body, "verification unavailable"))); return; }
     const v = r.body;
