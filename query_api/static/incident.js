@@ -26,8 +26,9 @@ class Incident {
     this.fields = presentation.fields;
     this.summaryFields = presentation.summary;
     const spans = t.entries.filter((e) => e.type !== "write");
-    this.startNs = Math.min(...t.entries.map((e) => e.start_unix_nano));
-    this.endNs = Math.max(...spans.map((e) => e.end_unix_nano), this.startNs + 1);
+    // reduce, not Math.min(...): a spread of a very long run would overflow the call stack.
+    this.startNs = t.entries.reduce((m, e) => Math.min(m, e.start_unix_nano), t.entries.length ? Infinity : 0);
+    this.endNs = spans.reduce((m, e) => Math.max(m, e.end_unix_nano), this.startNs + 1);
     // A write the agent's own write span names is one event: shown once, on the span, with what the
     // written system reported about it.
     const writeSpans = new Map();
