@@ -3,6 +3,7 @@ and helpers that start the real `agentledger up` as a subprocess and send spans 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -12,7 +13,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,29 +155,33 @@ def service(tmp_path: Path) -> Iterator[RunningService]:
     running.stop()
 
 
-@pytest.fixture
-def served_api(client: Client) -> Iterator[httpx.Client]:
-    """The open app behind a real uvicorn server: what a client sends is what it receives (Starlette's
-    TestClient decodes percent-escapes in paths twice, and never checks the response headers)."""
-    with serve_app(client, QueryApiConfig(tenant="default")) as http:
-        yield http
-
-
-@contextmanager
-def serve_app(client: Client, config: QueryApiConfig) -> Iterator[httpx.Client]:
-    """The query API over `client` behind a real uvicorn server on a free port, and an HTTP client for it."""
-    server_config = uvicorn.Config(create_app(client, config), port=free_port(), log_level="error")
-    server = uvicorn.Server(server_config)
+@contextlib.contextmanager
+def serve_asgi(app: Any) -> Iterator[str]:
+    """`app` behind a real uvicorn server on a free loopback port, in a thread; yields its base URL."""
+    config = uvicorn.Config(app, port=free_port(), log_level="error")
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.02)
-    with httpx.Client(base_url=f"http://127.0.0.1:{server_config.port}", timeout=30) as http:
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def served_api(client: Client) -> Iterator[httpx.Client]:
+    """The open app behind a real uvicorn server: what a client sends is what it receives (Starlette's
+    TestClient decodes percent-escapes in paths twice, and never checks the response headers)."""
+    with (
+        serve_asgi(create_app(client, QueryApiConfig(tenant="default"))) as url,
+        httpx.Client(base_url=url, timeout=30) as http,
+    ):
         yield http
-    server.should_exit = True
-    thread.join(timeout=30)
 
 
 def wait_for_timeline(

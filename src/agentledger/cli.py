@@ -1,4 +1,4 @@
-"""The `agentledger` command: up, migrate, demo, runs, timeline, verify, export, keygen, keys, credentials,
+"""The `agentledger` command: up, migrate, demo, timeline, verify, export, keygen, keys, credentials,
   import-writes, phoenix-sync, gate, deadletter.
 
 While `up` runs it owns the embedded data folder, so the other commands talk to it over HTTP.

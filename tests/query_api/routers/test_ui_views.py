@@ -21,11 +21,11 @@ from playwright.sync_api import Browser, Page, expect
 
 from agentledger.ingest.clickhouse import connect
 from agentledger.ingest.migrations import migrate
-from agentledger.query_api.app import QueryApiConfig
+from agentledger.query_api.app import QueryApiConfig, create_app
 from agentledger.query_api.metrics_config import MetricsConfig, ModelPrice
 from agentledger.query_api.totals import severity_rank
 from agentledger.schema import conventions as conv
-from tests.conftest import serve_app
+from tests.conftest import serve_asgi
 from tests.query_api.browser import launched_chromium, screenshot_path
 from tests.query_api.incidents import (
     PR_URL,
@@ -115,7 +115,8 @@ def site(engine_dsn: str) -> Iterator[tuple[httpx.Client, list[ReadableSpan]]]:
     migrate(client)
     incident = pr_run_spans(PrRun("run_incident", approve_pr=False))
     ingest(client, incident + pr_run_spans(PrRun("run_ok")) + record(_chat_run) + record(_big_run))
-    with serve_app(client, QueryApiConfig(tenant="default", metrics=PRICES)) as http:
+    app = create_app(client, QueryApiConfig(tenant="default", metrics=PRICES))
+    with serve_asgi(app) as url, httpx.Client(base_url=url, timeout=30) as http:
         github = {"X-GitHub-Event": "pull_request"}
         for run_id in ("run_incident", "run_ok"):
             assert http.post("/v1/hooks/github", json=github_pull_request(run_id), headers=github).status_code == 202
