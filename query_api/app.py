@@ -17,6 +17,7 @@ from agentledger.query_api.phoenix_sync import PhoenixSync
 from agentledger.query_api.routers import (
     agents,
     audit_log,
+    docs,
     evals,
     health,
     holds,
@@ -34,6 +35,9 @@ __all__ = ["QueryApiConfig", "create_app"]
 
 def create_app(client: Client, config: QueryApiConfig | None = None) -> FastAPI:
     app = FastAPI(
+        # /docs and /redoc are served by routers/docs.py from an installed package, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
         title="agentledger query API",
         version=__version__,
         description=(
@@ -48,7 +52,7 @@ def create_app(client: Client, config: QueryApiConfig | None = None) -> FastAPI:
     sink = CheckpointSink(config.checkpoint_dir) if config.checkpoint_dir is not None else None
     app.state.chain_writer = ChainWriter(client, config.audit_collector_id, config.audit_signer, sink)
     app.state.phoenix_sync = PhoenixSync(client, config.tenant, config.phoenix) if config.phoenix else None
-    for module in (health, runs, writes, targets, hooks, holds, metrics, agents, evals, phoenix, audit_log, ui):
+    for module in (health, runs, writes, targets, hooks, holds, metrics, agents, evals, phoenix, audit_log, ui, docs):
         app.include_router(module.router)
 
     @app.exception_handler(ClickHouseError)

@@ -63,6 +63,9 @@ class TimelineEntry(BaseModel):
         default_factory=list, description="Reviewers' annotations of the span (synced from Phoenix), oldest first."
     )
     phoenix_url: str = Field("", description="The span in Phoenix's UI; empty when no Phoenix is configured.")
+    cost_usd: float | None = Field(
+        default=None, description="A model call: its tokens at the configured prices (US dollars); else none."
+    )
 
 
 class RunSummary(BaseModel):
@@ -77,6 +80,18 @@ class RunSummary(BaseModel):
     error_count: int
 
 
+class RunTotals(BaseModel):
+    """What the run used: tokens of every model call, and what they and the tools cost."""
+
+    model_calls: int
+    input_tokens: int
+    output_tokens: int
+    model_cost_usd: float = Field(description="Tokens at the configured prices (api.metrics.pricing).")
+    tool_cost_usd: float = Field(description="The sum of agentledger.tool.cost over the run's spans.")
+    cost_usd: float = Field(description="model_cost_usd + tool_cost_usd.")
+    unpriced_models: list[str] = Field(description="Models the price table lacks: counted as costing nothing.")
+
+
 class Timeline(BaseModel):
     run: RunSummary
     entries: list[TimelineEntry] = Field(description="Spans and downstream writes (type `write`) in time order.")
@@ -85,6 +100,7 @@ class Timeline(BaseModel):
     integrity: Verification | None = Field(
         default=None, description="With `verify=true`: the run checked against its audit hash chain."
     )
+    totals: RunTotals | None = Field(default=None, description="Tokens and cost of the run.")
 
 
 class Health(BaseModel):
@@ -316,7 +332,18 @@ class RunListItem(BaseModel):
     span_count: int
     error_count: int
     write_tool_calls: int
-    findings: int | None = Field(description="Audit findings; computed only when filtering on has_violations.")
+    findings: int | None = Field(
+        description="Audit findings; computed only with with_findings=true or a has_violations or rule filter."
+    )
+    top_severity: str | None = Field(
+        default=None, description="The most severe finding's severity, when findings are computed and any exist."
+    )
+    workflow: str = Field(default="", description="gen_ai.workflow.name of the run's run span.")
+    writes: int = Field(default=0, description="Downstream writes reported for the run.")
+    input_tokens: int = Field(default=0)
+    output_tokens: int = Field(default=0)
+    cost_usd: float = Field(default=0.0, description="Model tokens at the configured prices plus tool costs.")
+    duration_ms: float = Field(default=0.0, description="From the run's first span start to its last span end.")
 
 
 class RunPage(BaseModel):

@@ -22,6 +22,7 @@ from agentledger.query_api import queries
 from agentledger.query_api.models import Audit, Verification
 from agentledger.query_api.timeline import load_audit
 from agentledger.query_api.verify import verify_run
+from agentledger.schema.run_ids import run_page_url
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class PhoenixConnection:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = 10.0
     lookback_hours: float = 168.0
+    # The query API's base URL: each annotation pushed to Phoenix links back to the run's page there.
+    page_base_url: str = ""
 
     def span_url(self, span_id: str) -> str:
         # Phoenix's UI resolves a span id to its project and trace itself (span ids are unique across projects).
@@ -197,6 +200,9 @@ class PhoenixSync:
             audited = load_audit(self._client, self._tenant, run_id)
             if audited is not None:
                 annotations += audit_annotations(audited[2], anchor[0]["span_id"])
+            if self.connection.page_base_url:
+                for annotation in annotations:
+                    annotation["metadata"]["agentledger_url"] = run_page_url(self.connection.page_base_url, run_id)
             fingerprint = repr(annotations)
             if self._pushed.get(run_id) == fingerprint:
                 continue

@@ -293,11 +293,47 @@ WHERE ({agent:String} = '' OR r.agent_id = {agent:String} OR r.agent_name = {age
   AND ({outcome:String} = '' OR r.outcome = {outcome:String})
   AND ({autonomy_level:String} = '' OR f.autonomy_level = {autonomy_level:String})
   AND ({tool:String} = '' OR has(f.tools, {tool:String}))
+  AND ({workflow:String} = '' OR r.run_id IN (
+      SELECT run_id FROM spans
+      WHERE {workflow:String} != '' AND tenant = {tenant:String} AND entry_type = 'run'
+        AND attributes['gen_ai.workflow.name'] = {workflow:String}))
+  AND ({target:String} = '' OR r.run_id IN (
+      SELECT run_id FROM refs
+      WHERE {target:String} != '' AND tenant = {tenant:String} AND kind = 'target' AND value = {target:String}))
   AND r.first_start_ns >= {from_ns:Int64} AND r.first_start_ns <= {to_ns:Int64}
   AND (r.first_start_ns < {cursor_ns:Int64}
        OR (r.first_start_ns = {cursor_ns:Int64} AND r.run_id < {cursor_run:String}))
 ORDER BY r.first_start_ns DESC, r.run_id DESC
 LIMIT {limit:UInt32}
+"""
+
+# Per listed run: workflow, tokens and cost (prices as parallel arrays, as the metrics queries take them),
+# and downstream writes counted as the timeline shows them (one per system, ref and time).
+RUN_LIST_TOTALS: Final = """
+SELECT
+    run_id,
+    maxIf(attributes['gen_ai.workflow.name'], entry_type = 'run') AS workflow,
+    sum(input_tokens) AS used_input_tokens,
+    sum(output_tokens) AS used_output_tokens,
+    sum(
+        input_tokens * transform(model, {price_models:Array(String)}, {price_in:Array(Float64)}, toFloat64(0))
+        + output_tokens * transform(model, {price_models:Array(String)}, {price_out:Array(Float64)}, toFloat64(0))
+    ) / 1e6 + sum(toFloat64OrZero(attributes['agentledger.tool.cost'])) AS cost
+FROM (
+    SELECT run_id, entry_type, toString(model) AS model, input_tokens, output_tokens, attributes
+    FROM spans
+    WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
+    LIMIT 1 BY run_id, trace_id, span_id
+)
+GROUP BY run_id
+"""
+
+RUN_LIST_WRITES: Final = """
+SELECT run_id, count() AS writes FROM (
+    SELECT DISTINCT run_id, system, ref, occurred_at FROM writes
+    WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
+)
+GROUP BY run_id
 """
 
 # Whether a span belongs to the run (annotations may only name the run's own spans).

@@ -11,6 +11,7 @@ import re
 from typing import Final
 
 from agentledger.query_api.models import Timeline, TimelineEntry
+from agentledger.schema.presentation import REPORT_DETAILS
 
 # Details too long for a table cell are cut; the JSON timeline has them whole.
 MAX_CELL: Final = 160
@@ -66,30 +67,30 @@ def _code(value: object, in_table: bool = False) -> str:
     return f"{fence}{text}{fence}"
 
 
-# The details each type of entry shows in the report's timeline table.
-DETAIL_KEYS: Final[dict[str, tuple[str, ...]]] = {
-    "tool_call": ("tool_name", "tool_call_id", "access", "target", "influenced_by"),
-    "approval": ("decision", "approver", "tool_call_id", "reason"),
-    "policy_decision": ("policy_id", "decision", "reason"),
-    "retrieval": ("data_source", "provenance", "sources"),
-    "prompt": ("model", "context_hash", "provenance"),
-    "downstream_write": ("system", "ref", "action", "tool_call_id"),
-    "write": ("system", "action", "ref", "target", "source", "linked_by"),
-    "run": ("agent_name", "autonomy_level", "outcome", "task"),
-}
-
-
 def _what(entry: TimelineEntry) -> str:
-    keys = DETAIL_KEYS.get(entry.type, ())
+    keys = REPORT_DETAILS.get(entry.type, ())
     return "; ".join(f"{key}: {_text(entry.details[key])}" for key in keys if key in entry.details)
 
 
-def timeline_markdown(timeline: Timeline) -> str:
+# What run_page_url makes from a plain http(s) origin: shown as text, which viewers make clickable (the
+# report has no Markdown link). Anything else (a Host header with Markdown in it) is shown as code.
+_PAGE_URL: Final = re.compile(r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?/ui\?run=[A-Za-z0-9%._~\-]*$")
+
+
+def timeline_markdown(timeline: Timeline, page_url: str = "") -> str:
+    """The report; `page_url` (the run's responder page) is linked under the title when given."""
     run = timeline.run
     audit = timeline.audit
     lines = [
         f"# Incident report: run {_code(run.run_id)}",
         "",
+    ]
+    if page_url:
+        lines += [
+            f"Open the run: {_text(page_url) if _PAGE_URL.match(page_url) else _code(page_url)}",
+            "",
+        ]
+    lines += [
         f"- Agent: {_text(run.agent_name or run.agent_id or 'unknown')} ({_code(run.agent_id)})",
         f"- Outcome: {_text(run.outcome or 'not reported')}",
         f"- Autonomy level: {_text(audit.autonomy_level or 'not reported')}",

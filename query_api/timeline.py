@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -13,89 +13,12 @@ from agentledger.query_api.audit import SpanFact, audit_run, link_writes, load_s
 from agentledger.query_api.models import Annotation, Audit, LinkedWrite, RunSummary, SpanEvent, Timeline, TimelineEntry
 from agentledger.query_api.times import rfc3339_nanos
 from agentledger.query_api.writes import load_run_writes
-from agentledger.schema import conventions as conv
-
-# Per timeline type, the details shown: (detail name, spans column) or (detail name, "@attribute key").
-_DETAILS: Final[Mapping[str, tuple[tuple[str, str], ...]]] = {
-    "run": (
-        ("agent_name", "agent_name"),
-        ("outcome", "run_outcome"),
-        ("autonomy_level", "@" + conv.AGENTLEDGER_RUN_AUTONOMY_LEVEL),
-        ("task", "@" + conv.AGENTLEDGER_RUN_TASK),
-        ("input", "input_value"),
-        ("output", "output_value"),
-    ),
-    "prompt": (
-        ("operation", "operation"),
-        ("model", "model"),
-        ("context_hash", "context_hash"),
-        ("context_sources", "@" + conv.AGENTLEDGER_PROMPT_CONTEXT_SOURCES),
-        ("provenance", "provenance"),
-        ("input_tokens", "input_tokens"),
-        ("output_tokens", "output_tokens"),
-        ("system_instructions", "system_instructions"),
-        ("input_messages", "input_messages"),
-        ("output_messages", "output_messages"),
-        ("input", "input_value"),
-        ("output", "output_value"),
-    ),
-    "retrieval": (
-        ("data_source", "@" + conv.GEN_AI_DATA_SOURCE_ID),
-        ("query", "@" + conv.GEN_AI_RETRIEVAL_QUERY_TEXT),
-        ("provenance", "provenance"),
-        ("sources", "@" + conv.AGENTLEDGER_RETRIEVAL_SOURCES),
-        ("documents", "retrieval_documents"),
-        ("input", "input_value"),
-        ("output", "output_value"),
-    ),
-    "tool_call": (
-        ("tool_name", "tool_name"),
-        ("tool_call_id", "tool_call_id"),
-        ("access", "tool_access"),
-        ("target", "target"),
-        ("arguments_hash", "arguments_hash"),
-        ("influenced_by", "@" + conv.AGENTLEDGER_TOOL_INFLUENCED_BY),
-        ("provenance", "provenance"),
-        ("arguments", "tool_arguments"),
-        ("result", "tool_result"),
-        ("input", "input_value"),
-        ("output", "output_value"),
-    ),
-    "approval": (
-        ("decision", "approval_decision"),
-        ("approver", "approver"),
-        ("tool_name", "tool_name"),
-        ("tool_call_id", "@" + conv.AGENTLEDGER_APPROVAL_TOOL_CALL_ID),
-        # Equal to the tool call's arguments hash when the executed arguments are the approved ones.
-        ("arguments_hash", "arguments_hash"),
-        ("reason", "@" + conv.AGENTLEDGER_APPROVAL_REASON),
-    ),
-    "policy_decision": (
-        ("policy_id", "policy_id"),
-        ("rule_id", "@" + conv.AGENTLEDGER_POLICY_RULE_ID),
-        ("decision", "policy_decision"),
-        ("reason", "@" + conv.AGENTLEDGER_POLICY_REASON),
-    ),
-    "downstream_write": (
-        ("system", "write_system"),
-        ("ref", "write_ref"),
-        ("action", "@" + conv.AGENTLEDGER_WRITE_ACTION),
-        ("tool_call_id", "@" + conv.AGENTLEDGER_WRITE_TOOL_CALL_ID),
-        ("target", "target"),
-    ),
-    # Content of GenAI log events (collector/receivers/otlp_logs.py: rows under their span) shows here.
-    "span": (
-        ("input", "input_value"),
-        ("output", "output_value"),
-        ("input_messages", "input_messages"),
-        ("output_messages", "output_messages"),
-    ),
-}
+from agentledger.schema.presentation import TIMELINE_DETAILS
 
 
 def _details(entry_type: str, row: Mapping[str, Any], attributes: Mapping[str, str]) -> dict[str, str | int]:
     details: dict[str, str | int] = {}
-    for name, source in _DETAILS.get(entry_type, _DETAILS["span"]):
+    for name, source in TIMELINE_DETAILS.get(entry_type, TIMELINE_DETAILS["span"]):
         value = attributes.get(source[1:], "") if source.startswith("@") else row[source]
         if value not in ("", 0, None):
             details[name] = value
@@ -228,22 +151,12 @@ def load_timeline(
 
 def _write_entry(item: LinkedWrite, findings: list[str]) -> TimelineEntry:
     write = item.write
-    details: dict[str, str | int] = {
-        key: value
-        for key, value in (
-            ("system", write.system),
-            ("ref", write.ref),
-            ("action", write.action),
-            ("target", write.target),
-            ("url", write.url),
-            ("title", write.title),
-            ("actor", write.actor),
-            ("source", write.source),
-            ("tool_call_id", write.tool_call_id),
-            ("linked_by", item.tool_call.link if item.tool_call else ""),
-        )
-        if value
-    }
+    record: dict[str, str] = {**write.model_dump(), "linked_by": item.tool_call.link if item.tool_call else ""}
+    details: dict[str, str | int] = {}
+    for name, source in TIMELINE_DETAILS["write"]:
+        value = record.get(source.removeprefix("."), "")
+        if value:
+            details[name] = value
     return TimelineEntry(
         type="write",
         name=f"{write.system} {write.action} {write.ref}",

@@ -17,6 +17,11 @@ REGISTRY_DIR = Path(__file__).resolve().parent / "registry"
 COLUMN_KINDS = ("string", "int", "content")
 ORIGINS = ("agentledger", "otel-genai", "openinference")
 REQUIREMENT_LEVELS = ("required", "conditionally_required", "recommended", "opt_in")
+# How the responder page renders a detail (schema/registry/presentation.yaml).
+RENDERINGS = ("text", "content", "messages", "documents", "labels", "hash", "tokens")
+# Timeline types that are no span type of the registry: `span` (any other span) and `write` (a stored
+# downstream write record).
+BUILT_IN_TYPES = ("span", "write")
 SCALAR_TYPES = ("string", "int", "double", "boolean", "string[]", "int[]", "double[]", "boolean[]")
 
 # OpenInference keys that mean something else than what a producer of our namespace might think.
@@ -93,9 +98,31 @@ class SpanDefinition:
 
 
 @dataclass(frozen=True)
+class DetailField:
+    """One typed detail of a timeline type: where it is read from and how the page renders it."""
+
+    name: str
+    ref: str | None  # a registry attribute key (span entries)
+    field: str | None  # a stored write record's field (`write` entries)
+    render: str
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """What one timeline type shows (schema/registry/presentation.yaml)."""
+
+    type: str
+    details: tuple[DetailField, ...]
+    report: tuple[str, ...]
+    summary: tuple[str, ...]
+    source_file: str
+
+
+@dataclass(frozen=True)
 class Registry:
     attributes: tuple[Attribute, ...]
     spans: tuple[SpanDefinition, ...]
+    presentation: tuple[Presentation, ...] = ()
 
     def attribute(self, key: str) -> Attribute:
         for attribute in self.attributes:
@@ -107,6 +134,7 @@ class Registry:
 def load_registry(directory: Path = REGISTRY_DIR) -> Registry:
     attributes: list[Attribute] = []
     spans: list[SpanDefinition] = []
+    presentation: list[Presentation] = []
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise RegistryError(f"no registry files (*.yaml) in {directory}")
@@ -118,7 +146,9 @@ def load_registry(directory: Path = REGISTRY_DIR) -> Registry:
             attributes.append(_parse_attribute(raw, path.name))
         for raw in document.get("spans") or []:
             spans.append(_parse_span(raw, path.name))
-    registry = Registry(tuple(sorted(attributes, key=lambda a: a.key)), tuple(spans))
+        for span_type, raw in (document.get("presentation") or {}).items():
+            presentation.append(_parse_presentation(str(span_type), raw, path.name))
+    registry = Registry(tuple(sorted(attributes, key=lambda a: a.key)), tuple(spans), tuple(presentation))
     _validate(registry)
     return registry
 
@@ -196,6 +226,41 @@ def _parse_span(raw: dict[str, Any], source: str) -> SpanDefinition:
     )
 
 
+def _parse_presentation(span_type: str, raw: Any, source: str) -> Presentation:
+    where = f"{source}: presentation.{span_type}"
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{where}: expected a mapping with `details`, `report` and `summary`")
+    details = []
+    for item in raw.get("details") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise RegistryError(f"{where}.details: every detail needs a `name`")
+        name = item["name"]
+        ref, record_field = item.get("ref"), item.get("field")
+        if (ref is None) == (record_field is None):
+            raise RegistryError(f"{where}.details.{name}: give exactly one of `ref` (attribute) and `field` (write)")
+        render = str(item.get("render", "text"))
+        if render not in RENDERINGS:
+            raise RegistryError(f"{where}.details.{name}: render must be one of {', '.join(RENDERINGS)}")
+        details.append(
+            DetailField(
+                name=name,
+                ref=str(ref) if ref is not None else None,
+                field=str(record_field) if record_field is not None else None,
+                render=render,
+            )
+        )
+    names = [detail.name for detail in details]
+    if len(set(names)) != len(names):
+        raise RegistryError(f"{where}.details: a detail name appears twice")
+    lists = {}
+    for key in ("report", "summary"):
+        value = raw.get(key) or []
+        if not isinstance(value, list) or any(name not in names for name in value):
+            raise RegistryError(f"{where}.{key}: must list names among its details ({', '.join(names)})")
+        lists[key] = tuple(str(name) for name in value)
+    return Presentation(span_type, tuple(details), lists["report"], lists["summary"], source)
+
+
 def _validate(registry: Registry) -> None:
     seen: dict[str, str] = {}
     columns: dict[str, str] = {}
@@ -228,3 +293,22 @@ def _validate(registry: Registry) -> None:
         for ref in span.attributes:
             if ref.ref not in seen:
                 raise RegistryError(f"{span.source_file}: span {span.type} refers to unknown attribute {ref.ref}")
+    known_types = {span.type.removeprefix("agentledger.") for span in registry.spans} | set(BUILT_IN_TYPES)
+    shown: set[str] = set()
+    for view in registry.presentation:
+        if view.type not in known_types:
+            raise RegistryError(f"{view.source_file}: presentation.{view.type} is not a span type of the registry")
+        if view.type in shown:
+            raise RegistryError(f"{view.source_file}: presentation.{view.type} is defined twice")
+        shown.add(view.type)
+        for detail in view.details:
+            if detail.ref is not None and detail.ref not in seen:
+                raise RegistryError(
+                    f"{view.source_file}: presentation.{view.type}.details.{detail.name} refers to unknown"
+                    f" attribute {detail.ref}"
+                )
+            if detail.field is not None and view.type != "write":
+                raise RegistryError(
+                    f"{view.source_file}: presentation.{view.type}.details.{detail.name}: `field` is for"
+                    " write entries only"
+                )

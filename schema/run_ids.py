@@ -74,3 +74,9 @@ def run_id_path_segment(run_id: str) -> str:
     """run_id as one URL path segment: every reserved byte percent-encoded (`/` as %2F), and dots too,
     because clients resolve a literal `.` or `..` segment before sending the request."""
     return quote(run_id, safe="").replace(".", "%2E")
+
+
+def run_page_url(base_url: str, run_id: str) -> str:
+    """The responder page of a run (the query API's /ui): what log lines, CLI output, the Markdown report
+    and Phoenix backlinks point at, rather than the raw JSON."""
+    return f"{base_url.rstrip('/')}/ui?run={quote(run_id, safe='')}"

@@ -59,7 +59,7 @@ def test_timeline_verify_and_export_take_any_run_id(
 
     assert timeline[0] == EXIT_OK, timeline
     lines = timeline[1].splitlines()
-    assert len(lines) == 1 + entries  # no value added a line
+    assert len(lines) - lines.index("") - 1 == entries  # no value added a line
     shown = run_id.replace("\x00", "\\x00").replace("\n", "\\n")
     assert lines[0].startswith(f"run {shown}  agent zz\\x1b[2J\\x1b[32mrun x: intact\\x1b[0m\\n2026")
     assert "\x1b" not in timeline[1] and "\x00" not in timeline[1]

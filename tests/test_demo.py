@@ -19,6 +19,7 @@ import pytest
 
 from agentledger.demo import post_writes
 from agentledger.demo_workflows import COST_SPIKE_INPUT_TOKENS, COST_SPIKE_PROMPTS, WriteRecord
+from agentledger.schema.run_ids import run_page_url
 from tests.conftest import RunningService, start_service, wait_for_timeline
 
 pytestmark = pytest.mark.slow
@@ -56,9 +57,10 @@ def test_demo_produces_every_incident_run(service: RunningService) -> None:
     assert len(lines) == 9
     incidents = {
         description.split(":", 1)[0].removeprefix("INCIDENT "): run_id
-        for run_id, description in lines
+        for run_id, description, _page in lines
         if description.startswith("INCIDENT ")
     }
+    assert {page for _run, _description, page in lines} == {run_page_url(service.api_url, run) for run, *_ in lines}
     assert sorted(incidents) == [
         "cost spike", "prompt injection", "rejected approval", "write no tool call accounts for", "wrong customer id",
     ]  # fmt: skip
@@ -207,11 +209,12 @@ def test_up_with_demo_sends_spans_and_writes_to_its_own_servers(tmp_path: Path) 
     finally:
         running.stop()
 
-    incidents = re.findall(r"INCIDENT ([a-z ]+) (run_[0-9a-f]{32}): .*/v1/runs/(run_[0-9a-f]{32})/timeline", log)
+    # Each incident's line links to its page, not to the JSON.
+    incidents = re.findall(r"INCIDENT ([a-z ]+) (run_[0-9a-f]{32}): .*: (\S+)$", log, flags=re.MULTILINE)
     assert sorted(name for name, _, _ in incidents) == [
         "cost spike", "prompt injection", "rejected approval", "write no tool call accounts for", "wrong customer id",
     ]  # fmt: skip
-    assert all(run_id == linked for _, run_id, linked in incidents)
+    assert all(link == run_page_url(running.api_url, run_id) for _, run_id, link in incidents)
     assert (
         f"demo: downstream writes not sent: {running.api_url}/v1/writes answered 404" in log
         or f"demo: 14 of 14 downstream writes accepted by {running.api_url}/v1/writes" in log

@@ -8,12 +8,13 @@ import uuid
 from time import time_ns
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, HTTPException, Query
+from clickhouse_connect.driver.client import Client
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from agentledger.query_api import queries
 from agentledger.query_api.auth import AUTH_RESPONSES, Admin, Reader, Reviewer, error
-from agentledger.query_api.dependencies import ChainWriterDep, ClientDep, ConfigDep, PhoenixSyncDep
+from agentledger.query_api.dependencies import ChainWriterDep, ClientDep, ConfigDep, PhoenixSyncDep, QueryApiConfig
 from agentledger.query_api.downloads import attachment
 from agentledger.query_api.evidence import build_bundle
 from agentledger.query_api.holds import HoldActive, delete_run
@@ -31,8 +32,9 @@ from agentledger.query_api.paths import RunId
 from agentledger.query_api.report import timeline_markdown
 from agentledger.query_api.timeline import load_audit, load_timeline
 from agentledger.query_api.times import TimeFormatError, parse_rfc3339_ns, rfc3339_nanos
+from agentledger.query_api.totals import finding_matches_rule, top_severity, with_totals
 from agentledger.query_api.verify import verify_run
-from agentledger.schema.run_ids import evidence_file_name
+from agentledger.schema.run_ids import evidence_file_name, run_page_url
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
@@ -81,9 +83,20 @@ def _time_bound(name: str, value: str | None, default: int) -> int:
 def list_runs(
     caller: Reader,
     client: ClientDep,
+    config: ConfigDep,
     agent: Annotated[str, Query(max_length=256, description="gen_ai.agent.id or gen_ai.agent.name.")] = "",
     outcome: Annotated[str, Query(max_length=64, description="success, failure, escalated, cancelled.")] = "",
     tool: Annotated[str, Query(max_length=256, description="Runs that called this tool.")] = "",
+    workflow: Annotated[str, Query(max_length=256, description="Runs of this gen_ai.workflow.name.")] = "",
+    target: Annotated[
+        str, Query(max_length=2048, description="Runs that touched this target (a span or a write names it).")
+    ] = "",
+    rule: Annotated[
+        str, Query(max_length=256, description="Only runs with a finding of this audit rule (check or rule id).")
+    ] = "",
+    with_findings: Annotated[
+        bool, Query(description="Also count each listed run's findings and give the top severity.")
+    ] = False,
     autonomy_level: Annotated[str, Query(max_length=64)] = "",
     since: Annotated[str | None, Query(max_length=64, description="RFC 3339; runs that started at or after.")] = None,
     until: Annotated[str | None, Query(max_length=64, description="RFC 3339; runs that started at or before.")] = None,
@@ -95,11 +108,14 @@ def list_runs(
 ) -> RunPage:
     """The caller's tenant's runs, newest first, filtered; paginated by an opaque cursor."""
     cursor_ns, cursor_run = _decode_cursor(cursor) if cursor else (_MAX_INT64, "")
+    audited_filter = has_violations is not None or rule != ""
     parameters = {
         "tenant": caller.tenant,
         "agent": agent,
         "outcome": outcome,
         "tool": tool,
+        "workflow": workflow,
+        "target": target,
         "autonomy_level": autonomy_level,
         "from_ns": _time_bound("since", since, 0),
         "to_ns": _time_bound("until", until, _MAX_INT64),
@@ -108,7 +124,7 @@ def list_runs(
     examined = 0
     more = True
     while more and len(page) < limit and examined < MAX_AUDITED_PER_PAGE:
-        batch = limit + 1 if has_violations is None else min(100, MAX_AUDITED_PER_PAGE - examined)
+        batch = limit + 1 if not audited_filter else min(100, MAX_AUDITED_PER_PAGE - examined)
         rows = list(
             client.query(
                 queries.RUN_LIST,
@@ -122,11 +138,14 @@ def list_runs(
                 break
             examined += 1
             cursor_ns, cursor_run = int(row["first_start_ns"]), str(row["run_id"])
-            findings = None
-            if has_violations is not None:
+            findings = severity = None
+            if audited_filter or with_findings:
                 audited = load_audit(client, caller.tenant, cursor_run)
-                findings = len(audited[2].findings) if audited else 0
-                if (findings > 0) != has_violations:
+                run_findings = audited[2].findings if audited else []
+                findings, severity = len(run_findings), top_severity(run_findings)
+                if has_violations is not None and (findings > 0) != has_violations:
+                    continue
+                if rule and not any(finding_matches_rule(finding, rule) for finding in run_findings):
                     continue
             page.append(
                 RunListItem(
@@ -142,10 +161,43 @@ def list_runs(
                     error_count=int(row["error_count"]),
                     write_tool_calls=int(row["write_tool_calls"]),
                     findings=findings,
+                    top_severity=severity,
+                    duration_ms=(int(row["last_end_ns"]) - cursor_ns) / 1e6,
                 )
             )
     next_cursor = _encode_cursor(cursor_ns, cursor_run) if more else None
-    return RunPage(runs=page, next_cursor=next_cursor)
+    return RunPage(runs=_with_usage(client, caller.tenant, page, config), next_cursor=next_cursor)
+
+
+def _with_usage(client: Client, tenant: str, page: list[RunListItem], config: QueryApiConfig) -> list[RunListItem]:
+    """The listed runs with their workflow, tokens, cost and downstream writes (two queries per page)."""
+    if not page:
+        return page
+    models, price_in, price_out = config.metrics.price_arrays()
+    parameters = {"tenant": tenant, "run_ids": [item.run_id for item in page]}
+    usage = {
+        row["run_id"]: row
+        for row in client.query(
+            queries.RUN_LIST_TOTALS,
+            parameters={**parameters, "price_models": models, "price_in": price_in, "price_out": price_out},
+        ).named_results()
+    }
+    writes = {
+        str(run_id): int(count) for run_id, count in client.query(queries.RUN_LIST_WRITES, parameters).result_rows
+    }
+    listed = []
+    for item in page:
+        row = usage.get(item.run_id)
+        update: dict[str, Any] = {"writes": writes.get(item.run_id, 0)}
+        if row is not None:
+            update |= {
+                "workflow": row["workflow"],
+                "input_tokens": int(row["used_input_tokens"]),
+                "output_tokens": int(row["used_output_tokens"]),
+                "cost_usd": float(row["cost"]),
+            }
+        listed.append(item.model_copy(update=update))
+    return listed
 
 
 @router.get(
@@ -161,6 +213,7 @@ def list_runs(
     },
 )
 def get_timeline(
+    request: Request,
     run_id: RunId,
     caller: Reader,
     client: ClientDep,
@@ -176,12 +229,14 @@ def get_timeline(
     timeline = load_timeline(client, caller.tenant, run_id, span_url)
     if timeline is None:
         raise _not_found(run_id)
+    timeline = with_totals(timeline, config.metrics)
     if verify or format == "md":  # an incident report always states whether the record can be trusted
         integrity = verify_run(client, caller.tenant, run_id, public_key_pem=config.audit_public_key_pem,
                                checkpoint_dir=config.checkpoint_dir)  # fmt: skip
         timeline = timeline.model_copy(update={"integrity": integrity})
     if format == "md":
-        return PlainTextResponse(timeline_markdown(timeline), media_type="text/markdown; charset=utf-8")
+        page = run_page_url(str(request.base_url), run_id)
+        return PlainTextResponse(timeline_markdown(timeline, page), media_type="text/markdown; charset=utf-8")
     return timeline
 
 

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -26,7 +26,7 @@ from agentledger.gate import GateBudgets, GateError, fetch_comparison, judge, lo
 from agentledger.ingest.clickhouse import StorageUnavailable, connect
 from agentledger.ingest.migrations import MigrationError, migrate
 from agentledger.query_api.auth import ROLES
-from agentledger.schema.run_ids import evidence_file_name, run_id_path_segment
+from agentledger.schema.run_ids import evidence_file_name, run_id_path_segment, run_page_url
 from agentledger.settings import (
     DEFAULT_API_PORT,
     DEFAULT_JIRA_RUN_ID_FIELD,
@@ -174,6 +174,19 @@ def build_parser() -> argparse.ArgumentParser:
     timeline.add_argument("run_id", help="the agent.run.id")
     timeline.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
     timeline.add_argument("--json", action="store_true", help="print the JSON the API returned")
+
+    runs = commands.add_parser("runs", help="list recent runs, newest first, filtered (through the query API)")
+    runs.add_argument("--api-url", help=f"query API base URL (env {ENV_API_URL}; default http://127.0.0.1:8000)")
+    for name, help_text in _RUN_FILTERS:
+        runs.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE", help=help_text)
+    findings = runs.add_mutually_exclusive_group()
+    findings.add_argument("--has-findings", dest="has_findings", action="store_const", const=True,
+                          help="only runs with audit findings")  # fmt: skip
+    findings.add_argument("--no-findings", dest="has_findings", action="store_const", const=False,
+                          help="only runs without audit findings")  # fmt: skip
+    runs.add_argument("--limit", type=int, default=20, help="runs per page (1-200; default 20)")
+    runs.add_argument("--cursor", help="the cursor a previous page printed, for the next page")
+    runs.add_argument("--json", action="store_true", help="print the JSON the API returned")
 
     importer = commands.add_parser(
         "import-writes", help="bulk-import downstream writes from a Parquet or CSV file (through the query API)"
@@ -334,14 +347,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
             return
         for run in report.runs:
             label = f"INCIDENT {run.incident}" if run.incident else "demo run"
-            logger.info(
-                "%s %s: %s: %s/v1/runs/%s/timeline",
-                label,
-                run.run_id,
-                run.description,
-                started.api_url,
-                run_id_path_segment(run.run_id),
-            )
+            logger.info("%s %s: %s: %s", label, run.run_id, run.description, run_page_url(started.api_url, run.run_id))
         logger.info("demo: %s", report.writes_status)
 
     local_phoenix = None
@@ -421,10 +427,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         report = send_demo(url, api)
     except DemoError as error:
         raise CliError(str(error)) from error
-    # stdout: one run per line, `run id<TAB>description`, incidents marked; stderr: the writes' fate.
+    # stdout: one run per line, `run id<TAB>description<TAB>page`, incidents marked; stderr: the writes' fate.
     for run in report.runs:
         description = f"INCIDENT {run.incident}: {run.description}" if run.incident else run.description
-        print(f"{run.run_id}\t{description}")
+        print(f"{run.run_id}\t{description}\t{run_page_url(api, run.run_id)}")
     print(f"agentledger demo: {report.writes_status}", file=sys.stderr)
     return EXIT_OK
 
@@ -557,22 +563,100 @@ def _cmd_phoenix_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_timeline(args: argparse.Namespace) -> int:
-    body = _api_get(args, "timeline")
+    body = _api_get(args, "timeline?verify=true")
     if args.json:
         print(json.dumps(body, indent=2))
         return EXIT_OK
-    run = body["run"]
-    print(
-        _printable(
-            f"run {run['run_id']}  agent {run['agent_name'] or run['agent_id']}  outcome {run['outcome'] or '-'}"
-            f"  traces {len(run['trace_ids'])}  spans {len(body['entries'])}"
+    run, audit, integrity = body["run"], body["audit"], body.get("integrity")
+    api = _env_url(args.api_url, ENV_API_URL, f"http://127.0.0.1:{DEFAULT_API_PORT}")
+    # The counts are the API's: spans from the run index, writes from the timeline's writes.
+    lines = [
+        f"run {run['run_id']}  agent {run['agent_name'] or run['agent_id']}  outcome {run['outcome'] or '-'}"
+        f"  traces {len(run['trace_ids'])}  spans {run['span_count']}  writes {len(body['writes'])}",
+        f"page {run_page_url(api, run['run_id'])}",
+    ]
+    if integrity is not None:
+        lines.append(
+            f"integrity {integrity['status']} ({integrity['links']} links, {integrity['spans_checked']} spans checked)"
         )
-    )
+    lines.append(f"findings {len(audit['findings'])}" + ("" if audit["findings"] else " (all checks passed)"))
+    for finding in sorted(audit["findings"], key=lambda f: _severity_rank(str(f["severity"]))):
+        evidence = ([f"span {finding['span_id']}"] if finding["span_id"] else []) + (
+            [f"write {finding['write_ref']}"] if finding["write_ref"] else []
+        )
+        where = f" ({', '.join(evidence)})" if evidence else ""
+        lines.append(f"  [{finding['severity']}] {finding['check']}: {finding['message']}{where}")
+    lines.append("")
     for entry in body["entries"]:
         details = "  ".join(f"{k}={v}" for k, v in entry["details"].items() if len(str(v)) <= 80)
-        line = f"{entry['start_time']}  {entry['type']:<16} {entry['name']:<32} {entry['status']:<5} {details}"
-        print(_printable(line))
+        flagged = ("  ! " + ", ".join(entry["findings"])) if entry["findings"] else ""
+        time_text = str(entry["start_time"])[:23] + "Z"  # milliseconds: the JSON keeps the nanoseconds
+        lines.append(f"{time_text}  {entry['type']:<16} {entry['name']:<32} {entry['status']:<5} {details}{flagged}")
+    print("\n".join(_printable(line) for line in lines))
     return EXIT_OK
+
+
+# `agentledger runs` options -> GET /v1/runs query parameters of the same name.
+_RUN_FILTERS: Final = (
+    ("agent", "gen_ai.agent.id or gen_ai.agent.name"),
+    ("workflow", "gen_ai.workflow.name"),
+    ("outcome", "success, failure, escalated, cancelled"),
+    ("tool", "runs that called this tool"),
+    ("target", "runs that touched this target"),
+    ("rule", "runs with a finding of this audit rule"),
+    ("autonomy_level", "the autonomy level granted"),
+    ("since", "RFC 3339: runs that started at or after"),
+    ("until", "RFC 3339: runs that started at or before"),
+)
+
+
+def _severity_rank(severity: str) -> int:
+    from agentledger.query_api.totals import severity_rank
+
+    return severity_rank(severity)
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    api = _env_url(args.api_url, ENV_API_URL, f"http://127.0.0.1:{DEFAULT_API_PORT}")
+    params: dict[str, str | int] = {"limit": args.limit, "with_findings": "true"}
+    params |= {name: getattr(args, name) for name, _ in _RUN_FILTERS if getattr(args, name)}
+    if args.has_findings is not None:
+        params["has_violations"] = "true" if args.has_findings else "false"
+    if args.cursor:
+        params["cursor"] = args.cursor
+    try:
+        response = httpx.get(f"{api}/v1/runs", params=params, headers=_auth_headers(), timeout=120)
+    except httpx.HTTPError as error:
+        raise CliError(f"cannot reach the query API at {api} ({error}); is `agentledger up` running?") from error
+    if response.status_code != 200:
+        raise CliError(f"the query API answered {response.status_code}: {_detail(response)}", EXIT_FAILED)
+    body = response.json()
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return EXIT_OK
+    lines = ["started                  run                                  agent               outcome    findings"
+             "      writes  cost       duration  page"]  # fmt: skip
+    for run in body["runs"]:
+        findings = "none" if not run["findings"] else f"{run['findings']} {run['top_severity'] or ''}".strip()
+        lines.append(
+            f"{run['first_start'][:23]}Z  {run['run_id']:<36} {(run['agent_name'] or run['agent_id']):<19}"
+            f" {run['outcome'] or '-':<10} {findings:<13} {run['writes']:>6}  {_usd(run['cost_usd']):<10}"
+            f" {_seconds(run['duration_ms']):>8}  {run_page_url(api, run['run_id'])}"
+        )
+    if not body["runs"]:
+        lines.append("(no runs match)")
+    if body["next_cursor"]:
+        lines.append(f"more: agentledger runs --cursor {body['next_cursor']} (with the same filters)")
+    print("\n".join(_printable(line) for line in lines))
+    return EXIT_OK
+
+
+def _usd(value: float) -> str:
+    return f"${value:.4f}" if 0 < value < 0.01 else f"${value:.2f}"
+
+
+def _seconds(milliseconds: float) -> str:
+    return f"{milliseconds / 1000:.3f}s"
 
 
 def _auth_headers() -> dict[str, str]:
@@ -721,6 +805,7 @@ _COMMANDS = {
     "migrate": _cmd_migrate,
     "demo": _cmd_demo,
     "timeline": _cmd_timeline,
+    "runs": _cmd_runs,
     "phoenix-sync": _cmd_phoenix_sync,
     "verify": _cmd_verify,
     "export": _cmd_export,

@@ -53,6 +53,7 @@ def phoenix_connection(settings: Settings) -> PhoenixConnection | None:
         headers=config.request_headers(),
         timeout_s=config.timeout_s,
         lookback_hours=config.sync.lookback_hours,
+        page_base_url=settings.api_url,
     )
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from agentledger.query_api.models import ChainBreak, SpanFinding, Verification
 from agentledger.query_api.phoenix_sync import findings_annotations
+from agentledger.schema.run_ids import run_page_url
 from tests.conftest import (
     RunningPhoenix,
     phoenix_config,
@@ -125,6 +126,9 @@ def test_reviewers_annotations_reach_the_timeline_once_and_findings_reach_phoeni
         "label": "intact", "score": 1.0, "explanation": f"7 spans recompute against {links} chain links",
     }  # fmt: skip
     assert (verification["metadata"]["run_id"], verification["metadata"]["links"]) == (run_id, links)
+    # Each annotation links back to the run's page in agentledger, not to its JSON.
+    page = run_page_url(service.api_url, run_id)
+    assert (verification["metadata"]["agentledger_url"], pushed_finding["metadata"]["agentledger_url"]) == (page, page)
 
 
 def test_the_background_sync_of_up_pulls_annotations_without_being_asked(

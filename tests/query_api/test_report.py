@@ -16,8 +16,9 @@ from markdown_it.token import Token
 from pydantic import BaseModel
 
 from agentledger.query_api.models import Timeline
-from agentledger.query_api.report import DETAIL_KEYS, timeline_markdown
+from agentledger.query_api.report import timeline_markdown
 from agentledger.schema import conventions as conv
+from agentledger.schema.presentation import REPORT_DETAILS
 from tests.query_api.incidents import PrRun, ingest, pr_run_spans, record
 
 # Each field gets its own tag first (so a cut at the cell limit keeps it), then everything that could
@@ -76,7 +77,7 @@ def _hostile_timeline() -> tuple[Timeline, _Tags]:
     timeline = _hostile_model(Timeline, "timeline", tags)
     # One entry per type the report details, each detail hostile, besides the fully hostile entry.
     generic = timeline.entries[0]
-    for entry_type, keys in DETAIL_KEYS.items():
+    for entry_type, keys in REPORT_DETAILS.items():
         details = {key: tags.hostile(f"entries[{entry_type}].details.{key}") for key in keys}
         timeline.entries.append(generic.model_copy(update={"type": entry_type, "details": details}))
     # And a write that no tool call accounts for.

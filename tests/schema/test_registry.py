@@ -8,7 +8,8 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from agentledger.schema import conventions as conv
-from agentledger.schema.codegen import render_constants, stale_files
+from agentledger.schema.codegen import render_constants, render_presentation, stale_files
+from agentledger.schema.presentation import REPORT_DETAILS, TIMELINE_DETAILS
 from agentledger.schema.registry_model import RegistryError, load_registry
 from agentledger.schema.span_columns import SPAN_SCHEMA
 from tests.conftest import REPO_ROOT
@@ -37,9 +38,9 @@ def test_a_registry_edit_makes_the_generated_files_stale(tmp_path: Path) -> None
     registry = _write_registry(tmp_path / "registry", _ATTRIBUTE.format(key="agentledger.a.b", origin="agentledger"))
     (tmp_path / "conventions.py").write_text(render_constants(load_registry(registry)))
 
-    assert stale_files(tmp_path, registry) == ["REFERENCE.md"]
+    assert stale_files(tmp_path, registry) == ["REFERENCE.md", "presentation.py"]
     (registry / "a.yaml").write_text((registry / "a.yaml").read_text().replace("agentledger.a.b", "agentledger.a.c"))
-    assert stale_files(tmp_path, registry) == ["conventions.py", "REFERENCE.md"]
+    assert stale_files(tmp_path, registry) == ["conventions.py", "REFERENCE.md", "presentation.py"]
 
 
 def test_run_id_key_is_fixed() -> None:
@@ -107,3 +108,78 @@ def test_every_registry_column_exists_in_the_migrated_spans_table_with_the_arrow
     for column in content_columns:
         assert (table[column], codecs[column]) == ("String", "CODEC(ZSTD(3))")
     assert table["attributes"] == "Map(LowCardinality(String), String)"
+
+
+def _registry_copy_with(tmp_path: Path, edit: tuple[str, str]) -> Path:
+    """The real registry copied, with one presentation edit (old text -> new text)."""
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    for source in (REPO_ROOT / "schema" / "registry").glob("*.yaml"):
+        (registry / source.name).write_text(source.read_text())
+    presentation = registry / "presentation.yaml"
+    old, new = edit
+    assert old in presentation.read_text()
+    presentation.write_text(presentation.read_text().replace(old, new, 1))
+    return registry
+
+
+def test_a_typed_detail_added_in_the_registry_reaches_the_timeline_report_and_page(tmp_path: Path) -> None:
+    # agentledger.tool.cost has no column: the timeline reads it from the span's attributes.
+    registry = _registry_copy_with(
+        tmp_path,
+        (
+            "      - {name: result, ref: gen_ai.tool.call.result, render: content}\n",
+            "      - {name: result, ref: gen_ai.tool.call.result, render: content}\n"
+            "      - {name: cost, ref: agentledger.tool.cost}\n",
+        ),
+    )
+    text = render_presentation(load_registry(registry))
+    namespace: dict[str, object] = {}
+    exec(compile(text, "presentation.py", "exec"), namespace)
+
+    tool_details = namespace["TIMELINE_DETAILS"]["tool_call"]  # type: ignore[index]
+    assert tool_details[8:10] == (("result", "tool_result"), ("cost", "@agentledger.tool.cost"))
+    assert namespace["PAGE_FIELDS"]["tool_call"][9] == ("cost", "text")  # type: ignore[index]
+    assert TIMELINE_DETAILS["tool_call"][8] == ("result", "tool_result")
+    assert REPORT_DETAILS["tool_call"] == ("tool_name", "tool_call_id", "access", "target", "influenced_by")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            (
+                "      - {name: reason, ref: agentledger.policy.reason}\n",
+                "      - {name: reason, ref: agentledger.nope}\n",
+            ),
+            "presentation.policy_decision.details.reason refers to unknown attribute agentledger.nope",
+        ),
+        (
+            ("{name: model, ref: gen_ai.request.model}", "{name: model, ref: gen_ai.request.model, render: neon}"),
+            "presentation.prompt.details.model: render must be one of text, content",
+        ),
+        (
+            ("    report: [model, context_hash, provenance]", "    report: [model, price]"),
+            "presentation.prompt.report: must list names among its details",
+        ),
+        (
+            ("  downstream_write:\n", "  downstream_wrte:\n"),
+            "presentation.downstream_wrte is not a span type of the registry",
+        ),
+        (
+            ("{name: approver, ref: agentledger.approval.approver}", "{name: approver, field: approver}"),
+            "presentation.approval.details.approver: `field` is for write entries only",
+        ),
+        (
+            ("{name: system, field: system}", "{name: system, field: system, ref: agentledger.write.system}"),
+            "presentation.write.details.system: give exactly one of `ref` (attribute) and `field` (write)",
+        ),
+    ],
+)
+def test_inconsistent_presentation_fails_naming_the_key(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
+    registry = _registry_copy_with(tmp_path, edit)
+
+    with pytest.raises(RegistryError) as error:
+        load_registry(registry)
+
+    assert message in str(error.value)

@@ -41,6 +41,13 @@ def test_runs_newest_first_with_their_facts(three_runs: None, api: TestClient) -
         "error_count": 0,
         "write_tool_calls": 2,
         "findings": None,
+        "top_severity": None,
+        "workflow": "",
+        "writes": 2,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cost_usd": 0.0,
+        "duration_ms": 70000.0,
     }
 
 

@@ -4,17 +4,18 @@ Saves test-artifacts/responder-incident.png."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from agentledger.schema import conventions as conv
-from tests.conftest import REPO_ROOT, RunningService
+from tests.conftest import RunningService
+from tests.query_api.browser import launched_chromium, screenshot_path
 from tests.query_api.incidents import (
     PR_URL,
     PrRun,
@@ -27,22 +28,11 @@ from tests.query_api.incidents import (
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
-ARTIFACTS = REPO_ROOT / "test-artifacts"
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/test.sh installs Debian's chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with launched_chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -85,9 +75,10 @@ def test_run_search_shows_the_incident_with_findings_approvals_and_provenance(
         "UNACCOUNTED WRITE", "MISSING APPROVAL", "UNTRUSTED INFLUENCE"
     ]  # fmt: skip
     flagged = page.locator(f"#span-{incident['pr_call']}")
-    expect(flagged).to_have_class("entry t-tool_call flagged ")
+    expect(flagged).to_have_class(re.compile(r"^entry t-tool_call c-tool_call flagged$"))
     assert flagged.locator(".badge.untrusted").all_inner_texts() == ["retrieved"]
     assert page.locator(".entry.t-approval .badge.approved").all_inner_texts() == ["approved"]
+    page.click("#expand-all")  # entries are collapsed; their bodies are built when opened
     assert page.locator(".entry .redacted").all_inner_texts() == ["[EMAIL]"]
     chains = page.locator(".chain").all_inner_texts()
     assert chains[0].split("\n") == [
@@ -101,8 +92,7 @@ def test_run_search_shows_the_incident_with_findings_approvals_and_provenance(
     expect(page.locator("#integrity")).to_contain_text("intact Intact: every span recomputes to its chained digest")
     # The page keeps the search in its address, so a link to it can be pasted into the incident channel.
     assert page.url.endswith("/ui?q=run_incident&kind=auto")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "responder-incident.png"), full_page=True)
+    page.screenshot(path=screenshot_path("responder-incident.png"), full_page=True)
     page.close()
 
 
@@ -146,6 +136,7 @@ def test_reported_text_is_shown_as_text_and_only_web_urls_become_links(
 
     page = _open(browser, f"{service.api_url}/ui?q=run_incident&kind=run")
     entry = page.locator(".entry.t-write").last
+    page.click("#expand-all")
 
     expect(entry.locator(".name")).to_have_text("crm update <img src=x onerror=alert(1)>")
     assert entry.locator("img").count() == 0 and entry.locator("b").count() == 0
