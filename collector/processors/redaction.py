@@ -344,20 +344,48 @@ class _Scan:
             return values
         positions = pc.indices_nonzero(hits).to_numpy()
         candidates = values.filter(hits)
+        keyed_hits = keyed_all.filter(hits) if keyed_all is not None else None
+        # Spans of one batch repeat values (system prompts, tool descriptions, the same error): each distinct value
+        # is marked and validated once; its result and detections then stand for every copy.
+        encoded = pc.dictionary_encode(candidates)
+        copies: npt.NDArray[np.int64] | None = None
+        if len(encoded.dictionary) < len(candidates):
+            copies = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+            first = np.unique(copies, return_index=True)[1]  # dictionary order is first-occurrence order
+            candidates = encoded.dictionary
+            keyed_hits = keyed_hits.take(pa.array(first)) if keyed_hits is not None else None
         # Values that already hold our sentinel characters would confuse the marking; U+FFFD takes their place.
         if pc.any(pc.match_substring_regex(candidates, _SENTINEL_CLASS)).as_py():
             candidates = pc.replace_substring_regex(candidates, _SENTINEL_CLASS, "\ufffd")
         marked = candidates
         for pattern, marker in scanner.passes:
             marked = pc.replace_substring_regex(marked, pattern, f"{_OPEN}{marker}\\0{_CLOSE}")
-        with_keywords = keyed_all.filter(hits).to_pylist() if keyed_all is not None else None
-        replaced: list[str] = []
-        for index, (position, text, original) in enumerate(
-            zip(positions.tolist(), marked.to_pylist(), candidates.to_pylist(), strict=True)
-        ):
-            keyed = with_keywords is not None and bool(with_keywords[index])
-            replaced.append(self._value(position, text, original, keyed))
-        return pc.replace_with_mask(values, hits, pa.array(replaced, pa.string()))
+        with_keywords = keyed_hits.to_pylist() if keyed_hits is not None else None
+        if copies is None:
+            replaced: list[str] = []
+            for index, (position, text, original) in enumerate(
+                zip(positions.tolist(), marked.to_pylist(), candidates.to_pylist(), strict=True)
+            ):
+                keyed = with_keywords is not None and bool(with_keywords[index])
+                replaced.append(self._value(position, text, original, keyed))
+            return pc.replace_with_mask(values, hits, pa.array(replaced, pa.string()))
+        # Once per distinct value, recorded under its dictionary index, then copied to every position holding it.
+        distinct = _Scan(scanner)
+        distinct.spans = [] if self.spans is not None else None
+        results = [
+            distinct._value(index, text, original, with_keywords is not None and bool(with_keywords[index]))
+            for index, (text, original) in enumerate(zip(marked.to_pylist(), candidates.to_pylist(), strict=True))
+        ]
+        holders: list[list[int]] = [[] for _ in results]
+        for position, index in zip(positions.tolist(), copies.tolist(), strict=True):
+            holders[index].append(position)
+        for entity, indices in distinct.found.items():
+            self.found.setdefault(entity, []).extend(position for index in indices for position in holders[index])
+        if self.spans is not None and distinct.spans is not None:
+            for index, entity, start, end, reason in distinct.spans:
+                self.spans.extend((position, entity, start, end, reason) for position in holders[index])
+        replaced_all = pa.array(results, pa.string()).take(pa.array(copies))
+        return pc.replace_with_mask(values, hits, replaced_all)
 
     def _run_small(self, values: pa.Array) -> pa.Array:
         scanner = self._scanner
