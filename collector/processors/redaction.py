@@ -273,6 +273,18 @@ class _Scanner:
             for part, pattern in enumerate(self.detectors[index].mark_patterns)
         ]
         self.passes = [(pattern, marker) for _, pattern, marker in sorted(passes, key=lambda item: item[0])]
+        # Consecutive passes of one detector (the secret key-name patterns) with one alternation of them: a value it
+        # does not match skips the whole run of passes, since no part can then match either (none marks before).
+        self.pass_groups: list[tuple[str | None, list[tuple[str, str]]]] = []
+        for pattern, marker in self.passes:
+            if self.pass_groups and self.pass_groups[-1][1][-1][1] == marker:
+                self.pass_groups[-1][1].append((pattern, marker))
+            else:
+                self.pass_groups.append((None, [(pattern, marker)]))
+        self.pass_groups = [
+            ("|".join(f"(?:{pattern})" for pattern, _ in group) if len(group) > 1 else None, group)
+            for _, group in self.pass_groups
+        ]
         self.tokens = {d.entity: d.entity.upper() for d in self.detectors}
         self.modes = {d.entity: config.mode_of(d.entity) for d in self.detectors}
         self.modes.setdefault("secret", config.mode_of("secret"))
@@ -358,8 +370,8 @@ class _Scan:
         if pc.any(pc.match_substring_regex(candidates, _SENTINEL_CLASS)).as_py():
             candidates = pc.replace_substring_regex(candidates, _SENTINEL_CLASS, "\ufffd")
         marked = candidates
-        for pattern, marker in scanner.passes:
-            marked = pc.replace_substring_regex(marked, pattern, f"{_OPEN}{marker}\\0{_CLOSE}")
+        for group_pattern, group in scanner.pass_groups:
+            marked = _mark_group(marked, group_pattern, group)
         with_keywords = keyed_hits.to_pylist() if keyed_hits is not None else None
         if copies is None:
             replaced: list[str] = []
@@ -514,6 +526,20 @@ def detect(values: Sequence[str], config: RedactionConfig | None = None) -> list
     character offsets, in order; `value[start:end]` is the part replaced. Stable public API; without a config the
     defaults apply (compiled once per process)."""
     return [[Detection(item.start, item.end, item.entity) for item in found] for found in explain(values, config)]
+
+
+def _mark_group(values: pa.Array, group_pattern: str | None, group: Sequence[tuple[str, str]]) -> pa.Array:
+    """Marks the candidates of a run of passes, on the values the run's alternation matches (all without one)."""
+    hits = pc.match_substring_regex(values, group_pattern) if group_pattern is not None else None
+    count = len(values) if hits is None else pc.sum(hits).as_py() or 0
+    if count == 0:
+        return values
+    subset = values if hits is None or count == len(values) else values.filter(hits)
+    for pattern, marker in group:
+        subset = pc.replace_substring_regex(subset, pattern, f"{_OPEN}{marker}\\0{_CLOSE}")
+    if hits is None or count == len(values):
+        return subset
+    return pc.replace_with_mask(values, hits, subset)
 
 
 def _candidates(marked: str) -> list[tuple[int, int, int]]:
