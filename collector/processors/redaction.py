@@ -273,6 +273,18 @@ class _Scanner:
             for part, pattern in enumerate(self.detectors[index].mark_patterns)
         ]
         self.passes = [(pattern, marker) for _, pattern, marker in sorted(passes, key=lambda item: item[0])]
+        # Consecutive passes of one detector (the secret key-name patterns) with one alternation of them: a value it
+        # does not match skips the whole run of passes, since no part can then match either (none marks before).
+        self.pass_groups: list[tuple[str | None, list[tuple[str, str]]]] = []
+        for pattern, marker in self.passes:
+            if self.pass_groups and self.pass_groups[-1][1][-1][1] == marker:
+                self.pass_groups[-1][1].append((pattern, marker))
+            else:
+                self.pass_groups.append((None, [(pattern, marker)]))
+        self.pass_groups = [
+            ("|".join(f"(?:{pattern})" for pattern, _ in group) if len(group) > 1 else None, group)
+            for _, group in self.pass_groups
+        ]
         self.tokens = {d.entity: d.entity.upper() for d in self.detectors}
         self.modes = {d.entity: config.mode_of(d.entity) for d in self.detectors}
         self.modes.setdefault("secret", config.mode_of("secret"))
@@ -344,20 +356,48 @@ class _Scan:
             return values
         positions = pc.indices_nonzero(hits).to_numpy()
         candidates = values.filter(hits)
+        keyed_hits = keyed_all.filter(hits) if keyed_all is not None else None
+        # Spans of one batch repeat values (system prompts, tool descriptions, the same error): each distinct value
+        # is marked and validated once; its result and detections then stand for every copy.
+        encoded = pc.dictionary_encode(candidates)
+        copies: npt.NDArray[np.int64] | None = None
+        if len(encoded.dictionary) < len(candidates):
+            copies = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+            first = np.unique(copies, return_index=True)[1]  # dictionary order is first-occurrence order
+            candidates = encoded.dictionary
+            keyed_hits = keyed_hits.take(pa.array(first)) if keyed_hits is not None else None
         # Values that already hold our sentinel characters would confuse the marking; U+FFFD takes their place.
         if pc.any(pc.match_substring_regex(candidates, _SENTINEL_CLASS)).as_py():
             candidates = pc.replace_substring_regex(candidates, _SENTINEL_CLASS, "\ufffd")
         marked = candidates
-        for pattern, marker in scanner.passes:
-            marked = pc.replace_substring_regex(marked, pattern, f"{_OPEN}{marker}\\0{_CLOSE}")
-        with_keywords = keyed_all.filter(hits).to_pylist() if keyed_all is not None else None
-        replaced: list[str] = []
-        for index, (position, text, original) in enumerate(
-            zip(positions.tolist(), marked.to_pylist(), candidates.to_pylist(), strict=True)
-        ):
-            keyed = with_keywords is not None and bool(with_keywords[index])
-            replaced.append(self._value(position, text, original, keyed))
-        return pc.replace_with_mask(values, hits, pa.array(replaced, pa.string()))
+        for group_pattern, group in scanner.pass_groups:
+            marked = _mark_group(marked, group_pattern, group)
+        with_keywords = keyed_hits.to_pylist() if keyed_hits is not None else None
+        if copies is None:
+            replaced: list[str] = []
+            for index, (position, text, original) in enumerate(
+                zip(positions.tolist(), marked.to_pylist(), candidates.to_pylist(), strict=True)
+            ):
+                keyed = with_keywords is not None and bool(with_keywords[index])
+                replaced.append(self._value(position, text, original, keyed))
+            return pc.replace_with_mask(values, hits, pa.array(replaced, pa.string()))
+        # Once per distinct value, recorded under its dictionary index, then copied to every position holding it.
+        distinct = _Scan(scanner)
+        distinct.spans = [] if self.spans is not None else None
+        results = [
+            distinct._value(index, text, original, with_keywords is not None and bool(with_keywords[index]))
+            for index, (text, original) in enumerate(zip(marked.to_pylist(), candidates.to_pylist(), strict=True))
+        ]
+        holders: list[list[int]] = [[] for _ in results]
+        for position, index in zip(positions.tolist(), copies.tolist(), strict=True):
+            holders[index].append(position)
+        for entity, indices in distinct.found.items():
+            self.found.setdefault(entity, []).extend(position for index in indices for position in holders[index])
+        if self.spans is not None and distinct.spans is not None:
+            for index, entity, start, end, reason in distinct.spans:
+                self.spans.extend((position, entity, start, end, reason) for position in holders[index])
+        replaced_all = pa.array(results, pa.string()).take(pa.array(copies))
+        return pc.replace_with_mask(values, hits, replaced_all)
 
     def _run_small(self, values: pa.Array) -> pa.Array:
         scanner = self._scanner
@@ -486,6 +526,20 @@ def detect(values: Sequence[str], config: RedactionConfig | None = None) -> list
     character offsets, in order; `value[start:end]` is the part replaced. Stable public API; without a config the
     defaults apply (compiled once per process)."""
     return [[Detection(item.start, item.end, item.entity) for item in found] for found in explain(values, config)]
+
+
+def _mark_group(values: pa.Array, group_pattern: str | None, group: Sequence[tuple[str, str]]) -> pa.Array:
+    """Marks the candidates of a run of passes, on the values the run's alternation matches (all without one)."""
+    hits = pc.match_substring_regex(values, group_pattern) if group_pattern is not None else None
+    count = len(values) if hits is None else pc.sum(hits).as_py() or 0
+    if count == 0:
+        return values
+    subset = values if hits is None or count == len(values) else values.filter(hits)
+    for pattern, marker in group:
+        subset = pc.replace_substring_regex(subset, pattern, f"{_OPEN}{marker}\\0{_CLOSE}")
+    if hits is None or count == len(values):
+        return subset
+    return pc.replace_with_mask(values, hits, subset)
 
 
 def _candidates(marked: str) -> list[tuple[int, int, int]]:

@@ -171,6 +171,9 @@ _SEPARATED: Final = re.compile(r"\d[ ./()-]+\d")
 _SSN_SHAPE: Final = re.compile(r"^\d{3}([- ])\d{2}\1\d{4}$")
 _EXTENSION: Final = re.compile(r"(?i)[ ,]{0,2}(?:ext\.?|extension|x|#) ?\d{1,6}$")
 _IBAN_HEAD_BEFORE: Final = re.compile(r"\b[A-Z]{2}\d{2} $")  # the rest of a rejected IBAN: `DE89 3704 0044 ...`
+_PART_BEFORE: Final = ("-", "#", "/", ".", ":", "_", "%", "$", "€", "£", "&")
+_PART_AFTER: Final = ("-", "/", "_", "%")
+_DIGIT_AFTER_PUNCT: Final = re.compile(r"[.:,]\d")
 
 
 @lru_cache(maxsize=65536)
@@ -198,6 +201,12 @@ def phone_detector(regions: Sequence[str]) -> Detector:
     regions = tuple(regions)
 
     def valid(candidate: str, before: str, after: str) -> bool:
+        # Part of something longer: an id, a range, the groups of an account number, a decimal. Checked first:
+        # the cheapest tests, and the ones most look-alikes (uuid groups, `ORD-2025-...`, timestamps) fail.
+        if before[-1:].isalnum() or before.endswith(_PART_BEFORE):
+            return False
+        if after.startswith(_PART_AFTER) or after[:1].isalnum() or _DIGIT_AFTER_PUNCT.match(after):
+            return False
         number = _EXTENSION.sub("", candidate)
         digits = _digits(number)
         international = number.startswith("+") or (number.startswith("00") and len(digits) > 10)
@@ -207,11 +216,6 @@ def phone_detector(regions: Sequence[str]) -> Detector:
             return False
         if "." in number and any(len(group) == 1 for group in number.split(".")[1:]):
             return False  # an OID or a version (1.3.6.1.4.1), not 06.12.34.56.78
-        # Part of something longer: an id, a range, the groups of an account number, a decimal.
-        if before[-1:].isalnum() or before.endswith(("-", "#", "/", ".", ":", "_", "%", "$", "€", "£", "&")):
-            return False
-        if after.startswith(("-", "/", "_", "%")) or after[:1].isalnum() or re.match(r"[.:,]\d", after):
-            return False
         # (Digit groups just before are another entity's: the candidate pattern takes runs of groups whole.)
         if _NOT_PHONE_WORDS.search(before) or _IBAN_HEAD_BEFORE.search(before):
             return False
@@ -223,19 +227,22 @@ def phone_detector(regions: Sequence[str]) -> Detector:
         return phone_region(number.replace("(0)", ""), regions) is not None
 
     def refine(candidate: str, before: str, after: str) -> int:
-        # A card number or an SSN is the inner candidate's: no trimming it into a "phone number".
-        if not candidate.startswith("+") and (_valid_card(candidate, before, after) or _SSN_SHAPE.match(candidate)):
-            return 0
         # A candidate may have swallowed a neighbouring number (`415-555-0199 2 times`): drop trailing groups.
         text = candidate
         for _ in range(3):
             if valid(text, before, candidate[len(text) :] + after):
-                return len(text)
+                break
             cut = text.rfind(" ")
             if cut <= 0:
                 return 0
             text = text[:cut].rstrip(" ,")
-        return 0
+        else:
+            return 0
+        # A card number or an SSN is the inner candidate's: no trimming it into a "phone number". Checked only
+        # for candidates libphonenumber accepted (most are rejected earlier, and the Luhn check costs).
+        if not candidate.startswith("+") and (_valid_card(candidate, before, after) or _SSN_SHAPE.match(candidate)):
+            return 0
+        return len(text)
 
     return Detector(
         "phone", json_aware(PHONE_PATTERN), valid, _digits, refine=refine, reason="valid phone number (libphonenumber)"

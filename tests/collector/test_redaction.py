@@ -274,3 +274,23 @@ def test_ner_with_a_missing_spacy_model_is_a_config_error() -> None:
 
     with pytest.raises(ValidationError, match=r"the spaCy model 'no_such_model' \(processors.redaction.ner_model\)"):
         RedactionConfig(entities=("person",), ner_model="no_such_model")
+
+
+def test_repeated_values_in_one_batch_are_redacted_and_counted_on_every_span() -> None:
+    # Above the small-input size, so the columnar path runs, which validates each distinct value once.
+    texts = ["call +1 (415) 555-0199 or mail jane@example.com", "nothing here", "card 4111 1111 1111 1111"] * 120
+    rows = redact(*(span(input_value=text, attributes=[("note", text)]) for text in texts))
+
+    expected = {
+        texts[0]: ("call [PHONE] or mail [EMAIL]", '{"email":2,"phone":2}'),
+        texts[1]: ("nothing here", None),
+        texts[2]: ("card [CARD]", '{"card":2}'),
+    }
+    for text, row in zip(texts, rows, strict=True):
+        redacted, summary = expected[text]
+        assert row["input_value"] == redacted
+        assert row["attributes"] == [("note", redacted)] + (
+            [(conv.AGENTLEDGER_REDACTION_SUMMARY, summary)] if summary else []
+        )
+    assert detect(texts) == [detect([text])[0] for text in texts]
+    assert detect(texts)[0] == [(5, 22, "phone"), (31, 47, "email")]
