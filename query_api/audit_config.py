@@ -55,10 +55,10 @@ def extract(arguments: JsonValue, steps: Sequence[str | int]) -> JsonValue:
     """The value at the path's steps, or None where the arguments do not have it."""
     value = arguments
     for step in steps:
-        if isinstance(step, int) and isinstance(value, list) and 0 <= step < len(value):
-            value = value[step]
-        elif isinstance(step, str) and isinstance(value, dict) and step in value:
-            value = value[step]
+        if isinstance(value, list) and isinstance(step, int):
+            value = value[step] if 0 <= step < len(value) else None
+        elif isinstance(value, dict) and isinstance(step, str):
+            value = value.get(step)
         else:
             return None
     return value

@@ -23,8 +23,8 @@ class Rule:
 BUILTIN_RULES: Final = (
     Rule("unaccounted_write", "high",
          "A downstream write that no tool call of the run accounts for by call id or write reference; a link made"
-         " only by target and time is shown as inferred, not as proof.", 2),
-    Rule("unconfirmed_write_call", "low",
+         " only by target and time (to a call no other write names) is shown as inferred, never as proof.", 2),
+    Rule("unconfirmed_write_call", "medium",
          "A write or destructive tool call that succeeded with no downstream write confirming it."),
     Rule("missing_approval", "high",
          "A write or destructive tool call without the human approval its autonomy level or the tool catalogue"

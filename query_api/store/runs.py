@@ -1,0 +1,157 @@
+"""Runs in storage: where a run's spans are, its spans as the audit reads them (one run or a page of runs
+in one read), its writes, its agent's cost baseline, the listing, and its annotations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from agentledger.query_api import queries
+from agentledger.query_api.audit import FACT_KEYS, SpanFact, span_fact
+from agentledger.query_api.models import RunSummary, WriteRecord
+from agentledger.query_api.times import rfc3339_nanos
+from agentledger.query_api.writes import record_of
+
+
+@dataclass(frozen=True)
+class RunLocation:
+    """A run index row: the summary shown, and the exact time range (ns) its spans lie in."""
+
+    summary: RunSummary
+    first_start_ns: int
+    last_end_ns: int
+
+    @property
+    def run_id(self) -> str:
+        return self.summary.run_id
+
+    @property
+    def from_ns(self) -> int:
+        return self.first_start_ns - queries.TIME_MARGIN_NS
+
+    @property
+    def to_ns(self) -> int:
+        return self.last_end_ns + queries.TIME_MARGIN_NS
+
+
+def _location(row: Mapping[str, Any]) -> RunLocation:
+    summary = RunSummary(
+        run_id=row["run_id"],
+        agent_id=row["agent_id"],
+        agent_name=row.get("agent_name", ""),
+        outcome=row.get("outcome", ""),
+        trace_ids=sorted(row["trace_ids"]),
+        first_start=rfc3339_nanos(int(row["first_start_ns"])),
+        last_end=rfc3339_nanos(int(row["last_end_ns"])),
+        span_count=int(row.get("span_count", 0)),
+        error_count=int(row.get("error_count", 0)),
+    )
+    return RunLocation(summary, int(row["first_start_ns"]), int(row["last_end_ns"]))
+
+
+def locate_run(client: Client, tenant: str, run_id: str) -> RunLocation | None:
+    rows = list(client.query(queries.RUN_SUMMARY, parameters={"tenant": tenant, "run_id": run_id}).named_results())
+    return _location(rows[0]) if rows else None
+
+
+def locate_runs(client: Client, tenant: str, run_ids: Sequence[str]) -> list[RunLocation]:
+    if not run_ids:
+        return []
+    result = client.query(queries.RUNS_LOCATIONS, parameters={"tenant": tenant, "run_ids": list(run_ids)})
+    return [_location(row) for row in result.named_results()]
+
+
+def load_span_facts(
+    client: Client, tenant: str, run_id: str, trace_ids: Sequence[str], from_ns: int, to_ns: int
+) -> list[SpanFact]:
+    result = client.query(
+        queries.RUN_FACT_SPANS,
+        parameters={"tenant": tenant, "run_id": run_id, "trace_ids": list(trace_ids), "from_ns": from_ns,
+                    "to_ns": to_ns, "fact_keys": list(FACT_KEYS)},
+    )  # fmt: skip
+    return [span_fact(row) for row in result.named_results()]
+
+
+def load_runs_span_facts(client: Client, tenant: str, runs: Sequence[RunLocation]) -> dict[str, list[SpanFact]]:
+    """The spans of many runs in one read (RUNS_MEMBERSHIP); a span adopted through its trace goes to the
+    run whose trace it is in."""
+    if not runs:
+        return {}
+    owner_of_trace = {trace_id: run.run_id for run in runs for trace_id in run.summary.trace_ids}
+    wanted = {run.run_id for run in runs}
+    result = client.query(
+        queries.RUNS_FACT_SPANS,
+        parameters={"tenant": tenant, "run_ids": sorted(wanted), "trace_ids": sorted(owner_of_trace),
+                    "from_ns": min(run.from_ns for run in runs), "to_ns": max(run.to_ns for run in runs),
+                    "fact_keys": list(FACT_KEYS)},
+    )  # fmt: skip
+    by_run: dict[str, list[SpanFact]] = {run.run_id: [] for run in runs}
+    for row in result.named_results():
+        run_id = row["run_id"] if row["run_id"] in wanted else owner_of_trace.get(row["trace_id"], "")
+        if run_id in by_run:
+            by_run[run_id].append(span_fact(row))
+    return by_run
+
+
+def load_runs_writes(client: Client, tenant: str, run_ids: Sequence[str]) -> dict[str, list[WriteRecord]]:
+    by_run: dict[str, list[WriteRecord]] = {run_id: [] for run_id in run_ids}
+    if not run_ids:
+        return by_run
+    result = client.query(queries.RUNS_WRITES, parameters={"tenant": tenant, "run_ids": list(run_ids)})
+    for row in result.named_results():
+        by_run.setdefault(str(row["run_id"]), []).append(record_of(row))
+    return by_run
+
+
+def load_token_baselines(
+    client: Client, tenant: str, runs: Sequence[RunLocation], per_agent: int
+) -> dict[str, list[int]]:
+    """Per run: the total tokens of its agent's latest `per_agent` runs that started before it, newest first."""
+    agents = sorted({run.summary.agent_id for run in runs if run.summary.agent_id})
+    if not agents:
+        return {}
+    until_ns = max(run.first_start_ns for run in runs)
+    page_runs = len(runs)
+    result = client.query(
+        queries.AGENT_RUN_TOKENS,
+        parameters={"tenant": tenant, "agents": agents, "until_ns": until_ns, "per_agent": per_agent + page_runs},
+    )
+    history: dict[str, list[tuple[int, str, int]]] = {}
+    for row in result.named_results():
+        history.setdefault(str(row["agent_id"]), []).append(
+            (int(row["first_start_ns"]), str(row["run_id"]), int(row["tokens"] or 0))
+        )
+    baselines: dict[str, list[int]] = {}
+    for run in runs:
+        earlier = [
+            tokens
+            for started, run_id, tokens in history.get(run.summary.agent_id, [])
+            if (started, run_id) < (run.first_start_ns, run.run_id)
+        ]
+        baselines[run.run_id] = earlier[:per_agent]
+    return baselines
+
+
+def list_runs(client: Client, parameters: Mapping[str, object]) -> list[dict[str, Any]]:
+    """One page of the runs listing (RUN_LIST) as rows."""
+    return [dict(row) for row in client.query(queries.RUN_LIST, parameters=dict(parameters)).named_results()]
+
+
+def run_span_trace(client: Client, tenant: str, run_id: str, span_id: str) -> str | None:
+    """The trace of one of the run's own spans, or None when the run has no such span."""
+    rows = client.query(
+        queries.RUN_SPAN_TRACE, parameters={"tenant": tenant, "run_id": run_id, "span_id": span_id}
+    ).result_rows
+    return str(rows[0][0]) if rows else None
+
+
+def run_annotations(client: Client, tenant: str, run_id: str) -> list[dict[str, Any]]:
+    return [
+        dict(row)
+        for row in client.query(
+            queries.RUN_ANNOTATIONS, parameters={"tenant": tenant, "run_id": run_id}
+        ).named_results()
+    ]
