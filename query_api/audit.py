@@ -233,7 +233,9 @@ def _inferred_link(write: WriteRecord, calls: Sequence[SpanFact]) -> ToolCallRef
     near = [
         c
         for c in calls
-        if c.is_write_call and c.target == write.target and c.start_ns - LINK_WINDOW_NS <= at <= c.end_ns + LINK_WINDOW_NS
+        if c.is_write_call
+        and c.target == write.target
+        and c.start_ns - LINK_WINDOW_NS <= at <= c.end_ns + LINK_WINDOW_NS
     ]
     if not near:
         return None
@@ -518,7 +520,8 @@ def _missing_approval(view: CallView, decisions: Sequence[Decision], level: str)
     if level == "approve_high_risk":
         if _high_risk(view, decisions) and not human:
             return (
-                f"{what} was high risk (a policy asked for review, or the tool is destructive) but has no human approval (autonomy level approve_high_risk)",
+                f"{what} was high risk (a policy asked for review, or the tool is destructive) but has no human"
+                " approval (autonomy level approve_high_risk)",
                 inferred,
             )
         return None
@@ -604,7 +607,7 @@ def _subjects(spans: Sequence[SpanFact]) -> tuple[list[str], bool]:
     if requester:
         declared.append(requester)
     if declared:
-        return declared, False
+        return list(dict.fromkeys(declared)), False
     return _ID_IN_TEXT.findall(_run_attribute(spans, conv.AGENTLEDGER_RUN_TASK)), True
 
 
@@ -729,7 +732,8 @@ def _rule_approvals(views: Sequence[CallView], decisions: Sequence[Decision], fo
         if latest is not None and latest.decision in ("rejected", "timed_out") and call.status != "ERROR":
             found.add(
                 "approval_mismatch",
-                f"tool call {view.label} ran after its approval was {latest.decision} by {latest.span.approver or 'nobody'}",
+                f"tool call {view.label} ran after its approval was {latest.decision}"
+                f" by {latest.span.approver or 'nobody'}",
                 [call.span_id, latest.span.span_id], tool_call_id=call.tool_call_id,
             )  # fmt: skip
         elif (
@@ -740,7 +744,8 @@ def _rule_approvals(views: Sequence[CallView], decisions: Sequence[Decision], fo
         ):
             found.add(
                 "approval_mismatch",
-                f"tool call {view.label} ran with other arguments than {latest.span.approver or 'the approver'} approved"
+                f"tool call {view.label} ran with other arguments than"
+                f" {latest.span.approver or 'the approver'} approved"
                 f" (arguments hash {call.arguments_hash[:19]}… executed, {latest.arguments_hash[:19]}… approved)",
                 [call.span_id, latest.span.span_id], tool_call_id=call.tool_call_id,
             )  # fmt: skip
@@ -847,11 +852,13 @@ def _rule_cost(spans: Sequence[SpanFact], context: AuditContext, found: _Finding
             )
     budget = cost.budget_for(agent)
     if budget is not None and budget.max_tokens is not None and tokens > budget.max_tokens:
-        found.add("cost_anomaly", f"the run used {tokens:,} tokens; agent {agent}'s budget is {budget.max_tokens:,} per run",
+        found.add("cost_anomaly",
+                  f"the run used {tokens:,} tokens; agent {agent}'s budget is {budget.max_tokens:,} per run",
                   evidence)  # fmt: skip
     calls = [s for s in spans if s.entry_type == "tool_call"]
     if budget is not None and budget.max_tool_calls is not None and len(calls) > budget.max_tool_calls:
-        found.add("cost_anomaly", f"the run made {len(calls)} tool calls; agent {agent}'s budget is {budget.max_tool_calls} per run",
+        found.add("cost_anomaly",
+                  f"the run made {len(calls)} tool calls; agent {agent}'s budget is {budget.max_tool_calls} per run",
                   [s.span_id for s in calls][:20])  # fmt: skip
 
 
@@ -911,7 +918,7 @@ def audit_run(
         rules=[
             RuleInfo(id=r.id, severity=r.severity, description=r.description, version=r.version, origin=r.origin)
             for r in rules
-        ],  # fmt: skip
+        ],
         findings=found.items,
         approval_chains=approval_chains(spans, decisions),
     )

@@ -109,8 +109,18 @@ class SpanFinding(BaseModel):
 
 
 ChainProblem = Literal[
-    "altered_link", "bad_signature", "missing_link", "replayed_link", "reordered", "broken_pointer",
-    "truncated", "log_gap", "root_mismatch", "bad_checkpoint", "erased", "unknown_format",
+    "altered_link",
+    "bad_signature",
+    "missing_link",
+    "replayed_link",
+    "reordered",
+    "broken_pointer",
+    "truncated",
+    "log_gap",
+    "root_mismatch",
+    "bad_checkpoint",
+    "erased",
+    "unknown_format",
 ]
 
 
@@ -294,7 +304,8 @@ class Finding(BaseModel):
         default_factory=list, description="Span ids that prove the finding (each a timeline entry), first the main one."
     )
     inferred: bool = Field(
-        False, description="Part of the finding rests on inference (a time/target link, a convention the run did not send)."
+        False,
+        description="Part of the finding rests on inference (a time/target link, a convention the run did not send).",
     )
     span_id: str = Field(description="The main span concerned (usually the tool call), or empty.")
     tool_call_id: str
@@ -318,7 +329,9 @@ class ChainDecision(BaseModel):
     by: str = Field(description="The approver, or the policy id (and rule id).")
     arguments_hash: str = Field(description="The arguments hash the decision saw, if it recorded one.")
     start_time: str
-    linked_by: str = Field(description="tool_call_id (the decision names the call), tool_name, or inferred (the next call).")
+    linked_by: str = Field(
+        description="tool_call_id (the decision names the call), tool_name, or inferred (the next call)."
+    )
 
 
 class ApprovalChain(BaseModel):
@@ -363,7 +376,9 @@ class RunListItem(BaseModel):
     finding_rules: list[str] | None = Field(
         default=None, description="The rules with findings (sorted); computed with `findings`."
     )
-    max_severity: str | None = Field(default=None, description="The worst finding's severity; computed with `findings`.")
+    max_severity: str | None = Field(
+        default=None, description="The worst finding's severity; computed with `findings`."
+    )
 
 
 class RunPage(BaseModel):
