@@ -604,6 +604,11 @@ ORDER BY group_key, violations DESC, policy_id, rule_id, decision
 
 METRICS_VIOLATIONS: Final = _WINDOW_RUN_FACTS + _VIOLATIONS_BY_RULE
 
+# The runs of the window and their group: the audit's findings are counted per group and rule over them.
+METRICS_RUN_GROUPS: Final = _WINDOW_RUN_FACTS + """
+SELECT run_id, group_key FROM scored_runs ORDER BY run_id
+"""
+
 # Time to correct: for each downstream write of a run in the window, the time until the first later
 # write to the same system and target by anyone other than that run (a person, another run), or the
 # first `correction` annotation on the run made after the write, whichever came first. Writes never

@@ -154,3 +154,36 @@ def test_runs_listing_filters_on_findings(demo: list[tuple[str, str]], api: Test
     item = next(i for i in api.get("/v1/runs", params={"rule": "loop"}).json()["runs"])
     assert (item["findings"], item["finding_rules"], item["max_severity"]) == (1, ["loop"], "medium")
     assert api.get("/v1/runs", params={"severity": "worst"}).status_code == 422
+
+
+def test_fleet_metrics_count_findings_by_rule(demo: list[tuple[str, str]], api: TestClient) -> None:
+    body = api.get("/v1/metrics", params={"group_by": "workflow"}).json()
+    by_group = {
+        group["group"]: [(c["rule"], c["severity"], c["findings"], c["runs"]) for c in group["audit_findings_by_rule"]]
+        for group in body["groups"]
+    }
+
+    assert by_group == {
+        "": [("loop", "medium", 1, 1)],  # the janitor runs no named workflow
+        "code-changes": [("policy_violated", "critical", 1, 1), ("unaccounted_write", "high", 1, 1)],
+        "invoice-reconciliation": [("cost_anomaly", "medium", 1, 1)],
+        "support-refunds": [
+            ("target_mismatch", "high", 4, 2),
+            ("content_flow", "high", 3, 1),
+            ("untrusted_influence", "high", 3, 1),
+            ("approval_mismatch", "high", 1, 1),
+            ("approval_rejected", "info", 1, 1),
+        ],
+    }
+
+
+def test_the_markdown_report_lists_findings_and_approval_chains(demo: list[tuple[str, str]], api: TestClient) -> None:
+    runs = dict((incident, run_id) for run_id, incident in demo)
+    report = api.get(f"/v1/runs/{runs['rejected approval']}/timeline", params={"format": "md"}).text
+
+    assert "- **approval_rejected** v1 (info): user:maria.lopez rejected 'issue_refund' (call_refund_4413)" in report
+    assert "## Approval chains" in report
+    assert "- `issue_refund` `call_refund_4413` (**never ran**):" in report
+    injection = api.get(f"/v1/runs/{runs['prompt injection']}/timeline", params={"format": "md"}).text
+    assert "all 12 checks passed" not in injection
+    assert injection.count("- **target_mismatch** v1 (high): ") == 3

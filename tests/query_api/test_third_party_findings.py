@@ -20,13 +20,13 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.collector import fake_openai
-from tests.collector.fake_openai import fake_openai_server
-from tests.query_api.conftest import bearer
 from agentledger.collector.exporters.clickhouse import ClickHouseExporter
 from agentledger.collector.pipeline import Pipeline
 from agentledger.collector.processors.normalize import NormalizeProcessor
 from agentledger.collector.receivers.otlp_decode import Identity, decode_request
+from tests.collector import fake_openai
+from tests.collector.fake_openai import fake_openai_server
+from tests.query_api.conftest import bearer
 
 CATALOGUE = {
     "tools": [
