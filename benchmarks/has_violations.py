@@ -24,15 +24,15 @@ from fastapi.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the span-batch builder lives with the tests
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the query benchmark's synthetic runs
 
-import query as runs_data  # noqa: E402
+import query as runs_data
 
-from agentledger.ingest.clickhouse import chdb_dsn, connect  # noqa: E402
-from agentledger.ingest.migrations import migrate  # noqa: E402
-from agentledger.ingest.span_writer import SpanWriter  # noqa: E402
-from agentledger.query_api.app import QueryApiConfig, create_app  # noqa: E402
-from agentledger.query_api.findings import load_audit  # noqa: E402
-from agentledger.query_api.routers.runs import MAX_AUDITED_PER_PAGE  # noqa: E402
-from agentledger.query_api.writes import NewWrite, insert_writes  # noqa: E402
+from agentledger.ingest.clickhouse import chdb_dsn, connect
+from agentledger.ingest.migrations import migrate
+from agentledger.ingest.span_writer import SpanWriter
+from agentledger.query_api.app import QueryApiConfig, create_app
+from agentledger.query_api.findings import load_audit
+from agentledger.query_api.routers.runs import MAX_AUDITED_PER_PAGE
+from agentledger.query_api.writes import NewWrite, insert_writes
 
 TENANT = runs_data.TENANT
 SECOND = runs_data.SECOND
@@ -47,7 +47,7 @@ def load(writer: SpanWriter, client: object, first_run: int, last_run: int, viol
         writer.insert(runs_data._batch(template, start, count))
         writes = [
             NewWrite(runs_data.run_id(i), "stripe", runs_data.write_ref(i, which), "transfer",
-                     f"crm:customer/C-{i % 5000:05d}", runs_data.T0 + i * 7 * SECOND + (62 + 3 * which) * SECOND, "bench",
+                     f"crm:customer/C-{i % 5000:05d}", runs_data.T0 + (i * 7 + 62 + 3 * which) * SECOND, "bench",
                      tool_call_id=f"call_w{which}")
             for i in range(start, start + count)
             for which in (0, 1)

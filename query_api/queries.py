@@ -277,7 +277,9 @@ AGENT_RUN_TOKENS: Final = """
 WITH recent AS (
     SELECT run_id, max(agent_id) AS agent_id, toUnixTimestamp64Nano(min(first_start)) AS first_start_ns
     FROM runs
-    WHERE tenant = {tenant:String}
+    -- Rows of a run carry its agent and start once merged; filtering them first keeps the grouping small.
+    WHERE tenant = {tenant:String} AND agent_id IN {agents:Array(String)}
+      AND first_start <= fromUnixTimestamp64Nano({until_ns:Int64})
     GROUP BY run_id
     HAVING agent_id IN {agents:Array(String)} AND first_start_ns <= {until_ns:Int64}
     ORDER BY first_start_ns DESC, run_id DESC
