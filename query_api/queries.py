@@ -275,15 +275,14 @@ ORDER BY run_id, occurred_ns, system, ref
 # no model call counts 0 tokens.
 AGENT_RUN_TOKENS: Final = """
 WITH recent AS (
-    SELECT run_id, max(agent_id) AS agent_id, toUnixTimestamp64Nano(min(first_start)) AS first_start_ns
+    SELECT run_id, max(agent_id) AS run_agent, toUnixTimestamp64Nano(min(first_start)) AS first_start_ns
     FROM runs
     -- Rows of a run carry its agent and start once merged; filtering them first keeps the grouping small.
     WHERE tenant = {tenant:String} AND agent_id IN {agents:Array(String)}
       AND first_start <= fromUnixTimestamp64Nano({until_ns:Int64})
     GROUP BY run_id
-    HAVING agent_id IN {agents:Array(String)} AND first_start_ns <= {until_ns:Int64}
     ORDER BY first_start_ns DESC, run_id DESC
-    LIMIT {per_agent:UInt32} BY agent_id
+    LIMIT {per_agent:UInt32} BY run_agent
 ),
 tokens AS (
     SELECT run_id, sum(input_tokens + output_tokens) AS tokens
@@ -294,7 +293,7 @@ tokens AS (
     )
     GROUP BY run_id
 )
-SELECT r.agent_id AS agent_id, r.run_id AS run_id, r.first_start_ns AS first_start_ns, t.tokens AS tokens
+SELECT r.run_agent AS agent_id, r.run_id AS run_id, r.first_start_ns AS first_start_ns, t.tokens AS tokens
 FROM recent AS r
 LEFT JOIN tokens AS t ON t.run_id = r.run_id
 ORDER BY agent_id, first_start_ns DESC, run_id DESC
