@@ -639,8 +639,11 @@ def _rule_untrusted(views: Sequence[CallView], spans: Sequence[SpanFact], decisi
         )
 
 
-def _rule_content_flow(views: Sequence[CallView], spans: Sequence[SpanFact], found: _Findings) -> None:
+def _rule_content_flow(views: Sequence[CallView], spans: Sequence[SpanFact], decisions: Sequence[Decision],
+                       found: _Findings) -> None:  # fmt: skip
     for view in views:
+        if _human_cleared(view, decisions):
+            continue  # a person approved exactly these arguments, values and all
         trusted, untrusted, assumed = _trust_texts(spans, view.span.start_ns)
         if not untrusted:
             continue
@@ -786,8 +789,6 @@ def _rule_writes(views: Sequence[CallView], spans: Sequence[SpanFact], linked: S
                 f"{write.system} {write.action} {write.ref} has no matching tool call in the run",
                 [write_span], tool_call_id=write.tool_call_id, write_ref=write.ref,
             )  # fmt: skip
-    if not linked:
-        return  # no system reports this run's writes: nothing can confirm a call
     confirmed = {i.tool_call.span_id for i in linked if i.tool_call is not None}
     for view in views:
         if view.span.span_id not in confirmed and view.span.status != "ERROR":
@@ -903,7 +904,7 @@ def audit_run(
             found.add("missing_approval", missing[0], [view.span.span_id], tool_call_id=view.span.tool_call_id,
                       inferred=missing[1])  # fmt: skip
     _rule_untrusted(views, spans, decisions, found)
-    _rule_content_flow(views, spans, found)
+    _rule_content_flow(views, spans, decisions, found)
     _rule_target_mismatch(views, spans, found)
     _rule_policy_violated(views, spans, decisions, linked, found)
     _rule_approvals(views, decisions, found)

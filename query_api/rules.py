@@ -25,7 +25,7 @@ BUILTIN_RULES: Final = (
          "A downstream write that no tool call of the run accounts for by call id or write reference; a link made"
          " only by target and time (to a call no other write names) is shown as inferred, never as proof.", 2),
     Rule("unconfirmed_write_call", "medium",
-         "A write or destructive tool call that succeeded with no downstream write confirming it."),
+         "A write or destructive tool call that did not fail with no downstream write confirming it."),
     Rule("missing_approval", "high",
          "A write or destructive tool call without the human approval its autonomy level or the tool catalogue"
          " requires.", 2),
@@ -35,7 +35,7 @@ BUILTIN_RULES: Final = (
          " policy allow is no clearance).", 2),
     Rule("content_flow", "high",
          "Argument values of a write (ids, amounts, e-mail addresses, URLs) that occur in untrusted text but not in"
-         " the trusted task or trusted inputs."),
+         " the trusted task or trusted inputs, unless a human approved exactly those arguments."),
     Rule("target_mismatch", "high",
          "The entity a write touches differs from the run's subject (or requester) of the same kind."),
     Rule("policy_violated", "critical",

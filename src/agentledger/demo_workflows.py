@@ -100,6 +100,7 @@ DEMO_WORKFLOWS: Final = {
     "refund-agent": "support-refunds",
     "coding-agent": "code-changes",
     "invoice-reconciler": "invoice-reconciliation",
+    "storage-janitor": "storage-cleanup",
 }
 
 

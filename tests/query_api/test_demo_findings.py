@@ -164,7 +164,6 @@ def test_fleet_metrics_count_findings_by_rule(demo: list[tuple[str, str]], api: 
     }
 
     assert by_group == {
-        "": [("loop", "medium", 1, 1)],  # the janitor runs no named workflow
         "code-changes": [("policy_violated", "critical", 1, 1), ("unaccounted_write", "high", 1, 1)],
         "invoice-reconciliation": [("cost_anomaly", "medium", 1, 1)],
         "support-refunds": [
@@ -174,6 +173,7 @@ def test_fleet_metrics_count_findings_by_rule(demo: list[tuple[str, str]], api: 
             ("approval_mismatch", "high", 1, 1),
             ("approval_rejected", "info", 1, 1),
         ],
+        "storage-cleanup": [("loop", "medium", 1, 1)],
     }
 
 

@@ -122,24 +122,26 @@ def test_catalogued_write_tool_of_an_openinference_agent_needs_a_human_approval(
 
     unapproved = _audit(keyed_api, "session-unapproved")
     assert [(f["rule"], f["severity"], f["tool_call_id"]) for f in unapproved["findings"]] == [
-        ("missing_approval", "high", "")
+        ("unconfirmed_write_call", "medium", ""),
+        ("missing_approval", "high", ""),
     ]
-    assert unapproved["findings"][0]["message"] == (
+    assert unapproved["findings"][1]["message"] == (
         "write tool call 'issue_refund' has no human approval; the tool catalogue requires one for 'issue_refund'"
     )
     timeline = keyed_api.get("/v1/runs/session-unapproved/timeline", headers=bearer("al_acme_responder")).json()
     tool = next(entry for entry in timeline["entries"] if entry["type"] == "tool_call")
-    assert (tool["name"], tool["findings"]) == ("issue_refund", ["missing_approval"])
+    assert (tool["name"], tool["findings"]) == ("issue_refund", ["unconfirmed_write_call", "missing_approval"])
     assert json.loads(tool["details"]["arguments"]) == json.loads(fake_openai.TOOL_ARGUMENTS)
 
     approved = _audit(keyed_api, "session-approved")
-    assert approved["findings"] == []
+    # No missing approval; what stays is that no downstream system reports the refund (no writes integration).
+    assert [f["rule"] for f in approved["findings"]] == ["unconfirmed_write_call"]
     (chain,) = approved["approval_chains"]
     assert [(d["type"], d["decision"], d["by"], d["linked_by"]) for d in chain["decisions"]] == [
         ("approval", "approved", "user:maria.lopez", "tool_name")
     ]
 
-    listed = keyed_api.get("/v1/runs", params={"has_violations": "true"}, headers=bearer("al_acme_responder")).json()
+    listed = keyed_api.get("/v1/runs", params={"rule": "missing_approval"}, headers=bearer("al_acme_responder")).json()
     assert [run["run_id"] for run in listed["runs"]] == ["session-unapproved"]
 
 
