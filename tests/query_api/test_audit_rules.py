@@ -114,8 +114,8 @@ def test_the_catalogue_overrides_declared_access_and_extracts_the_target(client:
 
 
 def _call_id(client: Client, run_id: str) -> str:
-    return str(client.command("SELECT any(tool_call_id) FROM spans WHERE run_id = {r:String} AND entry_type = 'tool_call'",
-                              parameters={"r": run_id}))  # fmt: skip
+    sql = "SELECT any(tool_call_id) FROM spans WHERE run_id = {r:String} AND entry_type = 'tool_call'"
+    return str(client.command(sql, parameters={"r": run_id}))
 
 
 def test_user_rules_budgets_and_rule_settings_from_config(client: Client) -> None:
@@ -142,8 +142,8 @@ def test_user_rules_budgets_and_rule_settings_from_config(client: Client) -> Non
     body = api.get(f"/v1/runs/{run_id}/audit").json()
 
     assert [(f["rule"], f["severity"], f["message"]) for f in body["findings"]] == [
-        ("loop", "critical", "destructive tool 's3_delete_object' was called 3 times with the same arguments (no attempt"
-                             " counter sent: counted by tool and arguments hash), 0 of them failed"),
+        ("loop", "critical", "destructive tool 's3_delete_object' was called 3 times with the same arguments"
+                             " (no attempt counter sent: counted by tool and arguments hash), 0 of them failed"),
         ("cost_anomaly", "medium", "the run used 10,500 tokens; agent crm-agent's budget is 10,000 per run"),
         *[("no-s3-deletes", "high", "s3_delete_object deleted in s3:bucket/b")] * 3,
     ]  # fmt: skip
@@ -171,14 +171,16 @@ def test_target_mismatch_falls_back_to_ids_in_the_task_text_and_says_so(client: 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("api:\n  audit:\n    rules: {loops: {enabled: false}}\n", "api.audit: Value error, rules: unknown rule id(s) loops"),
+        ("api:\n  audit:\n    rules: {loops: {enabled: false}}\n",
+         "api.audit: Value error, rules: unknown rule id(s) loops"),
         ("api:\n  audit:\n    tool_catalogue: {'*': {tools: [{tool: x, access: write, target: customer.id}]}}\n",
          "api.audit.tool_catalogue.*.tools.0.target: Value error, 'customer.id' does not start with $"),
         ("api:\n  audit:\n    tool_catalogue: {'*': {tools: [{tool: x, access: delete}]}}\n",
          "api.audit.tool_catalogue.*.tools.0.access: Input should be 'read', 'write' or 'destructive'"),
         ("api:\n  audit:\n    user_rules: [{id: loop, description: d, when: {}, message: m}]\n",
          "user_rules: id(s) loop are built-in rule ids"),
-        ("api:\n  audit:\n    loop_threshold: 1\n", "api.audit.loop_threshold: Input should be greater than or equal to 2"),
+        ("api:\n  audit:\n    loop_threshold: 1\n",
+         "api.audit.loop_threshold: Input should be greater than or equal to 2"),
     ],
 )  # fmt: skip
 def test_bad_audit_config_fails_at_startup_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
