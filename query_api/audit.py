@@ -428,6 +428,8 @@ class AuditContext:
     catalogue: ToolCatalogue = field(default_factory=ToolCatalogue)
     # Total tokens of the agent's recent earlier runs (newest first), for cost_anomaly.
     baseline_tokens: Sequence[int] = ()
+    # The config's rules, when the caller audits many runs with one config (else derived per run).
+    rules: Sequence[Rule] | None = None
 
 
 def active_rules(config: AuditConfig) -> list[Rule]:
@@ -574,30 +576,41 @@ def _occurs(value: str, text: str) -> bool:
     return re.search(pattern, text, re.IGNORECASE) is not None
 
 
-def _trust_texts(spans: Sequence[SpanFact], before_ns: int) -> tuple[str, str, bool]:
-    """(trusted text, untrusted text, whether a read tool's result was taken as internal without a trust label)."""
-    trusted: list[str] = []
-    untrusted: list[str] = []
-    assumed_internal = False
+@dataclass(frozen=True)
+class _Input:
+    start_ns: int
+    trusted: bool
+    text: str
+    # A read tool's result taken as internal because it carries no trust label.
+    assumed_internal: bool = False
+
+
+def _inputs(spans: Sequence[SpanFact]) -> list[_Input]:
+    """What each span brought into the run, trusted or not, once per run (the rules ask per call)."""
+    found: list[_Input] = []
     for span in spans:
-        if span.start_ns > before_ns:
-            continue
         if span.entry_type == "run":
-            trusted.extend(
+            text = "\n".join(
                 span.attributes.get(key, "")
                 for key in (conv.AGENTLEDGER_RUN_TASK, conv.AGENTLEDGER_RUN_SUBJECTS, conv.AGENTLEDGER_RUN_REQUESTER)
             )
-        elif span.entry_type == "tool_call":
-            if span.tool_access in WRITING:
-                continue
-            if span.untrusted_input:
-                untrusted.append(span.content)
-            else:
-                assumed_internal |= not span.attributes.get(conv.AGENTLEDGER_TOOL_RESULT_TRUST)
-                trusted.append(span.content)
+            found.append(_Input(span.start_ns, True, text))
+        elif span.entry_type == "tool_call" and span.tool_access not in WRITING:
+            labelled = bool(span.attributes.get(conv.AGENTLEDGER_TOOL_RESULT_TRUST))
+            untrusted = span.untrusted_input
+            found.append(_Input(span.start_ns, not untrusted, span.content, not untrusted and not labelled))
         elif span.entry_type in ("retrieval", "span"):
-            (untrusted if span.untrusted_input else trusted).append(span.content)
-    return "\n".join(trusted), "\n".join(untrusted), assumed_internal
+            found.append(_Input(span.start_ns, not span.untrusted_input, span.content))
+    return found
+
+
+def _trust_texts(inputs: Sequence[_Input], before_ns: int) -> tuple[str, str, bool]:
+    """(trusted text, untrusted text, whether a read tool's result was taken as internal without a trust label)
+    of what came into the run up to `before_ns`."""
+    earlier = [item for item in inputs if item.start_ns <= before_ns]
+    trusted = "\n".join(item.text for item in earlier if item.trusted)
+    untrusted = "\n".join(item.text for item in earlier if not item.trusted)
+    return trusted, untrusted, any(item.assumed_internal for item in earlier)
 
 
 def _subjects(spans: Sequence[SpanFact]) -> tuple[list[str], bool]:
@@ -611,18 +624,19 @@ def _subjects(spans: Sequence[SpanFact]) -> tuple[list[str], bool]:
     return _ID_IN_TEXT.findall(_run_attribute(spans, conv.AGENTLEDGER_RUN_TASK)), True
 
 
-def _rule_untrusted(views: Sequence[CallView], spans: Sequence[SpanFact], decisions: Sequence[Decision],
-                    found: _Findings) -> None:  # fmt: skip
+def _rule_untrusted(views: Sequence[CallView], spans: Sequence[SpanFact], inputs: Sequence[_Input],
+                    decisions: Sequence[Decision], found: _Findings) -> None:  # fmt: skip
     subjects, _ = _subjects(spans)
+    untrusted_spans = [s for s in spans if s.untrusted_input]
     for view in views:
         call = view.span
-        earlier = [s for s in spans if s.untrusted_input and s.start_ns <= call.start_ns and s.span_id != call.span_id]
+        earlier = [s for s in untrusted_spans if s.start_ns <= call.start_ns and s.span_id != call.span_id]
         declared = sorted(set(call.influenced_by) & UNTRUSTED)
         if not earlier and not declared:
             continue
         if _human_cleared(view, decisions):
             continue
-        trusted, _, _ = _trust_texts(spans, call.start_ns)
+        trusted, _, _ = _trust_texts(inputs, call.start_ns)
         _, ident = _target_kind(view.target)
         if view.target and (view.target in subjects or (ident and _occurs(ident, trusted))):
             continue  # the target is what the run is about: the untrusted input did not choose it
@@ -639,12 +653,12 @@ def _rule_untrusted(views: Sequence[CallView], spans: Sequence[SpanFact], decisi
         )
 
 
-def _rule_content_flow(views: Sequence[CallView], spans: Sequence[SpanFact], decisions: Sequence[Decision],
-                       found: _Findings) -> None:  # fmt: skip
+def _rule_content_flow(views: Sequence[CallView], spans: Sequence[SpanFact], inputs: Sequence[_Input],
+                       decisions: Sequence[Decision], found: _Findings) -> None:  # fmt: skip
     for view in views:
         if _human_cleared(view, decisions):
             continue  # a person approved exactly these arguments, values and all
-        trusted, untrusted, assumed = _trust_texts(spans, view.span.start_ns)
+        trusted, untrusted, assumed = _trust_texts(inputs, view.span.start_ns)
         if not untrusted:
             continue
         carried = [v for v in _significant_values(view.arguments) if _occurs(v, untrusted) and not _occurs(v, trusted)]
@@ -891,7 +905,7 @@ def audit_run(
     run_id: str, spans: Sequence[SpanFact], linked: Sequence[LinkedWrite], context: AuditContext | None = None
 ) -> Audit:
     context = context or AuditContext()
-    rules = active_rules(context.config)
+    rules = context.rules if context.rules is not None else active_rules(context.config)
     found = _Findings(rules)
     all_calls = [call_view(s, context.catalogue) for s in spans if s.entry_type == "tool_call"]
     views = [v for v in all_calls if v.writes]
@@ -903,8 +917,9 @@ def audit_run(
         if missing is not None:
             found.add("missing_approval", missing[0], [view.span.span_id], tool_call_id=view.span.tool_call_id,
                       inferred=missing[1])  # fmt: skip
-    _rule_untrusted(views, spans, decisions, found)
-    _rule_content_flow(views, spans, decisions, found)
+    inputs = _inputs(spans)
+    _rule_untrusted(views, spans, inputs, decisions, found)
+    _rule_content_flow(views, spans, inputs, decisions, found)
     _rule_target_mismatch(views, spans, found)
     _rule_policy_violated(views, spans, decisions, linked, found)
     _rule_approvals(views, decisions, found)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from clickhouse_connect.driver.client import Client
 
-from agentledger.query_api.audit import AuditContext, SpanFact, audit_run, link_writes
+from agentledger.query_api.audit import AuditContext, SpanFact, active_rules, audit_run, link_writes
 from agentledger.query_api.audit_config import SEVERITY_ORDER, AuditConfig, ToolCatalogue
 from agentledger.query_api.models import Audit, LinkedWrite
 from agentledger.query_api.store import catalogue as catalogue_store
@@ -50,11 +50,12 @@ def audit_runs(
     writes = run_store.load_runs_writes(client, tenant, [location.run_id for location in locations])
     baselines = run_store.load_token_baselines(client, tenant, locations, config.cost.baseline_runs)
     catalogue = tool_catalogue(client, tenant, config)
+    rules = active_rules(config)
     audited: dict[str, tuple[list[SpanFact], list[LinkedWrite], Audit]] = {}
     for location in locations:
         spans = facts.get(location.run_id, [])
         linked = link_writes(writes.get(location.run_id, []), spans)
-        context = AuditContext(config, catalogue, baselines.get(location.run_id, []))
+        context = AuditContext(config, catalogue, baselines.get(location.run_id, []), rules)
         audited[location.run_id] = (spans, linked, audit_run(location.run_id, spans, linked, context))
     return audited
 

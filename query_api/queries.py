@@ -229,7 +229,10 @@ SELECT
     name, status_code, entry_type, provenance, tool_name, tool_call_id, tool_access, target,
     toString(agent_id) AS agent_id, input_tokens, output_tokens, arguments_hash,
     approval_decision, approver, policy_id, policy_decision, write_system, write_ref,
-    tool_arguments, tool_result, retrieval_documents, input_value, output_value,
+    tool_arguments, tool_result, retrieval_documents,
+    -- Prompts' inputs and outputs (the bulk of a run's text) are no rule's input: not read.
+    if(entry_type = 'prompt', '', input_value) AS input_value,
+    if(entry_type = 'prompt', '', output_value) AS output_value,
     mapFilter((key, value) -> key IN {{fact_keys:Array(String)}}, attributes) AS attributes
 FROM spans
 WHERE tenant = {{tenant:String}}

@@ -3,6 +3,7 @@ in one read), its writes, its agent's cost baseline, the listing, and its annota
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from agentledger.query_api import queries
-from agentledger.query_api.audit import FACT_KEYS, SpanFact, span_fact
+from agentledger.query_api.audit import FACT_KEYS, SpanFact
 from agentledger.query_api.models import RunSummary, WriteRecord
 from agentledger.query_api.times import rfc3339_nanos
 from agentledger.query_api.writes import record_of
@@ -64,6 +65,41 @@ def locate_runs(client: Client, tenant: str, run_ids: Sequence[str]) -> list[Run
     return [_location(row) for row in result.named_results()]
 
 
+def _span_facts(result: Any) -> list[SpanFact]:
+    """Rows of RUN_FACT_SPANS / RUNS_FACT_SPANS as facts, read by position (a page of runs is tens of
+    thousands of rows: no dict per row); their attributes are already cut to FACT_KEYS by the query."""
+    index = {name: position for position, name in enumerate(result.column_names)}
+
+    def column(name: str) -> int:
+        return index[name]
+
+    (run_id, trace_id, span_id, parent, start, end, name, status, entry_type, provenance, tool_name, call_id,
+     access, target, agent_id, input_tokens, output_tokens, arguments_hash, approval, approver, policy_id, policy,
+     write_system, write_ref, arguments, result_text, documents, input_value, output_value, attributes) = (
+        column(key) for key in (
+            "run_id", "trace_id", "span_id", "parent_span_id", "start_ns", "end_ns", "name", "status_code",
+            "entry_type", "provenance", "tool_name", "tool_call_id", "tool_access", "target", "agent_id",
+            "input_tokens", "output_tokens", "arguments_hash", "approval_decision", "approver", "policy_id",
+            "policy_decision", "write_system", "write_ref", "tool_arguments", "tool_result", "retrieval_documents",
+            "input_value", "output_value", "attributes",
+        )
+    )  # fmt: skip
+    return [
+        SpanFact(
+            trace_id=row[trace_id], span_id=row[span_id], parent_span_id=row[parent], start_ns=int(row[start]),
+            end_ns=int(row[end]), name=row[name], entry_type=row[entry_type], status=row[status],
+            provenance=row[provenance], tool_name=row[tool_name], tool_call_id=row[call_id], tool_access=row[access],
+            target=row[target], approval_decision=row[approval], policy_decision=row[policy],
+            write_system=row[write_system], write_ref=row[write_ref], attributes=row[attributes],
+            run_id=row[run_id], agent_id=row[agent_id], approver=row[approver], policy_id=row[policy_id],
+            arguments_hash=row[arguments_hash], input_tokens=int(row[input_tokens]),
+            output_tokens=int(row[output_tokens]), tool_arguments=row[arguments], tool_result=row[result_text],
+            retrieval_documents=row[documents], input_value=row[input_value], output_value=row[output_value],
+        )
+        for row in result.result_rows
+    ]  # fmt: skip
+
+
 def load_span_facts(
     client: Client, tenant: str, run_id: str, trace_ids: Sequence[str], from_ns: int, to_ns: int
 ) -> list[SpanFact]:
@@ -72,7 +108,7 @@ def load_span_facts(
         parameters={"tenant": tenant, "run_id": run_id, "trace_ids": list(trace_ids), "from_ns": from_ns,
                     "to_ns": to_ns, "fact_keys": list(FACT_KEYS)},
     )  # fmt: skip
-    return [span_fact(row) for row in result.named_results()]
+    return _span_facts(result)
 
 
 def load_runs_span_facts(client: Client, tenant: str, runs: Sequence[RunLocation]) -> dict[str, list[SpanFact]]:
@@ -89,10 +125,10 @@ def load_runs_span_facts(client: Client, tenant: str, runs: Sequence[RunLocation
                     "fact_keys": list(FACT_KEYS)},
     )  # fmt: skip
     by_run: dict[str, list[SpanFact]] = {run.run_id: [] for run in runs}
-    for row in result.named_results():
-        run_id = row["run_id"] if row["run_id"] in wanted else owner_of_trace.get(row["trace_id"], "")
+    for fact in _span_facts(result):
+        run_id = fact.run_id if fact.run_id in wanted else owner_of_trace.get(fact.trace_id, "")
         if run_id in by_run:
-            by_run[run_id].append(span_fact(row))
+            by_run[run_id].append(fact)
     return by_run
 
 
@@ -124,14 +160,12 @@ def load_token_baselines(
         history.setdefault(str(row["agent_id"]), []).append(
             (int(row["first_start_ns"]), str(row["run_id"]), int(row["tokens"] or 0))
         )
+    ordered = {agent: sorted(rows) for agent, rows in history.items()}  # oldest first, for bisection
     baselines: dict[str, list[int]] = {}
     for run in runs:
-        earlier = [
-            tokens
-            for started, run_id, tokens in history.get(run.summary.agent_id, [])
-            if (started, run_id) < (run.first_start_ns, run.run_id)
-        ]
-        baselines[run.run_id] = earlier[:per_agent]
+        rows = ordered.get(run.summary.agent_id, [])
+        before = bisect.bisect_left(rows, (run.first_start_ns, run.run_id))
+        baselines[run.run_id] = [tokens for _, _, tokens in reversed(rows[max(0, before - per_agent) : before])]
     return baselines
 
 
