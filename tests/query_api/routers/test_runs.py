@@ -41,6 +41,8 @@ def test_runs_newest_first_with_their_facts(three_runs: None, api: TestClient) -
         "error_count": 0,
         "write_tool_calls": 2,
         "findings": None,
+        "finding_rules": None,
+        "max_severity": None,
     }
 
 
