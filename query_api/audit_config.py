@@ -191,6 +191,9 @@ class AuditConfig(FrozenModel):
     # The same tool with the same arguments this many times in one run is a loop.
     loop_threshold: int = Field(5, ge=2)
     cost: CostRuleConfig = Field(default_factory=CostRuleConfig)
+    # GET /v1/metrics audits at most this many of the period's newest runs (each batch of 500 is a few reads
+    # and the rules in Python); the answer says how many it audited.
+    metrics_max_runs: int = Field(2000, ge=0, le=1_000_000)
 
     @model_validator(mode="after")
     def _known_rules(self) -> AuditConfig:

@@ -139,7 +139,7 @@ def fleet_metrics(
     reasons = _by_group(_rows(client, queries.METRICS_ESCALATION_REASONS, parameters))
     violations = _by_group(_rows(client, queries.METRICS_VIOLATIONS, parameters))
     corrections = {str(row["group_key"]): row for row in _rows(client, queries.METRICS_TIME_TO_CORRECT, parameters)}
-    findings = _findings_by_group(client, tenant, parameters, audit_config or AuditConfig())
+    findings, audited = _findings_by_group(client, tenant, parameters, audit_config or AuditConfig())
     groups = []
     for row in totals:
         key = str(row["group_key"])
@@ -179,7 +179,10 @@ def fleet_metrics(
                 audit_findings_by_rule=findings.get(key, []),
             )
         )
-    return MetricsReport(tenant=tenant, group_by=group_by, from_ns=period.from_ns, to_ns=period.to_ns, groups=groups)
+    return MetricsReport(
+        tenant=tenant, group_by=group_by, from_ns=period.from_ns, to_ns=period.to_ns, groups=groups,
+        audited_runs=audited,
+    )  # fmt: skip
 
 
 # Runs audited per batch (one set of reads each) when counting findings for the metrics.
@@ -188,17 +191,15 @@ AUDIT_BATCH_RUNS = 500
 
 def _findings_by_group(
     client: Client, tenant: str, parameters: Mapping[str, Any], config: AuditConfig
-) -> dict[str, list[FindingCount]]:
-    """Audit findings per group and rule over the window's runs, audited in batches."""
-    groups = {
-        str(row["run_id"]): str(row["group_key"]) for row in _rows(client, queries.METRICS_RUN_GROUPS, parameters)
-    }
+) -> tuple[dict[str, list[FindingCount]], int]:
+    """Audit findings per group and rule over the window's newest runs (audited in batches), and how many."""
+    rows = _rows(client, queries.METRICS_RUN_GROUPS, {**parameters, "audit_max_runs": config.metrics_max_runs})
+    groups = {str(row["run_id"]): str(row["group_key"]) for row in rows}
     counts: dict[str, dict[tuple[str, str], list[int]]] = defaultdict(dict)
     run_ids = sorted(groups)
     for start in range(0, len(run_ids), AUDIT_BATCH_RUNS):
-        for run_id, (_, _, audit) in audit_runs(
-            client, tenant, run_ids[start : start + AUDIT_BATCH_RUNS], config
-        ).items():
+        batch = run_ids[start : start + AUDIT_BATCH_RUNS]
+        for run_id, (_, _, audit) in audit_runs(client, tenant, batch, config).items():
             seen: set[str] = set()
             for finding in audit.findings:
                 tally = counts[groups[run_id]].setdefault((finding.rule, finding.severity), [0, 0])
@@ -206,7 +207,7 @@ def _findings_by_group(
                 if finding.rule not in seen:
                     tally[1] += 1
                     seen.add(finding.rule)
-    return {
+    by_group = {
         key: sorted(
             (
                 FindingCount(rule=rule, severity=severity, findings=n, runs=runs)
@@ -216,6 +217,7 @@ def _findings_by_group(
         )
         for key, by_rule in counts.items()
     }
+    return by_group, len(run_ids)
 
 
 def _cost(row: Mapping[str, Any], successes: int) -> Cost:

@@ -84,6 +84,9 @@ class MetricsReport(BaseModel):
     from_ns: int
     to_ns: int
     groups: list[MetricsGroup]
+    audited_runs: int = Field(
+        0, description="Runs whose audit findings are counted: the period's newest, at most api.audit.metrics_max_runs."
+    )
 
 
 class BlastRadiusCeilingReport(BaseModel):

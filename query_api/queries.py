@@ -514,6 +514,7 @@ run_facts AS (
         maxIf(attributes['agentledger.eval.case'], entry_type = 'run') AS eval_case,
         maxIf(attributes['agentledger.eval.version'], entry_type = 'run') AS eval_version,
         maxIf(end_ns, entry_type = 'run') - minIf(start_ns, entry_type = 'run') AS latency_ns,
+        minIf(start_ns, entry_type = 'run') AS started_ns,
         sum(
             input_tokens * transform(model, {{price_models:Array(String)}}, {{price_in:Array(Float64)}}, toFloat64(0))
             + output_tokens
@@ -608,9 +609,10 @@ ORDER BY group_key, violations DESC, policy_id, rule_id, decision
 
 METRICS_VIOLATIONS: Final = _WINDOW_RUN_FACTS + _VIOLATIONS_BY_RULE
 
-# The runs of the window and their group: the audit's findings are counted per group and rule over them.
+# The window's newest runs (at most {audit_max_runs}) and their group: the audit's findings are counted
+# per group and rule over them.
 METRICS_RUN_GROUPS: Final = _WINDOW_RUN_FACTS + """
-SELECT run_id, group_key FROM scored_runs ORDER BY run_id
+SELECT run_id, group_key FROM scored_runs ORDER BY started_ns DESC, run_id DESC LIMIT {audit_max_runs:UInt32}
 """
 
 # Time to correct: for each downstream write of a run in the window, the time until the first later

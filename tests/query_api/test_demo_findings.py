@@ -15,6 +15,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentledger.demo_workflows import WORKFLOWS, DemoWorld
+from agentledger.query_api.app import QueryApiConfig, create_app
+from agentledger.query_api.audit_config import AuditConfig
 from tests.query_api.incidents import ingest
 
 # Demo run (its incident, or "" for a clean run, in the order the demo runs them) -> expected findings.
@@ -158,6 +160,7 @@ def test_runs_listing_filters_on_findings(demo: list[tuple[str, str]], api: Test
 
 def test_fleet_metrics_count_findings_by_rule(demo: list[tuple[str, str]], api: TestClient) -> None:
     body = api.get("/v1/metrics", params={"group_by": "workflow"}).json()
+    assert body["audited_runs"] == len(DEMO_TABLE)
     by_group = {
         group["group"]: [(c["rule"], c["severity"], c["findings"], c["runs"]) for c in group["audit_findings_by_rule"]]
         for group in body["groups"]
@@ -175,6 +178,18 @@ def test_fleet_metrics_count_findings_by_rule(demo: list[tuple[str, str]], api: 
         ],
         "storage-cleanup": [("loop", "medium", 1, 1)],
     }
+
+
+def test_fleet_metrics_audit_at_most_the_configured_newest_runs(demo: list[tuple[str, str]], client: Client) -> None:
+    capped = TestClient(create_app(client, QueryApiConfig(audit=AuditConfig(metrics_max_runs=2))))
+    body = capped.get("/v1/metrics", params={"group_by": "workflow"}).json()
+
+    # The two newest demo runs: the janitor's loop and the approval for other arguments.
+    assert body["audited_runs"] == 2
+    assert {g["group"]: [c["rule"] for c in g["audit_findings_by_rule"]] for g in body["groups"]} == {
+        "code-changes": [], "invoice-reconciliation": [], "storage-cleanup": ["loop"],
+        "support-refunds": ["approval_mismatch"],
+    }  # fmt: skip
 
 
 def test_the_markdown_report_lists_findings_and_approval_chains(demo: list[tuple[str, str]], api: TestClient) -> None:
