@@ -7,11 +7,11 @@ from typing import Any, Final
 
 from clickhouse_connect.driver.client import Client
 
-from agentledger.query_api import queries
 from agentledger.query_api.audit import SpanFact, audit_run, link_writes, span_fact
 from agentledger.query_api.audit_config import AuditConfig
 from agentledger.query_api.findings import audit_context
 from agentledger.query_api.models import Annotation, LinkedWrite, SpanEvent, Timeline, TimelineEntry
+from agentledger.query_api.store import runs as run_store
 from agentledger.query_api.store.runs import locate_run
 from agentledger.query_api.times import rfc3339_nanos
 from agentledger.query_api.writes import load_run_writes
@@ -111,20 +111,10 @@ def load_timeline(
     if location is None:
         return None
     summary = location.summary
-    result = client.query(
-        queries.RUN_SPANS,
-        parameters={
-            "tenant": tenant,
-            "run_id": run_id,
-            "trace_ids": summary.trace_ids,
-            "from_ns": location.from_ns,
-            "to_ns": location.to_ns,
-        },
-    )
     annotations = _annotations_by_span(client, tenant, run_id, summary.trace_ids)
     entries: list[TimelineEntry] = []
     facts: list[SpanFact] = []
-    for row in result.named_results():
+    for row in run_store.run_span_rows(client, tenant, location):
         attributes: dict[str, str] = dict(row["attributes"])
         facts.append(span_fact(row))
         entry_type = row["entry_type"]
@@ -226,11 +216,8 @@ def _write_entry(item: LinkedWrite, findings: list[str]) -> TimelineEntry:
 
 
 def _annotations_by_span(client: Client, tenant: str, run_id: str, trace_ids: list[str]) -> dict[str, list[Annotation]]:
-    result = client.query(
-        queries.TIMELINE_ANNOTATIONS, parameters={"tenant": tenant, "run_id": run_id, "trace_ids": trace_ids}
-    )
     by_span: dict[str, list[Annotation]] = {}
-    for row in result.named_results():
+    for row in run_store.run_annotation_rows(client, tenant, run_id, trace_ids):
         by_span.setdefault(row["span_id"], []).append(
             Annotation(
                 name=row["name"],

@@ -4,7 +4,7 @@ in one read), its writes, its agent's cost baseline, the listing, and its annota
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,3 +189,23 @@ def run_annotations(client: Client, tenant: str, run_id: str) -> list[dict[str, 
             queries.RUN_ANNOTATIONS, parameters={"tenant": tenant, "run_id": run_id}
         ).named_results()
     ]
+
+
+def run_span_rows(client: Client, tenant: str, location: RunLocation) -> Iterator[Mapping[str, Any]]:
+    """Every span of the run with every column the timeline shows (RUN_SPANS), in time order."""
+    result = client.query(
+        queries.RUN_SPANS,
+        parameters={"tenant": tenant, "run_id": location.run_id, "trace_ids": location.summary.trace_ids,
+                    "from_ns": location.from_ns, "to_ns": location.to_ns},
+    )  # fmt: skip
+    yield from result.named_results()
+
+
+def run_annotation_rows(
+    client: Client, tenant: str, run_id: str, trace_ids: Sequence[str]
+) -> Iterator[Mapping[str, Any]]:
+    """Annotations of the run's spans (TIMELINE_ANNOTATIONS: selected as the spans are)."""
+    result = client.query(
+        queries.TIMELINE_ANNOTATIONS, parameters={"tenant": tenant, "run_id": run_id, "trace_ids": list(trace_ids)}
+    )
+    yield from result.named_results()
