@@ -80,9 +80,14 @@ class agent_run(EmitterSpan):
         tracer_provider: TracerProvider | None = None,
         workflow: str = "",
         eval_case: EvalCase | None = None,
+        subjects: Sequence[str] = (),
+        requester: str = "",
     ) -> None:
         super().__init__()
         self.agent_id = agent_id
+        # What the run is about (target references such as crm:customer/C-1): the audit compares writes with them.
+        self.subjects = list(subjects)
+        self.requester = requester
         self.workflow = workflow
         self.eval_case = eval_case
         self.outcome_reason = ""
@@ -138,6 +143,10 @@ class agent_run(EmitterSpan):
             attributes[conv.AGENTLEDGER_EVAL_SUITE] = self.eval_case.suite
             attributes[conv.AGENTLEDGER_EVAL_CASE] = self.eval_case.case
             attributes[conv.AGENTLEDGER_EVAL_VERSION] = self.eval_case.version
+        if self.subjects:
+            attributes[conv.AGENTLEDGER_RUN_SUBJECTS] = self.subjects
+        if self.requester:
+            attributes[conv.AGENTLEDGER_RUN_REQUESTER] = self.requester
         if self.task:
             attributes[conv.AGENTLEDGER_RUN_TASK] = self.task
             if capture is ContentCapture.FULL:
@@ -330,10 +339,14 @@ class tool_call(EmitterSpan):
         target: str = "",
         call_id: str | None = None,
         influenced_by: Sequence[conv.InputProvenanceValues] = (),
+        attempt: int | None = None,
+        result_trust: conv.ToolResultTrustValues | None = None,
     ) -> None:
         super().__init__()
         self.name = name
         self.access = access
+        self.attempt = attempt
+        self.result_trust = result_trust
         self.arguments: Mapping[str, JsonValue] | None = arguments
         self.target = target
         self._call_id_given = call_id is not None
@@ -391,6 +404,10 @@ class tool_call(EmitterSpan):
             attributes[conv.AGENTLEDGER_TOOL_TARGET] = self.target
         if self.influenced_by:
             attributes[conv.AGENTLEDGER_TOOL_INFLUENCED_BY] = [label.value for label in self.influenced_by]
+        if self.attempt is not None:
+            attributes[conv.AGENTLEDGER_TOOL_ATTEMPT] = self.attempt
+        if self.result_trust is not None:
+            attributes[conv.AGENTLEDGER_TOOL_RESULT_TRUST] = self.result_trust.value
         if capture is ContentCapture.FULL:
             text = json_text(arguments)
             attributes[conv.GEN_AI_TOOL_CALL_ARGUMENTS] = text
@@ -483,12 +500,20 @@ class policy_decision(EmitterSpan):
         *,
         rule_id: str = "",
         reason: str = "",
+        tool_call_id: str = "",
+        tool_name: str = "",
+        arguments: Mapping[str, JsonValue] | None = None,
     ) -> None:
         super().__init__()
         self.policy_id = policy_id
         self.decision = decision
         self.rule_id = rule_id
         self.reason = reason
+        # The call evaluated (it may run after the decision) and the arguments seen, so the audit applies the
+        # decision to that call only.
+        self.tool_call_id = tool_call_id
+        self.tool_name = tool_name
+        self.arguments = arguments
 
     def decide(self, decision: conv.PolicyDecisionValues, *, rule_id: str = "", reason: str = "") -> None:
         self.decision = decision
@@ -499,11 +524,18 @@ class policy_decision(EmitterSpan):
         return f"policy {self.policy_id}"
 
     def _start_attributes(self, capture: ContentCapture) -> Attributes:
-        return {
+        attributes: Attributes = {
             conv.AGENTLEDGER_SPAN_TYPE: conv.SpanTypeValues.POLICY_DECISION.value,
             conv.AGENTLEDGER_POLICY_ID: self.policy_id,
             conv.OPENINFERENCE_SPAN_KIND: oi.KIND_GUARDRAIL,
         }
+        if self.tool_call_id:
+            attributes[conv.AGENTLEDGER_POLICY_TOOL_CALL_ID] = self.tool_call_id
+        if self.tool_name:
+            attributes[conv.AGENTLEDGER_POLICY_TOOL_NAME] = self.tool_name
+        if self.arguments is not None:
+            attributes[conv.AGENTLEDGER_POLICY_ARGUMENTS_HASH] = content_hash(dict(self.arguments))
+        return attributes
 
     def _end_attributes(self, capture: ContentCapture, failed: bool) -> Attributes:
         attributes: Attributes = {}

@@ -15,6 +15,7 @@ from agentledger.query_api.auth import AccessPolicy
 from agentledger.query_api.dependencies import QueryApiConfig
 from agentledger.query_api.phoenix_sync import PhoenixSync
 from agentledger.query_api.routers import (
+    admin,
     agents,
     audit_log,
     docs,
@@ -51,8 +52,11 @@ def create_app(client: Client, config: QueryApiConfig | None = None) -> FastAPI:
     app.state.access = AccessPolicy(config.tenant, config.api_keys)
     sink = CheckpointSink(config.checkpoint_dir) if config.checkpoint_dir is not None else None
     app.state.chain_writer = ChainWriter(client, config.audit_collector_id, config.audit_signer, sink)
-    app.state.phoenix_sync = PhoenixSync(client, config.tenant, config.phoenix) if config.phoenix else None
-    for module in (health, runs, writes, targets, hooks, holds, metrics, agents, evals, phoenix, audit_log, ui, docs):
+    app.state.phoenix_sync = (
+        PhoenixSync(client, config.tenant, config.phoenix, config.audit) if config.phoenix else None
+    )
+    routers = (health, runs, writes, targets, hooks, holds, metrics, agents, evals, phoenix, audit_log, admin, ui, docs)
+    for module in routers:
         app.include_router(module.router)
 
     @app.exception_handler(ClickHouseError)

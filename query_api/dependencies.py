@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from agentledger.credentials import CredentialStore
 from agentledger.ingest.audit_chain import ChainWriter
 from agentledger.ingest.signing import LinkSigner
+from agentledger.query_api.audit_config import AuditConfig
 from agentledger.query_api.metrics_config import MetricsConfig
 from agentledger.query_api.phoenix_sync import PhoenixConnection, PhoenixSync
 
@@ -39,6 +40,8 @@ class QueryApiConfig:
     phoenix: PhoenixConnection | None = None
     # Prices, review cost and blast-radius ceilings (api.metrics in the config file).
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    # Tool catalogue, rule settings, user rules, baselines and budgets of the audit (api.audit).
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 def get_client(request: Request) -> Client:

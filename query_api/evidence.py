@@ -36,7 +36,8 @@ from agentledger.ingest.audit_chain import (
 from agentledger.ingest.checkpoints import latest_checkpoints
 from agentledger.query_api import queries
 from agentledger.query_api.audit_log import load_checkpoints
-from agentledger.query_api.timeline import load_timeline, locate_run
+from agentledger.query_api.store.runs import locate_run
+from agentledger.query_api.timeline import load_timeline
 from agentledger.query_api.verify import verify_run_record
 from agentledger.schema.canonical import compact_json
 

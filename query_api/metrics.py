@@ -14,6 +14,8 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from agentledger.query_api import queries
+from agentledger.query_api.audit_config import SEVERITY_ORDER, AuditConfig
+from agentledger.query_api.findings import audit_runs
 from agentledger.query_api.metrics_config import MetricsConfig
 from agentledger.query_api.metrics_models import (
     BlastRadius,
@@ -22,6 +24,7 @@ from agentledger.query_api.metrics_models import (
     EscalationReason,
     EvalComparison,
     EvalVersionSummary,
+    FindingCount,
     GroupBy,
     Latency,
     MetricsGroup,
@@ -120,6 +123,7 @@ def fleet_metrics(
     group_by: GroupBy,
     agent: str = "",
     workflow: str = "",
+    audit_config: AuditConfig | None = None,
 ) -> MetricsReport:
     """Runs whose run span started in the period, grouped by agent, workflow or not at all (tenant)."""
     parameters = {
@@ -135,6 +139,7 @@ def fleet_metrics(
     reasons = _by_group(_rows(client, queries.METRICS_ESCALATION_REASONS, parameters))
     violations = _by_group(_rows(client, queries.METRICS_VIOLATIONS, parameters))
     corrections = {str(row["group_key"]): row for row in _rows(client, queries.METRICS_TIME_TO_CORRECT, parameters)}
+    findings, audited = _findings_by_group(client, tenant, parameters, audit_config or AuditConfig())
     groups = []
     for row in totals:
         key = str(row["group_key"])
@@ -171,9 +176,48 @@ def fleet_metrics(
                     mean_seconds=_seconds(correction["mean_ns"]) if correction and corrected else None,
                     max_seconds=_seconds(correction["max_ns"]) if correction and corrected else None,
                 ),
+                audit_findings_by_rule=findings.get(key, []),
             )
         )
-    return MetricsReport(tenant=tenant, group_by=group_by, from_ns=period.from_ns, to_ns=period.to_ns, groups=groups)
+    return MetricsReport(
+        tenant=tenant, group_by=group_by, from_ns=period.from_ns, to_ns=period.to_ns, groups=groups,
+        audited_runs=audited,
+    )  # fmt: skip
+
+
+# Runs audited per batch (one set of reads each) when counting findings for the metrics.
+AUDIT_BATCH_RUNS = 500
+
+
+def _findings_by_group(
+    client: Client, tenant: str, parameters: Mapping[str, Any], config: AuditConfig
+) -> tuple[dict[str, list[FindingCount]], int]:
+    """Audit findings per group and rule over the window's newest runs (audited in batches), and how many."""
+    rows = _rows(client, queries.METRICS_RUN_GROUPS, {**parameters, "audit_max_runs": config.metrics_max_runs})
+    groups = {str(row["run_id"]): str(row["group_key"]) for row in rows}
+    counts: dict[str, dict[tuple[str, str], list[int]]] = defaultdict(dict)
+    run_ids = sorted(groups)
+    for start in range(0, len(run_ids), AUDIT_BATCH_RUNS):
+        batch = run_ids[start : start + AUDIT_BATCH_RUNS]
+        for run_id, (_, _, audit) in audit_runs(client, tenant, batch, config).items():
+            seen: set[str] = set()
+            for finding in audit.findings:
+                tally = counts[groups[run_id]].setdefault((finding.rule, finding.severity), [0, 0])
+                tally[0] += 1
+                if finding.rule not in seen:
+                    tally[1] += 1
+                    seen.add(finding.rule)
+    by_group = {
+        key: sorted(
+            (
+                FindingCount(rule=rule, severity=severity, findings=n, runs=runs)
+                for (rule, severity), (n, runs) in by_rule.items()
+            ),
+            key=lambda c: (-SEVERITY_ORDER[c.severity], -c.findings, c.rule),
+        )
+        for key, by_rule in counts.items()
+    }
+    return by_group, len(run_ids)
 
 
 def _cost(row: Mapping[str, Any], successes: int) -> Cost:

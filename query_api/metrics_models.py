@@ -40,6 +40,15 @@ class PolicyViolation(BaseModel):
     count: int
 
 
+class FindingCount(BaseModel):
+    """Audit findings of one rule over the group's runs."""
+
+    rule: str
+    severity: str
+    findings: int
+    runs: int = Field(description="Runs with at least one finding of the rule.")
+
+
 class TimeToCorrect(BaseModel):
     """Downstream writes of the runs, and how long the corrected ones stood before their correction."""
 
@@ -63,6 +72,10 @@ class MetricsGroup(BaseModel):
     policy_violations: int
     policy_violations_by_rule: list[PolicyViolation]
     time_to_correct: TimeToCorrect
+    audit_findings_by_rule: list[FindingCount] = Field(
+        default_factory=list,
+        description="The audit's findings (rules of GET /v1/runs/{id}/audit) by rule, worst first.",
+    )
 
 
 class MetricsReport(BaseModel):
@@ -71,6 +84,9 @@ class MetricsReport(BaseModel):
     from_ns: int
     to_ns: int
     groups: list[MetricsGroup]
+    audited_runs: int = Field(
+        0, description="Runs whose audit findings are counted: the period's newest, at most api.audit.metrics_max_runs."
+    )
 
 
 class BlastRadiusCeilingReport(BaseModel):

@@ -125,8 +125,18 @@ class SpanFinding(BaseModel):
 
 
 ChainProblem = Literal[
-    "altered_link", "bad_signature", "missing_link", "replayed_link", "reordered", "broken_pointer",
-    "truncated", "log_gap", "root_mismatch", "bad_checkpoint", "erased", "unknown_format",
+    "altered_link",
+    "bad_signature",
+    "missing_link",
+    "replayed_link",
+    "reordered",
+    "broken_pointer",
+    "truncated",
+    "log_gap",
+    "root_mismatch",
+    "bad_checkpoint",
+    "erased",
+    "unknown_format",
 ]
 
 
@@ -290,6 +300,7 @@ class ToolCallRef(BaseModel):
     tool_call_id: str
     start_time: str
     link: str = Field(description="How it was matched: tool_call_id, write_span (by write ref) or target_time.")
+    inferred: bool = Field(False, description="Matched only by target and time: a guess, not proof.")
 
 
 class LinkedWrite(BaseModel):
@@ -298,21 +309,64 @@ class LinkedWrite(BaseModel):
 
 
 class Finding(BaseModel):
-    check: str = Field(
-        description="unaccounted_write, unconfirmed_write_call, missing_approval or untrusted_influence."
+    """One audit finding: which rule, how bad, the spans that prove it and a sentence a responder can read."""
+
+    rule: str = Field(description="The rule's id (see `Audit.rules`), e.g. untrusted_influence.")
+    rule_version: int = Field(description="Version of the rule's logic that made the finding.")
+    check: str = Field(description="Same as `rule` (the name of earlier versions of this API).")
+    severity: str = Field(description="info, low, medium, high or critical.")
+    message: str = Field(description="One sentence saying what happened, naming tools, ids and what was inferred.")
+    evidence: list[str] = Field(
+        default_factory=list, description="Span ids that prove the finding (each a timeline entry), first the main one."
     )
-    severity: str = Field(description="high or medium.")
-    message: str
-    span_id: str = Field(description="The tool-call span concerned, or empty.")
+    inferred: bool = Field(
+        False,
+        description="Part of the finding rests on inference (a time/target link, a convention the run did not send).",
+    )
+    span_id: str = Field(description="The main span concerned (usually the tool call), or empty.")
     tool_call_id: str
     write_ref: str = Field(description="The downstream write concerned, or empty.")
+
+
+class RuleInfo(BaseModel):
+    id: str
+    severity: str
+    description: str
+    version: int
+    origin: str = Field(description="builtin, or user (api.audit.user_rules).")
+
+
+class ChainDecision(BaseModel):
+    """A policy decision or approval that applies to one tool call."""
+
+    type: Literal["policy_decision", "approval"]
+    span_id: str
+    decision: str
+    by: str = Field(description="The approver, or the policy id (and rule id).")
+    arguments_hash: str = Field(description="The arguments hash the decision saw, if it recorded one.")
+    start_time: str
+    linked_by: str = Field(
+        description="tool_call_id (the decision names the call), tool_name, or inferred (the next call)."
+    )
+
+
+class ApprovalChain(BaseModel):
+    """The decisions that apply to one tool call, in time order; a call that never ran (rejected) has one too."""
+
+    tool_call_id: str
+    tool_name: str
+    span_id: str = Field(description="The tool-call span; empty when the call never ran.")
+    executed: bool
+    decisions: list[ChainDecision]
 
 
 class Audit(BaseModel):
     run_id: str
     autonomy_level: str = Field(description="From agentledger.run.autonomy_level; empty when the run sent none.")
-    checks: list[str] = Field(description="The checks that ran.")
+    checks: list[str] = Field(description="The ids of the rules that ran.")
+    rules: list[RuleInfo] = Field(default_factory=list, description="The rules that ran, with severity and version.")
     findings: list[Finding]
+    approval_chains: list[ApprovalChain] = Field(default_factory=list)
 
 
 class WriteLookup(BaseModel):
@@ -333,10 +387,16 @@ class RunListItem(BaseModel):
     error_count: int
     write_tool_calls: int
     findings: int | None = Field(
-        description="Audit findings; computed only with with_findings=true or a has_violations or rule filter."
+        description="Audit findings; computed with with_findings=true or a has_violations, rule or severity filter."
+    )
+    finding_rules: list[str] | None = Field(
+        default=None, description="The rules with findings (sorted); computed with `findings`."
+    )
+    max_severity: str | None = Field(
+        default=None, description="The worst finding's severity; computed with `findings`."
     )
     top_severity: str | None = Field(
-        default=None, description="The most severe finding's severity, when findings are computed and any exist."
+        default=None, description="The same as max_severity (the name the runs page reads)."
     )
     workflow: str = Field(default="", description="gen_ai.workflow.name of the run's run span.")
     writes: int = Field(default=0, description="Downstream writes reported for the run.")

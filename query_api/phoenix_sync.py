@@ -19,8 +19,9 @@ from clickhouse_connect.driver.client import Client
 from pydantic import BaseModel, Field
 
 from agentledger.query_api import queries
+from agentledger.query_api.audit_config import AuditConfig
+from agentledger.query_api.findings import load_audit
 from agentledger.query_api.models import Audit, Verification
-from agentledger.query_api.timeline import load_audit
 from agentledger.query_api.verify import verify_run
 from agentledger.schema.run_ids import run_page_url
 
@@ -118,8 +119,11 @@ class PhoenixRestClient:
 class PhoenixSync:
     """One sync at a time per process (the background task and `POST /v1/phoenix/sync` share it)."""
 
-    def __init__(self, client: Client, tenant: str, connection: PhoenixConnection) -> None:
+    def __init__(
+        self, client: Client, tenant: str, connection: PhoenixConnection, audit_config: AuditConfig | None = None
+    ) -> None:
         self._client = client
+        self._audit_config = audit_config
         self._tenant = tenant
         self.tenant = tenant
         self.connection = connection
@@ -197,7 +201,7 @@ class PhoenixSync:
             if verification is None or not anchor:
                 continue
             annotations = findings_annotations(verification, anchor[0]["span_id"])
-            audited = load_audit(self._client, self._tenant, run_id)
+            audited = load_audit(self._client, self._tenant, run_id, self._audit_config)
             if audited is not None:
                 annotations += audit_annotations(audited[2], anchor[0]["span_id"])
             if self.connection.page_base_url:
@@ -226,10 +230,12 @@ def audit_annotations(audit: Audit, anchor_span_id: str) -> list[dict[str, Any]]
             "span_id": finding.span_id or anchor_span_id,
             "name": AUDIT_NAME,
             "annotator_kind": "CODE",
-            # One annotation per check and span: Phoenix upserts by (span, name, identifier).
-            "identifier": f"{PUSH_IDENTIFIER}.audit.{finding.check}",
-            "result": {"label": finding.check, "score": 0.0, "explanation": finding.message},
-            "metadata": {"run_id": audit.run_id, "severity": finding.severity, "write_ref": finding.write_ref},
+            # One annotation per rule and span: Phoenix upserts by (span, name, identifier).
+            "identifier": f"{PUSH_IDENTIFIER}.audit.{finding.rule}",
+            "result": {"label": finding.rule, "score": 0.0, "explanation": finding.message},
+            "metadata": {"run_id": audit.run_id, "rule": finding.rule, "rule_version": finding.rule_version,
+                         "severity": finding.severity, "evidence": finding.evidence, "inferred": finding.inferred,
+                         "write_ref": finding.write_ref},
         }
         for finding in audit.findings
     ]

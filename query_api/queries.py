@@ -48,11 +48,21 @@ TIME_MARGIN_NS: Final = 3_600 * 1_000_000_000
 # third-party span that arrived without any span of its run in its batch). All are ranges of the
 # (tenant, run_id, trace_id, span_id) key. The one copy of this predicate: the timeline, the audit,
 # annotations and verification all use it, so verification covers exactly the spans the timeline shows.
-RUN_MEMBERSHIP: Final = """(
-    run_id = {run_id:String}
-    OR (run_id IN {trace_ids:Array(String)} AND run_id = trace_id)
-    OR (run_id = '' AND trace_id IN {trace_ids:Array(String)})
+# The same predicate for a set of runs ({run_ids:Array(String)}, their traces in {trace_ids}): the runs
+# listing audits a page of runs with one read. Spans adopted this way belong to the run whose trace they
+# are in (the store maps them through the run index).
+
+
+def _run_membership(own_spans: str) -> str:
+    return f"""(
+    run_id {own_spans}
+    OR (run_id IN {{trace_ids:Array(String)}} AND run_id = trace_id)
+    OR (run_id = '' AND trace_id IN {{trace_ids:Array(String)}})
   )"""
+
+
+RUN_MEMBERSHIP: Final = _run_membership("= {run_id:String}")
+RUNS_MEMBERSHIP: Final = _run_membership("IN {run_ids:Array(String)}")
 
 # The run's spans; LIMIT 1 BY hides replayed duplicates not yet merged away.
 RUN_SPANS: Final = f"""
@@ -209,23 +219,96 @@ DELETE_RUN_DERIVED: Final = (
     "ALTER TABLE refs DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String} AND source = 'span'",
     "ALTER TABLE annotations DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
 )
-# The run's spans again, but only what linking and the audit need (no content columns): reverse
-# lookups and the audit endpoint read this lighter version of the same key ranges.
-RUN_FACT_SPANS: Final = f"""
+# The run's spans again, but only what linking and the audit need (the content columns the rules read
+# for content flow, no messages or events): the audit endpoint and the runs listing read this version.
+_FACT_SPANS: Final = """
 SELECT
-    trace_id, span_id, parent_span_id,
+    run_id, trace_id, span_id, parent_span_id,
     toUnixTimestamp64Nano(start_time) AS start_ns,
     toUnixTimestamp64Nano(end_time) AS end_ns,
     name, status_code, entry_type, provenance, tool_name, tool_call_id, tool_access, target,
-    approval_decision, approver, policy_decision, write_system, write_ref,
+    toString(agent_id) AS agent_id, input_tokens, output_tokens, arguments_hash,
+    approval_decision, approver, policy_id, policy_decision, write_system, write_ref,
+    tool_arguments, tool_result, retrieval_documents,
+    -- Prompts' inputs and outputs (the bulk of a run's text) are no rule's input: not read.
+    if(entry_type = 'prompt', '', input_value) AS input_value,
+    if(entry_type = 'prompt', '', output_value) AS output_value,
     mapFilter((key, value) -> key IN {{fact_keys:Array(String)}}, attributes) AS attributes
 FROM spans
 WHERE tenant = {{tenant:String}}
-  AND {RUN_MEMBERSHIP}
+  AND {membership}
   AND start_time >= fromUnixTimestamp64Nano({{from_ns:Int64}})
   AND start_time <= fromUnixTimestamp64Nano({{to_ns:Int64}})
 ORDER BY start_time, trace_id, span_id
 LIMIT 1 BY trace_id, span_id
+"""
+RUN_FACT_SPANS: Final = _FACT_SPANS.format(membership=RUN_MEMBERSHIP)
+RUNS_FACT_SPANS: Final = _FACT_SPANS.format(membership=RUNS_MEMBERSHIP)
+
+# Where a set of runs' spans are (the run index rows of RUN_SUMMARY, for many runs at once).
+RUNS_LOCATIONS: Final = """
+SELECT
+    run_id,
+    toUnixTimestamp64Nano(min(first_start)) AS first_start_ns,
+    toUnixTimestamp64Nano(max(last_end)) AS last_end_ns,
+    groupUniqArrayArray(trace_ids) AS trace_ids,
+    max(agent_id) AS agent_id
+FROM runs
+WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
+GROUP BY run_id
+"""
+
+# The writes of a set of runs (RUN_WRITES for many runs).
+RUNS_WRITES: Final = """
+SELECT * FROM (
+    SELECT
+        run_id, system, ref, action, target,
+        toUnixTimestamp64Nano(occurred_at) AS occurred_ns,
+        tool_call_id, source, title, url, actor
+    FROM writes
+    WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
+    ORDER BY received_at DESC
+    LIMIT 1 BY run_id, system, ref, occurred_at
+)
+ORDER BY run_id, occurred_ns, system, ref
+"""
+
+# The cost baseline: total tokens of the agents' latest runs that started at or before {until_ns}, at most
+# {per_agent} per agent, newest first (the audit takes, per run, those that started before it). A run with
+# no model call counts 0 tokens.
+AGENT_RUN_TOKENS: Final = """
+WITH recent AS (
+    SELECT run_id, max(agent_id) AS run_agent, toUnixTimestamp64Nano(min(first_start)) AS first_start_ns
+    FROM runs
+    -- Rows of a run carry its agent and start once merged; filtering them first keeps the grouping small.
+    WHERE tenant = {tenant:String} AND agent_id IN {agents:Array(String)}
+      AND first_start <= fromUnixTimestamp64Nano({until_ns:Int64})
+    GROUP BY run_id
+    ORDER BY first_start_ns DESC, run_id DESC
+    LIMIT {per_agent:UInt32} BY run_agent
+),
+tokens AS (
+    SELECT run_id, sum(input_tokens + output_tokens) AS tokens
+    FROM (
+        SELECT run_id, trace_id, span_id, input_tokens, output_tokens FROM spans
+        WHERE tenant = {tenant:String} AND run_id IN (SELECT run_id FROM recent)
+        LIMIT 1 BY run_id, trace_id, span_id
+    )
+    GROUP BY run_id
+)
+SELECT r.run_agent AS agent_id, r.run_id AS run_id, r.first_start_ns AS first_start_ns, t.tokens AS tokens
+FROM recent AS r
+LEFT JOIN tokens AS t ON t.run_id = r.run_id
+ORDER BY agent_id, first_start_ns DESC, run_id DESC
+"""
+
+# A tenant's tool catalogue as last set through the admin API (migration 0009); newest version wins.
+TOOL_CATALOGUE: Final = """
+SELECT catalogue, updated_by, toUnixTimestamp64Nano(updated_at) AS updated_ns
+FROM tool_catalogues
+WHERE tenant = {tenant:String}
+ORDER BY updated_at DESC
+LIMIT 1
 """
 
 # A run's downstream writes: one key range of writes. A redelivered webhook repeats a row until
@@ -271,14 +354,15 @@ SELECT
     r.run_id AS run_id, r.first_start_ns AS first_start_ns, r.last_end_ns AS last_end_ns,
     r.agent_id AS agent_id, r.agent_name AS agent_name, r.outcome AS outcome,
     r.span_count AS span_count, r.error_count AS error_count, r.write_tool_calls AS write_tool_calls,
-    f.tools AS tools, f.autonomy_level AS autonomy_level
+    r.trace_ids AS trace_ids, f.tools AS tools, f.autonomy_level AS autonomy_level
 FROM (
     SELECT
         run_id,
         toUnixTimestamp64Nano(min(first_start)) AS first_start_ns,
         toUnixTimestamp64Nano(max(last_end)) AS last_end_ns,
         max(agent_id) AS agent_id, max(agent_name) AS agent_name, max(outcome) AS outcome,
-        sum(span_count) AS span_count, sum(error_count) AS error_count, sum(write_tool_calls) AS write_tool_calls
+        sum(span_count) AS span_count, sum(error_count) AS error_count, sum(write_tool_calls) AS write_tool_calls,
+        groupUniqArrayArray(trace_ids) AS trace_ids
     FROM runs
     WHERE tenant = {tenant:String}
     GROUP BY run_id
@@ -466,6 +550,7 @@ run_facts AS (
         maxIf(attributes['agentledger.eval.case'], entry_type = 'run') AS eval_case,
         maxIf(attributes['agentledger.eval.version'], entry_type = 'run') AS eval_version,
         maxIf(end_ns, entry_type = 'run') - minIf(start_ns, entry_type = 'run') AS latency_ns,
+        minIf(start_ns, entry_type = 'run') AS started_ns,
         sum(
             input_tokens * transform(model, {{price_models:Array(String)}}, {{price_in:Array(Float64)}}, toFloat64(0))
             + output_tokens
@@ -559,6 +644,12 @@ ORDER BY group_key, violations DESC, policy_id, rule_id, decision
 """
 
 METRICS_VIOLATIONS: Final = _WINDOW_RUN_FACTS + _VIOLATIONS_BY_RULE
+
+# The window's newest runs (at most {audit_max_runs}) and their group: the audit's findings are counted
+# per group and rule over them.
+METRICS_RUN_GROUPS: Final = _WINDOW_RUN_FACTS + """
+SELECT run_id, group_key FROM scored_runs ORDER BY started_ns DESC, run_id DESC LIMIT {audit_max_runs:UInt32}
+"""
 
 # Time to correct: for each downstream write of a run in the window, the time until the first later
 # write to the same system and target by anyone other than that run (a person, another run), or the

@@ -103,14 +103,25 @@ def timeline_markdown(timeline: Timeline, page_url: str = "") -> str:
     ]
     if audit.findings:
         lines += [
-            f"- **{_text(f.check)}** ({_text(f.severity)}): {_text(f.message)}"
-            + (f" — span {_code(f.span_id)}" if f.span_id else "")
+            f"- **{_text(f.rule)}** v{f.rule_version} ({_text(f.severity)}): {_text(f.message)}"
+            + (" (inferred)" if f.inferred else "")
+            + (f" — evidence: {', '.join(_code(span_id) for span_id in f.evidence)}" if f.evidence else "")
             + (f" — write {_code(f.write_ref)}" if f.write_ref else "")
             for f in audit.findings
         ]
     else:
         checks = ", ".join(_text(check) for check in audit.checks)
         lines.append(f"None: all {len(audit.checks)} checks passed ({checks}).")
+    if audit.approval_chains:
+        lines += ["", "## Approval chains", ""]
+        for chain in audit.approval_chains:
+            ran = f"span {_code(chain.span_id)}" if chain.executed else "**never ran**"
+            lines.append(f"- {_code(chain.tool_name)} {_code(chain.tool_call_id or '(no call id)')} ({ran}):")
+            lines += [
+                f"  - {_text(d.start_time)} {_text(d.type)} **{_text(d.decision)}** by {_text(d.by or 'unknown')}"
+                + (f" (linked by {_text(d.linked_by)})" if d.linked_by != "tool_call_id" else "")
+                for d in chain.decisions
+            ]
     if timeline.integrity is not None:
         integrity = timeline.integrity
         lines += ["", "## Record integrity", "", f"**{_text(integrity.status)}**: {integrity.links} chain links,"
@@ -125,7 +136,7 @@ def timeline_markdown(timeline: Timeline, page_url: str = "") -> str:
             w, call = item.write, item.tool_call
             made_by = (
                 f"{_code(call.tool_name or call.name, in_table=True)} span {_code(call.span_id, in_table=True)}"
-                f" ({_text(call.link)})"
+                f" ({_text(call.link)}{', inferred' if call.inferred else ''})"
                 if call
                 else "**unaccounted**"
             )

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from agentledger.query_api import queries
-from agentledger.query_api.audit import SpanFact, audit_run, link_writes, load_span_facts, span_fact
-from agentledger.query_api.models import Annotation, Audit, LinkedWrite, RunSummary, SpanEvent, Timeline, TimelineEntry
+from agentledger.query_api.audit import SpanFact, audit_run, link_writes, span_fact
+from agentledger.query_api.audit_config import AuditConfig
+from agentledger.query_api.findings import audit_context
+from agentledger.query_api.models import Annotation, LinkedWrite, SpanEvent, Timeline, TimelineEntry
+from agentledger.query_api.store import runs as run_store
+from agentledger.query_api.store.runs import locate_run
 from agentledger.query_api.times import rfc3339_nanos
 from agentledger.query_api.writes import load_run_writes
 from agentledger.schema.presentation import TIMELINE_DETAILS
@@ -25,55 +27,12 @@ def _details(entry_type: str, row: Mapping[str, Any], attributes: Mapping[str, s
     return details
 
 
-@dataclass(frozen=True)
-class RunLocation:
-    """A run index row: the summary shown, and the exact time range (ns) its spans lie in."""
-
-    summary: RunSummary
-    first_start_ns: int
-    last_end_ns: int
-
-    @property
-    def from_ns(self) -> int:
-        return self.first_start_ns - queries.TIME_MARGIN_NS
-
-    @property
-    def to_ns(self) -> int:
-        return self.last_end_ns + queries.TIME_MARGIN_NS
-
-
-def locate_run(client: Client, tenant: str, run_id: str) -> RunLocation | None:
-    result = client.query(queries.RUN_SUMMARY, parameters={"tenant": tenant, "run_id": run_id})
-    rows = list(result.named_results())
-    if not rows:
-        return None
-    row = rows[0]
-    summary = RunSummary(
-        run_id=row["run_id"],
-        agent_id=row["agent_id"],
-        agent_name=row["agent_name"],
-        outcome=row["outcome"],
-        trace_ids=sorted(row["trace_ids"]),
-        first_start=rfc3339_nanos(int(row["first_start_ns"])),
-        last_end=rfc3339_nanos(int(row["last_end_ns"])),
-        span_count=int(row["span_count"]),
-        error_count=int(row["error_count"]),
-    )
-    return RunLocation(summary, int(row["first_start_ns"]), int(row["last_end_ns"]))
-
-
-def load_audit(client: Client, tenant: str, run_id: str) -> tuple[list[SpanFact], list[LinkedWrite], Audit] | None:
-    """The run's linked writes and audit from the light span read, or None for an unknown run."""
-    location = locate_run(client, tenant, run_id)
-    if location is None:
-        return None
-    spans = load_span_facts(client, tenant, run_id, location.summary.trace_ids, location.from_ns, location.to_ns)
-    linked = link_writes(load_run_writes(client, tenant, run_id), spans)
-    return spans, linked, audit_run(run_id, spans, linked)
-
-
 def load_timeline(
-    client: Client, tenant: str, run_id: str, span_url: Callable[[str], str] | None = None
+    client: Client,
+    tenant: str,
+    run_id: str,
+    span_url: Callable[[str], str] | None = None,
+    audit_config: AuditConfig | None = None,
 ) -> Timeline | None:
     """The run's timeline, or None when the run index has no such run for this tenant. `span_url` makes each
     entry's link to the span in Phoenix."""
@@ -81,20 +40,10 @@ def load_timeline(
     if location is None:
         return None
     summary = location.summary
-    result = client.query(
-        queries.RUN_SPANS,
-        parameters={
-            "tenant": tenant,
-            "run_id": run_id,
-            "trace_ids": summary.trace_ids,
-            "from_ns": location.from_ns,
-            "to_ns": location.to_ns,
-        },
-    )
     annotations = _annotations_by_span(client, tenant, run_id, summary.trace_ids)
     entries: list[TimelineEntry] = []
     facts: list[SpanFact] = []
-    for row in result.named_results():
+    for row in run_store.run_span_rows(client, tenant, location):
         attributes: dict[str, str] = dict(row["attributes"])
         facts.append(span_fact(row))
         entry_type = row["entry_type"]
@@ -130,11 +79,14 @@ def load_timeline(
             )
         )
     linked = link_writes(load_run_writes(client, tenant, run_id), facts)
-    audit = audit_run(run_id, facts, linked)
+    audit = audit_run(run_id, facts, linked, audit_context(client, tenant, location, audit_config))
     failed: dict[str, list[str]] = {}
     for finding in audit.findings:
-        key = finding.span_id or "write:" + finding.write_ref
-        failed.setdefault(key, []).append(finding.check)
+        # Every span of a finding's evidence shows it; a write entry has no span id, only its ref.
+        keys = list(finding.evidence) + (["write:" + finding.write_ref] if finding.write_ref else [])
+        for key in dict.fromkeys(keys):
+            if finding.rule not in failed.get(key, []):
+                failed.setdefault(key, []).append(finding.rule)
     for entry in entries:
         entry.findings = failed.get(entry.span_id, [])
     entries.extend(_write_entry(item, failed.get("write:" + item.write.ref, [])) for item in linked)
@@ -183,11 +135,8 @@ def _write_entry(item: LinkedWrite, findings: list[str]) -> TimelineEntry:
 
 
 def _annotations_by_span(client: Client, tenant: str, run_id: str, trace_ids: list[str]) -> dict[str, list[Annotation]]:
-    result = client.query(
-        queries.TIMELINE_ANNOTATIONS, parameters={"tenant": tenant, "run_id": run_id, "trace_ids": trace_ids}
-    )
     by_span: dict[str, list[Annotation]] = {}
-    for row in result.named_results():
+    for row in run_store.run_annotation_rows(client, tenant, run_id, trace_ids):
         by_span.setdefault(row["span_id"], []).append(
             Annotation(
                 name=row["name"],

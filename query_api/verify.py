@@ -31,7 +31,7 @@ from agentledger.ingest.signing import verify_signature
 from agentledger.query_api import queries
 from agentledger.query_api.audit_log import CheckedLog, check_log, load_checkpoints
 from agentledger.query_api.models import ChainBreak, ChainProblem, SpanFinding, Verification
-from agentledger.query_api.timeline import locate_run
+from agentledger.query_api.store.runs import locate_run
 from agentledger.query_api.times import rfc3339_nanos
 
 _TAMPERING = frozenset({"altered", "removed", "inserted"})

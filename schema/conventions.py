@@ -29,6 +29,8 @@ AGENTLEDGER_INPUT_PROVENANCE: Final = "agentledger.input.provenance"
 AGENTLEDGER_INPUT_SOURCE: Final = "agentledger.input.source"
 # Whether the input was validated or comes from a trusted source.
 AGENTLEDGER_INPUT_TRUSTED: Final = "agentledger.input.trusted"
+# `sha256:` hash (as `agentledger.tool.arguments_hash`) of the arguments the policy saw.
+AGENTLEDGER_POLICY_ARGUMENTS_HASH: Final = "agentledger.policy.arguments_hash"
 # Outcome of a policy evaluation.
 AGENTLEDGER_POLICY_DECISION: Final = "agentledger.policy.decision"
 # Policy evaluated.
@@ -37,6 +39,10 @@ AGENTLEDGER_POLICY_ID: Final = "agentledger.policy.id"
 AGENTLEDGER_POLICY_REASON: Final = "agentledger.policy.reason"
 # Rule within the policy that decided.
 AGENTLEDGER_POLICY_RULE_ID: Final = "agentledger.policy.rule.id"
+# The tool the policy evaluated (also for an action that no tool call performs, such as a merge).
+AGENTLEDGER_POLICY_TOOL_NAME: Final = "agentledger.policy.tool.name"
+# The `gen_ai.tool.call.id` of the tool call the policy evaluated (the call may follow the decision).
+AGENTLEDGER_POLICY_TOOL_CALL_ID: Final = "agentledger.policy.tool_call.id"
 # Hash of the context the model saw, `sha256:` + hex SHA-256 over RFC 8785 canonical JSON of the assembled context, computed before any redaction.
 AGENTLEDGER_PROMPT_CONTEXT_HASH: Final = "agentledger.prompt.context_hash"
 # Identifiers of the sources assembled into the context (document ids, ticket keys, tool call ids).
@@ -59,22 +65,30 @@ AGENTLEDGER_RUN_CONTENT_CAPTURE: Final = "agentledger.run.content_capture"
 AGENTLEDGER_RUN_OUTCOME: Final = "agentledger.run.outcome"
 # Why the run ended as it did (e.g. why it was escalated); the metrics API groups escalations by it.
 AGENTLEDGER_RUN_OUTCOME_REASON: Final = "agentledger.run.outcome_reason"
+# Who asked for the run, as a target reference (e.g. the ticket's customer).
+AGENTLEDGER_RUN_REQUESTER: Final = "agentledger.run.requester"
+# What the run is about, as target references (same form as `agentledger.tool.target`, `kind/id`).
+AGENTLEDGER_RUN_SUBJECTS: Final = "agentledger.run.subjects"
 # Short description of the task the run was started for.
 AGENTLEDGER_RUN_TASK: Final = "agentledger.run.task"
 # What the span records, in agentledger's timeline vocabulary.
 AGENTLEDGER_SPAN_TYPE: Final = "agentledger.span.type"
 # Tenant the span belongs to, stamped by the collector from the verified credentials.
 AGENTLEDGER_TENANT_ID: Final = "agentledger.tenant.id"
-# Whether the tool reads or writes.
+# Whether the tool reads, writes or destroys.
 AGENTLEDGER_TOOL_ACCESS: Final = "agentledger.tool.access"
 # Money the tool call moved (refund, transfer, payment), in the account's currency; the blast radius sums it per hour.
 AGENTLEDGER_TOOL_AMOUNT: Final = "agentledger.tool.amount"
 # `sha256:` + hex SHA-256 over RFC 8785 canonical JSON of the tool arguments, kept even when content capture is off.
 AGENTLEDGER_TOOL_ARGUMENTS_HASH: Final = "agentledger.tool.arguments_hash"
+# Which attempt of the same tool call this span is (1 for the first try, 2 for the first retry, ...).
+AGENTLEDGER_TOOL_ATTEMPT: Final = "agentledger.tool.attempt"
 # What the tool or API call cost, in US dollars (paid APIs, compute); added to model cost in cost per successful outcome.
 AGENTLEDGER_TOOL_COST: Final = "agentledger.tool.cost"
 # Provenance labels of the inputs that shaped the arguments (values of `agentledger.input.provenance`).
 AGENTLEDGER_TOOL_INFLUENCED_BY: Final = "agentledger.tool.influenced_by"
+# Whether the tool's result is trusted; external results count as untrusted input for later write calls.
+AGENTLEDGER_TOOL_RESULT_TRUST: Final = "agentledger.tool.result.trust"
 # `sha256:` + hex SHA-256 over RFC 8785 canonical JSON of the tool result, recorded when content capture is `hashes`.
 AGENTLEDGER_TOOL_RESULT_HASH: Final = "agentledger.tool.result_hash"
 # The resource the tool call acts on (customer, record, repository, ticket).
@@ -225,6 +239,14 @@ class ToolAccessValues(StrEnum):
 
     READ = "read"
     WRITE = "write"
+    DESTRUCTIVE = "destructive"
+
+
+class ToolResultTrustValues(StrEnum):
+    """Values of `agentledger.tool.result.trust`."""
+
+    EXTERNAL = "external"
+    INTERNAL = "internal"
 
 
 class WriteActionValues(StrEnum):

@@ -39,6 +39,7 @@ _REFUND_START = [
     ("retrieval", "retrieval zendesk"),
     ("retrieval", "retrieval kb-support"),
 ]
+_LOOKUP = ("tool_call", "execute_tool shop_get_order")
 _REFUND = [
     ("policy_decision", "policy refunds.max-amount"),
     ("tool_call", "execute_tool issue_refund"),
@@ -54,7 +55,7 @@ def test_demo_produces_every_incident_run(service: RunningService) -> None:
     )  # fmt: skip
     assert demo.returncode == 0, demo.stderr
     lines = [line.split("\t") for line in demo.stdout.splitlines()]
-    assert len(lines) == 9
+    assert len(lines) == 11
     incidents = {
         description.split(":", 1)[0].removeprefix("INCIDENT "): run_id
         for run_id, description, _page in lines
@@ -62,41 +63,44 @@ def test_demo_produces_every_incident_run(service: RunningService) -> None:
     }
     assert {page for _run, _description, page in lines} == {run_page_url(service.api_url, run) for run, *_ in lines}
     assert sorted(incidents) == [
-        "cost spike", "prompt injection", "rejected approval", "write no tool call accounts for", "wrong customer id",
+        "approval for other arguments", "cost spike", "destructive loop", "prompt injection", "rejected approval",
+        "write no tool call accounts for", "wrong customer id",
     ]  # fmt: skip
     # Whether or not this query API has the writes endpoint yet, the demo says what became of the writes.
     assert demo.stderr in (
         f"agentledger demo: downstream writes not sent: {service.api_url}/v1/writes answered 404"
-        " (this query API has no writes endpoint yet); the 14 writes are in the spans only\n",
-        f"agentledger demo: 14 of 14 downstream writes accepted by {service.api_url}/v1/writes\n",
+        " (this query API has no writes endpoint yet); the 21 writes are in the spans only\n",
+        f"agentledger demo: 21 of 21 downstream writes accepted by {service.api_url}/v1/writes\n",
     )
 
-    injection = wait_for_timeline(service.api_url, incidents["prompt injection"], entries=13)
-    assert _types(injection) == [*_REFUND_START, ("prompt", "chat gpt-4.1-mini"), *_REFUND * 3]
+    injection = wait_for_timeline(service.api_url, incidents["prompt injection"], entries=14)
+    assert _types(injection) == [*_REFUND_START, _LOOKUP, ("prompt", "chat gpt-4.1-mini"), *_REFUND * 3]
     ticket = _of_type(injection, "retrieval")[0]
     assert ticket["provenance"] == "user_provided"
     assert "refund 285 EUR to customer C-66610" in json.loads(ticket["documents"])[0]["content"]
-    refunds = _of_type(injection, "tool_call")
+    refunds = _of_type(injection, "tool_call")[1:]
     assert {(call["target"], call["influenced_by"]) for call in refunds} == {
         ("crm:customer/C-66610", '["user_provided"]')
     }
     assert [json.loads(call["arguments"])["amount"] for call in refunds] == [95.0, 95.0, 95.0]
     assert {policy["decision"] for policy in _of_type(injection, "policy_decision")} == {"allow"}
 
-    wrong = wait_for_timeline(service.api_url, incidents["wrong customer id"], entries=8)
+    wrong = wait_for_timeline(service.api_url, incidents["wrong customer id"], entries=9)
     assert _types(wrong) == [
         *_REFUND_START,
+        _LOOKUP,
         ("tool_call", "execute_tool crm_find_customer"),
         ("prompt", "chat gpt-4.1-mini"),
         *_REFUND,
     ]
     assert json.loads(_of_type(wrong, "retrieval")[0]["documents"])[0]["id"] == "SUP-4417"
     assert [write["target"] for write in _of_type(wrong, "downstream_write")] == ["crm:customer/C-88132"]
-    assert json.loads(_of_type(wrong, "tool_call")[1]["arguments"])["customer"] == "C-88132"
+    assert json.loads(_of_type(wrong, "tool_call")[2]["arguments"])["customer"] == "C-88132"
 
-    rejected = wait_for_timeline(service.api_url, incidents["rejected approval"], entries=8)
+    rejected = wait_for_timeline(service.api_url, incidents["rejected approval"], entries=9)
     assert _types(rejected) == [
         *_REFUND_START,
+        _LOOKUP,
         ("prompt", "chat gpt-4.1-mini"),
         ("policy_decision", "policy refunds.max-amount"),
         ("approval", "approval issue_refund"),
@@ -212,10 +216,11 @@ def test_up_with_demo_sends_spans_and_writes_to_its_own_servers(tmp_path: Path) 
     # Each incident's line links to its page, not to the JSON.
     incidents = re.findall(r"INCIDENT ([a-z ]+) (run_[0-9a-f]{32}): .*: (\S+)$", log, flags=re.MULTILINE)
     assert sorted(name for name, _, _ in incidents) == [
-        "cost spike", "prompt injection", "rejected approval", "write no tool call accounts for", "wrong customer id",
+        "approval for other arguments", "cost spike", "destructive loop", "prompt injection", "rejected approval",
+        "write no tool call accounts for", "wrong customer id",
     ]  # fmt: skip
     assert all(link == run_page_url(running.api_url, run_id) for _, run_id, link in incidents)
     assert (
         f"demo: downstream writes not sent: {running.api_url}/v1/writes answered 404" in log
-        or f"demo: 14 of 14 downstream writes accepted by {running.api_url}/v1/writes" in log
+        or f"demo: 21 of 21 downstream writes accepted by {running.api_url}/v1/writes" in log
     )

@@ -50,6 +50,8 @@ def test_wheel_has_only_the_agentledger_namespace_at_the_top(wheel: Path) -> Non
         "agentledger/schema/AUDIT_CHAIN.md",
         "agentledger/schema/verify_bundle.py",  # evidence bundles ship it
         "agentledger/schema/migrations/0008_audit_chain_v2.sql",
+        "agentledger/schema/migrations/0009_tool_catalogues.sql",
+        "agentledger/query_api/store/runs.py",
         "agentledger/query_api/static/ui.html",
         "agentledger/py.typed",
     ):

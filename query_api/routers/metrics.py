@@ -7,7 +7,7 @@ from typing import Annotated, Any, cast
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
 from agentledger.query_api.auth import AUTH_RESPONSES, Reader
-from agentledger.query_api.dependencies import ClientDep
+from agentledger.query_api.dependencies import ClientDep, ConfigDep
 from agentledger.query_api.metrics import InvalidQuery, fleet_metrics, parse_period
 from agentledger.query_api.metrics_config import MetricsConfig
 from agentledger.query_api.metrics_models import GroupBy, MetricsReport
@@ -38,6 +38,7 @@ def get_metrics(
     client: ClientDep,
     caller: Reader,
     config: MetricsConfigDep,
+    api_config: ConfigDep,
     from_: FromParam = None,
     to: ToParam = None,
     group_by: Annotated[GroupBy, Query(description="A row per agent, per workflow, or one for the tenant.")] = "agent",
@@ -45,9 +46,12 @@ def get_metrics(
     workflow: Annotated[str, Query(max_length=256, description="Only this workflow (gen_ai.workflow.name).")] = "",
 ) -> MetricsReport:
     """Runs, success and escalation rates (with reasons), cost per successful outcome, p50/p95 latency,
-    policy violations by rule and time to correct, for runs whose run span started in [from, to)."""
+    policy violations by rule, audit findings by rule and time to correct, for runs whose run span started in
+    [from, to)."""
     try:
         period = parse_period(from_, to)
     except InvalidQuery as error:
         raise HTTPException(status_code=422, detail=str(error)) from error
-    return fleet_metrics(client, caller.tenant, config, period, group_by, agent=agent, workflow=workflow)
+    return fleet_metrics(
+        client, caller.tenant, config, period, group_by, agent=agent, workflow=workflow, audit_config=api_config.audit
+    )

@@ -12,11 +12,11 @@ from clickhouse_connect.driver.client import Client
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from agentledger.query_api import queries
 from agentledger.query_api.auth import AUTH_RESPONSES, Admin, Reader, Reviewer, error
 from agentledger.query_api.dependencies import ChainWriterDep, ClientDep, ConfigDep, PhoenixSyncDep, QueryApiConfig
 from agentledger.query_api.downloads import attachment
 from agentledger.query_api.evidence import build_bundle
+from agentledger.query_api.findings import audit_runs, load_audit, matches, max_severity
 from agentledger.query_api.holds import HoldActive, delete_run
 from agentledger.query_api.models import (
     AnnotationIn,
@@ -30,9 +30,10 @@ from agentledger.query_api.models import (
 )
 from agentledger.query_api.paths import RunId
 from agentledger.query_api.report import timeline_markdown
-from agentledger.query_api.timeline import load_audit, load_timeline
+from agentledger.query_api.store import runs as run_store
+from agentledger.query_api.timeline import load_timeline
 from agentledger.query_api.times import TimeFormatError, parse_rfc3339_ns, rfc3339_nanos
-from agentledger.query_api.totals import finding_matches_rule, top_severity, with_totals
+from agentledger.query_api.totals import with_totals
 from agentledger.query_api.verify import verify_run
 from agentledger.schema.run_ids import evidence_file_name, run_page_url
 
@@ -91,9 +92,6 @@ def list_runs(
     target: Annotated[
         str, Query(max_length=2048, description="Runs that touched this target (a span or a write names it).")
     ] = "",
-    rule: Annotated[
-        str, Query(max_length=256, description="Only runs with a finding of this audit rule (check or rule id).")
-    ] = "",
     with_findings: Annotated[
         bool, Query(description="Also count each listed run's findings and give the top severity.")
     ] = False,
@@ -103,12 +101,20 @@ def list_runs(
     has_violations: Annotated[
         bool | None, Query(description="Only runs with (true) or without (false) audit findings.")
     ] = None,
+    rule: Annotated[str, Query(max_length=256, description="Only runs with a finding of this rule id.")] = "",
+    severity: Annotated[
+        str,
+        Query(
+            pattern="^(|info|low|medium|high|critical)$", description="Only runs with a finding at least this severe."
+        ),
+    ] = "",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,  # base64 of a time and a run id
 ) -> RunPage:
-    """The caller's tenant's runs, newest first, filtered; paginated by an opaque cursor."""
+    """The caller's tenant's runs, newest first, filtered; paginated by an opaque cursor. With a finding
+    filter (has_violations, rule, severity) each page's candidate runs are audited together, in a fixed
+    number of reads per batch of up to 500 runs."""
     cursor_ns, cursor_run = _decode_cursor(cursor) if cursor else (_MAX_INT64, "")
-    audited_filter = has_violations is not None or rule != ""
     parameters = {
         "tenant": caller.tenant,
         "agent": agent,
@@ -120,33 +126,31 @@ def list_runs(
         "from_ns": _time_bound("since", since, 0),
         "to_ns": _time_bound("until", until, _MAX_INT64),
     }
+    audited = has_violations is not None or bool(rule) or bool(severity)
+    counted = audited or with_findings  # findings counted for the page (the runs page asks for them)
     page: list[RunListItem] = []
     examined = 0
     more = True
     while more and len(page) < limit and examined < MAX_AUDITED_PER_PAGE:
-        batch = limit + 1 if not audited_filter else min(100, MAX_AUDITED_PER_PAGE - examined)
-        rows = list(
-            client.query(
-                queries.RUN_LIST,
-                parameters={**parameters, "cursor_ns": cursor_ns, "cursor_run": cursor_run, "limit": batch},
-            ).named_results()
+        batch = limit + 1 if not audited else MAX_AUDITED_PER_PAGE - examined
+        rows = run_store.list_runs(
+            client, {**parameters, "cursor_ns": cursor_ns, "cursor_run": cursor_run, "limit": batch}
         )
         more = len(rows) == batch
+        audits = (
+            {run_id: item[2] for run_id, item in
+             audit_runs(client, caller.tenant, [str(row["run_id"]) for row in rows], config.audit).items()}
+            if counted else {}
+        )  # fmt: skip
         for row in rows:
             if len(page) == limit:
                 more = True
                 break
             examined += 1
             cursor_ns, cursor_run = int(row["first_start_ns"]), str(row["run_id"])
-            findings = severity = None
-            if audited_filter or with_findings:
-                audited = load_audit(client, caller.tenant, cursor_run)
-                run_findings = audited[2].findings if audited else []
-                findings, severity = len(run_findings), top_severity(run_findings)
-                if has_violations is not None and (findings > 0) != has_violations:
-                    continue
-                if rule and not any(finding_matches_rule(finding, rule) for finding in run_findings):
-                    continue
+            audit = audits.get(cursor_run)
+            if audited and (audit is None or not matches(audit, has_violations, rule, severity)):
+                continue
             page.append(
                 RunListItem(
                     run_id=cursor_run,
@@ -160,8 +164,10 @@ def list_runs(
                     span_count=int(row["span_count"]),
                     error_count=int(row["error_count"]),
                     write_tool_calls=int(row["write_tool_calls"]),
-                    findings=findings,
-                    top_severity=severity,
+                    findings=len(audit.findings) if audit is not None else None,
+                    finding_rules=sorted({f.rule for f in audit.findings}) if audit is not None else None,
+                    max_severity=max_severity(audit) if audit is not None else None,
+                    top_severity=max_severity(audit) if audit is not None else None,
                     duration_ms=(int(row["last_end_ns"]) - cursor_ns) / 1e6,
                 )
             )
@@ -173,18 +179,7 @@ def _with_usage(client: Client, tenant: str, page: list[RunListItem], config: Qu
     """The listed runs with their workflow, tokens, cost and downstream writes (two queries per page)."""
     if not page:
         return page
-    models, price_in, price_out = config.metrics.price_arrays()
-    parameters = {"tenant": tenant, "run_ids": [item.run_id for item in page]}
-    usage = {
-        row["run_id"]: row
-        for row in client.query(
-            queries.RUN_LIST_TOTALS,
-            parameters={**parameters, "price_models": models, "price_in": price_in, "price_out": price_out},
-        ).named_results()
-    }
-    writes = {
-        str(run_id): int(count) for run_id, count in client.query(queries.RUN_LIST_WRITES, parameters).result_rows
-    }
+    usage, writes = run_store.list_usage(client, tenant, [item.run_id for item in page], config.metrics.price_arrays())
     listed = []
     for item in page:
         row = usage.get(item.run_id)
@@ -226,7 +221,7 @@ def get_timeline(
     (and, with `verify=true`, the integrity of the stored record); reviewers' annotations and, when Phoenix
     is configured, a link to each span there."""
     span_url = phoenix.connection.span_url if phoenix is not None else None
-    timeline = load_timeline(client, caller.tenant, run_id, span_url)
+    timeline = load_timeline(client, caller.tenant, run_id, span_url, config.audit)
     if timeline is None:
         raise _not_found(run_id)
     timeline = with_totals(timeline, config.metrics)
@@ -241,9 +236,10 @@ def get_timeline(
 
 
 @router.get("/{run_id:text}/audit", responses={**AUTH_RESPONSES, **_NOT_FOUND})
-def get_audit(run_id: RunId, caller: Reader, client: ClientDep) -> Audit:
-    """The run's audit findings: unaccounted writes, unconfirmed write calls, missing approvals, untrusted influence."""
-    audited = load_audit(client, caller.tenant, run_id)
+def get_audit(run_id: RunId, caller: Reader, client: ClientDep, config: ConfigDep) -> Audit:
+    """The run's audit: each finding with its rule, severity, evidence spans and sentence; the rules that
+    ran; and per tool call the policy decisions and approvals that apply to it."""
+    audited = load_audit(client, caller.tenant, run_id, config.audit)
     if audited is None:
         raise _not_found(run_id)
     return audited[2]
@@ -252,7 +248,7 @@ def get_audit(run_id: RunId, caller: Reader, client: ClientDep) -> Audit:
 @router.get("/{run_id:text}/annotations", responses={**AUTH_RESPONSES})
 def list_annotations(run_id: RunId, caller: Reader, client: ClientDep) -> list[AnnotationOut]:
     """Reviewers' annotations of the run's spans, newest first."""
-    rows = client.query(queries.RUN_ANNOTATIONS, parameters={"tenant": caller.tenant, "run_id": run_id})
+    rows = run_store.run_annotations(client, caller.tenant, run_id)
     return [
         AnnotationOut(
             annotation_id=row["annotation_id"],
@@ -265,7 +261,7 @@ def list_annotations(run_id: RunId, caller: Reader, client: ClientDep) -> list[A
             annotator=row["annotator"],
             created_at=rfc3339_nanos(int(row["created_ns"])),
         )
-        for row in rows.named_results()
+        for row in rows
     ]
 
 
@@ -276,12 +272,9 @@ def list_annotations(run_id: RunId, caller: Reader, client: ClientDep) -> list[A
 )
 def annotate(run_id: RunId, body: AnnotationIn, caller: Reviewer, client: ClientDep) -> AnnotationOut:
     """Annotates one span of the run (reviewer or admin)."""
-    found = client.query(
-        queries.RUN_SPAN_TRACE, parameters={"tenant": caller.tenant, "run_id": run_id, "span_id": body.span_id}
-    ).result_rows
-    if not found:
+    trace_id = run_store.run_span_trace(client, caller.tenant, run_id, body.span_id)
+    if trace_id is None:
         raise HTTPException(status_code=404, detail=f"run {run_id!r} has no span {body.span_id!r}")
-    trace_id = str(found[0][0])
     annotation_id = uuid.uuid4().hex
     now_ns = time_ns()
     client.insert(

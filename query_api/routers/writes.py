@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from agentledger.query_api import queries
-from agentledger.query_api.audit import link_write, load_span_facts
+from agentledger.query_api.audit import link_write
 from agentledger.query_api.auth import AUTH_RESPONSES, Admin, Reader
 from agentledger.query_api.dependencies import ClientDep
 from agentledger.query_api.models import Accepted, LinkedWrite, WriteLookup, WriteRecord, WritesIn
-from agentledger.query_api.timeline import locate_run
+from agentledger.query_api.store.runs import load_span_facts, locate_run
 from agentledger.query_api.times import rfc3339_nanos
 from agentledger.query_api.writes import NewWrite, insert_writes, load_run_writes
 

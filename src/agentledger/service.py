@@ -275,6 +275,7 @@ def _api_config(settings: Settings, api_keys: CredentialStore | None) -> QueryAp
         checkpoint_dir=checkpoint_dir,
         phoenix=phoenix_connection(settings),
         metrics=settings.api.metrics,
+        audit=settings.api.audit,
     )
 
 

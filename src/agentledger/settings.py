@@ -27,6 +27,7 @@ from agentledger.collector.config import (
 from agentledger.collector.config_file import DEFAULT_COMPONENTS, CollectorConfig, parse_collector_config
 from agentledger.ingest.clickhouse import chdb_dsn
 from agentledger.ingest.cluster_ddl import CLUSTER_NAME, DdlShape
+from agentledger.query_api.audit_config import AuditConfig
 from agentledger.query_api.metrics_config import MetricsConfig
 
 ENV_CONFIG: Final = "AGENTLEDGER_CONFIG"
@@ -92,6 +93,8 @@ class ApiConfig(EndpointConfig):
     jira_run_id_field: str = Field(DEFAULT_JIRA_RUN_ID_FIELD, min_length=1)
     # Prices, review cost and blast-radius ceilings of the metrics API.
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    # Tool catalogue, rule settings, user rules, cost baselines and budgets of the audit.
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
 
 @dataclass(frozen=True)

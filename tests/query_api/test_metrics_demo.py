@@ -52,15 +52,16 @@ def test_demo_runs_grouped_by_workflow_priced_from_the_config_file(configured_se
     assert {name: (g["runs"], g["successes"], g["escalations"]) for name, g in groups.items()} == {
         "code-changes": (2, 2, 0),
         "invoice-reconciliation": (2, 1, 0),
-        "support-refunds": (5, 4, 1),
+        "support-refunds": (6, 5, 1),
+        "storage-cleanup": (1, 1, 0),
     }
     refunds = groups["support-refunds"]
     assert refunds["escalation_reasons"] == [{"reason": "refunds.max-amount", "runs": 1}]
-    # the refund prompts: 6,851 input and 502 output tokens of gpt-4.1-mini at $0.4 / $1.6 per million
-    assert refunds["cost"]["model"] == pytest.approx(6_851 * 0.4e-6 + 502 * 1.6e-6, abs=1e-12)
-    assert refunds["cost"]["per_successful_outcome"] == pytest.approx((6_851 * 0.4e-6 + 502 * 1.6e-6) / 4, abs=1e-12)
+    # the refund prompts: 8,184 input and 573 output tokens of gpt-4.1-mini at $0.4 / $1.6 per million
+    assert refunds["cost"]["model"] == pytest.approx(8_184 * 0.4e-6 + 573 * 1.6e-6, abs=1e-12)
+    assert refunds["cost"]["per_successful_outcome"] == pytest.approx((8_184 * 0.4e-6 + 573 * 1.6e-6) / 5, abs=1e-12)
     assert refunds["policy_violations_by_rule"] == [
-        {"policy_id": "refunds.max-amount", "rule_id": "amount-over-100", "decision": "review", "count": 2}
+        {"policy_id": "refunds.max-amount", "rule_id": "amount-over-100", "decision": "review", "count": 3}
     ]
     assert groups["code-changes"]["cost"]["unpriced_models"] == ["claude-sonnet-4.5"]
     assert groups["invoice-reconciliation"]["cost"]["unpriced_models"] == ["gpt-4.1"]
@@ -72,7 +73,7 @@ def test_demo_refund_agent_exceeds_its_configured_money_ceiling(configured_servi
 
     blast = httpx.get(f"{configured_service.api_url}/v1/agents/refund-agent-prod-1/blast-radius", timeout=10).json()
 
-    # six refunds (240 + 35 + 3 x 95 + 45 EUR) and two ticket replies, all within the same hour
-    assert (blast["write_tool_calls"], blast["money_moved"]) == (8, 605.0)
+    # seven refunds (240 + 35 + 3 x 95 + 45 + 1,200 EUR) and two ticket replies, all within the same hour
+    assert (blast["write_tool_calls"], blast["money_moved"]) == (9, 1805.0)
     assert blast["ceiling"] == {"write_tool_calls": None, "distinct_targets": None, "money_moved": 200.0}
     assert (blast["exceeded"], blast["exceeded_limits"]) == (True, ["money_moved"])

@@ -119,13 +119,14 @@ def test_no_field_of_the_report_can_add_markdown_structure() -> None:
     headings, cells, items, forbidden = _structure(markdown)
 
     assert forbidden == set()
-    assert headings[1:] == ["Audit findings", "Record integrity", "Downstream writes", "Timeline"]
+    assert headings[1:] == ["Audit findings", "Approval chains", "Record integrity", "Downstream writes", "Timeline"]
     assert headings[0].startswith("Incident report: run ")
     writes_rows = 1 + len(timeline.writes)  # the header row, then one per write
     timeline_rows = 1 + len(timeline.entries)
     assert cells == [("time", 5)] * writes_rows + [("time", 6)] * timeline_rows
     findings = len(timeline.audit.findings) + len(timeline.integrity.chain_breaks) + len(timeline.integrity.findings)
-    assert items == 6 + findings
+    chains = sum(1 + len(chain.decisions) for chain in timeline.audit.approval_chains)  # a chain, then its decisions
+    assert items == 6 + findings + chains
     # Strong emphasis is the report's own: around a whole field or its fixed words, never inside a value.
     tokens = _MARKDOWN.parse(markdown)
     for token in tokens:
@@ -133,7 +134,8 @@ def test_no_field_of_the_report_can_add_markdown_structure() -> None:
         for i, child in enumerate(children):
             if child.type == "strong_open":
                 inner = children[i + 1].content
-                assert inner == "unaccounted" or (inner[:4] in tags.paths and children[i + 2].type == "strong_close")
+                fixed = inner in ("unaccounted", "never ran")  # the report's own words
+                assert fixed or (inner[:4] in tags.paths and children[i + 2].type == "strong_close")
 
 
 def test_hostile_values_are_shown_as_text_not_dropped() -> None:

@@ -194,8 +194,10 @@ def test_audit_findings_are_marked_on_their_entries(client: Client, api: TestCli
     entries = api.get("/v1/runs/run_marked/timeline").json()["entries"]
 
     marked = {e["name"]: e["findings"] for e in entries if e["findings"]}
+    # Every span of a finding's evidence is marked: the untrusted ticket text too (a policy allow cleared nothing).
     assert marked == {
-        "execute_tool create_pull_request": ["unconfirmed_write_call", "missing_approval"],
+        "retrieval jira": ["untrusted_influence"],
+        "execute_tool create_pull_request": ["unconfirmed_write_call", "missing_approval", "untrusted_influence"],
         "execute_tool update_ticket": ["unconfirmed_write_call"],
     }
 
@@ -216,7 +218,7 @@ def test_markdown_incident_report(client: Client, api: TestClient) -> None:
     assert lines[0] == "# Incident report: run `run_pr`"
     assert "- Autonomy level: approve_writes" in lines
     assert (
-        "- **unaccounted_write** (high): stripe transfer re_1 has no matching tool call in the run — write `re_1`"
+        "- **unaccounted_write** v2 (high): stripe transfer re_1 has no matching tool call in the run — write `re_1`"
         in lines
     )
     pr_call = span_id_of(spans, "execute_tool create_pull_request")

@@ -48,6 +48,8 @@ def test_runs_newest_first_with_their_facts(three_runs: None, api: TestClient) -
         "output_tokens": 0,
         "cost_usd": 0.0,
         "duration_ms": 70000.0,
+        "finding_rules": None,
+        "max_severity": None,
     }
 
 

@@ -74,6 +74,7 @@ def test_reverse_lookup_from_the_pr_url_finds_the_run_and_the_tool_call(client: 
         "tool_call_id": "call_pr_1",
         "start_time": "2026-11-20T10:01:02.000000000Z",
         "link": "write_span",
+        "inferred": False,
     }
 
 

@@ -1,0 +1,231 @@
+"""Runs in storage: where a run's spans are, its spans as the audit reads them (one run or a page of runs
+in one read), its writes, its agent's cost baseline, the listing, and its annotations."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from agentledger.query_api import queries
+from agentledger.query_api.audit import FACT_KEYS, SpanFact
+from agentledger.query_api.models import RunSummary, WriteRecord
+from agentledger.query_api.times import rfc3339_nanos
+from agentledger.query_api.writes import record_of
+
+
+@dataclass(frozen=True)
+class RunLocation:
+    """A run index row: the summary shown, and the exact time range (ns) its spans lie in."""
+
+    summary: RunSummary
+    first_start_ns: int
+    last_end_ns: int
+
+    @property
+    def run_id(self) -> str:
+        return self.summary.run_id
+
+    @property
+    def from_ns(self) -> int:
+        return self.first_start_ns - queries.TIME_MARGIN_NS
+
+    @property
+    def to_ns(self) -> int:
+        return self.last_end_ns + queries.TIME_MARGIN_NS
+
+
+def _location(row: Mapping[str, Any]) -> RunLocation:
+    summary = RunSummary(
+        run_id=row["run_id"],
+        agent_id=row["agent_id"],
+        agent_name=row.get("agent_name", ""),
+        outcome=row.get("outcome", ""),
+        trace_ids=sorted(row["trace_ids"]),
+        first_start=rfc3339_nanos(int(row["first_start_ns"])),
+        last_end=rfc3339_nanos(int(row["last_end_ns"])),
+        span_count=int(row.get("span_count", 0)),
+        error_count=int(row.get("error_count", 0)),
+    )
+    return RunLocation(summary, int(row["first_start_ns"]), int(row["last_end_ns"]))
+
+
+def locate_run(client: Client, tenant: str, run_id: str) -> RunLocation | None:
+    rows = list(client.query(queries.RUN_SUMMARY, parameters={"tenant": tenant, "run_id": run_id}).named_results())
+    return _location(rows[0]) if rows else None
+
+
+def locate_runs(client: Client, tenant: str, run_ids: Sequence[str]) -> list[RunLocation]:
+    if not run_ids:
+        return []
+    result = client.query(queries.RUNS_LOCATIONS, parameters={"tenant": tenant, "run_ids": list(run_ids)})
+    return [_location(row) for row in result.named_results()]
+
+
+def _span_facts(result: Any) -> list[SpanFact]:
+    """Rows of RUN_FACT_SPANS / RUNS_FACT_SPANS as facts, read by position (a page of runs is tens of
+    thousands of rows: no dict per row); their attributes are already cut to FACT_KEYS by the query."""
+    index = {name: position for position, name in enumerate(result.column_names)}
+
+    def column(name: str) -> int:
+        return index[name]
+
+    (run_id, trace_id, span_id, parent, start, end, name, status, entry_type, provenance, tool_name, call_id,
+     access, target, agent_id, input_tokens, output_tokens, arguments_hash, approval, approver, policy_id, policy,
+     write_system, write_ref, arguments, result_text, documents, input_value, output_value, attributes) = (
+        column(key) for key in (
+            "run_id", "trace_id", "span_id", "parent_span_id", "start_ns", "end_ns", "name", "status_code",
+            "entry_type", "provenance", "tool_name", "tool_call_id", "tool_access", "target", "agent_id",
+            "input_tokens", "output_tokens", "arguments_hash", "approval_decision", "approver", "policy_id",
+            "policy_decision", "write_system", "write_ref", "tool_arguments", "tool_result", "retrieval_documents",
+            "input_value", "output_value", "attributes",
+        )
+    )  # fmt: skip
+    return [
+        SpanFact(
+            trace_id=row[trace_id], span_id=row[span_id], parent_span_id=row[parent], start_ns=int(row[start]),
+            end_ns=int(row[end]), name=row[name], entry_type=row[entry_type], status=row[status],
+            provenance=row[provenance], tool_name=row[tool_name], tool_call_id=row[call_id], tool_access=row[access],
+            target=row[target], approval_decision=row[approval], policy_decision=row[policy],
+            write_system=row[write_system], write_ref=row[write_ref], attributes=row[attributes],
+            run_id=row[run_id], agent_id=row[agent_id], approver=row[approver], policy_id=row[policy_id],
+            arguments_hash=row[arguments_hash], input_tokens=int(row[input_tokens]),
+            output_tokens=int(row[output_tokens]), tool_arguments=row[arguments], tool_result=row[result_text],
+            retrieval_documents=row[documents], input_value=row[input_value], output_value=row[output_value],
+        )
+        for row in result.result_rows
+    ]  # fmt: skip
+
+
+def load_span_facts(
+    client: Client, tenant: str, run_id: str, trace_ids: Sequence[str], from_ns: int, to_ns: int
+) -> list[SpanFact]:
+    result = client.query(
+        queries.RUN_FACT_SPANS,
+        parameters={"tenant": tenant, "run_id": run_id, "trace_ids": list(trace_ids), "from_ns": from_ns,
+                    "to_ns": to_ns, "fact_keys": list(FACT_KEYS)},
+    )  # fmt: skip
+    return _span_facts(result)
+
+
+def load_runs_span_facts(client: Client, tenant: str, runs: Sequence[RunLocation]) -> dict[str, list[SpanFact]]:
+    """The spans of many runs in one read (RUNS_MEMBERSHIP); a span adopted through its trace goes to the
+    run whose trace it is in."""
+    if not runs:
+        return {}
+    owner_of_trace = {trace_id: run.run_id for run in runs for trace_id in run.summary.trace_ids}
+    wanted = {run.run_id for run in runs}
+    result = client.query(
+        queries.RUNS_FACT_SPANS,
+        parameters={"tenant": tenant, "run_ids": sorted(wanted), "trace_ids": sorted(owner_of_trace),
+                    "from_ns": min(run.from_ns for run in runs), "to_ns": max(run.to_ns for run in runs),
+                    "fact_keys": list(FACT_KEYS)},
+    )  # fmt: skip
+    by_run: dict[str, list[SpanFact]] = {run.run_id: [] for run in runs}
+    for fact in _span_facts(result):
+        run_id = fact.run_id if fact.run_id in wanted else owner_of_trace.get(fact.trace_id, "")
+        if run_id in by_run:
+            by_run[run_id].append(fact)
+    return by_run
+
+
+def load_runs_writes(client: Client, tenant: str, run_ids: Sequence[str]) -> dict[str, list[WriteRecord]]:
+    by_run: dict[str, list[WriteRecord]] = {run_id: [] for run_id in run_ids}
+    if not run_ids:
+        return by_run
+    result = client.query(queries.RUNS_WRITES, parameters={"tenant": tenant, "run_ids": list(run_ids)})
+    for row in result.named_results():
+        by_run.setdefault(str(row["run_id"]), []).append(record_of(row))
+    return by_run
+
+
+def load_token_baselines(
+    client: Client, tenant: str, runs: Sequence[RunLocation], per_agent: int
+) -> dict[str, list[int]]:
+    """Per run: the total tokens of its agent's latest `per_agent` runs that started before it, newest first."""
+    agents = sorted({run.summary.agent_id for run in runs if run.summary.agent_id})
+    if not agents:
+        return {}
+    until_ns = max(run.first_start_ns for run in runs)
+    page_runs = len(runs)
+    result = client.query(
+        queries.AGENT_RUN_TOKENS,
+        parameters={"tenant": tenant, "agents": agents, "until_ns": until_ns, "per_agent": per_agent + page_runs},
+    )
+    history: dict[str, list[tuple[int, str, int]]] = {}
+    for row in result.named_results():
+        history.setdefault(str(row["agent_id"]), []).append(
+            (int(row["first_start_ns"]), str(row["run_id"]), int(row["tokens"] or 0))
+        )
+    ordered = {agent: sorted(rows) for agent, rows in history.items()}  # oldest first, for bisection
+    baselines: dict[str, list[int]] = {}
+    for run in runs:
+        rows = ordered.get(run.summary.agent_id, [])
+        before = bisect.bisect_left(rows, (run.first_start_ns, run.run_id))
+        baselines[run.run_id] = [tokens for _, _, tokens in reversed(rows[max(0, before - per_agent) : before])]
+    return baselines
+
+
+def list_usage(
+    client: Client, tenant: str, run_ids: Sequence[str], prices: tuple[list[str], list[float], list[float]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """For the listed runs: workflow, tokens and cost at these prices (RUN_LIST_TOTALS), and downstream
+    writes (RUN_LIST_WRITES); two reads per page."""
+    models, price_in, price_out = prices
+    parameters = {"tenant": tenant, "run_ids": list(run_ids)}
+    usage = {
+        str(row["run_id"]): dict(row)
+        for row in client.query(
+            queries.RUN_LIST_TOTALS,
+            parameters={**parameters, "price_models": models, "price_in": price_in, "price_out": price_out},
+        ).named_results()
+    }
+    writes = {
+        str(run_id): int(count) for run_id, count in client.query(queries.RUN_LIST_WRITES, parameters).result_rows
+    }
+    return usage, writes
+
+
+def list_runs(client: Client, parameters: Mapping[str, object]) -> list[dict[str, Any]]:
+    """One page of the runs listing (RUN_LIST) as rows."""
+    return [dict(row) for row in client.query(queries.RUN_LIST, parameters=dict(parameters)).named_results()]
+
+
+def run_span_trace(client: Client, tenant: str, run_id: str, span_id: str) -> str | None:
+    """The trace of one of the run's own spans, or None when the run has no such span."""
+    rows = client.query(
+        queries.RUN_SPAN_TRACE, parameters={"tenant": tenant, "run_id": run_id, "span_id": span_id}
+    ).result_rows
+    return str(rows[0][0]) if rows else None
+
+
+def run_annotations(client: Client, tenant: str, run_id: str) -> list[dict[str, Any]]:
+    return [
+        dict(row)
+        for row in client.query(
+            queries.RUN_ANNOTATIONS, parameters={"tenant": tenant, "run_id": run_id}
+        ).named_results()
+    ]
+
+
+def run_span_rows(client: Client, tenant: str, location: RunLocation) -> Iterator[Mapping[str, Any]]:
+    """Every span of the run with every column the timeline shows (RUN_SPANS), in time order."""
+    result = client.query(
+        queries.RUN_SPANS,
+        parameters={"tenant": tenant, "run_id": location.run_id, "trace_ids": location.summary.trace_ids,
+                    "from_ns": location.from_ns, "to_ns": location.to_ns},
+    )  # fmt: skip
+    yield from result.named_results()
+
+
+def run_annotation_rows(
+    client: Client, tenant: str, run_id: str, trace_ids: Sequence[str]
+) -> Iterator[Mapping[str, Any]]:
+    """Annotations of the run's spans (TIMELINE_ANNOTATIONS: selected as the spans are)."""
+    result = client.query(
+        queries.TIMELINE_ANNOTATIONS, parameters={"tenant": tenant, "run_id": run_id, "trace_ids": list(trace_ids)}
+    )
+    yield from result.named_results()
