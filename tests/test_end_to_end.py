@@ -123,7 +123,7 @@ def test_cli_demo_and_timeline_go_through_the_running_service(service: RunningSe
     assert demo.returncode == 0, demo.stderr
     run_id = demo.stdout.split("\t", 1)[0]
     assert run_id.startswith("run_")
-    wait_for_timeline(service.api_url, run_id, 8)
+    wait_for_timeline(service.api_url, run_id, 9)
 
     timeline = subprocess.run(
         [sys.executable, "-m", "agentledger", "timeline", run_id, "--api-url", service.api_url],
@@ -132,9 +132,13 @@ def test_cli_demo_and_timeline_go_through_the_running_service(service: RunningSe
 
     assert timeline.returncode == 0, timeline.stderr
     lines = timeline.stdout.splitlines()
-    assert lines[0].startswith(f"run {run_id}  agent refund-agent  outcome success  traces 2  spans 8")
-    assert [line.split()[1] for line in lines[1:]] == [
-        "run", "retrieval", "prompt", "policy_decision", "run", "approval", "tool_call", "downstream_write",
+    assert lines[0].startswith(f"run {run_id}  agent refund-agent  outcome success  traces 2  spans 9  writes 0")
+    assert lines[2] == "integrity intact (1 links, 9 spans checked)"
+    # No downstream system reported the refund in this test (the demo posted no writes to this API).
+    assert lines[3:5] == ["findings 1", lines[4]] and "unconfirmed_write_call" in lines[4]
+    assert [line.split()[1] for line in lines[5:] if line[:4].isdigit()] == [
+        "run", "retrieval", "tool_call", "prompt", "policy_decision", "run", "approval", "tool_call",
+        "downstream_write",
     ]  # fmt: skip
 
 

@@ -128,6 +128,8 @@ def test_the_cluster_shape_pairs_each_table_with_a_replicated_local_and_a_distri
     assert {name: key for name, key in distributed.items() if key != "cityHash64(tenant, run_id)"} == {
         "legal_holds": "cityHash64(tenant, hold_id)",
         "audit_checkpoints": "cityHash64(tenant, collector_id)",
+        # read through the Distributed table, newest version across shards
+        "tool_catalogues": "cityHash64(tenant, updated_at)",
     }
     assert not [s for s in cluster if "non_replicated_deduplication_window" in s]
     audit_chain = next(s for s in cluster if s.startswith("CREATE TABLE IF NOT EXISTS audit_chain_local"))

@@ -12,7 +12,7 @@ import openai
 import pytest
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
-from openinference.instrumentation import OITracer, TraceConfig, using_session
+from openinference.instrumentation import OITracer, TraceConfig, using_metadata, using_session
 from openinference.instrumentation.openai import OpenAIInstrumentor
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
@@ -65,7 +65,13 @@ def _run_agent(provider: TracerProvider, openai_url: str, session_id: str, appro
     def issue_refund(order_id: str, amount: float) -> str:
         return f"refunded {amount:.2f} on {order_id}"
 
-    with using_session(session_id), tracer.start_as_current_span("support-bot", openinference_span_kind="agent"):
+    # The session groups the conversation; the run id comes from OpenInference's metadata (README, "Run
+    # grouping"): a session id alone no longer names a run.
+    with (
+        using_session(session_id),
+        using_metadata({"agent.run.id": session_id}),
+        tracer.start_as_current_span("support-bot", openinference_span_kind="agent"),
+    ):
         completion = client.chat.completions.create(
             model="gpt-4.1-mini",
             messages=[
@@ -91,7 +97,7 @@ def _spans(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
 
 
 def ingest(client: Client, spans: list[ReadableSpan], tenant: str) -> None:
-    """Through the collector's normaliser (run id from session.id, OpenInference keys to typed columns)."""
+    """Through the collector's normaliser (run id from the metadata, OpenInference keys to typed columns)."""
     pipeline = Pipeline([NormalizeProcessor()], [("clickhouse", ClickHouseExporter(client))])
     pipeline.consume(decode_request(encode_spans(spans), Identity(tenant)).batch)
 
@@ -122,11 +128,13 @@ def test_catalogued_write_tool_of_an_openinference_agent_needs_a_human_approval(
 
     unapproved = _audit(keyed_api, "session-unapproved")
     assert [(f["rule"], f["severity"], f["tool_call_id"]) for f in unapproved["findings"]] == [
-        ("unconfirmed_write_call", "medium", ""),
-        ("missing_approval", "high", ""),
+        # the normaliser takes the call id from the model's tool call in the same trace
+        ("unconfirmed_write_call", "medium", "call_fake_0001"),
+        ("missing_approval", "high", "call_fake_0001"),
     ]
     assert unapproved["findings"][1]["message"] == (
-        "write tool call 'issue_refund' has no human approval; the tool catalogue requires one for 'issue_refund'"
+        "write tool call 'issue_refund' (call_fake_0001) has no human approval; the tool catalogue requires one for"
+        " 'issue_refund'"
     )
     timeline = keyed_api.get("/v1/runs/session-unapproved/timeline", headers=bearer("al_acme_responder")).json()
     tool = next(entry for entry in timeline["entries"] if entry["type"] == "tool_call")

@@ -138,9 +138,10 @@ def test_a_typed_detail_added_in_the_registry_reaches_the_timeline_report_and_pa
     exec(compile(text, "presentation.py", "exec"), namespace)
 
     tool_details = namespace["TIMELINE_DETAILS"]["tool_call"]  # type: ignore[index]
-    assert tool_details[8:10] == (("result", "tool_result"), ("cost", "@agentledger.tool.cost"))
-    assert namespace["PAGE_FIELDS"]["tool_call"][9] == ("cost", "text")  # type: ignore[index]
-    assert TIMELINE_DETAILS["tool_call"][8] == ("result", "tool_result")
+    at = [name for name, _ in tool_details].index("result")
+    assert tool_details[at : at + 2] == (("result", "tool_result"), ("cost", "@agentledger.tool.cost"))
+    assert namespace["PAGE_FIELDS"]["tool_call"][at + 1] == ("cost", "text")  # type: ignore[index]
+    assert TIMELINE_DETAILS["tool_call"][at] == ("result", "tool_result")
     assert REPORT_DETAILS["tool_call"] == ("tool_name", "tool_call_id", "access", "target", "influenced_by")
 
 
