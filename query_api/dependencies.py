@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 
 from agentledger.credentials import CredentialStore
 from agentledger.ingest.audit_chain import ChainWriter
+from agentledger.ingest.cluster_ddl import DdlShape
 from agentledger.ingest.signing import LinkSigner
 from agentledger.query_api.audit_config import AuditConfig
 from agentledger.query_api.metrics_config import MetricsConfig
@@ -42,6 +43,8 @@ class QueryApiConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Tool catalogue, rule settings, user rules, baselines and budgets of the audit (api.audit).
     audit: AuditConfig = field(default_factory=AuditConfig)
+    # storage.cluster: holds and deletions run their mutations on every node's local tables; None: one node.
+    ddl_shape: DdlShape | None = None
 
 
 def get_client(request: Request) -> Client:

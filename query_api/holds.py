@@ -10,6 +10,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from agentledger.ingest.audit_chain import ChainWriter, span_digest, span_key
+from agentledger.ingest.cluster_ddl import DdlShape, cluster_mutation
 from agentledger.query_api import queries
 from agentledger.query_api.models import Deletion, Hold, HoldScope
 from agentledger.query_api.times import rfc3339_nanos
@@ -37,7 +38,21 @@ def active_holds(client: Client, tenant: str) -> list[Hold]:
     return [_hold(row) for row in client.query(queries.ACTIVE_HOLDS, parameters={"tenant": tenant}).named_results()]
 
 
-def place_hold(client: Client, tenant: str, scope: HoldScope, target: str, reason: str, placed_by: str) -> Hold:
+def _mutation(statement: str, shape: DdlShape | None) -> str:
+    # A Distributed table takes no ALTER ... UPDATE/DELETE: on a cluster the mutation runs on every node's
+    # local table (ingest/cluster_ddl.py); on one node the statement is as written.
+    return statement if shape is None else cluster_mutation(statement, shape)
+
+
+def place_hold(
+    client: Client,
+    tenant: str,
+    scope: HoldScope,
+    target: str,
+    reason: str,
+    placed_by: str,
+    shape: DdlShape | None = None,
+) -> Hold:
     hold_id = f"hold_{uuid.uuid4().hex[:16]}"
     now = time.time_ns()
     client.insert(
@@ -47,12 +62,12 @@ def place_hold(client: Client, tenant: str, scope: HoldScope, target: str, reaso
                       "version"],
     )  # fmt: skip
     statement = queries.HOLD_RUN_SPANS if scope == "run" else queries.HOLD_AGENT_SPANS
-    client.command(statement, parameters={"tenant": tenant, "target": target}, settings=_SYNC)
+    client.command(_mutation(statement, shape), parameters={"tenant": tenant, "target": target}, settings=_SYNC)
     return Hold(hold_id=hold_id, scope=scope, target=target, reason=reason, placed_by=placed_by,
                 placed_at=rfc3339_nanos(now), released=False)  # fmt: skip
 
 
-def release_hold(client: Client, tenant: str, hold_id: str) -> Hold | None:
+def release_hold(client: Client, tenant: str, hold_id: str, shape: DdlShape | None = None) -> Hold | None:
     rows = list(client.query(queries.HOLD_BY_ID, parameters={"tenant": tenant, "hold_id": hold_id}).named_results())
     if not rows:
         return None
@@ -66,7 +81,7 @@ def release_hold(client: Client, tenant: str, hold_id: str) -> Hold | None:
             column_names=["tenant", "hold_id", "scope", "target", "reason", "placed_by", "placed_at", "released_at",
                           "version"],
         )  # fmt: skip
-        client.command(queries.RELEASE_SPANS, parameters={"tenant": tenant},
+        client.command(_mutation(queries.RELEASE_SPANS, shape), parameters={"tenant": tenant},
                        settings={**_SYNC, "allow_nondeterministic_mutations": 1})  # fmt: skip
     return _hold(row, released=True)
 
@@ -82,7 +97,13 @@ def holds_covering_run(client: Client, tenant: str, run_id: str) -> list[Hold]:
 
 
 def delete_run(
-    client: Client, chain: ChainWriter, tenant: str, run_id: str, requested_by: str, reason: str
+    client: Client,
+    chain: ChainWriter,
+    tenant: str,
+    run_id: str,
+    requested_by: str,
+    reason: str,
+    shape: DdlShape | None = None,
 ) -> Deletion | None:
     """Deletes the run's spans and every row derived from them after chaining a tombstone into the query
     API's own log (signed and checkpointed like any link); None when there is no such run.
@@ -105,6 +126,6 @@ def delete_run(
     links = chain.append(chain.tombstone_for(tenant, run_id, deleted, time.time_ns(), note))
     # Derived rows first, spans last: if a step fails, the spans are still there and a retry finds the run.
     for statement in queries.DELETE_RUN_DERIVED:
-        client.command(statement, parameters=parameters, settings=_SYNC)
-    client.command(queries.DELETE_RUN_SPANS, parameters=parameters, settings=_SYNC)
+        client.command(_mutation(statement, shape), parameters=parameters, settings=_SYNC)
+    client.command(_mutation(queries.DELETE_RUN_SPANS, shape), parameters=parameters, settings=_SYNC)
     return Deletion(run_id=run_id, deleted_spans=len(deleted), tombstone_seq=links[0].seq, note=note)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, HTTPException, Path
 
 from agentledger.query_api.auth import AUTH_RESPONSES, Admin, Reader, error
-from agentledger.query_api.dependencies import ClientDep
+from agentledger.query_api.dependencies import ClientDep, ConfigDep
 from agentledger.query_api.holds import active_holds, place_hold, release_hold
 from agentledger.query_api.models import Hold, HoldRequest
 
@@ -24,14 +24,16 @@ def list_holds(caller: Reader, client: ClientDep) -> list[Hold]:
 
 
 @router.post("", status_code=201, responses={**AUTH_RESPONSES})
-def create_hold(request: HoldRequest, caller: Admin, client: ClientDep) -> Hold:
+def create_hold(request: HoldRequest, caller: Admin, client: ClientDep, config: ConfigDep) -> Hold:
     """Places a hold: the spans it covers are no longer pruned by retention and cannot be deleted."""
-    return place_hold(client, caller.tenant, request.scope, request.target, request.reason, placed_by=caller.key_id)
+    return place_hold(
+        client, caller.tenant, request.scope, request.target, request.reason, caller.key_id, config.ddl_shape
+    )
 
 
 @router.post("/{hold_id}/release", responses={**AUTH_RESPONSES, **_NOT_FOUND})
-def release(hold_id: HoldId, caller: Admin, client: ClientDep) -> Hold:
-    hold = release_hold(client, caller.tenant, hold_id)
+def release(hold_id: HoldId, caller: Admin, client: ClientDep, config: ConfigDep) -> Hold:
+    hold = release_hold(client, caller.tenant, hold_id, config.ddl_shape)
     if hold is None:
         raise HTTPException(status_code=404, detail=f"no hold with id {hold_id!r}")
     return hold

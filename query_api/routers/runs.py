@@ -337,13 +337,16 @@ def delete(
     run_id: RunId,
     caller: Admin,
     client: ClientDep,
+    config: ConfigDep,
     chain: ChainWriterDep,
     reason: Annotated[str, Query(min_length=1, max_length=2000, description="Why the run is deleted.")],
 ) -> Deletion:
     """Deletes the run's spans, after writing a tombstone into its audit chain, so it verifies as deleted
     on request rather than as tampered. Refused while a legal hold covers the run. Admin only."""
     try:
-        deletion = delete_run(client, chain, caller.tenant, run_id, requested_by=caller.key_id, reason=reason)
+        deletion = delete_run(
+            client, chain, caller.tenant, run_id, requested_by=caller.key_id, reason=reason, shape=config.ddl_shape
+        )
     except HoldActive as error:
         raise HTTPException(status_code=409, detail=str(error)) from error
     if deletion is None:

@@ -276,6 +276,7 @@ def _api_config(settings: Settings, api_keys: CredentialStore | None) -> QueryAp
         phoenix=phoenix_connection(settings),
         metrics=settings.api.metrics,
         audit=settings.api.audit,
+        ddl_shape=settings.ddl_shape if settings.cluster is not None else None,
     )
 
 
