@@ -1,5 +1,6 @@
-"""The audit record over stored spans: versioned span digests, chain links (v1 and v2), and the writer that
-appends each collector's links to its log and checkpoints the log's Merkle root (ingest/checkpoints.py).
+"""The audit record over stored spans: versioned span digests (v1, v2, v3), chain links (v1 and v2), and
+the writer that appends each collector's links to its log and checkpoints the log's Merkle root
+(ingest/checkpoints.py).
 
 The algorithms are documented in schema/AUDIT_CHAIN.md so an auditor can recompute them without our code:
 everything here must stay in step with that document (a test recomputes its example vectors).
@@ -40,7 +41,8 @@ LINK_FORMAT_V2: Final = 2
 LINK_V2_TAG: Final = "agentledger.link"
 DIGEST_V1: Final = 1
 DIGEST_V2: Final = 2
-CURRENT_DIGEST_VERSION: Final = DIGEST_V2
+DIGEST_V3: Final = 3
+CURRENT_DIGEST_VERSION: Final = DIGEST_V3
 
 FieldKind = Literal["text", "int", "bool", "time", "texts", "times", "map", "maps"]
 
@@ -75,10 +77,25 @@ DIGEST_FIELDS_V2_KINDS: Final[tuple[tuple[str, FieldKind], ...]] = (
     ("link_attributes", "maps"),
 )
 DIGEST_FIELDS_V2: Final[tuple[str, ...]] = tuple(name for name, _ in DIGEST_FIELDS_V2_KINDS)
-DIGEST_FIELDS: Final[Mapping[int, tuple[str, ...]]] = {DIGEST_V1: DIGEST_FIELDS_V1, DIGEST_V2: DIGEST_FIELDS_V2}
+# Frozen: v2's fields and encoding, then the columns added since (AUDIT_CHAIN.md, "Span digest v3"):
+# conversation_id (migration 0011).
+DIGEST_FIELDS_V3_KINDS: Final[tuple[tuple[str, FieldKind], ...]] = (
+    *DIGEST_FIELDS_V2_KINDS, ("conversation_id", "text"),
+)  # fmt: skip
+DIGEST_FIELDS_V3: Final[tuple[str, ...]] = tuple(name for name, _ in DIGEST_FIELDS_V3_KINDS)
+# The typed (length-prefixed) digest versions and their fields' kinds: v2 onwards share one encoding.
+DIGEST_KINDS: Final[Mapping[int, tuple[tuple[str, FieldKind], ...]]] = {
+    DIGEST_V2: DIGEST_FIELDS_V2_KINDS, DIGEST_V3: DIGEST_FIELDS_V3_KINDS,
+}  # fmt: skip
+DIGEST_FIELDS: Final[Mapping[int, tuple[str, ...]]] = {
+    DIGEST_V1: DIGEST_FIELDS_V1, DIGEST_V2: DIGEST_FIELDS_V2, DIGEST_V3: DIGEST_FIELDS_V3,
+}  # fmt: skip
+# Every column some digest version reads, in a stable order (what verification selects).
+DIGEST_COLUMNS: Final[tuple[str, ...]] = tuple(
+    dict.fromkeys(name for names in DIGEST_FIELDS.values() for name in names)
+)
 _V1_MAP_FIELDS: Final = frozenset({"attributes", "resource_attributes"})
 _V1_MAP_LIST_FIELDS: Final = frozenset({"event_attributes", "link_attributes"})
-_V2_KIND: Final[Mapping[str, FieldKind]] = dict(DIGEST_FIELDS_V2_KINDS)
 
 
 class DigestVersionError(ValueError):
@@ -117,7 +134,7 @@ def span_digest_v1(row: Mapping[str, Any]) -> str:
     return sha256_text(compact_json(canonical_row(row)))
 
 
-# --- span digest v2: length-prefixed typed fields ---------------------------------------------------------
+# --- span digests v2 and v3: length-prefixed typed fields (DIGEST_KINDS) --------------------------------
 
 
 def _map_items(value: Any) -> list[tuple[str, str]]:
@@ -141,20 +158,37 @@ def _encoder(kind: FieldKind) -> Callable[[Any], bytes]:
     return lambda value: int_field(len(value)) + b"".join(pairs_field(_map_items(item)) for item in value)
 
 
-_V2_ENCODERS: Final = tuple((name, _encoder(kind)) for name, kind in DIGEST_FIELDS_V2_KINDS)
+_ENCODERS: Final[Mapping[int, tuple[tuple[str, Callable[[Any], bytes]], ...]]] = {
+    version: tuple((name, _encoder(kind)) for name, kind in kinds) for version, kinds in DIGEST_KINDS.items()
+}
+
+
+def _kinds(version: int) -> tuple[tuple[str, FieldKind], ...]:
+    kinds = DIGEST_KINDS.get(version)
+    if kinds is None:
+        raise DigestVersionError(f"unknown span digest version {version}")
+    return kinds
+
+
+def span_digest_typed(row: Mapping[str, Any], version: int) -> str:
+    """A typed digest (v2, v3, …) of a row: times (and event times) as integer nanoseconds; maps as
+    (key, value) pairs or dicts."""
+    _kinds(version)
+    return sha256_text(b"".join(encode(row[name]) for name, encode in _ENCODERS[version]))
 
 
 def span_digest_v2(row: Mapping[str, Any]) -> str:
-    """times (and event times) as integer nanoseconds; maps as (key, value) pairs or dicts."""
-    return sha256_text(b"".join(encode(row[name]) for name, encode in _V2_ENCODERS))
+    return span_digest_typed(row, DIGEST_V2)
+
+
+def span_digest_v3(row: Mapping[str, Any]) -> str:
+    return span_digest_typed(row, DIGEST_V3)
 
 
 def span_digest(row: Mapping[str, Any], version: int = CURRENT_DIGEST_VERSION) -> str:
     if version == DIGEST_V1:
         return span_digest_v1(row)
-    if version == DIGEST_V2:
-        return span_digest_v2(row)
-    raise DigestVersionError(f"unknown span digest version {version}")
+    return span_digest_typed(row, version)
 
 
 def _python_column(batch: pa.Table, name: str) -> list[Any]:
@@ -172,12 +206,11 @@ def digests_of_batch(batch: pa.Table, version: int = CURRENT_DIGEST_VERSION) -> 
     span_digest serves verification, and tests hold the two equal)."""
     if version == DIGEST_V1:
         return _digests_v1(batch)
-    if version != DIGEST_V2:
-        raise DigestVersionError(f"unknown span digest version {version}")
+    kinds = _kinds(version)
     # Text, number and text-list columns are encoded by Arrow kernels (no Python string per value): the
-    # same bytes as the encoders, which serve the rest (maps, time lists) and the row-wise span_digest_v2.
+    # same bytes as the encoders, which serve the rest (maps, time lists) and the row-wise span_digest_typed.
     parts = []
-    for (name, kind), (_, encode) in zip(DIGEST_FIELDS_V2_KINDS, _V2_ENCODERS, strict=True):
+    for (name, kind), (_, encode) in zip(kinds, _ENCODERS[version], strict=True):
         column = batch.column(name).combine_chunks()
         if kind in _ARROW_KINDS:
             parts.append(pc.cast(_arrow_field(column, kind), pa.binary()))
@@ -297,10 +330,10 @@ def _sql_encoding(name: str, kind: FieldKind) -> str:
     return f"concat({count}, arrayStringConcat(arrayMap(m -> {_sql_pairs('m', 'm')}, {name})))"
 
 
-def digest_v2_sql() -> str:
-    """The v2 span digest as a ClickHouse expression over a spans row: the same bytes as span_digest_v2,
-    so digests can be computed where the spans are (a test holds the two equal)."""
-    parts = ", ".join(_sql_encoding(name, kind) for name, kind in DIGEST_FIELDS_V2_KINDS)
+def digest_sql(version: int = CURRENT_DIGEST_VERSION) -> str:
+    """A typed span digest (v2, v3, …) as a ClickHouse expression over a spans row: the same bytes as
+    span_digest_typed, so digests can be computed where the spans are (a test holds the two equal)."""
+    parts = ", ".join(_sql_encoding(name, kind) for name, kind in _kinds(version))
     return f"concat('sha256:', lower(hex(SHA256(concat({parts})))))"
 
 
@@ -473,7 +506,7 @@ class ChainWriter:
                 chained.setdefault((tenant, str(run_id), str(key)), (int(version), str(digest)))
         keep, conflicts, duplicates = [True] * batch.num_rows, [], 0
         seen: dict[tuple[str, str, str], str] = {}
-        v1_rows: list[dict[str, Any]] | None = None
+        span_rows: list[dict[str, Any]] | None = None
         identities = zip(tenants, run_ids, trace_ids, span_ids, strict=True)
         for index, (tenant, run_id, trace_id, span_id) in enumerate(identities):
             identity = (tenant, run_id, span_key(trace_id, span_id))
@@ -491,9 +524,9 @@ class ChainWriter:
                 continue
             version, digest = earlier
             mine = digests[index]
-            if version != CURRENT_DIGEST_VERSION:
-                v1_rows = v1_rows if v1_rows is not None else rows_of_batch(batch)
-                mine = span_digest(v1_rows[index], version)
+            if version != CURRENT_DIGEST_VERSION:  # chained under an older version: compare under that one
+                span_rows = span_rows if span_rows is not None else rows_of_batch(batch)
+                mine = span_digest(span_rows[index], version)
             keep[index] = False
             if mine == digest:
                 duplicates += 1

@@ -27,8 +27,10 @@ from agentledger import __version__
 from agentledger.ingest.audit_chain import (
     CHAIN_COLUMNS,
     CURRENT_DIGEST_VERSION,
+    DIGEST_COLUMNS,
     DIGEST_FIELDS_V1,
     DIGEST_FIELDS_V2_KINDS,
+    DIGEST_FIELDS_V3_KINDS,
     LINK_FORMAT_V2,
     span_digest,
     span_key,
@@ -83,7 +85,7 @@ def _json(value: Any) -> bytes:
 
 def _values(row: dict[str, Any]) -> dict[str, Any]:
     values = {}
-    for name in dict.fromkeys(DIGEST_FIELDS_V1 + tuple(n for n, _ in DIGEST_FIELDS_V2_KINDS)):
+    for name in DIGEST_COLUMNS:
         value = row[name]
         if name in ("attributes", "resource_attributes"):
             value = [[str(k), str(v)] for k, v in value]
@@ -176,6 +178,7 @@ def build_bundle(
                          if f.problem in ("pruned", "deleted")),
         "digest_fields_v1": list(DIGEST_FIELDS_V1),
         "digest_fields_v2": [list(pair) for pair in DIGEST_FIELDS_V2_KINDS],
+        "digest_fields_v3": [list(pair) for pair in DIGEST_FIELDS_V3_KINDS],
         "files": {name: _sha256(data) for name, data in files.items()},
     }  # fmt: skip
     buffer = io.BytesIO()

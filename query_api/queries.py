@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from agentledger.ingest.audit_chain import CHAIN_COLUMNS, DIGEST_FIELDS_V1, DIGEST_FIELDS_V2
+from agentledger.ingest.audit_chain import CHAIN_COLUMNS, DIGEST_COLUMNS
 from agentledger.schema.span_columns import SPAN_SCHEMA
 
 # Who did what a span records: the agent the collector authenticated (verified_agent_id, stamped from the
@@ -112,7 +112,7 @@ SELECT {columns}
 FROM spans
 WHERE tenant = {{tenant:String}} AND {membership}
 """.format(
-    columns=", ".join(_digest_expression(name) for name in dict.fromkeys(DIGEST_FIELDS_V1 + DIGEST_FIELDS_V2)),
+    columns=", ".join(_digest_expression(name) for name in DIGEST_COLUMNS),
     membership=RUN_MEMBERSHIP,
 )
 
@@ -121,7 +121,7 @@ RUN_OWN_SPANS_FOR_DIGEST: Final = """
 SELECT {columns}
 FROM spans
 WHERE tenant = {{tenant:String}} AND run_id = {{run_id:String}}
-""".format(columns=", ".join(_digest_expression(name) for name in dict.fromkeys(DIGEST_FIELDS_V1 + DIGEST_FIELDS_V2)))
+""".format(columns=", ".join(_digest_expression(name) for name in DIGEST_COLUMNS))
 
 _CHAIN_SELECT: Final = ", ".join(CHAIN_COLUMNS)
 

@@ -18,6 +18,7 @@ from clickhouse_connect.driver.client import Client
 from agentledger.ingest.audit_chain import (
     DIGEST_V1,
     DIGEST_V2,
+    DIGEST_V3,
     GENESIS,
     LINK_FORMAT_V1,
     LINK_FORMAT_V2,
@@ -270,7 +271,7 @@ def _name(copies: list[dict[str, Any]] | None) -> str:
 
 def _conflict(row: Mapping[str, Any]) -> SpanFinding:
     version = int(row["digest_version"])
-    label = {DIGEST_V1: "v1", DIGEST_V2: "v2"}.get(version, str(version))
+    label = {DIGEST_V1: "v1", DIGEST_V2: "v2", DIGEST_V3: "v3"}.get(version, str(version))
     note = (f"conflicting re-send: collector {row['collector_id']} received this span id again with other content"
             f" (digest {row['received_digest']}, stored {label} digest {row['chained_digest']}); the stored copy"
             " is kept")  # fmt: skip

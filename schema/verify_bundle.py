@@ -37,7 +37,11 @@ V2_FIELDS = (
     ("event_names", "texts"), ("event_attributes", "maps"), ("link_trace_ids", "texts"), ("link_span_ids", "texts"),
     ("link_attributes", "maps"),
 )  # fmt: skip
-# "Span digest v1": the same columns, as a JSON array.
+# "Span digest v3": the v2 fields, then the columns added since, encoded the same way.
+V3_FIELDS = (*V2_FIELDS, ("conversation_id", "text"))
+# The typed digest versions.
+TYPED_FIELDS = {2: V2_FIELDS, 3: V3_FIELDS}
+# "Span digest v1": the v2 columns, as a JSON array.
 V1_FIELDS = tuple(name for name, _ in V2_FIELDS)
 
 
@@ -89,7 +93,10 @@ def digest(values: dict[str, Any], version: int) -> str:
                 value = [sorted([str(k), str(v)] for k, v in m) for m in value]
             row.append(value)
         return sha(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode())
-    return sha(b"".join(encode(kind, values[name]) for name, kind in V2_FIELDS))
+    fields = TYPED_FIELDS.get(version)
+    if fields is None:
+        return f"unknown span digest version {version}"
+    return sha(b"".join(encode(kind, values[name]) for name, kind in fields))
 
 
 def link_hash(link: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from clickhouse_connect.driver.client import Client
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -18,16 +19,22 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from agentledger.collector.receivers.otlp_decode import Identity, decode_request
 from agentledger.ingest.audit_chain import (
+    CURRENT_DIGEST_VERSION,
     DIGEST_FIELDS_V1,
     DIGEST_FIELDS_V2,
     DIGEST_FIELDS_V2_KINDS,
+    DIGEST_FIELDS_V3,
+    DIGEST_FIELDS_V3_KINDS,
+    DIGEST_V2,
+    DIGEST_V3,
     ChainLink,
-    digest_v2_sql,
+    digest_sql,
     digests_of_batch,
     link_v2_bytes,
     rows_of_batch,
     span_digest_v1,
     span_digest_v2,
+    span_digest_v3,
 )
 from agentledger.ingest.checkpoints import Checkpoint
 from agentledger.ingest.merkle import (
@@ -60,14 +67,17 @@ def _batch() -> Any:
     return decode_request(encode_spans(exporter.get_finished_spans()), Identity("t")).batch
 
 
-def test_the_v2_digest_computed_in_clickhouse_sql_equals_python(client: Client) -> None:
+@pytest.mark.parametrize("version", [DIGEST_V2, DIGEST_V3])
+def test_the_typed_digests_computed_in_clickhouse_sql_equal_python(client: Client, version: int) -> None:
     batch = _batch()
+    column = batch.schema.get_field_index("conversation_id")
+    batch = batch.set_column(column, batch.schema.field(column), pa.array(["t/s/c1", "", "t/s/ü"], pa.string()))
     SpanWriter(client).insert(batch)
 
-    in_sql = dict(client.query(f"SELECT span_id, {digest_v2_sql()} FROM spans").result_rows)
+    in_sql = dict(client.query(f"SELECT span_id, {digest_sql(version)} FROM spans").result_rows)
 
-    assert in_sql == dict(zip(batch["span_id"].to_pylist(), digests_of_batch(batch), strict=True))
-    assert len(set(in_sql.values())) == 3
+    assert in_sql == dict(zip(batch["span_id"].to_pylist(), digests_of_batch(batch, version), strict=True))
+    assert list(in_sql.values()) != [] and len(set(in_sql.values())) == 3
 
 
 def _vectors() -> dict[str, dict[str, Any]]:
@@ -80,6 +90,11 @@ def test_the_documents_example_vectors_recompute() -> None:
 
     span = vectors["span-digest-v2"]
     assert span_digest_v2(span["values"]) == span["digest"]
+    v3 = vectors["span-digest-v3"]
+    assert span_digest_v3(v3["values"]) == v3["digest"]
+    # v3 is v2's values plus conversation_id: the same span's v2 digest is the v2 vector's.
+    assert {k: v for k, v in v3["values"].items() if k != "conversation_id"} == span["values"]
+    assert span_digest_v2(v3["values"]) == span["digest"] != v3["digest"]
     assert span_digest_v1(vectors["span-digest-v1"]["values"]) == vectors["span-digest-v1"]["digest"]
     link_vector = vectors["link-v2"]
     fields = {k: tuple(v) if isinstance(v, list) else v for k, v in link_vector["link"].items()}
@@ -94,13 +109,17 @@ def test_the_documents_example_vectors_recompute() -> None:
     checkpoint = Checkpoint(**{**vectors["checkpoint"]["checkpoint"]})
     assert checkpoint.body().decode() == vectors["checkpoint"]["encoded"]
     assert checkpoint.hash() == vectors["checkpoint"]["hash"]
-    assert set(vectors) == {"span-digest-v2", "span-digest-v1", "link-v2", "merkle", "checkpoint"}
+    assert set(vectors) == {"span-digest-v2", "span-digest-v3", "span-digest-v1", "link-v2", "merkle", "checkpoint"}
 
 
-def test_the_document_lists_the_frozen_v2_fields() -> None:
-    listed = re.findall(r"`(\w+)` \((\w+)\)", DOCUMENT.read_text(encoding="utf-8").split("## Links v2")[0])
+def test_the_document_lists_the_frozen_v2_and_v3_fields() -> None:
+    text = DOCUMENT.read_text(encoding="utf-8").split("## Links v2")[0]
+    v2_section, v3_section = text.split("## Span digest v3")
+    listed_v2 = re.findall(r"`(\w+)` \((\w+)\)", v2_section)
+    added_in_v3 = re.findall(r"`(\w+)` \((\w+)\)", v3_section)
 
-    assert tuple(listed) == DIGEST_FIELDS_V2_KINDS
+    assert tuple(listed_v2) == DIGEST_FIELDS_V2_KINDS
+    assert (*listed_v2, *added_in_v3) == DIGEST_FIELDS_V3_KINDS
 
 
 def test_digest_fields_are_frozen_and_the_current_version_covers_every_stored_column() -> None:
@@ -110,10 +129,20 @@ def test_digest_fields_are_frozen_and_the_current_version_covers_every_stored_co
 
     assert len(DIGEST_FIELDS_V1) == 55 and DIGEST_FIELDS_V1[:4] == ("tenant", "run_id", "trace_id", "span_id")
     assert DIGEST_FIELDS_V2 == DIGEST_FIELDS_V1
+    assert (*DIGEST_FIELDS_V2, "conversation_id") == DIGEST_FIELDS_V3
+    assert (*DIGEST_FIELDS_V2_KINDS, ("conversation_id", "text")) == DIGEST_FIELDS_V3_KINDS
+    assert CURRENT_DIGEST_VERSION == DIGEST_V3
     # A migration adding a column must add a digest version: this fails until it does.
-    assert set(SPAN_SCHEMA.names) == set(DIGEST_FIELDS_V2)
+    assert set(SPAN_SCHEMA.names) == set(DIGEST_FIELDS_V3)
     assert span_digest_v1(with_new_column) == span_digest_v1(row)
     assert span_digest_v2(with_new_column) == span_digest_v2(row)
+    assert span_digest_v3(with_new_column) == span_digest_v3(row)
+    # The v2 digest of an existing row is unchanged by v3 and by the new column's value.
+    assert span_digest_v2({**row, "conversation_id": "t/s/other"}) == span_digest_v2(row)
+    documented = _vectors()["span-digest-v2"]  # a fixed existing row: its v2 digest, as published
+    assert span_digest_v2({**documented["values"], "conversation_id": "t/s/c"}) == documented["digest"]
+    assert digests_of_batch(batch, DIGEST_V2) == [span_digest_v2(r) for r in rows_of_batch(batch)]
+    assert span_digest_v3({**row, "conversation_id": "t/s/other"}) != span_digest_v3(row)
 
 
 def _mth(leaves: list[bytes]) -> bytes:
