@@ -79,7 +79,7 @@ def test_run_search_shows_the_incident_with_findings_approvals_and_provenance(
     assert flagged.locator(".badge.untrusted").all_inner_texts() == ["retrieved"]
     assert page.locator(".entry.t-approval .badge.approved").all_inner_texts() == ["approved"]
     page.click("#expand-all")  # entries are collapsed; their bodies are built when opened
-    assert page.locator(".entry .redacted").all_inner_texts() == ["[EMAIL]"]
+    expect(page.locator(".entry .redacted")).to_have_text(["[EMAIL]"])  # bodies build as entries open
     chains = page.locator(".chain").all_inner_texts()
     assert chains[0].split("\n") == [
         "policy code.change-review: review", "→", "call create_pull_request", "→", f"github create {PR_URL}",
