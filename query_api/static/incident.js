@@ -112,27 +112,33 @@ class Incident {
     panel.append(el("div", { class: "muted mono" }, "head " + v.head));
   }
 
-  // For each write tool call: the policies and approvals before it, the call, and the writes it made.
+  // For each call the audit reviewed: the policy decisions and approvals that apply to it (the audit's
+  // approval_chains: linked by call id, tool name, or inferred as the next call), the call (or that it
+  // never ran), and the writes it made.
   renderChains() {
     const t = this.t;
     const panel = el("section", { class: "panel", id: "chains", "aria-labelledby": "chains-h" }, el("h2", { id: "chains-h" }, "Approval chain of each write"));
-    const calls = t.entries.filter((e) => e.type === "tool_call" && e.details.access === "write");
-    if (!calls.length) panel.append(el("div", { class: "muted" }, "No write tool calls."));
-    let after = -Infinity;  // policies since the previous write call: each chain shows its own
-    for (const call of calls) {
-      const chain = el("div", { class: "chain" });
-      for (const e of t.entries) {
-        if (e.start_unix_nano > call.start_unix_nano) break;
-        if (e.type === "policy_decision" && e.start_unix_nano >= after) chain.append(badge("policy " + e.details.policy_id + ": " + e.details.decision, e.details.decision), el("span", { class: "arrow" }, "→"));
-        if (e.type === "approval" && (e.details.tool_call_id === call.details.tool_call_id || (!e.details.tool_call_id && e.details.tool_name === call.details.tool_name)))
-          chain.append(badge((e.details.decision || "?") + " by " + (e.details.approver || "?"), e.details.decision), el("span", { class: "arrow" }, "→"));
+    const chains = [...((t.audit && t.audit.approval_chains) || [])];
+    // A write call no decision applies to still has a chain: an empty one, which is the finding.
+    const chained = new Set(chains.map((c) => c.span_id));
+    for (const e of t.entries)
+      if (e.type === "tool_call" && ["write", "destructive"].includes(e.details.access) && !chained.has(e.span_id))
+        chains.push({ tool_call_id: e.details.tool_call_id || "", tool_name: e.details.tool_name, span_id: e.span_id, executed: true, decisions: [] });
+    if (!chains.length) panel.append(el("div", { class: "muted" }, "No write tool calls."));
+    for (const c of chains) {
+      const chain = el("div", { class: "chain", "data-call": c.tool_call_id || c.span_id });
+      if (!c.decisions.length) chain.append(badge("no policy or approval", "rejected"), el("span", { class: "arrow" }, "→"));
+      for (const d of c.decisions) {
+        const text = d.type === "policy_decision" ? "policy " + d.by + ": " + d.decision : d.decision + " by " + (d.by || "?");
+        const title = d.linked_by === "inferred" ? "linked by time (the decision names no call)" : "linked by " + d.linked_by;
+        chain.append(badge(text + (d.linked_by === "inferred" ? " (inferred)" : ""), d.decision, title), el("span", { class: "arrow" }, "→"));
       }
-      chain.append(badge("call " + call.details.tool_name, "write-access"));
-      for (const w of t.writes.filter((w) => w.tool_call && w.tool_call.span_id === call.span_id))
+      chain.append(c.executed ? badge("call " + c.tool_name, "write-access") : badge("not executed: " + c.tool_name, "rejected"));
+      for (const w of t.writes.filter((w) => w.tool_call && c.span_id && w.tool_call.span_id === c.span_id))
         chain.append(el("span", { class: "arrow" }, "→"), badge(w.write.system + " " + w.write.action + " " + w.write.ref, "trusted"));
-      if (call.findings.length) chain.append(...call.findings.map((c) => badge(humanize(c), "check")));
+      const call = t.entries.find((e) => c.span_id && e.span_id === c.span_id);
+      if (call && call.findings.length) chain.append(...call.findings.map((f) => badge(humanize(f), "check")));
       panel.append(chain);
-      after = call.end_unix_nano;
     }
     return panel;
   }

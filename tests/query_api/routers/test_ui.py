@@ -82,7 +82,8 @@ def test_run_search_shows_the_incident_with_findings_approvals_and_provenance(
     expect(page.locator(".entry .redacted")).to_have_text(["[EMAIL]"])  # bodies build as entries open
     chains = page.locator(".chain").all_inner_texts()
     assert chains[0].split("\n") == [
-        "policy code.change-review: review", "→", "call create_pull_request", "→", f"github create {PR_URL}",
+        # the policy names no call: the audit links it to the next call and the page says so
+        "policy code.change-review: review (inferred)", "→", "call create_pull_request", "→", f"github create {PR_URL}",
         "missing approval", "untrusted influence",
     ]  # fmt: skip
     stray = page.locator(".entry.t-write.flagged")
@@ -178,3 +179,24 @@ def test_any_run_id_opens_and_hostile_names_stay_text(browser: Browser, service:
     page.goto(f"{service.api_url}/ui?" + urlencode({"q": "crm:a/../b", "kind": "target"}))
     expect(page.locator("h2")).to_have_text("Runs that touched crm:a/../b")
     page.close()
+
+
+def test_each_write_call_has_its_chain_even_when_no_decision_applies_to_it(
+    browser: Browser, service: RunningService
+) -> None:
+    spans = pr_run_spans(PrRun("run_unreviewed", approve_pr=False, approve_ticket=False))
+    response = httpx.post(
+        f"{service.collector_url}/v1/traces",
+        content=encode_spans(spans).SerializeToString(),
+        headers={"Content-Type": "application/x-protobuf"},
+    )
+    assert response.status_code == 200
+    audit = httpx.get(f"{service.api_url}/v1/runs/run_unreviewed/audit").json()
+    page = _open(browser, f"{service.api_url}/ui?run=run_unreviewed")
+    expect(page.locator("#chains .chain")).to_have_count(2)
+    chains = [chain.split("\n") for chain in page.locator("#chains .chain").all_inner_texts()]
+    # The audit's chains come first (the review policy it links to the PR call), then each write call no
+    # decision applies to, shown as such.
+    assert len(audit["approval_chains"]) == 1
+    assert chains[0][:3] == ["policy code.change-review: review (inferred)", "→", "call create_pull_request"]
+    assert chains[1][:3] == ["no policy or approval", "→", "call update_ticket"]

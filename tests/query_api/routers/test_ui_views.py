@@ -271,7 +271,7 @@ def test_the_summary_ranks_findings_by_severity_and_links_each_to_its_evidence(
     expect(page.locator(".wf-row.focused")).to_have_attribute("data-span", first_span["span_id"])
     expect(page.locator("#integrity")).to_contain_text("intact Intact: every span recomputes to its chained digest")
     assert page.locator("#chains .chain").first.inner_text().split("\n")[:3] == [
-        "policy code.change-review: review", "→", "call create_pull_request"
+        "policy code.change-review: review (inferred)", "→", "call create_pull_request"
     ]  # fmt: skip
     page.screenshot(path=screenshot_path("console-incident-summary.png"), full_page=True)
     assert span_id_of(spans, "execute_tool create_pull_request") in {f["span_id"] for f in ranked}
