@@ -9,7 +9,7 @@ single-shard; materialized views read and fill the local tables. A statement no 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -232,39 +232,36 @@ def cluster_mutation(statement: str, shape: DdlShape) -> str:
     return f"ALTER TABLE {match.group('name')}{LOCAL_SUFFIX}{shape.on_cluster} {match.group('actions')}"
 
 
-def _matching_paren(text: str, open_index: int) -> int:
+def _unquoted(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, parenthesis depth after it) for each character of `text` from `start` that is
+    outside quotes: the one scanner both callers below share."""
     depth = 0
     quote: str | None = None
-    for index in range(open_index, len(text)):
+    for index in range(start, len(text)):
         character = text[index]
         if quote is not None:
             if character == quote and text[index - 1] != "\\":
                 quote = None
-        elif character in "'`\"":
+            continue
+        if character in "'`\"":
             quote = character
-        elif character == "(":
-            depth += 1
-        elif character == ")":
-            depth -= 1
-            if depth == 0:
-                return index
+            continue
+        depth += {"(": 1, ")": -1}.get(character, 0)
+        yield index, character, depth
+
+
+def _matching_paren(text: str, open_index: int) -> int:
+    for index, character, depth in _unquoted(text, open_index):
+        if character == ")" and depth == 0:
+            return index
     raise ClusterDdlError(f"unbalanced parentheses in {_head(text)!r}")
 
 
 def _split_top_level(text: str) -> list[str]:
     """`text` split at commas outside parentheses and quotes (the actions of one ALTER)."""
-    parts, depth, quote, start = [], 0, None, 0
-    for index, character in enumerate(text):
-        if quote is not None:
-            if character == quote and text[index - 1] != "\\":
-                quote = None
-        elif character in "'`\"":
-            quote = character
-        elif character == "(":
-            depth += 1
-        elif character == ")":
-            depth -= 1
-        elif character == "," and depth == 0:
+    parts, start = [], 0
+    for index, character, depth in _unquoted(text):
+        if character == "," and depth == 0:
             parts.append(text[start:index].strip())
             start = index + 1
     parts.append(text[start:].strip())

@@ -258,14 +258,17 @@ WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
 GROUP BY run_id
 """
 
-# The writes of a set of runs (RUN_WRITES for many runs).
-RUNS_WRITES: Final = """
-SELECT * FROM (
-    SELECT
+# The columns of a downstream write as the audit and the timeline read them (one run or many).
+_WRITE_ROW: Final = """
         run_id, system, ref, action, target,
         toUnixTimestamp64Nano(occurred_at) AS occurred_ns,
         tool_call_id, source, title, url, actor
-    FROM writes
+"""
+
+# The writes of a set of runs (RUN_WRITES for many runs).
+RUNS_WRITES: Final = """
+SELECT * FROM (
+    SELECT""" + _WRITE_ROW + """    FROM writes
     WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
     ORDER BY received_at DESC
     LIMIT 1 BY run_id, system, ref, occurred_at
@@ -315,11 +318,7 @@ LIMIT 1
 # merges collapse it, so keep the newest per (system, ref, occurred_at).
 RUN_WRITES: Final = """
 SELECT * FROM (
-    SELECT
-        run_id, system, ref, action, target,
-        toUnixTimestamp64Nano(occurred_at) AS occurred_ns,
-        tool_call_id, source, title, url, actor
-    FROM writes
+    SELECT""" + _WRITE_ROW + """    FROM writes
     WHERE tenant = {tenant:String} AND run_id = {run_id:String}
     ORDER BY received_at DESC
     LIMIT 1 BY system, ref, occurred_at
