@@ -207,6 +207,21 @@ def print_profile(path: Path) -> None:
     print(f"  where the collector's time goes (py-spy, {total} samples, self time):")
     for frame, count in self_time.most_common(15):
         print(f"    {100 * count / total:5.1f}%  {frame[:110]}")
+    print("  by our innermost function (library time charged to the agentledger code that called it):")
+    for frame, count in _ours_time(path).most_common(20):
+        print(f"    {100 * count / total:5.1f}%  {frame[:110]}")
+
+
+def _ours_time(path: Path) -> Counter[str]:
+    """Samples by the innermost agentledger frame of each stack: which of our lines the time is spent under."""
+    ours: Counter[str] = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        frames = [frame for frame in stack.split(";") if "agentledger/" in frame]
+        ours[re.sub(r" \(.*?/agentledger/", " (", frames[-1]) if frames else "(outside agentledger)"] += int(count_text)
+    return ours
 
 
 def run_phoenix(phoenix_bin: str, bodies: list[tuple[int, bytes]], senders: int, wait_timeout: float) -> Result:
