@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,10 +127,6 @@ def _int_of(value: AnyValue) -> int:
     return 0
 
 
-def _plain_map(attributes: Any) -> list[tuple[str, str]]:
-    return [(kv.key, any_value_text(kv.value)) for kv in attributes]
-
-
 def truncate_utf8(text: str, max_bytes: int) -> str:
     """Cuts text to at most max_bytes of UTF-8 (marker included), never inside a character."""
     encoded = text.encode("utf-8", errors="replace")
@@ -230,9 +226,10 @@ class _Columns:
     """Column lists filled span by span, then turned into Arrow arrays once.
 
     Promoted attributes are kept per span as a small dict of the columns present and spread into
-    columns at the end; maps are built from flat key/value lists. Both keep the per-span work minimal:
-    this loop is the hot spot of the ingest path (see benchmarks/ingest.py). Resource attributes are one
-    map per resource plus each span's resource index, expanded by Arrow's take at the end.
+    columns at the end; maps are built from flat key/value lists (filled by _span_appender). Both keep the
+    per-span work minimal: this loop is the hot spot of the ingest path (see benchmarks/ingest_stages.py).
+    Resource attributes are one map per resource plus each span's resource index, expanded by Arrow's take
+    at the end.
     """
 
     def __init__(self, resources: list[_Resource]) -> None:
@@ -245,19 +242,6 @@ class _Columns:
             name: ([0], [], []) for name in _MAP_COLUMNS | _MAP_LIST_COLUMNS
         }
         self.map_list_offsets: dict[str, list[int]] = {name: [0] for name in _MAP_LIST_COLUMNS}
-
-    def add_map(self, column: str, pairs: list[tuple[str, str]]) -> None:
-        offsets, keys, values = self.maps[column]
-        for key, value in pairs:
-            keys.append(key)
-            values.append(value)
-        offsets.append(len(keys))
-
-    def add_map_list(self, column: str, maps: list[list[tuple[str, str]]]) -> None:
-        for pairs in maps:
-            self.add_map(column, pairs)
-        list_offsets = self.map_list_offsets[column]
-        list_offsets.append(list_offsets[-1] + len(maps))
 
     def _resource_array(self) -> pa.Array:
         offsets, keys, values = [0], [], []
@@ -337,9 +321,10 @@ def decode_request(
     resources = [_decode_resource(rs.resource.attributes, limits, stripped) for rs in request.resource_spans]
     _check_decoded_size(request, resources, limits)
     columns = _Columns(resources)
+    truncated: dict[str, int] = {}
+    append = _span_appender(columns, identity, limits, stripped, truncated)
     invalid = over_limit = long_run_id = mismatches = decoded = 0
     time_problems: dict[str, int] = {}
-    truncated: dict[str, int] = {}
     for resource_number, resource_spans in enumerate(request.resource_spans):
         resource = resources[resource_number]
         for scope_spans in resource_spans.scope_spans:
@@ -359,16 +344,12 @@ def decode_request(
                 if problem is not None:
                     time_problems[problem] = time_problems.get(problem, 0) + 1
                     continue
-                if _run_id_too_long(span, resource):
+                outcome = append(span, resource, resource_number, *scope)
+                if outcome == _TOO_LONG_RUN_ID:
                     long_run_id += 1
                     continue
                 decoded += 1
-                limiter = _Limiter(limits)
-                limiter.cut |= resource.cut
-                mismatches += _append_span(columns, span, identity, limiter, resource, scope, stripped)
-                columns.resource_index.append(resource_number)
-                for kind in limiter.cut:
-                    truncated[kind] = truncated.get(kind, 0) + 1
+                mismatches += outcome
     problems = []
     if invalid:
         problems.append(f"{invalid} span(s) rejected: trace_id must be 16 bytes and span_id 8 bytes")
@@ -389,86 +370,170 @@ def decode_request(
     )  # fmt: skip
 
 
-def _run_id_too_long(span: Span, resource: _Resource) -> bool:
-    """A run id is an identity: cut to the attribute limit it would name another run, so it is refused."""
-    run_id: str | None = resource.promoted.get(_RUN_ID)
-    for kv in span.attributes:
-        if kv.key == conv.AGENT_RUN_ID:
-            run_id = any_value_text(kv.value)  # the last one wins, as in _append_span
-    return run_id is not None and len(run_id.encode("utf-8", "replace")) > MAX_RUN_ID_BYTES
+_TOO_LONG_RUN_ID = -1
 
 
-def _append_span(
-    columns: _Columns,
-    span: Span,
-    identity: Identity,
-    limiter: _Limiter,
-    resource: _Resource,
-    scope: tuple[str, str],
-    stripped: dict[str, int],
-) -> bool:
-    """Appends one span; returns whether it claims another agent than the authenticated one."""
+def _span_appender(
+    columns: _Columns, identity: Identity, limits: LimitsConfig, stripped: dict[str, int], truncated: dict[str, int]
+) -> Callable[[Span, _Resource, int, str, str], int]:
+    """The per-span step of decode_request: appends one span to `columns` and returns whether it claims
+    another agent than the authenticated one (1 or 0), or _TOO_LONG_RUN_ID (appending nothing) when its run
+    id is longer than MAX_RUN_ID_BYTES.
+
+    This is the only Python loop over spans and attributes, so everything it touches per span is bound
+    once per request here (list appends, limits, lookup tables) rather than looked up per span."""
     out = columns.values
-    promoted: dict[str, Any] = dict(resource.promoted)
-    others: list[tuple[str, str]] = []
-    kv: KeyValue
-    for kv in span.attributes:
-        key = kv.key
-        if _is_promoted(key):
-            column, value = _promote(key, kv.value, limiter)
-            promoted[column] = value
-        elif key in RESERVED_KEYS:  # the tenant is the collector's to say, never the agent's
-            stripped["span"] = stripped.get("span", 0) + 1
-        else:
-            others.append((key, any_value_text(kv.value)))
-    others = limiter.pairs(others)
-    run_id = promoted.pop(_RUN_ID, "")
-    openinference_kind = next((v for k, v in others if k == conv.OPENINFERENCE_SPAN_KIND), "")
-    promoted["entry_type"] = derive_span_type(
-        promoted.get("entry_type", ""), promoted.get("operation", ""), openinference_kind
-    )
-    claimed_agent = promoted.get("agent_id", "")
-    mismatch = bool(identity.agent_id and claimed_agent and claimed_agent != identity.agent_id)
-    columns.promoted.append(promoted)
+    tenant_append, run_id_append = out["tenant"].append, out["run_id"].append
+    trace_id_append, span_id_append = out["trace_id"].append, out["span_id"].append
+    parent_append, start_append = out["parent_span_id"].append, out["start_time"].append
+    end_append = out["end_time"].append
+    duration_append, name_append, kind_append = out["duration_ns"].append, out["name"].append, out["kind"].append
+    status_append, status_message_append = out["status_code"].append, out["status_message"].append
+    service_append, scope_name_append = out["service_name"].append, out["scope_name"].append
+    scope_version_append, verified_append = out["scope_version"].append, out["verified_agent_id"].append
+    mismatch_append, truncated_append = out["identity_mismatch"].append, out["truncated"].append
+    conversation_append = out["conversation_id"].append
+    event_times_append, event_names_append = out["event_times"].append, out["event_names"].append
+    link_trace_ids_append, link_span_ids_append = out["link_trace_ids"].append, out["link_span_ids"].append
+    promoted_append, resource_index_append = columns.promoted.append, columns.resource_index.append
+    attribute_offsets, attribute_keys, attribute_values = columns.maps["attributes"]
+    event_maps, link_maps = columns.maps["event_attributes"], columns.maps["link_attributes"]
+    event_lists, link_lists = columns.map_list_offsets["event_attributes"], columns.map_list_offsets["link_attributes"]
+    max_value, max_content = limits.max_attribute_value_bytes, limits.max_content_bytes
+    max_attributes, max_events, max_links = (
+        limits.max_attributes_per_span, limits.max_events_per_span, limits.max_links_per_span
+    )  # fmt: skip
+    tenant, agent_id = identity.tenant, identity.agent_id
+    run_id_key, openinference_kind_key = conv.AGENT_RUN_ID, conv.OPENINFERENCE_SPAN_KIND
+    column_of, reserved_keys, span_kinds, status_codes = _COLUMN_OF, RESERVED_KEYS, _SPAN_KINDS, _STATUS_CODES
 
-    start = span.start_time_unix_nano
-    end = span.end_time_unix_nano
-    if end < start:  # unset (0) or before the start: stored as a zero-length span, and said so
-        end = start
-        limiter.cut.add("end_time")
-    out["tenant"].append(identity.tenant)
-    out["run_id"].append(run_id)
-    out["trace_id"].append(span.trace_id.hex())
-    out["span_id"].append(span.span_id.hex())
-    out["parent_span_id"].append(span.parent_span_id.hex())
-    out["start_time"].append(start)
-    out["end_time"].append(end)
-    out["duration_ns"].append(end - start)
-    out["name"].append(limiter.value(span.name))
-    out["kind"].append(_SPAN_KINDS.get(span.kind, "UNSPECIFIED"))
-    out["status_code"].append(_STATUS_CODES.get(span.status.code, "UNSET"))
-    out["status_message"].append(limiter.value(span.status.message))
-    out["service_name"].append(resource.service_name)
-    out["scope_name"].append(scope[0])
-    out["scope_version"].append(scope[1])
-    out["verified_agent_id"].append(identity.agent_id)
-    out["identity_mismatch"].append(mismatch)
-    columns.add_map("attributes", others)
-    limits = limiter.limits
-    events: Sequence[Span.Event] = span.events
-    if len(events) > limits.max_events_per_span:
-        limiter.cut.add("events")
-        events = events[: limits.max_events_per_span]
-    links: Sequence[Span.Link] = span.links
-    if len(links) > limits.max_links_per_span:
-        limiter.cut.add("links")
-        links = links[: limits.max_links_per_span]
-    out["event_times"].append([event.time_unix_nano for event in events])
-    out["event_names"].append([limiter.value(event.name) for event in events])
-    columns.add_map_list("event_attributes", [limiter.pairs(_plain_map(event.attributes)) for event in events])
-    out["link_trace_ids"].append([link.trace_id.hex() for link in links])
-    out["link_span_ids"].append([link.span_id.hex() for link in links])
-    columns.add_map_list("link_attributes", [limiter.pairs(_plain_map(link.attributes)) for link in links])
-    out["truncated"].append(sorted(limiter.cut))
-    out["conversation_id"].append("")
-    return mismatch
+    def limited(text: str, max_bytes: int, kind: str, cut: set[str]) -> str:
+        if len(text) * 4 <= max_bytes:  # fast path: even all 4-byte characters would fit
+            return text
+        shorter = truncate_utf8(text, max_bytes)
+        if shorter is not text:
+            cut.add(kind)
+        return shorter
+
+    def add_maps(maps: tuple[list[int], list[str], list[str]], items: Sequence[Any], cut: set[str]) -> None:
+        """The attributes of each event or link as one map each (limited like a span's)."""
+        offsets, keys, values = maps
+        for item in items:
+            attributes = item.attributes
+            if len(attributes) > max_attributes:
+                cut.add("attributes")
+                attributes = attributes[:max_attributes]
+            for kv in attributes:
+                keys.append(kv.key)
+                values.append(limited(any_value_text(kv.value), max_value, "attribute_value", cut))
+            offsets.append(len(keys))
+
+    def append(span: Span, resource: _Resource, resource_number: int, scope_name: str, scope_version: str) -> int:
+        cut = set(resource.cut)
+        promoted: dict[str, Any] = dict(resource.promoted)
+        other_keys: list[str] = []
+        other_values: list[str] = []
+        reserved = 0
+        for kv in span.attributes:
+            key = kv.key
+            if key == run_id_key:
+                promoted[_RUN_ID] = any_value_text(kv.value)  # never cut: refused below if too long
+            elif key in column_of:
+                column, kind = column_of[key]
+                value = kv.value
+                if kind == "int":
+                    promoted[column] = _int_of(value)
+                else:
+                    text = value.string_value if value.WhichOneof("value") == "string_value" else any_value_text(value)
+                    if kind == "content":
+                        promoted[column] = limited(text, max_content, "content", cut)
+                    else:
+                        promoted[column] = limited(text, max_value, "attribute_value", cut)
+            elif key in reserved_keys:  # the tenant is the collector's to say, never the agent's
+                reserved += 1
+            else:
+                other_keys.append(key)
+                other_values.append(any_value_text(kv.value))
+        # The last run id wins; cut to the attribute limit it would name another run, so it is refused.
+        run_id: str = promoted.pop(_RUN_ID, "")
+        if len(run_id) * 4 > MAX_RUN_ID_BYTES and len(run_id.encode("utf-8", "replace")) > MAX_RUN_ID_BYTES:
+            return _TOO_LONG_RUN_ID
+        if reserved:
+            stripped["span"] = stripped.get("span", 0) + reserved
+        if len(other_keys) > max_attributes:
+            cut.add("attributes")
+            del other_keys[max_attributes:], other_values[max_attributes:]
+        openinference_kind = ""
+        for index, text in enumerate(other_values):
+            if len(text) * 4 > max_value:
+                other_values[index] = text = limited(text, max_value, "attribute_value", cut)
+            if not openinference_kind and other_keys[index] == openinference_kind_key:
+                openinference_kind = text
+        attribute_keys.extend(other_keys)
+        attribute_values.extend(other_values)
+        attribute_offsets.append(len(attribute_keys))
+        promoted["entry_type"] = derive_span_type(
+            promoted.get("entry_type", ""), promoted.get("operation", ""), openinference_kind
+        )
+        claimed_agent = promoted.get("agent_id", "")
+        mismatch = bool(agent_id and claimed_agent and claimed_agent != agent_id)
+        promoted_append(promoted)
+
+        start = span.start_time_unix_nano
+        end = span.end_time_unix_nano
+        if end < start:  # unset (0) or before the start: stored as a zero-length span, and said so
+            end = start
+            cut.add("end_time")
+        tenant_append(tenant)
+        run_id_append(run_id)
+        trace_id_append(span.trace_id.hex())
+        span_id_append(span.span_id.hex())
+        parent_append(span.parent_span_id.hex())
+        start_append(start)
+        end_append(end)
+        duration_append(end - start)
+        name_append(limited(span.name, max_value, "attribute_value", cut))
+        kind_append(span_kinds.get(span.kind, "UNSPECIFIED"))
+        status = span.status
+        status_append(status_codes.get(status.code, "UNSET"))
+        status_message_append(limited(status.message, max_value, "attribute_value", cut))
+        service_append(resource.service_name)
+        scope_name_append(scope_name)
+        scope_version_append(scope_version)
+        verified_append(agent_id)
+        mismatch_append(mismatch)
+        events: Sequence[Span.Event] = span.events
+        if events:
+            if len(events) > max_events:
+                cut.add("events")
+                events = events[:max_events]
+            event_times_append([event.time_unix_nano for event in events])
+            event_names_append([limited(event.name, max_value, "attribute_value", cut) for event in events])
+            add_maps(event_maps, events, cut)
+        else:
+            event_times_append([])
+            event_names_append([])
+        event_lists.append(event_lists[-1] + len(events))
+        links: Sequence[Span.Link] = span.links
+        if links:
+            if len(links) > max_links:
+                cut.add("links")
+                links = links[:max_links]
+            link_trace_ids_append([link.trace_id.hex() for link in links])
+            link_span_ids_append([link.span_id.hex() for link in links])
+            add_maps(link_maps, links, cut)
+        else:
+            link_trace_ids_append([])
+            link_span_ids_append([])
+        link_lists.append(link_lists[-1] + len(links))
+        if cut:
+            truncated_append(sorted(cut))
+            for kind in cut:
+                truncated[kind] = truncated.get(kind, 0) + 1
+        else:
+            truncated_append([])
+        conversation_append("")
+        resource_index_append(resource_number)
+        return 1 if mismatch else 0
+
+    return append
