@@ -8,6 +8,7 @@ everything here must stay in step with that document (a test recomputes its exam
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -23,6 +24,7 @@ from agentledger.ingest.checkpoints import Checkpoint, CheckpointSink
 from agentledger.ingest.merkle import CompactRange, leaf_hash, root_text
 from agentledger.ingest.signing import LinkSigner
 from agentledger.schema.canonical import (
+    HASH_PREFIX,
     compact_json,
     int_field,
     ints_field,
@@ -209,21 +211,37 @@ def digests_of_batch(batch: pa.Table, version: int = CURRENT_DIGEST_VERSION) -> 
     kinds = _kinds(version)
     # Text, number and text-list columns are encoded by Arrow kernels (no Python string per value): the
     # same bytes as the encoders, which serve the rest (maps, time lists) and the row-wise span_digest_typed.
-    parts = []
+    # A text field's netstring pieces (length, ':', value, ',') go straight into the one join of the row's
+    # fields, so the large content values are copied once, not once per netstring and again per join.
+    parts: list[pa.Array | pa.Scalar] = []
     for (name, kind), (_, encode) in zip(kinds, _ENCODERS[version], strict=True):
         column = batch.column(name).combine_chunks()
-        if kind in _ARROW_KINDS:
+        if kind == "text":
+            parts += [pc.cast(pc.cast(pc.binary_length(column), pa.string()), pa.binary()), _COLON,
+                      pc.cast(column, pa.binary()), _COMMA]  # fmt: skip
+        elif kind in _ARROW_KINDS:
             parts.append(pc.cast(_arrow_field(column, kind), pa.binary()))
         elif _all_empty(column):  # every row empty: one constant field
-            parts.append(pa.array([_EMPTY_ARRAY_FIELD] * len(column), pa.binary()))
+            parts.append(pa.scalar(_EMPTY_ARRAY_FIELD, pa.binary()))
         else:
             parts.append(pa.array([encode(value) for value in _python_column(batch, name)], pa.binary()))
     if not batch.num_rows:
         return []
     joined = pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.binary()))
-    return [sha256_text(data) for data in joined.to_pylist()]
+    return _sha256_each(joined)
 
 
+def _sha256_each(values: pa.BinaryArray) -> list[str]:
+    """sha256_text of every value, hashed from Arrow's buffer without a Python bytes object per value."""
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32)[values.offset : values.offset + len(values) + 1]
+    data = memoryview(values.buffers()[2] or b"")
+    bounds = offsets.tolist()
+    sha256 = hashlib.sha256
+    return [HASH_PREFIX + sha256(data[bounds[row] : bounds[row + 1]]).hexdigest() for row in range(len(values))]
+
+
+_COLON: Final = pa.scalar(b":", pa.binary())
+_COMMA: Final = pa.scalar(b",", pa.binary())
 _ARROW_KINDS: Final = frozenset({"text", "int", "time", "bool", "texts", "map"})
 _EMPTY_ARRAY_FIELD: Final = int_field(0)
 
