@@ -272,10 +272,25 @@ class _Columns:
         return pa.Table.from_arrays(arrays, schema=SPAN_SCHEMA)
 
 
-def _check_decoded_size(request: ExportTraceServiceRequest, resources: list[_Resource], limits: LimitsConfig) -> None:
+def _check_decoded_size(
+    request: ExportTraceServiceRequest, resources: list[_Resource], limits: LimitsConfig, encoded_bytes: int | None
+) -> None:
     """Refuses, before any span is decoded, a request whose batch would be over the budget: the spans'
-    encoded size plus, for each span, its resource's decoded attributes and the fixed columns."""
+    encoded size plus, for each span, its resource's decoded attributes and the fixed columns.
+
+    The spans' encoded size is measured by re-encoding them (ByteSize), as costly as a copy of the request;
+    when the request's own binary size is known it bounds that from above (re-encoding a parsed message
+    never comes out longer), so the measurement is needed only when the bound is over the budget."""
     budget = limits.max_decoded_bytes_per_request
+    if encoded_bytes is not None:
+        bound, allowance = encoded_bytes, limits.max_spans_per_request
+        for resource_spans, resource in zip(request.resource_spans, resources, strict=True):
+            for scope_spans in resource_spans.scope_spans:
+                decoded = min(len(scope_spans.spans), allowance)
+                allowance -= decoded
+                bound += decoded * (resource.decoded_bytes + _SPAN_OVERHEAD_BYTES)
+        if bound <= budget:
+            return
     estimate = spans = 0
     allowance = limits.max_spans_per_request
     for resource_spans, resource in zip(request.resource_spans, resources, strict=True):
@@ -307,19 +322,23 @@ def _time_problem(span: Span, limits: LimitsConfig) -> str | None:
 
 
 def decode_request(
-    request: ExportTraceServiceRequest, identity: Identity, limits: LimitsConfig | None = None
+    request: ExportTraceServiceRequest,
+    identity: Identity,
+    limits: LimitsConfig | None = None,
+    encoded_bytes: int | None = None,
 ) -> DecodedBatch:
     """Decodes every valid span, stamping the verified identity and applying the limits.
 
     A span without a valid trace or span id, with an impossible timestamp, with a run id longer than
     MAX_RUN_ID_BYTES, or beyond max_spans_per_request, is rejected and counted. Raises
     DecodedSizeExceeded, having decoded no span, when the request would expand past
-    max_decoded_bytes_per_request.
+    max_decoded_bytes_per_request. `encoded_bytes`: the size of the binary protobuf the request was parsed
+    from, when known (it spares measuring the request's size again).
     """
     limits = limits or LimitsConfig()
     stripped: dict[str, int] = {}
     resources = [_decode_resource(rs.resource.attributes, limits, stripped) for rs in request.resource_spans]
-    _check_decoded_size(request, resources, limits)
+    _check_decoded_size(request, resources, limits, encoded_bytes)
     columns = _Columns(resources)
     truncated: dict[str, int] = {}
     append = _span_appender(columns, identity, limits, stripped, truncated)

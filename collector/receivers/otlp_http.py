@@ -51,7 +51,8 @@ RETRY_AFTER_SECONDS = 5
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 Parse = Callable[[bytes, Encoding], Message]
-Export = Callable[[Message, Identity], Message]
+# The request, who sent it, and the size of its binary protobuf when it came as one (None for JSON).
+Export = Callable[[Message, Identity, int | None], Message]
 
 
 class _BodyTooLarge(Exception):
@@ -93,7 +94,7 @@ def create_otlp_http_app(protocol: HttpProtocolConfig, ingest: OtlpIngest) -> St
         )
 
     def otlp_endpoint(
-        parse: Callable[[bytes, Encoding], Message], export: Callable[[Message, Identity], Message]
+        parse: Callable[[bytes, Encoding], Message], export: Export
     ) -> Endpoint:
         """One OTLP/HTTP signal endpoint: content type, credentials, size, parse, export, status mapping."""
 
@@ -140,13 +141,16 @@ def create_otlp_http_app(protocol: HttpProtocolConfig, ingest: OtlpIngest) -> St
         its traceback) together with the request's body and batch until the garbage collector runs,
         tens of MB per refused request."""
         try:
-            otlp_request = parse(decompress(body, content_encoding, limit), encoding)
+            data = decompress(body, content_encoding, limit)
+            otlp_request = parse(data, encoding)
+            encoded_bytes = len(data) if encoding is Encoding.PROTOBUF else None
+            del data
         except PayloadTooLarge:
             return _Refusal(413, _INVALID_ARGUMENT, f"request body exceeds {limit} bytes")
         except PayloadError as error:
             return _Refusal(400, _INVALID_ARGUMENT, str(error))
         try:
-            return export(otlp_request, identity)
+            return export(otlp_request, identity, encoded_bytes)
         except RequestTooLarge as error:
             # Waiting cannot help, so no Retry-After: the sender must split the request.
             return _Refusal(413, _RESOURCE_EXHAUSTED, f"request refused, too large to accept: {error}")
@@ -163,15 +167,15 @@ def create_otlp_http_app(protocol: HttpProtocolConfig, ingest: OtlpIngest) -> St
     def parse_metrics(data: bytes, encoding: Encoding) -> Message:
         return parse_message(data, encoding, ExportMetricsServiceRequest(), "resourceMetrics", "metrics request")
 
-    def export_traces(request: Message, identity: Identity) -> Message:
+    def export_traces(request: Message, identity: Identity, encoded_bytes: int | None) -> Message:
         assert isinstance(request, ExportTraceServiceRequest)
-        return ingest.export(request, identity)
+        return ingest.export(request, identity, encoded_bytes)
 
-    def export_logs(request: Message, identity: Identity) -> Message:
+    def export_logs(request: Message, identity: Identity, _: int | None) -> Message:
         assert isinstance(request, ExportLogsServiceRequest)
         return ingest.export_logs(request, identity)
 
-    def export_metrics(request: Message, _: Identity) -> Message:
+    def export_metrics(request: Message, _: Identity, __: int | None) -> Message:
         assert isinstance(request, ExportMetricsServiceRequest)
         return ingest.export_metrics(request)
 

@@ -41,12 +41,15 @@ class OtlpIngest:
         self.telemetry = telemetry
         self.authenticator = authenticator
 
-    def export(self, request: ExportTraceServiceRequest, identity: Identity) -> ExportTraceServiceResponse:
+    def export(
+        self, request: ExportTraceServiceRequest, identity: Identity, encoded_bytes: int | None = None
+    ) -> ExportTraceServiceResponse:
         """Decodes and stores the request's spans; raises RequestTooLarge, PipelineFull or
-        PipelineUnavailable, having counted the refused spans, when nothing could be acknowledged."""
+        PipelineUnavailable, having counted the refused spans, when nothing could be acknowledged.
+        `encoded_bytes`: the size of the binary protobuf the request was parsed from, when known."""
         telemetry = self.telemetry
         try:
-            decoded = decode_request(request, identity, self.config.limits)
+            decoded = decode_request(request, identity, self.config.limits, encoded_bytes)
         except DecodedSizeExceeded as error:
             telemetry.add("agentledger_spans_received_total", error.spans)
             telemetry.add("agentledger_spans_refused_total", error.spans, ("reason", "decoded_size_budget"))
