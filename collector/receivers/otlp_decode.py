@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
@@ -169,6 +170,7 @@ _MAP_LIST_COLUMNS = frozenset({"event_attributes", "link_attributes"})
 _RESOURCE_COLUMN = "resource_attributes"
 _PROMOTED_DEFAULTS = {column: (0 if kind == "int" else "") for _, column, kind in PROMOTED_COLUMNS}
 _COLUMN_OF = {key: (column, kind) for key, column, kind in PROMOTED_COLUMNS}
+_PROMOTED_STRUCT = pa.struct([field for field in SPAN_SCHEMA if field.name in _PROMOTED_DEFAULTS])
 # The run id is an envelope column, but the decoder carries it with the promoted values until the end.
 _RUN_ID = "run_id"
 
@@ -255,6 +257,8 @@ class _Columns:
 
     def to_table(self) -> pa.Table:
         arrays: list[pa.Array] = []
+        # One conversion of the per-span dicts (in C++, absent columns as nulls), not one Python pass each.
+        promoted = pa.array(self.promoted, _PROMOTED_STRUCT)
         for field_ in SPAN_SCHEMA:
             name = field_.name
             if name == _RESOURCE_COLUMN:
@@ -265,8 +269,7 @@ class _Columns:
                 arrays.append(pa.ListArray.from_arrays(pa.array(self.map_list_offsets[name], pa.int32()),
                                                        _map_array(*self.maps[name])))  # fmt: skip
             elif name in _PROMOTED_DEFAULTS:
-                default = _PROMOTED_DEFAULTS[name]
-                arrays.append(pa.array([row.get(name, default) for row in self.promoted], field_.type))
+                arrays.append(pc.fill_null(promoted.field(name), _PROMOTED_DEFAULTS[name]))
             else:
                 arrays.append(pa.array(self.values[name], field_.type))
         return pa.Table.from_arrays(arrays, schema=SPAN_SCHEMA)
