@@ -100,31 +100,32 @@ class NormalizeProcessor:
             return batch
         attributes = batch.column("attributes").combine_chunks()
         resource_attributes = batch.column("resource_attributes").combine_chunks()
+        lookup, resource_lookup = _Lookup(attributes), _Lookup(resource_attributes)
         columns: dict[str, pa.Array] = {}
 
         def current(column: str) -> pa.Array:
             return columns[column] if column in columns else _array(batch, column)
 
-        columns["run_id"] = self._run_ids(batch, attributes, resource_attributes)
-        columns["conversation_id"] = self._conversation_ids(batch, attributes, resource_attributes, columns["run_id"])
+        columns["run_id"] = self._run_ids(batch, lookup, resource_lookup)
+        columns["conversation_id"] = self._conversation_ids(batch, lookup, resource_lookup, columns["run_id"])
         for family in FAMILIES:
             for column, keys in family.strings.items():
-                columns[column] = _fill_string(current(column), _first_value(attributes, keys))
+                columns[column] = _fill_string(current(column), _first_value(lookup, keys))
             for column, keys in family.ints.items():
-                columns[column] = _fill_int(current(column), _first_int(attributes, keys))
+                columns[column] = _fill_int(current(column), _first_int(lookup, keys))
         columns["entry_type"] = _span_types(
-            current("entry_type"), current("tool_name"), attributes, _array(batch, "scope_name")
+            current("entry_type"), current("tool_name"), lookup, _array(batch, "scope_name")
         )
         entry_type = columns["entry_type"]
         is_run = pc.equal(entry_type, conv.SpanTypeValues.RUN.value)
         is_tool_call = pc.equal(entry_type, conv.SpanTypeValues.TOOL_CALL.value)
         for family in FAMILIES:
-            if family.agent_names:
-                candidate = pc.if_else(is_run, _first_value(attributes, family.agent_names), "")
-                columns["agent_name"] = _fill_string(current("agent_name"), candidate)
-            if family.tool_names:
-                candidate = pc.if_else(is_tool_call, _first_value(attributes, family.tool_names), "")
-                columns["tool_name"] = _fill_string(current("tool_name"), candidate)
+            agent_names = _first_value(lookup, family.agent_names)
+            if agent_names is not None:
+                columns["agent_name"] = _fill_string(current("agent_name"), pc.if_else(is_run, agent_names, ""))
+            tool_names = _first_value(lookup, family.tool_names)
+            if tool_names is not None:
+                columns["tool_name"] = _fill_string(current("tool_name"), pc.if_else(is_tool_call, tool_names, ""))
         if self.config.agent_name_from_service:
             # A run's own span, else the root of a trace without one, speaks for the agent; other spans stay
             # unnamed so the run index's agent name stays the agent span's.
@@ -142,7 +143,7 @@ class NormalizeProcessor:
         # A tool span's input and output are the call's arguments and result (OpenInference, OpenLLMetry).
         for column, source in (("tool_arguments", "input_value"), ("tool_result", "output_value")):
             columns[column] = _fill_string(current(column), pc.if_else(is_tool_call, current(source), ""))
-        columns["name"] = _span_names(_array(batch, "name"), attributes, current("operation"), current("model"))
+        columns["name"] = _span_names(_array(batch, "name"), lookup, current("operation"), current("model"))
 
         attributes, flattened = self._move_flattened_lists(batch, attributes)
         columns.update(flattened)
@@ -153,9 +154,12 @@ class NormalizeProcessor:
             _array(batch, "trace_id"), is_tool_call, current("tool_call_id"), current("tool_name"),
             current("tool_arguments"), is_prompt, current("output_messages"),
         )  # fmt: skip
+        renamed_to: set[str] = set()
         for family in FAMILIES:
             for old, new in family.renames.items():
-                attributes = _map_with_renamed(attributes, old, new)
+                if old in lookup.keys or old in renamed_to:  # a key no span has renames nothing
+                    attributes = _map_with_renamed(attributes, old, new)
+                    renamed_to.add(new)
         columns["attributes"] = attributes
 
         for name, values in columns.items():
@@ -166,15 +170,19 @@ class NormalizeProcessor:
     def shutdown(self) -> None:
         pass
 
-    def _run_ids(self, batch: SpanBatch, attributes: pa.MapArray, resource_attributes: pa.MapArray) -> pa.Array:
+    def _run_ids(self, batch: SpanBatch, attributes: _Lookup, resource_attributes: _Lookup) -> pa.Array:
         run_ids = _array(batch, "run_id")
+        if not pc.any(pc.equal(run_ids, "")).as_py():  # every step below only fills empty run ids
+            return run_ids
         trace_ids = _array(batch, "trace_id")
         siblings = self.config.run_id_from_trace_siblings
         # OpenInference spans inside an emitter run carry the run id in their `metadata` JSON (run_context.py).
-        metadata = pc.fill_null(pc.map_lookup(attributes, OPENINFERENCE_METADATA, "first"), "")
-        in_metadata = pc.extract_regex(metadata, _RUN_ID_IN_METADATA).field("run_id")
-        run_ids = _fill_string(run_ids, pc.if_else(pc.match_substring_regex(metadata, _RUN_ID_IN_METADATA),
-                                                   in_metadata, ""))  # fmt: skip
+        metadata = attributes.first(OPENINFERENCE_METADATA)
+        if metadata is not None:
+            metadata = pc.fill_null(metadata, "")
+            in_metadata = pc.extract_regex(metadata, _RUN_ID_IN_METADATA).field("run_id")
+            run_ids = _fill_string(run_ids, pc.if_else(pc.match_substring_regex(metadata, _RUN_ID_IN_METADATA),
+                                                       in_metadata, ""))  # fmt: skip
         # A run id the producer set on one span of a trace is the best evidence for the others.
         if siblings:
             run_ids = _fill_string(run_ids, _trace_sibling_run_ids(trace_ids, run_ids))
@@ -192,12 +200,13 @@ class NormalizeProcessor:
         return run_ids
 
     def _conversation_ids(
-        self, batch: SpanBatch, attributes: pa.MapArray, resource_attributes: pa.MapArray, run_ids: pa.Array
+        self, batch: SpanBatch, attributes: _Lookup, resource_attributes: _Lookup, run_ids: pa.Array
     ) -> pa.Array:
         current = _array(batch, "conversation_id")
-        if not self.config.conversation_id_from:
+        found = _span_or_resource(attributes, resource_attributes, self.config.conversation_id_from)
+        if found is None:  # no span names a conversation (or no source is configured)
             return current
-        raw = pc.fill_null(_span_or_resource(attributes, resource_attributes, self.config.conversation_id_from), "")
+        raw = pc.fill_null(found, "")
         # The emitter mirrors its run id into session.id for OpenInference: that names the run, not a conversation.
         raw = pc.if_else(pc.equal(raw, run_ids), "", raw)
         namespaced = pc.binary_join_element_wise(
@@ -303,11 +312,9 @@ def _messages_from_span_events(batch: SpanBatch) -> dict[str, pa.Array]:
     return {column: pa.array(values, pa.string()) for column, values in found.items()}
 
 
-def _span_or_resource(attributes: pa.MapArray, resource_attributes: pa.MapArray, keys: tuple[str, ...]) -> pa.Array:
-    return pc.coalesce(
-        *(_non_empty(pc.map_lookup(attributes, key, "first")) for key in keys),
-        *(_non_empty(pc.map_lookup(resource_attributes, key, "first")) for key in keys),
-    )
+def _span_or_resource(attributes: _Lookup, resource_attributes: _Lookup, keys: tuple[str, ...]) -> pa.Array | None:
+    found = [attributes.non_empty(key) for key in keys] + [resource_attributes.non_empty(key) for key in keys]
+    return _coalesce(found)
 
 
 def _percent_encoded(values: pa.Array) -> pa.Array:
@@ -318,24 +325,31 @@ def _percent_encoded(values: pa.Array) -> pa.Array:
     return pc.take(encoded, pc.index_in(values, value_set=distinct))
 
 
-def _span_types(entry_type: pa.Array, tool_name: pa.Array, attributes: pa.MapArray, scopes: pa.Array) -> pa.Array:
+def _span_types(entry_type: pa.Array, tool_name: pa.Array, attributes: _Lookup, scopes: pa.Array) -> pa.Array:
     """Types the spans decoding left generic from the families' own span kinds."""
     untyped = conv.SpanTypeValues.SPAN.value
     for family in FAMILIES:
         if family.scope and family.run_needs:
-            present = [pc.is_valid(_non_empty(pc.map_lookup(attributes, key, "first"))) for key in family.run_needs]
-            named = functools.reduce(pc.or_, present)
+            named = [attributes.non_empty(key) for key in family.run_needs]
+            present = [pc.is_valid(found) for found in named if found is not None]
             wrapper = pc.and_(pc.equal(scopes, family.scope), pc.equal(entry_type, conv.SpanTypeValues.RUN.value))
-            entry_type = pc.if_else(pc.and_(wrapper, pc.invert(named)), untyped, entry_type)
+            unnamed = pc.and_(wrapper, pc.invert(functools.reduce(pc.or_, present))) if present else wrapper
+            entry_type = pc.if_else(unnamed, untyped, entry_type)
         for key, mapping in family.span_kinds.items():
-            kinds = pc.utf8_upper(pc.fill_null(pc.map_lookup(attributes, key, "first"), ""))
+            found = attributes.first(key)
+            if found is None:
+                continue
+            kinds = pc.utf8_upper(pc.fill_null(found, ""))
             positions = pc.index_in(kinds, value_set=pa.array(list(mapping), pa.string()))
             candidate = pc.take(pa.array(list(mapping.values()), pa.string()), positions)
             entry_type = pc.if_else(
                 pc.and_(pc.equal(entry_type, untyped), pc.is_valid(candidate)), candidate, entry_type
             )
         for key, span_type in family.kind_when_present.items():
-            present = pc.is_valid(_non_empty(pc.map_lookup(attributes, key, "first")))
+            found = attributes.non_empty(key)
+            if found is None:
+                continue
+            present = pc.is_valid(found)
             entry_type = pc.if_else(pc.and_(pc.equal(entry_type, untyped), present), span_type, entry_type)
     # A span that names the tool it runs (pydantic-ai's `running tool`) is a tool call.
     names_tool = pc.not_equal(tool_name, "")
@@ -344,13 +358,16 @@ def _span_types(entry_type: pa.Array, tool_name: pa.Array, attributes: pa.MapArr
     )
 
 
-def _span_names(names: pa.Array, attributes: pa.MapArray, operation: pa.Array, model: pa.Array) -> pa.Array:
+def _span_names(names: pa.Array, attributes: _Lookup, operation: pa.Array, model: pa.Array) -> pa.Array:
     """Logfire names spans by their message template (`Chat Completion with {request_data[model]!r}`): the
     rendered message replaces it, else (no rendered message) the GenAI name `{operation} {model}`."""
     for family in FAMILIES:
         if family.rendered_name and family.name_template:
-            rendered = _non_empty(pc.map_lookup(attributes, family.rendered_name, "first"))
-            template = pc.fill_null(pc.map_lookup(attributes, family.name_template, "first"), "")
+            rendered = attributes.non_empty(family.rendered_name)
+            if rendered is None:  # no span has a rendered message: nothing to replace
+                continue
+            found_template = attributes.first(family.name_template)
+            template = pc.fill_null(found_template, "") if found_template is not None else pa.scalar("", pa.string())
             # pydantic-ai's `invoke_agent x` renders as `x run`: a name that is no template stays.
             templated = pc.or_(pc.equal(names, template), pc.match_substring(names, "{"))
             names = pc.if_else(pc.and_(templated, pc.is_valid(rendered)), rendered, names)
@@ -509,22 +526,52 @@ def _non_empty(values: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(pc.fill_null(values, ""), ""), pa.scalar(None, pa.string()), values)
 
 
-def _fill_string(current: pa.Array, candidate: pa.Array) -> pa.Array:
-    """`current` where it is non-empty, else `candidate` where that is non-empty, else ''."""
+def _fill_string(current: pa.Array, candidate: pa.Array | None) -> pa.Array:
+    """`current` where it is non-empty, else `candidate` where that is non-empty, else ''. None: no candidate."""
+    if candidate is None:
+        return current
     candidate = pc.fill_null(candidate, "")
     return pc.if_else(pc.equal(current, ""), candidate, current)
 
 
-def _fill_int(current: pa.Array, candidate: pa.Array) -> pa.Array:
+def _fill_int(current: pa.Array, candidate: pa.Array | None) -> pa.Array:
+    if candidate is None:
+        return current
     return pc.if_else(pc.and_(pc.equal(current, 0), pc.is_valid(candidate)), candidate, current)
 
 
-def _first_value(attributes: pa.MapArray, keys: tuple[str, ...]) -> pa.Array:
-    return pc.coalesce(*(_non_empty(pc.map_lookup(attributes, key, "first")) for key in keys))
+class _Lookup:
+    """A batch's map column and the keys its maps hold: a key no span has gives None rather than an all-null
+    column, so the normaliser skips every step on it (a batch carries few of the families' many keys)."""
+
+    def __init__(self, maps: pa.MapArray) -> None:
+        self.maps = maps
+        # Every key of the child array: of a sliced column, a superset of what its rows hold, which is safe.
+        self.keys: frozenset[str] = frozenset(pc.unique(maps.keys).to_pylist())
+
+    def first(self, key: str) -> pa.Array | None:
+        """Each row's first value of `key` (null where absent), None when no map has it."""
+        return pc.map_lookup(self.maps, key, "first") if key in self.keys else None
+
+    def non_empty(self, key: str) -> pa.Array | None:
+        """first(), with empty values as nulls."""
+        found = self.first(key)
+        return None if found is None else _non_empty(found)
 
 
-def _first_int(attributes: pa.MapArray, keys: tuple[str, ...]) -> pa.Array:
+def _coalesce(candidates: list[pa.Array | None]) -> pa.Array | None:
+    present = [candidate for candidate in candidates if candidate is not None]
+    return pc.coalesce(*present) if present else None
+
+
+def _first_value(attributes: _Lookup, keys: tuple[str, ...]) -> pa.Array | None:
+    return _coalesce([attributes.non_empty(key) for key in keys])
+
+
+def _first_int(attributes: _Lookup, keys: tuple[str, ...]) -> pa.Array | None:
     text = _first_value(attributes, keys)
+    if text is None:
+        return None
     # Values that are not plain integers become null instead of failing the whole batch's cast.
     valid = pc.fill_null(pc.match_substring_regex(text, _INTEGER), False)
     return pc.cast(pc.if_else(valid, text, pa.scalar(None, pa.string())), pa.int64())
