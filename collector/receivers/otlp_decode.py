@@ -114,17 +114,26 @@ def any_value_text(value: AnyValue) -> str:
     return json.dumps(any_value_json(value), ensure_ascii=False, separators=(",", ":"))
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _int_of(value: AnyValue) -> int:
+    """The value of an Int64 column: 0 (unset) for what is not a number, and for what no Int64 holds (an
+    infinite, NaN or huge double, a string of too many digits), rather than failing the whole request."""
     which = value.WhichOneof("value")
     if which == "int_value":
         return value.int_value
     if which == "double_value":
-        return int(value.double_value)
+        number = value.double_value
+        if not -(2.0**63) <= number < 2.0**63:  # also false for NaN
+            return 0
+        return int(number)
     if which == "string_value":
         try:
-            return int(value.string_value)
+            parsed = int(value.string_value)
         except ValueError:
             return 0
+        return parsed if _INT64_MIN <= parsed <= _INT64_MAX else 0
     return 0
 
 

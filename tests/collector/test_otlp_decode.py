@@ -92,3 +92,27 @@ def test_spans_with_invalid_ids_are_counted_not_decoded() -> None:
 
     assert decoded.batch.column("name").to_pylist() == ["ok"]
     assert decoded.rejected_spans == 1
+
+
+def test_a_token_count_no_int64_holds_is_stored_as_unset_not_a_failed_request() -> None:
+    """An integer column's value beyond Int64 (a double that is infinite, NaN or huge, a string of 20 digits)
+    is treated as a value that is not a number (0, unset), as a non-numeric string already is; before, such a
+    span failed its whole request with an unhandled OverflowError."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    values = [AnyValue(double_value=float("inf")), AnyValue(double_value=float("nan")), AnyValue(double_value=1e300),
+              AnyValue(string_value="9" * 20), AnyValue(double_value=-(2.0**63)), AnyValue(double_value=1250.7),
+              AnyValue(string_value="-42"), AnyValue(int_value=-(2**63))]  # fmt: skip
+    spans = [
+        Span(trace_id=bytes([1] * 16), span_id=bytes([2, 0, 0, 0, 0, 0, 0, index]), start_time_unix_nano=1,
+             attributes=[KeyValue(key=conv.GEN_AI_USAGE_INPUT_TOKENS, value=value)])
+        for index, value in enumerate(values)
+    ]  # fmt: skip
+    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])])
+
+    decoded = decode_request(request, Identity("t"))
+
+    assert decoded.rejected_spans == 0
+    assert decoded.batch["input_tokens"].to_pylist() == [0, 0, 0, 0, -(2**63), 1250, -42, -(2**63)]
