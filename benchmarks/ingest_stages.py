@@ -77,7 +77,8 @@ def run_once(bodies: list[tuple[int, bytes]], export_spans: int, database: str, 
     spooled = 0
     for number, (_, body) in enumerate(bodies):
         request = stages.timed("parse", ExportTraceServiceRequest.FromString, body)
-        batch = stages.timed("decode", decode_request, request, identity).batch
+        # As the OTLP/HTTP receiver does: the binary size of the request spares re-measuring it.
+        batch = stages.timed("decode", decode_request, request, identity, None, len(body)).batch
         for component_id, processor in processors:
             batch = stages.timed(component_id, processor.process, batch)
         payloads.append(stages.timed("spool encode", encode_batch, batch))
