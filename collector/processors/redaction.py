@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model
 from agentledger.collector.component import SpanBatch
 from agentledger.collector.processors.redaction_detectors import (
     BUILTIN_ENTITIES,
+    CONTEXT_CHARS,
     DEFAULT_PHONE_REGIONS,
     NER_ENTITIES,
     Detector,
@@ -94,7 +95,6 @@ _SENTINEL_CLASS: Final = "[\x01\x03]"
 _TOKEN: Final = re.compile("\x01(.)|\x03", re.DOTALL)
 _FLAT_MARK: Final = re.compile("\x01(.)([^\x01\x03]*)\x03", re.DOTALL)
 _SENTINELS: Final = re.compile(_SENTINEL_CLASS)
-_CONTEXT: Final = 24
 # Below this many characters a scan runs on RE2 programs compiled once in Python, not through pyarrow.compute,
 # which compiles its pattern on every call (~2 ms for the combined one, whatever the input's size).
 SMALL_INPUT_CHARS: Final = 16_384
@@ -259,8 +259,16 @@ class _Scanner:
     def __init__(self, detectors: Sequence[Detector], config: RedactionConfig, rules: SecretRuleSet | None) -> None:
         self.detectors = tuple(detectors)
         self.rules = rules
-        patterns = [pattern for d in self.detectors for pattern in d.mark_patterns]
-        self.combined = "|".join(f"(?:{pattern})" for pattern in patterns)
+        patterns = [pattern for d in self.detectors for pattern in d.prefilter_patterns]
+        self.combined = _alternation(patterns)
+        # The columnar prefilter in two RE2 programs, each small enough for RE2's DFA (one alternation of all
+        # of it outgrows the DFA's memory and runs several times slower): the secrets' patterns with the
+        # gitleaks keywords, and every other detector's prefilter pattern.
+        secret_patterns = [p for d in self.detectors if d.entity == "secret" for p in d.prefilter_patterns]
+        if rules is not None:
+            secret_patterns.append(rules.keyword_pattern)
+        other_patterns = [p for d in self.detectors if d.entity != "secret" for p in d.prefilter_patterns]
+        self.column_prefilters = tuple(_alternation(group) for group in (other_patterns, secret_patterns) if group)
         # Custom patterns mark first: they are the user's own, and a broad built-in candidate (a digit run)
         # must not split one of theirs (`EMP-004211`).
         # Then a phone number's candidate before the card and SSN ones it may contain (`+255 800 12 3937`): a
@@ -281,10 +289,9 @@ class _Scanner:
                 self.pass_groups[-1][1].append((pattern, marker))
             else:
                 self.pass_groups.append((None, [(pattern, marker)]))
-        self.pass_groups = [
-            ("|".join(f"(?:{pattern})" for pattern, _ in group) if len(group) > 1 else None, group)
-            for _, group in self.pass_groups
-        ]
+        # Every run of passes is gated by a match first: RE2 answers "any candidate here" with its DFA, while a
+        # replacement (even one that replaces nothing) runs its slower submatch engines over every value.
+        self.pass_groups = [(_alternation([pattern for pattern, _ in group]), group) for _, group in self.pass_groups]
         self.tokens = {d.entity: d.entity.upper() for d in self.detectors}
         self.modes = {d.entity: config.mode_of(d.entity) for d in self.detectors}
         self.modes.setdefault("secret", config.mode_of("secret"))
@@ -295,7 +302,7 @@ class _Scanner:
         small = [self.combined] if self.detectors else []
         if rules is not None:
             small.append(rules.keyword_pattern)
-        self.small_combined = _re2("|".join(f"(?:{pattern})" for pattern in small)) if small else None
+        self.small_combined = _re2(_alternation(small)) if small else None
         self.small_passes = [(_re2(pattern), marker) for pattern, marker in self.passes]
         self.small_rules = _re2(rules.keyword_pattern) if rules is not None else None
 
@@ -322,6 +329,10 @@ def _pass_rank(detector: Detector, part: int) -> int:
     return len(_PASS_ORDER)
 
 
+def _alternation(patterns: Sequence[str]) -> str:
+    return patterns[0] if len(patterns) == 1 else "|".join(f"(?:{pattern})" for pattern in patterns)
+
+
 def _re2(pattern: str) -> Any:
     options = re2.Options()
     options.max_mem = 64 << 20
@@ -343,20 +354,17 @@ class _Scan:
             return values
         if len(values) <= 256 and (pc.sum(pc.utf8_length(values)).as_py() or 0) < SMALL_INPUT_CHARS:
             return self._run_small(values)
-        hits = pc.match_substring_regex(values, scanner.combined) if scanner.detectors else None
-        keyed_all: pa.Array | None = None
-        if scanner.rules is not None:
-            keyed_all = pc.or_(
-                pc.match_substring_regex(values, scanner.rules.keyword_literals, ignore_case=True),
-                pc.match_substring_regex(values, scanner.rules.short_rule_pattern),
-            )
-            hits = keyed_all if hits is None else pc.or_(hits, keyed_all)
+        hits = None
+        for prefilter in scanner.column_prefilters:
+            matched = pc.match_substring_regex(values, prefilter)
+            hits = matched if hits is None else pc.or_(hits, matched)
         assert hits is not None  # run() returns early with neither detectors nor rules
         if not pc.any(hits).as_py():
             return values
         positions = pc.indices_nonzero(hits).to_numpy()
         candidates = values.filter(hits)
-        keyed_hits = keyed_all.filter(hits) if keyed_all is not None else None
+        # Which of those hold a gitleaks keyword (its rules then run on them), asked of the few values only.
+        keyed_hits = _keyed(candidates, scanner.rules) if scanner.rules is not None else None
         # Spans of one batch repeat values (system prompts, tool descriptions, the same error): each distinct value
         # is marked and validated once; its result and detections then stand for every copy.
         encoded = pc.dictionary_encode(candidates)
@@ -468,10 +476,10 @@ class _Scan:
         if original.startswith("\\", start) and original[start + 1 : start + 2] in _ESCAPE_LETTERS:
             start += 2  # the JSON escape the leading boundary accepted is not part of the value
         candidate = original[start:end]
-        before = original[max(0, start - _CONTEXT) : start]
+        before = original[max(0, start - CONTEXT_CHARS - 1) : start]
         # Validators judge context as text: an escape just before the value reads as the space it stands for.
         context = _TRAILING_ESCAPE.sub(" ", before) if "\\" in before else before
-        length = detector.accepted_length(candidate, context, original[end : end + _CONTEXT])
+        length = detector.accepted_length(candidate, context, original[end : end + CONTEXT_CHARS])
         if length == 0:
             return None
         candidate = candidate[:length]
@@ -526,6 +534,13 @@ def detect(values: Sequence[str], config: RedactionConfig | None = None) -> list
     character offsets, in order; `value[start:end]` is the part replaced. Stable public API; without a config the
     defaults apply (compiled once per process)."""
     return [[Detection(item.start, item.end, item.entity) for item in found] for found in explain(values, config)]
+
+
+def _keyed(values: pa.Array, rules: SecretRuleSet) -> pa.Array:
+    return pc.or_(
+        pc.match_substring_regex(values, rules.keyword_literals, ignore_case=True),
+        pc.match_substring_regex(values, rules.short_rule_pattern),
+    )
 
 
 def _mark_group(values: pa.Array, group_pattern: str | None, group: Sequence[tuple[str, str]]) -> pa.Array:
