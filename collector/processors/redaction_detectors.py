@@ -188,14 +188,14 @@ _DIGIT_AFTER_PUNCT: Final = re.compile(r"[.:,]\d")
 
 
 # The phone prefilter, derived from `phone_detector`'s validator (each branch is one way to pass it):
-# - an international number: `+` and a digit, or `00` and more than ten digits;
+# - an international number: `+` and a digit, or `00` (not inside a digit run) and more than ten digits;
 # - a phone word anywhere in the value (the validator looks for one just before the number);
 # - otherwise nine digits at least, with a separator, after a character the validator accepts before a number
 #   (not a letter, digit or one of `_PART_BEFORE`; a JSON escape reads as a space) and ending in a digit the
 #   validator accepts after one (not a letter or one of `_PART_AFTER`; an extension's `x`, `ext`, `#` may follow).
 # RE2's `\b` and classes are ASCII, so each branch accepts at least what Python's Unicode-aware checks accept.
 PHONE_PREFILTER: Final = (
-    rf"\+\d|00[\d ./()-]{{8,}}\d|(?i:\b(?:{_PHONE_WORD_LIST})\b|\bphone_?number)"
+    rf"\+\d|(?:^|\D)00[\d ./()-]{{8,}}\d|(?i:\b(?:{_PHONE_WORD_LIST})\b|\bphone_?number)"
     r"|(?:^|[^A-Za-z0-9#/.:_%$&€£-]|\\[nrtbf])\(?(?:"
     # nine digits or more with a separator: the first group has `k` digits, the rest at least 9 - k
     + "|".join(rf"\d{{{k}}}[ ./()-]+\d(?:[ ./()-]*\d){{{8 - k},}}" for k in range(1, 9))
