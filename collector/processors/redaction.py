@@ -306,13 +306,14 @@ class _Scanner:
         self.small_passes = [(_re2(pattern), marker) for pattern, marker in self.passes]
         self.small_rules = _re2(rules.keyword_pattern) if rules is not None else None
 
-    def replacement(self, entity: str, normalised: str) -> str:
+    def replacement(self, entity: str, value: str, normalise: Callable[[str], str]) -> str:
         mode = self.modes[entity]
         if mode == "drop":
             return ""
         if mode == "mask":
             return f"[{self.tokens.get(entity, entity.upper())}]"
-        digest = hmac.new(self.key, normalised.encode(), hashlib.sha256).hexdigest()
+        # Only a pseudonym needs the normalised value (parsing an IP address or a phone number costs).
+        digest = hmac.new(self.key, normalise(value).encode(), hashlib.sha256).hexdigest()
         return f"<{entity}:{digest[:PSEUDONYM_HEX_DIGITS]}>"
 
 
@@ -451,19 +452,19 @@ class _Scan:
                 continue  # inside a candidate already redacted
             if index < 0:  # a gitleaks rule found it: the span is the secret itself
                 entity, reason, secret_start, secret = "secret", f"gitleaks rule {rule}", start, original[start:end]
-                normalised = normal_secret(secret)
+                normalise: Callable[[str], str] = normal_secret
             else:
                 detector = scanner.detectors[index]
                 taken = self._take(detector, original, start, end)
                 if taken is None:
                     continue
                 secret_start, secret = taken
-                entity, reason, normalised = detector.entity, detector.reason, detector.normalise(secret)
+                entity, reason, normalise = detector.entity, detector.reason, detector.normalise
             self.found.setdefault(entity, []).append(position)
             if self.spans is not None:
                 self.spans.append((position, entity, secret_start, secret_start + len(secret), reason))
             pieces.append(original[done:secret_start])
-            pieces.append(scanner.replacement(entity, normalised))
+            pieces.append(scanner.replacement(entity, secret, normalise))
             done = secret_start + len(secret)
         if not pieces:
             return original
