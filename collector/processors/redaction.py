@@ -261,12 +261,10 @@ class _Scanner:
         self.rules = rules
         patterns = [pattern for d in self.detectors for pattern in d.prefilter_patterns]
         self.combined = _alternation(patterns)
-        # The columnar prefilter in two RE2 programs, each small enough for RE2's DFA (one alternation of all
-        # of it outgrows the DFA's memory and runs several times slower): the secrets' patterns with the
-        # gitleaks keywords, and every other detector's prefilter pattern.
+        # The columnar prefilter in RE2 programs each small enough for RE2's DFA (one alternation of all of it
+        # outgrows the DFA's memory and runs several times slower): the secrets' patterns, every other detector's
+        # prefilter pattern, and (in `_Scan.run`) the gitleaks keywords.
         secret_patterns = [p for d in self.detectors if d.entity == "secret" for p in d.prefilter_patterns]
-        if rules is not None:
-            secret_patterns.append(rules.keyword_pattern)
         other_patterns = [p for d in self.detectors if d.entity != "secret" for p in d.prefilter_patterns]
         self.column_prefilters = tuple(_alternation(group) for group in (other_patterns, secret_patterns) if group)
         # Custom patterns mark first: they are the user's own, and a broad built-in candidate (a digit run)
@@ -359,13 +357,20 @@ class _Scan:
         for prefilter in scanner.column_prefilters:
             matched = pc.match_substring_regex(values, prefilter)
             hits = matched if hits is None else pc.or_(hits, matched)
+        keyed_all: pa.Array | None = None
+        if scanner.rules is not None:
+            # (The keywords' case-insensitive literal alternation is fastest on its own, with RE2's option.)
+            keyed_all = pc.or_(
+                pc.match_substring_regex(values, scanner.rules.keyword_literals, ignore_case=True),
+                pc.match_substring_regex(values, scanner.rules.short_rule_pattern),
+            )
+            hits = keyed_all if hits is None else pc.or_(hits, keyed_all)
         assert hits is not None  # run() returns early with neither detectors nor rules
         if not pc.any(hits).as_py():
             return values
         positions = pc.indices_nonzero(hits).to_numpy()
         candidates = values.filter(hits)
-        # Which of those hold a gitleaks keyword (its rules then run on them), asked of the few values only.
-        keyed_hits = _keyed(candidates, scanner.rules) if scanner.rules is not None else None
+        keyed_hits = keyed_all.filter(hits) if keyed_all is not None else None
         # Spans of one batch repeat values (system prompts, tool descriptions, the same error): each distinct value
         # is marked and validated once; its result and detections then stand for every copy.
         encoded = pc.dictionary_encode(candidates)
@@ -535,13 +540,6 @@ def detect(values: Sequence[str], config: RedactionConfig | None = None) -> list
     character offsets, in order; `value[start:end]` is the part replaced. Stable public API; without a config the
     defaults apply (compiled once per process)."""
     return [[Detection(item.start, item.end, item.entity) for item in found] for found in explain(values, config)]
-
-
-def _keyed(values: pa.Array, rules: SecretRuleSet) -> pa.Array:
-    return pc.or_(
-        pc.match_substring_regex(values, rules.keyword_literals, ignore_case=True),
-        pc.match_substring_regex(values, rules.short_rule_pattern),
-    )
 
 
 def _mark_group(values: pa.Array, group_pattern: str | None, group: Sequence[tuple[str, str]]) -> pa.Array:
