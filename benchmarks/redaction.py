@@ -11,6 +11,7 @@ on dense PII and on realistic spans, and the latency of a one-value call. Run fr
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # the corpus generator lives with the tests, which use it too
@@ -149,6 +151,90 @@ def realistic_texts(documents: Sequence[Document], count: int, pii_share: float,
     return texts
 
 
+def breakdown(processor: RedactionProcessor, corpora: Sequence[tuple[str, Sequence[str]]], runs: int) -> None:
+    """Where the time goes, per corpus: how many values the RE2 prefilter lets through to marking and Python, the
+    time of the prefilter and of the marking passes alone, and the throughput on first sight (values never seen,
+    so libphonenumber's lookups are not yet cached) against the same batch again; then libphonenumber's cost."""
+    from agentledger.collector.processors import redaction_detectors as detectors
+
+    for name, texts in corpora:
+        _breakdown_corpus(processor, name, texts, runs)
+    # libphonenumber: the lookups the dense corpus makes on first sight, timed without the cache.
+    dense = corpora[0][1]
+    detectors.phone_region.cache_clear()
+    processor.process(span_batch(dense))
+    lookups = detectors.phone_region.cache_info().misses
+    megabytes = sum(len(text.encode()) for text in dense) / 1e6
+    uncached = detectors.phone_region.__wrapped__
+    candidates = [(text, detectors.DEFAULT_PHONE_REGIONS) for text in _phone_lookups(processor, dense)]
+    started = time.process_time()
+    for candidate, regions in candidates:
+        uncached(candidate, regions)
+    per_lookup = (time.process_time() - started) / max(1, len(candidates))
+    print(
+        f"breakdown, libphonenumber: {lookups / megabytes:.0f} lookups per MB of dense text,"
+        f" {per_lookup * 1e6:.0f} us each: alone a bound of {1 / (lookups / megabytes * per_lookup):.1f} MB/s per core"
+    )
+
+
+def _breakdown_corpus(processor: RedactionProcessor, name: str, texts: Sequence[str], runs: int) -> None:
+    from agentledger.collector.processors import redaction_detectors as detectors
+    from agentledger.collector.processors.redaction import _mark_group
+
+    scanner = processor.scanner
+    rules = scanner.rules
+    values = pa.array(list(texts), pa.string())
+    megabytes = sum(len(text.encode()) for text in texts) / 1e6
+    passed: list[pa.Array] = []
+
+    def prefilter() -> None:
+        matched = [pc.match_substring_regex(values, pattern) for pattern in scanner.column_prefilters]
+        if rules is not None:
+            matched.append(pc.match_substring_regex(values, rules.keyword_literals, ignore_case=True))
+            matched.append(pc.match_substring_regex(values, rules.short_rule_pattern))
+        passed[:] = [values.filter(functools.reduce(pc.or_, matched))]
+
+    def mark() -> None:
+        marked = passed[0]
+        for group_pattern, group in scanner.pass_groups:
+            marked = _mark_group(marked, group_pattern, group)
+
+    prefilter_seconds = median_seconds(prefilter, runs)
+    mark_seconds = median_seconds(mark, runs)
+    batch = span_batch(texts)
+    detectors.phone_region.cache_clear()
+    started = time.process_time()
+    processor.process(batch)
+    first = time.process_time() - started
+    again = median_seconds(lambda: processor.process(batch), runs)
+    print(
+        f"breakdown, {name}: {len(passed[0])} of {len(values)} values pass the prefilter;"
+        f" prefilter {prefilter_seconds * 1e3:.0f} ms, marking {mark_seconds * 1e3:.0f} ms"
+        f" (RE2 alone: {megabytes / (prefilter_seconds + mark_seconds):.1f} MB/s);"
+        f" first sight {megabytes / first:.1f} MB/s, same batch again {megabytes / again:.1f} MB/s per core"
+    )
+
+
+def _phone_lookups(processor: RedactionProcessor, texts: Sequence[str]) -> list[str]:
+    """The candidates that reach libphonenumber when `texts` are redacted (the cache's keys, in order)."""
+    from agentledger.collector.processors import redaction_detectors as detectors
+
+    seen: list[str] = []
+    uncached = detectors.phone_region.__wrapped__
+
+    def recording(candidate: str, regions: tuple[str, ...]) -> str | None:
+        seen.append(candidate)
+        return uncached(candidate, regions)
+
+    cached = detectors.phone_region
+    detectors.phone_region = recording  # type: ignore[assignment]  # the phone detector looks it up per call
+    try:
+        processor.process(span_batch(texts))
+    finally:
+        detectors.phone_region = cached
+    return seen
+
+
 def presidio_engines() -> tuple[Any, Any, str] | None:
     """Presidio's analyzer on a blank spaCy pipeline: no official spaCy model is on PyPI and nothing else can
     be fetched here, so its NER (PERSON, LOCATION) is off and its pattern/checksum recognizers do the work,
@@ -220,6 +306,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--pii-share", type=float, default=0.1, help="share of realistic spans carrying PII")
     parser.add_argument("--smoke", action="store_true", help="200 documents, 500 realistic spans, one run each")
+    parser.add_argument(
+        "--breakdown", action="store_true", help="also print where the time goes (prefilter, marking, libphonenumber)"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.documents, args.realistic_spans, args.runs, args.presidio_runs = 200, 500, 1, 1
@@ -291,6 +380,8 @@ def main() -> None:
         f"agentledger processor.process, realistic spans ({args.pii_share:.0%} with PII, {realistic_mb:.1f} MB):"
         f" {realistic_mb / realistic_seconds:8.1f} MB/s per core  (median of {args.runs})"
     )
+    if args.breakdown:
+        breakdown(processor, [("dense", texts), ("realistic", realistic)], args.runs)
     if theirs is None:
         return
     print(

@@ -20,7 +20,9 @@ from stdnum.iso7064 import mod_97_10
 # A validator sees the candidate and the text just around it (to reject versions, dates, parts of ids).
 Validator = Callable[[str, str, str], bool]
 
-_CONTEXT_CHARS: Final = 12
+# Characters of text either side of a candidate its validator sees; before it, one more when there is one, so
+# that a validator can tell whether the first word of its window is whole.
+CONTEXT_CHARS: Final = 24
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,14 @@ class Detector:
     refine: Callable[[str, str, str], int] | None = None
     # Why the value was taken, in a few words (`agentledger redact` prints it).
     reason: str = ""
+    # An RE2 pattern that every value holding an *accepted* candidate matches: a necessary condition of the
+    # validator, tighter than `pattern`, so that values holding only look-alikes (timestamps, order ids, epoch
+    # milliseconds) never leave the columnar prefilter for Python. None: `pattern` itself.
+    prefilter: str | None = None
+
+    @property
+    def prefilter_patterns(self) -> tuple[str, ...]:
+        return (self.prefilter,) if self.prefilter is not None else self.mark_patterns
 
     @property
     def mark_patterns(self) -> tuple[str, ...]:
@@ -153,10 +163,11 @@ DEFAULT_PHONE_REGIONS: Final = (
 )  # fmt: skip
 
 # Words before a number that make a short or unseparated digit run a phone number ...
-_PHONE_WORDS: Final = re.compile(
-    r"(?i)(?:\b(?:phone|tel|telephone|mobile|mob|cell|call|fax|whatsapp|sms|contact|dial|ring|hotline|"
-    r"telefon|téléphone|teléfono|telefone|telefono|numero|número|handy|celular|portable|tél)\b|\bphone_?number)"
+_PHONE_WORD_LIST: Final = (
+    "phone|tel|telephone|mobile|mob|cell|call|fax|whatsapp|sms|contact|dial|ring|hotline|"
+    "telefon|téléphone|teléfono|telefone|telefono|numero|número|handy|celular|portable|tél"
 )
+_PHONE_WORDS: Final = re.compile(rf"(?i)(?:\b(?:{_PHONE_WORD_LIST})\b|\bphone_?number)")
 # ... and words that make it something else.
 _NOT_PHONE_WORDS: Final = re.compile(
     r"(?i)\b(?:order|invoice|inv|sku|ref|reference|id|ticket|build|version|ver|tracking|account|acct|iban|card|"
@@ -174,6 +185,24 @@ _IBAN_HEAD_BEFORE: Final = re.compile(r"\b[A-Z]{2}\d{2} $")  # the rest of a rej
 _PART_BEFORE: Final = ("-", "#", "/", ".", ":", "_", "%", "$", "€", "£", "&")
 _PART_AFTER: Final = ("-", "/", "_", "%")
 _DIGIT_AFTER_PUNCT: Final = re.compile(r"[.:,]\d")
+
+
+# The phone prefilter, derived from `phone_detector`'s validator (each branch is one way to pass it):
+# - an international number: `+` and a digit, or `00` (not inside a digit run) and more than ten digits;
+# - a phone word anywhere in the value (the validator looks for one just before the number);
+# - otherwise nine digits at least, with a separator, after a character the validator accepts before a number
+#   (not a letter, digit or one of `_PART_BEFORE`; a JSON escape reads as a space) and ending in a digit the
+#   validator accepts after one (not a letter or one of `_PART_AFTER`; an extension's `x`, `ext`, `#` may follow).
+# RE2's `\b` and classes are ASCII, so each branch accepts at least what Python's Unicode-aware checks accept.
+PHONE_PREFILTER: Final = (
+    rf"\+\d|(?:^|\D)00[\d ./()-]{{8,}}\d|(?i:\b(?:{_PHONE_WORD_LIST})\b|\bphone_?number)"
+    # (`€` and `£` before a number are let through: a non-ASCII class makes the combined DFA twice as slow.)
+    r"|(?:^|[^A-Za-z0-9#/.:_%$&-]|\\[nrtbf])\(?(?:"
+    # nine digits or more with a separator: the first group has `k` digits, the rest at least 9 - k
+    + "|".join(rf"\d{{{k}}}[ ./()-]+\d(?:[ ./()-]*\d){{{8 - k},}}" for k in range(1, 9))
+    + r"|\d{9,}[ ./()-]+\d(?:[ ./()-]*\d)*"
+    r")(?:$|[^A-Za-z0-9_/%-]|[xXeE])"
+)
 
 
 @lru_cache(maxsize=65536)
@@ -219,7 +248,9 @@ def phone_detector(regions: Sequence[str]) -> Detector:
         # (Digit groups just before are another entity's: the candidate pattern takes runs of groups whole.)
         if _NOT_PHONE_WORDS.search(before) or _IBAN_HEAD_BEFORE.search(before):
             return False
-        keyword = _PHONE_WORDS.search(before) is not None
+        # In the window of CONTEXT_CHARS before the number, and whole: the extra character before the window
+        # tells `ring` in `comparing` from a word of its own.
+        keyword = any(word.start() > 0 or len(before) <= CONTEXT_CHARS for word in _PHONE_WORDS.finditer(before))
         separated = _SEPARATED.search(number) is not None
         # Short local numbers and unseparated digit runs (epoch seconds, ids) need a phone word before them.
         if not international and (len(digits) < 9 or not separated) and not keyword:
@@ -245,18 +276,27 @@ def phone_detector(regions: Sequence[str]) -> Detector:
         return len(text)
 
     return Detector(
-        "phone", json_aware(PHONE_PATTERN), valid, _digits, refine=refine, reason="valid phone number (libphonenumber)"
+        "phone",
+        json_aware(PHONE_PATTERN),
+        valid,
+        _digits,
+        refine=refine,
+        reason="valid phone number (libphonenumber)",
+        prefilter=PHONE_PREFILTER,  # holds its own JSON escape
     )
 
 
 # --- payment cards -----------------------------------------------------------------------------------------
 
+_CARD_GROUPED: Final = r"\b[1-9]\d{3}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,4})?\b|\b3\d{3}[ -]?\d{6}[ -]?\d{4,5}\b"
 CARD_PATTERN: Final = (
     # 12-19 digits, contiguous or in groups of four (the last shorter), or Amex/Diners 4-6-4(5); the issuer
     # ranges and Luhn are checked on the candidate.
-    r"\b(?:[1-9]\d{11,18}|0604\d{8,15})\b|\b[1-9]\d{3}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,4})?\b"
-    r"|\b3\d{3}[ -]?\d{6}[ -]?\d{4,5}\b"
+    rf"\b(?:[1-9]\d{{11,18}}|0604\d{{8,15}})\b|{_CARD_GROUPED}"
 )
+# The card prefilter: `card_brand` gives numbers starting with 1 (UATP, JCB's 1800) 15 digits only, so the
+# contiguous runs of epoch milliseconds (13 digits from 1) are no candidates.
+CARD_PREFILTER: Final = rf"\b(?:1\d{{14}}|[2-9]\d{{11,18}}|0604\d{{8,15}})\b|{_CARD_GROUPED}"
 
 
 def luhn_valid(digits: str) -> bool:
@@ -561,7 +601,14 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         refine=_iban_length,
         reason="IBAN with valid length and mod-97 check (python-stdnum)",
     ),
-    Detector("card", json_aware(CARD_PATTERN), _valid_card, _digits, reason="card number: issuer range and Luhn"),
+    Detector(
+        "card",
+        json_aware(CARD_PATTERN),
+        _valid_card,
+        _digits,
+        reason="card number: issuer range and Luhn",
+        prefilter=json_aware(CARD_PREFILTER),
+    ),
     Detector(
         "ssn",
         json_aware(SSN_PATTERN),

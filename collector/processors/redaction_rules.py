@@ -54,6 +54,7 @@ class SecretRuleSet:
         self._global_stopwords = tuple(global_stopwords)
         keywords = sorted({keyword for rule in self.rules for keyword in rule.keywords}, key=len, reverse=True)
         self._keywords = tuple(keywords)
+        self._keyword_set = _keyword_set(self._keywords)
         self._by_keyword: dict[str, list[SecretRule]] = {}
         for rule in self.rules:
             for keyword in rule.keywords:
@@ -70,8 +71,10 @@ class SecretRuleSet:
         self.keyword_pattern = f"(?i:{self.keyword_literals})|{self.short_rule_pattern}"
 
     def _present_keywords(self, lowered: str) -> list[str]:
-        # Plain substring tests beat a regex alternation here (both RE2's binding and `re` take ~2x longer).
-        return [keyword for keyword in self._keywords if keyword in lowered]
+        # One pass of an RE2 set answers which keywords occur, overlapping ones too (~2 us for 500 characters,
+        # where a substring test per keyword takes ~65 us); in the order of `_keywords`, as rules are run.
+        present = self._keyword_set.Match(lowered)
+        return [self._keywords[index] for index in sorted(present)] if present else []
 
     def find(self, text: str) -> list[tuple[int, int, str]]:
         """(start, end, rule id) of every secret in `text`, the secret itself (the rule's secret group)."""
@@ -103,6 +106,17 @@ class SecretRuleSet:
         if any(word in lowered for word in (*rule.stopwords, *self._global_stopwords)):
             return True
         return any(allow.search(secret) for allow in (*rule.allow_regexes, *self._global_allow))
+
+
+def _keyword_set(keywords: Sequence[str]) -> Any:
+    """An RE2 set of the literal keywords: `Match(text)` gives the indices of every keyword occurring in text."""
+    options = re2.Options()
+    options.max_mem = 64 << 20
+    keyword_set = re2.Set.SearchSet(options)
+    for keyword in keywords:
+        keyword_set.Add(re.escape(keyword))
+    keyword_set.Compile()
+    return keyword_set
 
 
 def _compile(pattern: str) -> Any:
