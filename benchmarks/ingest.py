@@ -11,6 +11,12 @@ is not the bottleneck. `--profile` samples the collector with py-spy and prints 
 for the README's sizing note:
 
     .venv/bin/python benchmarks/ingest.py --spans 50000 --repeats 1 --disk --phoenix-bin ''
+
+Sustained mode (`--sustained-rate`): spans at a fixed rate for `--sustained-minutes`, the collector's RSS
+sampled every `--sample-seconds`; prints the RSS series (start, median, max, last, slope per minute), the
+memory gauges of /metrics and the export-latency histogram (`agentledger_export_seconds`):
+
+    .venv/bin/python benchmarks/ingest.py --sustained-rate 3000 --sustained-minutes 10 --phoenix-bin ''
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_spans import request_bodies
 from harness import exported_spans, free_port, phoenix_command, phoenix_span_count, wait_http, wait_until
@@ -45,6 +54,12 @@ def cpu_seconds(pid: int) -> float:
 
 def peak_rss_mib(pid: int) -> float:
     match = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    return int(match.group(1)) / 1024 if match else float("nan")
+
+
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """VmRSS now; RssAnon (heap, Arrow, chDB's allocations) or RssFile (mapped code, chDB's library) with `field`."""
+    match = re.search(rf"{field}:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
     return int(match.group(1)) / 1024 if match else float("nan")
 
 
@@ -255,6 +270,245 @@ def run_phoenix(phoenix_bin: str, bodies: list[tuple[int, bytes]], senders: int,
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+class IdRewriter:
+    """A pooled request body re-sent with fresh trace and run ids, so every send is new spans in new runs (not
+    re-sends the collector drops): the ids are patched in place at offsets found once, no re-encoding."""
+
+    def __init__(self, spans: int, body: bytes, runs_in_pool: int) -> None:
+        self.spans, self.body, self._runs_in_pool = spans, body, runs_in_pool
+        request = ExportTraceServiceRequest.FromString(body)
+        trace_ids = {span.trace_id for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans}
+        self._trace_offsets = [offset for trace_id in trace_ids for offset in _offsets(body, trace_id)]
+        # run_bench_NNNNNNNN (agent_spans.py): eight digits after the prefix.
+        self._run_offsets = [offset + len(RUN_PREFIX) for offset in _offsets(body, RUN_PREFIX)]
+
+    def generation(self, number: int) -> bytes:
+        if number == 0:
+            return self.body
+        body = bytearray(self.body)
+        salt = number.to_bytes(8, "big")
+        for offset in self._trace_offsets:
+            body[offset : offset + 8] = salt
+        for offset in self._run_offsets:
+            run_index = int(body[offset : offset + 8]) + number * self._runs_in_pool
+            body[offset : offset + 8] = b"%08d" % (run_index % 10**8)
+        return bytes(body)
+
+
+RUN_PREFIX = b"run_bench_"
+
+
+def _offsets(data: bytes, needle: bytes) -> list[int]:
+    offsets, at = [], data.find(needle)
+    while at >= 0:
+        offsets.append(at)
+        at = data.find(needle, at + len(needle))
+    return offsets
+
+
+@dataclass
+class RssSample:
+    seconds: float
+    rss_mib: float
+    anon_mib: float
+    gauges: dict[str, float]
+
+
+MEMORY_GAUGES = ("agentledger_arrow_allocated_bytes", "agentledger_clickhouse_tracked_memory_bytes",
+                 "agentledger_spool_unexported_bytes")  # fmt: skip
+
+
+def scrape(collector_url: str) -> dict[str, float]:
+    """Every unlabelled and labelled sample of /metrics, by its full name with labels."""
+    values = {}
+    for line in httpx.get(f"{collector_url}/metrics", timeout=30).text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def sustained_run(args: argparse.Namespace) -> None:
+    """Sends at args.sustained_rate spans/s for args.sustained_minutes, sampling the collector's memory."""
+    pool = list(request_bodies(args.pool_spans, args.spans_per_request))
+    # A pool of N spans holds fewer than N runs, so shifting run indices by N per generation never collides.
+    rewriters = [IdRewriter(spans, body, args.pool_spans) for spans, body in pool]
+    seconds = args.sustained_minutes * 60
+    spans_per_request = statistics.mean(r.spans for r in rewriters)
+    requests_due = max(1, round(args.sustained_rate * seconds / spans_per_request))
+    interval = spans_per_request / args.sustained_rate
+    print(f"sustained: {args.sustained_rate} spans/s for {args.sustained_minutes:g} min ({requests_due} requests of"
+          f" ~{spans_per_request:.0f} spans, one every {interval * 1000:.0f} ms), RSS every {args.sample_seconds:g} s,"
+          f" spool fsync={args.fsync}, batch_max_spans={args.batch_max_spans}, {os.cpu_count()} cores")  # fmt: skip
+    workdir = Path(tempfile.mkdtemp(prefix="agentledger-sustained-"))
+    http_port, grpc_port, api_port = free_port(), free_port(), free_port()
+    config = workdir / "agentledger.yaml"
+    config.write_text(f"spool: {{fsync: {args.fsync}}}\nexporters:\n  clickhouse: {{batch_max_spans: "
+                      f"{args.batch_max_spans}}}\n{args.extra_config}\n")  # fmt: skip
+    log_path = workdir / "collector.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agentledger", "up", "--config", str(config), "--data-dir", str(workdir / "data"),
+             "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port), "--api-port", str(api_port)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    collector_url = f"http://127.0.0.1:{http_port}"
+    try:
+        wait_http(f"{collector_url}/healthz", process=process, log=log_path)
+        samples: list[RssSample] = []
+        stop = threading.Event()
+        began = time.perf_counter()
+
+        def sample() -> None:
+            while True:
+                gauges = scrape(collector_url)
+                memory = {name: gauges.get(name, float("nan")) for name in MEMORY_GAUGES}
+                samples.append(RssSample(time.perf_counter() - began, rss_mib(process.pid),
+                                         rss_mib(process.pid, "RssAnon"), memory))  # fmt: skip
+                if stop.wait(args.sample_seconds):
+                    return
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        paced = send_paced(http_port, rewriters, requests_due, interval, args.senders)
+        acked_seconds = time.perf_counter() - began
+        wait_until(lambda: exported_spans(collector_url) >= paced.acknowledged, "agentledger to store the spans",
+                   args.wait_timeout, poll=0.1)  # fmt: skip
+        stored_seconds = time.perf_counter() - began
+        stop.set()
+        sampler.join()
+        stored = exported_spans(collector_url)
+        metrics = scrape(collector_url)
+        peak = peak_rss_mib(process.pid)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        shutil.rmtree(workdir, ignore_errors=True)
+    sent = sum(rewriters[index % len(rewriters)].spans for index in range(requests_due))
+    print(f"  sustained spans: {sent} sent, {paced.acknowledged} acknowledged, {stored} stored")
+    if paced.refusals:
+        print(f"  refused requests by HTTP status: {dict(sorted(paced.refusals.items()))}")
+    print(f"  rates: {paced.acknowledged / acked_seconds:.0f} acked/s, {stored / stored_seconds:.0f} stored/s"
+          f" (target {args.sustained_rate}); back-pressure retries (429/503): {paced.back_pressure};"
+          f" requests sent late: {paced.late} (at most {paced.max_lag:.1f} s behind schedule)")  # fmt: skip
+    print_rss_series(samples, peak)
+    print_export_latency(metrics)
+
+
+@dataclass
+class Paced:
+    acknowledged: int
+    refusals: Counter[int]
+    back_pressure: int
+    late: int
+    max_lag: float
+
+
+def send_paced(port: int, rewriters: list[IdRewriter], requests_due: int, interval: float, senders: int) -> Paced:
+    """Request k leaves at k * interval (or as soon as a sender is free, counted late when over 1 s behind)."""
+    lock = threading.Lock()
+    paced = Paced(0, Counter(), 0, 0, 0.0)
+    next_index = 0
+    began = time.perf_counter()
+
+    def worker() -> None:
+        nonlocal next_index
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while True:
+            with lock:
+                index = next_index
+                if index >= requests_due:
+                    break
+                next_index += 1
+            rewriter = rewriters[index % len(rewriters)]
+            body = rewriter.generation(index // len(rewriters))
+            lag = time.perf_counter() - began - index * interval
+            if lag < 0:
+                time.sleep(-lag)
+            while True:
+                connection.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
+                response = connection.getresponse()
+                response.read()
+                if response.status in (429, 503):  # back-pressure: retry as an OTLP exporter would
+                    with lock:
+                        paced.back_pressure += 1
+                    time.sleep(0.05)
+                    continue
+                break
+            with lock:
+                if lag > 1:
+                    paced.late += 1
+                    paced.max_lag = max(paced.max_lag, lag)
+                if response.status == 200:
+                    paced.acknowledged += rewriter.spans
+                else:
+                    paced.refusals[response.status] += 1
+        connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return paced
+
+
+def print_rss_series(samples: list[RssSample], peak: float) -> None:
+    rss = [sample.rss_mib for sample in samples]
+    times = [sample.seconds / 60 for sample in samples]
+    print(f"  RSS MiB ({len(samples)} samples): start {rss[0]:.0f}, median {statistics.median(rss):.0f},"
+          f" max {max(rss):.0f}, last {rss[-1]:.0f}, slope {_slope(times, rss):+.1f} MiB/min"
+          f" (second half {_slope(times[len(times) // 2:], rss[len(rss) // 2:]):+.1f} MiB/min); peak (VmHWM)"
+          f" {peak:.0f}")  # fmt: skip
+    anon = [sample.anon_mib for sample in samples]
+    print(f"  of which anonymous (RssAnon) MiB: start {anon[0]:.0f}, median {statistics.median(anon):.0f}, max"
+          f" {max(anon):.0f}, last {anon[-1]:.0f}; the rest is mapped files (chDB's library, mostly)")  # fmt: skip
+    for name in MEMORY_GAUGES:
+        values = [sample.gauges[name] / 2**20 for sample in samples]
+        print(f"  {name} MiB: median {statistics.median(values):.0f}, max {max(values):.0f}, last {values[-1]:.0f}")
+    print("  series (minute, RSS MiB):", " ".join(f"{t:.1f}:{r:.0f}" for t, r in zip(times, rss, strict=True)))
+
+
+def _slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope; 0 with fewer than two samples."""
+    if len(xs) < 2 or max(xs) == min(xs):
+        return 0.0
+    return statistics.linear_regression(xs, ys).slope
+
+
+def print_export_latency(metrics: dict[str, float]) -> None:
+    """The ClickHouse exporter's export-latency histogram from /metrics: buckets and estimated quantiles."""
+    prefix = 'agentledger_export_seconds_bucket{exporter="clickhouse",le="'
+    buckets = sorted(
+        ((float(name[len(prefix):-2]), count) for name, count in metrics.items() if name.startswith(prefix)),
+    )  # fmt: skip
+    count = metrics.get('agentledger_export_seconds_count{exporter="clickhouse"}', 0.0)
+    total = metrics.get('agentledger_export_seconds_sum{exporter="clickhouse"}', 0.0)
+    if not buckets or count == 0:
+        print("  export latency: no batches exported")
+        return
+    quantiles = ", ".join(f"p{round(q * 100)} {_quantile(buckets, q):.3f} s" for q in (0.5, 0.9, 0.99))
+    print(f"  export latency (agentledger_export_seconds, {count:.0f} batches, mean {total / count:.3f} s):"
+          f" {quantiles}")  # fmt: skip
+    print("  export latency buckets (le: batches):",
+          " ".join(f"{'+Inf' if bound == float('inf') else f'{bound:g}'}:{cumulative:.0f}"
+                   for bound, cumulative in buckets))  # fmt: skip
+
+
+def _quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """Prometheus's histogram_quantile: linear within the bucket holding the q-th observation."""
+    rank = q * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, cumulative in buckets:
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower_bound
+            width = cumulative - lower_count
+            return lower_bound + (bound - lower_bound) * ((rank - lower_count) / width if width else 0.0)
+        lower_bound, lower_count = bound, cumulative
+    return lower_bound
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spans", type=int, default=200_000)
@@ -276,7 +530,17 @@ def main() -> None:
         "--smoke", action="store_true", help="2,000 spans (200 to Phoenix), one repeat: checks it still runs"
     )
     parser.add_argument("--disk", action="store_true", help="print bytes per span on disk (last repeat)")
+    parser.add_argument("--sustained-rate", type=int, default=0,
+                        help="spans/s: run the sustained mode (memory over time), not the burst runs")  # fmt: skip
+    parser.add_argument("--sustained-minutes", type=float, default=10)
+    parser.add_argument("--sample-seconds", type=float, default=5, help="RSS sampling period (sustained mode)")
+    parser.add_argument("--pool-spans", type=int, default=20_000,
+                        help="distinct spans pre-encoded for the sustained mode, re-sent under fresh ids")  # fmt: skip
+    parser.add_argument("--extra-config", default="", help="YAML appended to the collector's config (sustained)")
     args = parser.parse_args()
+    if args.sustained_rate > 0:
+        sustained_run(args)
+        return
     if args.smoke:
         args.spans, args.phoenix_spans, args.repeats, args.spans_per_request = 2000, 200, 1, 500
         args.wait_timeout = min(args.wait_timeout, 120)

@@ -29,6 +29,7 @@ from agentledger.collector.components import EXPORTERS, PROCESSORS, ComponentCon
 from agentledger.collector.config_file import CollectorConfig
 from agentledger.collector.deadletter import DeadLetterStore
 from agentledger.collector.export_worker import ExportWorker
+from agentledger.collector.process_memory import register_memory_gauges
 from agentledger.collector.spool import RecordTooLarge, Spool, SpoolError, SpoolFull
 from agentledger.collector.telemetry import CollectorTelemetry
 
@@ -99,6 +100,7 @@ def build_pipeline(
 
     `spool_directory` is where the spool lives unless `spool.directory` is configured.
     """
+    register_memory_gauges(telemetry, client)
     processors = []
     for component_id in config.pipeline.processors:
         context = ComponentContext(component_id, client, telemetry)

@@ -5,6 +5,8 @@ Everything refused, truncated or dropped is counted here, so no loss is silent.
 
 from __future__ import annotations
 
+import bisect
+import math
 import threading
 from collections import defaultdict
 from collections.abc import Callable
@@ -16,7 +18,7 @@ _NO_LABEL: Label = ("", "")
 
 
 class CollectorTelemetry:
-    """Thread-safe counters, summaries (sum and count) and gauges read at scrape time."""
+    """Thread-safe counters, histograms (cumulative buckets, sum and count) and gauges read at scrape time."""
 
     _COUNTERS: ClassVar[dict[str, str]] = {
         "agentledger_requests_total": "OTLP export requests received, by transport and response status.",
@@ -52,14 +54,21 @@ class CollectorTelemetry:
             " by where (span, resource, scope)."
         ),
     }
-    _SUMMARIES: ClassVar[dict[str, str]] = {
+    _HISTOGRAMS: ClassVar[dict[str, str]] = {
         "agentledger_export_seconds": "Time to deliver one batch, by exporter.",
     }
+    # Upper bounds (seconds) of the export-latency buckets: a 20k-span ClickHouse insert takes ~0.5-5 s on
+    # two cores, a small batch a few ms, a stalled destination up to the retry back-off.
+    HISTOGRAM_BUCKETS: ClassVar[tuple[float, ...]] = (
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counters: dict[tuple[str, Label], float] = defaultdict(float)
-        self._summaries: dict[tuple[str, Label], list[float]] = {}
+        # Per bucket of HISTOGRAM_BUCKETS the observations at most its bound (not cumulative), then +Inf,
+        # then the sum.
+        self._histograms: dict[tuple[str, Label], list[float]] = {}
         self._gauges: dict[str, tuple[str, dict[Label, Callable[[], float]]]] = {}
 
     def add(self, name: str, amount: float = 1, label: Label = _NO_LABEL) -> None:
@@ -67,10 +76,11 @@ class CollectorTelemetry:
             self._counters[(name, label)] += amount
 
     def observe(self, name: str, value: float, label: Label = _NO_LABEL) -> None:
+        slot = bisect.bisect_left(self.HISTOGRAM_BUCKETS, value)
         with self._lock:
-            total = self._summaries.setdefault((name, label), [0.0, 0.0])
-            total[0] += value
-            total[1] += 1
+            counts = self._histograms.setdefault((name, label), [0.0] * (len(self.HISTOGRAM_BUCKETS) + 2))
+            counts[slot] += 1
+            counts[-1] += value
 
     def gauge(self, name: str, help_text: str, read: Callable[[], float], label: Label = _NO_LABEL) -> None:
         """Registers a value read at scrape time; one name may have several labels (one reader each)."""
@@ -85,7 +95,7 @@ class CollectorTelemetry:
     def render_prometheus(self) -> str:
         with self._lock:
             counters = dict(self._counters)
-            summaries = {key: list(value) for key, value in self._summaries.items()}
+            histograms = {key: list(value) for key, value in self._histograms.items()}
             gauges = {name: (help_text, dict(readers)) for name, (help_text, readers) in self._gauges.items()}
         lines: list[str] = []
         for name, help_text in self._COUNTERS.items():
@@ -95,12 +105,18 @@ class CollectorTelemetry:
                 for (metric, label), value in sorted(counters.items())
                 if metric == name
             ]
-        for name, help_text in self._SUMMARIES.items():
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} summary"]
-            for (metric, label), (total, count) in sorted(summaries.items()):
-                if metric == name:
-                    lines.append(f"{name}_sum{_labels(label)} {total:g}")
-                    lines.append(f"{name}_count{_labels(label)} {count:g}")
+        for name, help_text in self._HISTOGRAMS.items():
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+            for (metric, label), counts in sorted(histograms.items()):
+                if metric != name:
+                    continue
+                cumulative = 0.0
+                for bound, count in zip((*self.HISTOGRAM_BUCKETS, math.inf), counts[:-1], strict=True):
+                    cumulative += count
+                    le = "+Inf" if bound == math.inf else f"{bound:g}"
+                    lines.append(f"{name}_bucket{_labels((*label, 'le', le))} {cumulative:g}")
+                lines.append(f"{name}_sum{_labels(label)} {counts[-1]:g}")
+                lines.append(f"{name}_count{_labels(label)} {cumulative:g}")
         for name, (help_text, readers) in sorted(gauges.items()):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
             lines += [f"{name}{_labels(label)} {read():g}" for label, read in sorted(readers.items())]
@@ -108,9 +124,9 @@ class CollectorTelemetry:
 
 
 def _labels(label: Label) -> str:
-    if not label or not label[0]:
+    pairs = [(key, value) for key, value in zip(label[0::2], label[1::2], strict=True) if key]
+    if not pairs:
         return ""
-    pairs = zip(label[0::2], label[1::2], strict=True)
     return "{" + ",".join(f'{key}="{_escape(value)}"' for key, value in pairs) + "}"
 
 

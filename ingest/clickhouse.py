@@ -6,6 +6,7 @@ The same code and DDL serve both; only the DSN differs.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import clickhouse_connect
@@ -29,9 +30,12 @@ def is_embedded(dsn: str) -> bool:
     return dsn.startswith("chdb:")
 
 
-def connect(dsn: str, database: str, cluster: str | None = None) -> Client:
+def connect(
+    dsn: str, database: str, cluster: str | None = None, embedded_settings: Mapping[str, str] | None = None
+) -> Client:
     """Returns a client bound to `database`, creating the database first if needed (on every node of
-    `cluster`, whose client settings it then carries: ingest/cluster_ddl.py).
+    `cluster`, whose client settings it then carries: ingest/cluster_ddl.py). `embedded_settings`: chDB
+    server settings (storage.embedded), applied by whichever client starts the process's engine.
 
     Embedded (chDB) clients on one path share one engine, so the short-lived bootstrap client is safe
     to close.
@@ -47,21 +51,22 @@ def connect(dsn: str, database: str, cluster: str | None = None) -> Client:
         Path(dsn.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
     try:
         shape = DdlShape(database, cluster)
-        bootstrap = _open(dsn, "", shape)
+        bootstrap = _open(dsn, "", shape, embedded_settings)
         try:
             bootstrap.command(create_database_ddl(shape))
         finally:
             bootstrap.close()
-        return _open(dsn, database, shape)
+        return _open(dsn, database, shape, embedded_settings)
     except ClickHouseError as error:
         raise StorageUnavailable(f"cannot open ClickHouse at {redact_dsn(dsn)}: {first_line(error)}") from error
     except OSError as error:
         raise StorageUnavailable(f"cannot reach ClickHouse at {redact_dsn(dsn)}: {error}") from error
 
 
-def _open(dsn: str, database: str, shape: DdlShape) -> Client:
+def _open(dsn: str, database: str, shape: DdlShape, embedded_settings: Mapping[str, str] | None = None) -> Client:
     if is_embedded(dsn):
-        return clickhouse_connect.get_client(dsn=dsn, database=database)
+        # chDB passes connection-string options naming server settings to the engine as start-up options.
+        return clickhouse_connect.get_client(dsn=dsn, database=database, chdb_options=dict(embedded_settings or {}))
     settings = dict(CLUSTER_CLIENT_SETTINGS) if shape.cluster is not None else {}
     # Without a session id, threads can share one HTTP client (ClickHouse refuses concurrent queries
     # in one session); chDB has no sessions to turn off.
@@ -76,3 +81,10 @@ def redact_dsn(dsn: str) -> str:
 def first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def tracked_memory_bytes(client: Client) -> float:
+    """ClickHouse's MemoryTracking: what the server (embedded chDB: this process) accounts to queries, merges
+    and caches."""
+    rows = client.query("SELECT value FROM system.metrics WHERE metric = 'MemoryTracking'").result_rows
+    return float(rows[0][0]) if rows else 0.0

@@ -172,3 +172,54 @@ def test_the_collector_id_variable_names_every_clickhouse_exporters_log(tmp_path
     with pytest.raises(ConfigError) as error:
         load_settings({}, environ={ENV_COLLECTOR_ID: "no/slashes"})
     assert str(error.value).startswith("exporters.clickhouse.collector_id: ")
+
+
+def test_embedded_chdb_server_settings_have_bounded_defaults_and_are_read_from_the_file(tmp_path: Path) -> None:
+    defaults = load_settings({}, environ={})
+    config = _write(tmp_path, "storage: {embedded: {max_server_memory_usage: 536870912, mark_cache_size: 1048576}}\n")
+    from_file = load_settings({"config": config}, environ={})
+
+    assert defaults.embedded.server_settings() == {
+        "mark_cache_size": "67108864", "index_mark_cache_size": "16777216", "primary_index_cache_size": "67108864",
+        "uncompressed_cache_size": "0", "query_condition_cache_size": "16777216", "background_pool_size": "2",
+    }  # fmt: skip
+    assert from_file.embedded.server_settings()["max_server_memory_usage"] == "536870912"
+    assert from_file.embedded.server_settings()["mark_cache_size"] == "1048576"
+    example = load_settings({"config": REPO_ROOT / "agentledger.example.yaml"}, environ={})
+    assert example.embedded == defaults.embedded
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("storage: {embedded: {mark_cache_size: -1}}\n", "storage.embedded.mark_cache_size: "),
+        ("storage: {embedded: {background_pool_size: 0}}\n", "storage.embedded.background_pool_size: "),
+        ("storage: {embedded: {max_memory: 1}}\n", "storage.embedded.max_memory: Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_embedded_setting_fails_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings({"config": _write(tmp_path, text)}, environ={})
+
+    assert str(error.value).startswith(message), str(error.value)
+
+
+def test_embedded_settings_reach_the_chdb_engine(tmp_path: Path) -> None:
+    """In a subprocess: chDB allows one engine folder per process, and the test process has its own."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from agentledger.ingest.clickhouse import chdb_dsn, connect\n"
+        "client = connect(chdb_dsn(__import__('pathlib').Path(sys.argv[1])), 'agentledger', None,\n"
+        "                 {'mark_cache_size': '3145728', 'max_server_memory_usage': '805306368'})\n"
+        'rows = client.query("SELECT name, value FROM system.server_settings WHERE name IN"\n'
+        "                    \" ('mark_cache_size', 'max_server_memory_usage') ORDER BY name\").result_rows\n"
+        "print(rows)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "chdb")], capture_output=True, text=True,
+                            timeout=120, check=False)  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[('mark_cache_size', '3145728'), ('max_server_memory_usage', '805306368')]"

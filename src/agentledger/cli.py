@@ -402,7 +402,9 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     if args.print:
         return _print_migrations(settings)
     try:
-        client = connect(settings.clickhouse_dsn, settings.database, settings.cluster)
+        client = connect(
+            settings.clickhouse_dsn, settings.database, settings.cluster, settings.embedded.server_settings()
+        )
         try:
             applied = migrate(client, shape=settings.ddl_shape)
         finally:

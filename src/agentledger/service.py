@@ -167,7 +167,9 @@ def run_service(
         if api_wanted:
             api_socket = bind(settings.api.host, settings.api.port, "query API")
             sockets.append(api_socket)
-        client = connect(settings.clickhouse_dsn, settings.database, settings.cluster)
+        client = connect(
+            settings.clickhouse_dsn, settings.database, settings.cluster, settings.embedded.server_settings()
+        )
         # Every role migrates: the DDL is idempotent, and whichever process starts first creates the tables.
         applied = migrate(client, shape=settings.ddl_shape)
         if applied:

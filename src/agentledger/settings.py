@@ -11,7 +11,7 @@ import copy
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -22,6 +22,7 @@ from agentledger.collector.config import (
     ConfigError,
     EndpointConfig,
     FrozenModel,
+    MiB,
     describe_validation_error,
 )
 from agentledger.collector.config_file import DEFAULT_COMPONENTS, CollectorConfig, parse_collector_config
@@ -65,9 +66,38 @@ _TOP_LEVEL_KEYS: Final = frozenset(
 )
 
 
+class EmbeddedStorageConfig(FrozenModel):
+    """Server settings of the embedded ClickHouse (chDB), which runs inside the `up` process: its memory is the
+    process's. ClickHouse's own defaults size caches for a dedicated server (5 GiB of mark cache, 90% of RAM);
+    these bound it for a collector that shares a machine. Ignored with a server DSN (its config.xml rules)."""
+
+    # ClickHouse refuses a query or insert that would take its tracked memory over this (MEMORY_LIMIT_EXCEEDED:
+    # the export is retried, the spool holds the spans); 0 (default): ClickHouse's own, 90% of RAM. Measured:
+    # one 5,000-span insert into spans (with its materialized views) peaks at ~340 MiB and a merge at ~350 MiB,
+    # so a bound under ~768 MiB makes 20,000-span exports fail and retry until they are split.
+    max_server_memory_usage: int = Field(0, ge=0)
+    # Caches of column marks and primary/skipping indexes read by queries (ClickHouse: 5 GiB each).
+    mark_cache_size: int = Field(64 * MiB, ge=0)
+    index_mark_cache_size: int = Field(16 * MiB, ge=0)
+    primary_index_cache_size: int = Field(64 * MiB, ge=0)
+    # Decompressed blocks kept for re-reads (ClickHouse: 0, off) and results of the query condition cache.
+    uncompressed_cache_size: int = Field(0, ge=0)
+    query_condition_cache_size: int = Field(16 * MiB, ge=0)
+    # Threads merging parts in the background (each merge holds a block per column); ClickHouse: 16.
+    background_pool_size: int = Field(2, ge=1, le=64)
+
+    def server_settings(self) -> dict[str, str]:
+        """The settings as chDB start-up options, by ClickHouse's names; 0 memory limit: left to ClickHouse."""
+        values = self.model_dump()
+        if values["max_server_memory_usage"] == 0:
+            del values["max_server_memory_usage"]
+        return {name: str(value) for name, value in values.items()}
+
+
 class StorageConfig(FrozenModel):
     # Default: embedded chDB in <data_dir>/clickhouse.
     dsn: str | None = None
+    embedded: EmbeddedStorageConfig = EmbeddedStorageConfig()
     database: str = Field(DEFAULT_DATABASE, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
     # A ClickHouse cluster (a name in the servers' remote_servers): migrations then create Replicated local
     # tables and Distributed tables ON CLUSTER (ingest/cluster_ddl.py). None: one node.
@@ -106,6 +136,7 @@ class Settings:
     collector: CollectorConfig
     allow_unauthenticated: bool = False
     cluster: str | None = None
+    embedded: EmbeddedStorageConfig = field(default_factory=EmbeddedStorageConfig)
 
     @property
     def ddl_shape(self) -> DdlShape:
@@ -296,4 +327,5 @@ def load_settings(
         collector=collector,
         allow_unauthenticated=allow is not None and allow.lower() not in ("0", "false", "no", ""),
         cluster=storage.cluster,
+        embedded=storage.embedded,
     )

@@ -45,3 +45,24 @@ def test_the_ingest_benchmark_measures_bytes_per_span_on_disk_at_smoke_size() ->
     assert re.search(r"^    spans\s+2000 rows\s+\d+ bytes$", output, re.MULTILINE), output
     assert re.search(r"^    audit_chain\s+\d+ rows\s+\d+ bytes$", output, re.MULTILINE), output
     assert "phoenix: not run" in output
+
+
+@pytest.mark.slow
+def test_the_ingest_benchmark_sustained_mode_runs_for_seconds_and_reports_memory_and_export_latency() -> None:
+    output = run_benchmark("ingest.py", "--sustained-rate", "1000", "--sustained-minutes", "0.05",
+                           "--sample-seconds", "1", "--pool-spans", "1000", "--spans-per-request", "250",
+                           "--phoenix-bin", "")  # fmt: skip
+
+    # 1000 spans/s for 3 s in requests of 250 spans: 12 requests, each pooled body re-sent under fresh ids.
+    assert output.startswith("sustained: 1000 spans/s for 0.05 min (12 requests of ~250 spans, one every 250 ms)")
+    assert "  sustained spans: 3000 sent, 3000 acknowledged, 3000 stored\n" in output, output
+    assert "refused requests" not in output, output
+    assert re.search(rf"^  RSS MiB \(\d+ samples\): start {NUMBER}, median {NUMBER}, max {NUMBER}, last {NUMBER},"
+                     rf" slope [+-]{NUMBER} MiB/min", output, re.MULTILINE), output  # fmt: skip
+    for gauge in ("agentledger_arrow_allocated_bytes", "agentledger_clickhouse_tracked_memory_bytes"):
+        assert re.search(rf"^  {gauge} MiB: median \d+, max \d+, last \d+$", output, re.MULTILINE), output
+    latency = re.search(r"^  export latency \(agentledger_export_seconds, (\d+) batches, mean [0-9.]+ s\): p50 ",
+                        output, re.MULTILINE)  # fmt: skip
+    assert latency is not None and int(latency[1]) >= 1, output
+    buckets = re.search(r"^  export latency buckets \(le: batches\): (.*)$", output, re.MULTILINE)
+    assert buckets is not None and buckets[1].endswith(f"+Inf:{latency[1]}"), output
