@@ -267,19 +267,15 @@ _WRITE_ROW: Final = """
 """
 
 # The writes of a set of runs (RUN_WRITES for many runs).
-RUNS_WRITES: Final = (
-    """
+RUNS_WRITES: Final = """
 SELECT * FROM (
-    SELECT"""
-    + _WRITE_ROW
-    + """    FROM writes
+    SELECT""" + _WRITE_ROW + """    FROM writes
     WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
     ORDER BY received_at DESC
     LIMIT 1 BY run_id, system, ref, occurred_at
 )
 ORDER BY run_id, occurred_ns, system, ref
 """
-)
 
 # The newest rows of the time-ordered run index (migration 0012) that started in [from, to]: the window
 # of candidate runs the listing and the cost baseline recompute exactly (query_api/store/runs.py). Of the
@@ -358,19 +354,15 @@ LIMIT 1
 
 # A run's downstream writes: one key range of writes. A redelivered webhook repeats a row until
 # merges collapse it, so keep the newest per (system, ref, occurred_at).
-RUN_WRITES: Final = (
-    """
+RUN_WRITES: Final = """
 SELECT * FROM (
-    SELECT"""
-    + _WRITE_ROW
-    + """    FROM writes
+    SELECT""" + _WRITE_ROW + """    FROM writes
     WHERE tenant = {tenant:String} AND run_id = {run_id:String}
     ORDER BY received_at DESC
     LIMIT 1 BY system, ref, occurred_at
 )
 ORDER BY occurred_ns, system, ref
 """
-)
 
 # Reverse lookup: which runs wrote (or logged a write span for) this reference. One key range of refs.
 RUNS_BY_WRITE_REF: Final = """
@@ -382,20 +374,22 @@ ORDER BY last_ns DESC, run_id
 LIMIT {limit:UInt32}
 """
 
-# The writes of this reference by a set of runs (RUNS_WRITES restricted to one ref), for the reverse lookup.
-RUNS_WRITES_OF_REF: Final = (
-    """
+# The reverse lookup's runs (RUNS_BY_WRITE_REF) as a set, read inside the two statements below.
+_RUNS_OF_WRITE_REF: Final = "(SELECT run_id FROM (" + RUNS_BY_WRITE_REF + "))"
+
+# Where the reverse lookup's runs' spans are (RUNS_LOCATIONS for the runs of the ref).
+RUNS_LOCATIONS_OF_REF: Final = RUNS_LOCATIONS.replace("{run_ids:Array(String)}", _RUNS_OF_WRITE_REF)
+
+# The writes of this reference by the reverse lookup's runs (RUNS_WRITES restricted to one ref).
+RUNS_WRITES_OF_REF: Final = """
 SELECT * FROM (
-    SELECT"""
-    + _WRITE_ROW
-    + """    FROM writes
-    WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)} AND ref = {ref:String}
+    SELECT""" + _WRITE_ROW + """    FROM writes
+    WHERE tenant = {tenant:String} AND run_id IN """ + _RUNS_OF_WRITE_REF + """ AND ref = {ref:String}
     ORDER BY received_at DESC
     LIMIT 1 BY run_id, system, ref, occurred_at
 )
 ORDER BY run_id, occurred_ns, system, ref
 """
-)
 
 # The spans of a set of runs (RUNS_MEMBERSHIP) with only what linking a write to its tool call reads: no
 # content column, so the reverse lookup decompresses none of the big ZSTD columns.
@@ -755,12 +749,9 @@ METRICS_VIOLATIONS: Final = _WINDOW_RUN_FACTS + _VIOLATIONS_BY_RULE
 
 # The window's newest runs (at most {audit_max_runs}) and their group: the audit's findings are counted
 # per group and rule over them.
-METRICS_RUN_GROUPS: Final = (
-    _WINDOW_RUN_FACTS
-    + """
+METRICS_RUN_GROUPS: Final = _WINDOW_RUN_FACTS + """
 SELECT run_id, group_key FROM scored_runs ORDER BY started_ns DESC, run_id DESC LIMIT {audit_max_runs:UInt32}
 """
-)
 
 # Time to correct: for each downstream write of a run in the window, the time until the first later
 # write to the same system and target by anyone other than that run (a person, another run), or the

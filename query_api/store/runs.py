@@ -134,23 +134,21 @@ def load_runs_span_facts(client: Client, tenant: str, runs: Sequence[RunLocation
     return by_run
 
 
-def runs_by_write_ref(client: Client, tenant: str, ref: str, limit: int) -> list[str]:
-    """The runs that wrote (or logged a write span for) this reference, newest write first (RUNS_BY_WRITE_REF)."""
-    result = client.query(queries.RUNS_BY_WRITE_REF, parameters={"tenant": tenant, "ref": ref, "limit": limit})
-    return [str(row[0]) for row in result.result_rows]
-
-
-def load_ref_writes(client: Client, tenant: str, ref: str, run_ids: Sequence[str]) -> dict[str, list[WriteRecord]]:
-    """Per run, its writes of this reference in time order, as load_run_writes reads them (RUNS_WRITES_OF_REF)."""
-    by_run: dict[str, list[WriteRecord]] = {run_id: [] for run_id in run_ids}
-    if not run_ids:
-        return by_run
-    result = client.query(
-        queries.RUNS_WRITES_OF_REF, parameters={"tenant": tenant, "run_ids": list(run_ids), "ref": ref}
-    )
+def load_ref_writes(client: Client, tenant: str, ref: str, limit: int) -> dict[str, list[WriteRecord]]:
+    """Per run of the reverse lookup (the `limit` runs that wrote or logged a write span for the reference
+    last), its writes of the reference in time order, as load_run_writes reads them (RUNS_WRITES_OF_REF)."""
+    result = client.query(queries.RUNS_WRITES_OF_REF, parameters={"tenant": tenant, "ref": ref, "limit": limit})
+    by_run: dict[str, list[WriteRecord]] = {}
     for row in result.named_results():
         by_run.setdefault(str(row["run_id"]), []).append(record_of(row))
     return by_run
+
+
+def locate_ref_runs(client: Client, tenant: str, ref: str, limit: int) -> list[RunLocation]:
+    """Where the spans of the reverse lookup's runs are (RUNS_LOCATIONS_OF_REF); runs the index does not
+    know are left out."""
+    result = client.query(queries.RUNS_LOCATIONS_OF_REF, parameters={"tenant": tenant, "ref": ref, "limit": limit})
+    return [_location(row) for row in result.named_results()]
 
 
 def load_runs_link_spans(client: Client, tenant: str, runs: Sequence[RunLocation]) -> dict[str, list[SpanFact]]:
