@@ -278,51 +278,30 @@ ORDER BY run_id, occurred_ns, system, ref
 """
 
 # The newest rows of the time-ordered run index (migration 0012) that started in [from, to]: the window
-# of candidate runs the listing and the cost baseline recompute exactly (query_api/store/runs.py). Of the
-# candidates, only runs that started after the window's oldest row are sure to be complete (another run
-# may have a row at that very time beyond the window), unless the window holds the whole range.
-_NEWEST_RUNS: Final = """
-    SELECT run_id, toUnixTimestamp64Nano(first_start) AS start_ns
-    FROM run_starts
-    WHERE tenant = {{tenant:String}}
-      AND first_start >= fromUnixTimestamp64Nano({from_ns})
-      AND first_start <= fromUnixTimestamp64Nano({to_ns})
-    ORDER BY first_start DESC
-    LIMIT {{scan:UInt32}}
+# of candidate runs the listing and the cost baseline recompute exactly (query_api/store/runs.py).
+RUN_STARTS_WINDOW: Final = """
+SELECT run_id, toUnixTimestamp64Nano(first_start) AS start_ns
+FROM run_starts
+WHERE tenant = {tenant:String}
+  AND first_start >= fromUnixTimestamp64Nano({from_ns:Int64})
+  AND first_start <= fromUnixTimestamp64Nano({to_ns:Int64})
+ORDER BY first_start DESC
+LIMIT {scan:UInt32}
 """
-# How many rows such a window has (fewer than {scan}: it holds the whole range).
-RUN_STARTS_WINDOW_ROWS: Final = (
-    "SELECT count() FROM (" + _NEWEST_RUNS.format(from_ns="{from_ns:Int64}", to_ns="{to_ns:Int64}") + ")"
-)
-# The statements that read a window themselves: the candidates (`newest`), the window's size and its floor
-# (`newest_size`), and the condition a recomputed start must meet to be known complete.
-_WINDOW_CTES: Final = """
-newest AS ({newest}),
-newest_size AS (
-    SELECT count() AS rows,
-           if(rows < {{scan:UInt32}}, toInt64(-9223372036854775808), toInt64(min(start_ns))) AS floor_ns
-    FROM newest
-)"""
-_COMPLETE: Final = "{start} > (SELECT floor_ns FROM newest_size)"
 
 # The cost baseline: total tokens of the agents' latest runs that started at or before {until_ns}, at most
 # {per_agent} per agent, newest first (the audit takes, per run, those that started before it). A run with
-# no model call counts 0 tokens. Read for the candidates of a window of the time-ordered index; each row
-# says how many rows that window had (fewer than {scan}: it held every run).
-AGENT_RUN_TOKENS: Final = (
-    "WITH"
-    + _WINDOW_CTES.format(newest=_NEWEST_RUNS.format(from_ns="toInt64(0)", to_ns="{until_ns:Int64}"))
-    + """,
-recent AS (
+# no model call counts 0 tokens. Read for the candidate runs of a window of the time-ordered index, of
+# which only those that started after {floor_ns} are known to be complete (RUN_STARTS_WINDOW).
+AGENT_RUN_TOKENS: Final = """
+WITH recent AS (
     SELECT run_id, max(agent_id) AS run_agent, toUnixTimestamp64Nano(min(first_start)) AS first_start_ns
     FROM runs
     -- Rows of a run carry its agent and start once merged; filtering them first keeps the grouping small.
-    WHERE tenant = {tenant:String} AND run_id IN (SELECT run_id FROM newest) AND agent_id IN {agents:Array(String)}
+    WHERE tenant = {tenant:String} AND run_id IN {candidates:Array(String)} AND agent_id IN {agents:Array(String)}
       AND first_start <= fromUnixTimestamp64Nano({until_ns:Int64})
     GROUP BY run_id
-    HAVING """
-    + _COMPLETE.format(start="first_start_ns")
-    + """
+    HAVING first_start_ns > {floor_ns:Int64}
     ORDER BY first_start_ns DESC, run_id DESC
     LIMIT {per_agent:UInt32} BY run_agent
 ),
@@ -335,13 +314,11 @@ tokens AS (
     )
     GROUP BY run_id
 )
-SELECT r.run_agent AS agent_id, r.run_id AS run_id, r.first_start_ns AS first_start_ns, t.tokens AS tokens,
-       (SELECT rows FROM newest_size) AS window_rows
+SELECT r.run_agent AS agent_id, r.run_id AS run_id, r.first_start_ns AS first_start_ns, t.tokens AS tokens
 FROM recent AS r
 LEFT JOIN tokens AS t ON t.run_id = r.run_id
 ORDER BY agent_id, first_start_ns DESC, run_id DESC
 """
-)
 
 # A tenant's tool catalogue as last set through the admin API (migration 0009); newest version wins.
 TOOL_CATALOGUE: Final = """
@@ -422,15 +399,15 @@ LIMIT {limit:UInt32}
 
 # The runs listing: the run index and run facts of one tenant, filtered, newest first; the cursor is the
 # (first_start, run_id) of the last row of the previous page. Windowed, it reads the candidate runs of a
-# window of the time-ordered index (key lookups) and keeps those known to be complete, each row saying how
-# many rows the window had; else it groups the tenant's whole index, for a filter so selective that the
-# windows grew past a bound.
-_RUN_LIST: Final = """{window}
+# window of the time-ordered index (key lookups), of which only those that started after {floor_ns} are
+# known to be complete (RUN_STARTS_WINDOW); else it groups the tenant's whole index, for a filter so
+# selective that the windows grew past a bound.
+_RUN_LIST: Final = """
 SELECT
     r.run_id AS run_id, r.first_start_ns AS first_start_ns, r.last_end_ns AS last_end_ns,
     r.agent_id AS agent_id, r.agent_name AS agent_name, r.outcome AS outcome,
     r.span_count AS span_count, r.error_count AS error_count, r.write_tool_calls AS write_tool_calls,
-    r.trace_ids AS trace_ids, f.tools AS tools, f.autonomy_level AS autonomy_level{window_rows}
+    r.trace_ids AS trace_ids, f.tools AS tools, f.autonomy_level AS autonomy_level
 FROM (
     SELECT
         run_id,
@@ -473,13 +450,10 @@ _RUN_LIST_TARGET: Final = """  AND r.run_id IN (
 
 
 def _run_list(windowed: bool, workflow: bool, target: bool) -> str:
-    candidates = " AND run_id IN (SELECT run_id FROM newest)" if windowed else ""
-    newest = _NEWEST_RUNS.format(from_ns="{from_ns:Int64}", to_ns="least({to_ns:Int64}, {cursor_ns:Int64})")
+    candidates = " AND run_id IN {candidates:Array(String)}" if windowed else ""
     return _RUN_LIST.format(
-        window="\nWITH" + _WINDOW_CTES.format(newest=newest) if windowed else "",
-        window_rows=",\n    (SELECT rows FROM newest_size) AS window_rows" if windowed else "",
         candidates=candidates,
-        floor=" AND " + _COMPLETE.format(start="r.first_start_ns") if windowed else "",
+        floor=" AND r.first_start_ns > {floor_ns:Int64}" if windowed else "",
         workflow=_RUN_LIST_WORKFLOW.format(candidates=candidates) if workflow else "",
         target=_RUN_LIST_TARGET.format() if target else "",
     )

@@ -204,20 +204,31 @@ WINDOW_ROWS_PER_RUN: Final = 4
 WINDOW_MIN_ROWS: Final = 64
 WINDOW_GROWTH: Final = 8
 MAX_WINDOW: Final = 50_000
+# Below every start a window's floor can have: the floor of a window that holds every row of the range.
+_NO_FLOOR: Final = -(2**63)
 
 
-def _window_complete(
-    client: Client, tenant: str, rows: Sequence[Mapping[str, Any]], from_ns: int, to_ns: int, window_rows: int
-) -> bool:
-    """Whether the window of the time-ordered run index a query read held every row of its range: its rows
-    say so; with no row, the window is counted on its own."""
-    if rows:
-        return int(rows[0]["window_rows"]) < window_rows
-    counted = client.command(
-        queries.RUN_STARTS_WINDOW_ROWS,
-        parameters={"tenant": tenant, "from_ns": from_ns, "to_ns": min(to_ns, _MAX_INT64), "scan": window_rows},
+@dataclass(frozen=True)
+class RunWindow:
+    """The newest rows of the time-ordered run index in a time range: the candidate run ids, and the
+    floor above which every run of the range is among them (a run's earliest row is its exact start)."""
+
+    candidates: list[str]
+    floor_ns: int
+    complete: bool  # the window holds every row of the range
+
+
+def newest_runs_window(client: Client, tenant: str, from_ns: int, to_ns: int, rows: int) -> RunWindow:
+    result = client.query(
+        queries.RUN_STARTS_WINDOW,
+        parameters={"tenant": tenant, "from_ns": from_ns, "to_ns": min(to_ns, _MAX_INT64), "scan": rows},
     )
-    return int(str(counted)) < window_rows
+    found = result.result_rows
+    complete = len(found) < rows
+    # Only runs that started strictly after the window's oldest row are sure to be complete: another run
+    # may have a row at that very time beyond the window.
+    floor_ns = _NO_FLOOR if complete else int(found[-1][1])
+    return RunWindow(list(dict.fromkeys(str(row[0]) for row in found)), floor_ns, complete)
 
 
 def first_window_rows(runs: int) -> int:
@@ -238,18 +249,17 @@ def load_token_baselines(
     while True:
         # The agents' newest runs are found in growing windows of the time-ordered index (one key range
         # each) rather than by grouping the agents' whole history.
+        window = newest_runs_window(client, tenant, 0, until_ns, window_rows)
         result = client.query(
             queries.AGENT_RUN_TOKENS,
             parameters={"tenant": tenant, "agents": agents, "until_ns": until_ns, "per_agent": wanted,
-                        "scan": window_rows},
+                        "candidates": window.candidates, "floor_ns": window.floor_ns},
         )  # fmt: skip
         found = list(result.named_results())
         per_agent_found: dict[str, int] = {}
         for row in found:
             per_agent_found[str(row["agent_id"])] = per_agent_found.get(str(row["agent_id"]), 0) + 1
-        if all(per_agent_found.get(agent, 0) >= wanted for agent in agents) or _window_complete(
-            client, tenant, found, 0, until_ns, window_rows
-        ):
+        if window.complete or all(per_agent_found.get(agent, 0) >= wanted for agent in agents):
             break
         window_rows *= WINDOW_GROWTH
     history: dict[str, list[tuple[int, str, int]]] = {}
@@ -295,13 +305,17 @@ def list_runs(client: Client, parameters: Mapping[str, Any]) -> list[dict[str, A
     upper_ns = min(int(parameters["to_ns"]), int(parameters["cursor_ns"]))
     window_rows = first_window_rows(limit)
     while window_rows <= MAX_WINDOW:
+        window = newest_runs_window(
+            client, str(parameters["tenant"]), int(parameters["from_ns"]), upper_ns, window_rows
+        )
+        if not window.candidates:
+            return []
         found = client.query(
-            queries.RUN_LIST[(True, *filters)], parameters={**parameters, "scan": window_rows}
+            queries.RUN_LIST[(True, *filters)],
+            parameters={**parameters, "candidates": window.candidates, "floor_ns": window.floor_ns},
         ).named_results()
         page = [dict(row) for row in found]
-        if len(page) >= limit or _window_complete(
-            client, str(parameters["tenant"]), page, int(parameters["from_ns"]), upper_ns, window_rows
-        ):
+        if window.complete or len(page) >= limit:
             return page
         window_rows *= WINDOW_GROWTH
     everything = client.query(queries.RUN_LIST[(False, *filters)], parameters=dict(parameters))
