@@ -1,16 +1,45 @@
-"""What the benchmarks share: free ports, waiting for a server, and counting stored spans in agentledger
-(its /metrics) and in Phoenix (its GraphQL project record count, one request however many spans)."""
+"""What the benchmarks share: an embedded chDB database set up and removed, free ports, waiting for a
+server, and counting stored spans in agentledger (its /metrics) and in Phoenix (its GraphQL project record
+count, one request however many spans)."""
 
 from __future__ import annotations
 
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+
+@contextmanager
+def embedded_chdb(database: str = "bench", prefix: str = "agentledger-bench-") -> Iterator[Client]:
+    """A migrated embedded chDB database in a fresh temporary folder, removed (with all it holds) on exit.
+    The query condition cache is off: with it on, a repeated predicate gets 5-10x faster and a benchmark
+    would measure the cache rather than the query."""
+    # Imported here: the benchmarks that only drive servers need no storage engine in their own process.
+    from agentledger.ingest.clickhouse import chdb_dsn, connect
+    from agentledger.ingest.migrations import migrate
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        client = connect(chdb_dsn(folder / "clickhouse"), database)
+        try:
+            client.set_client_setting("use_query_condition_cache", 0)
+            migrate(client)
+            yield client
+        finally:
+            client.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def phoenix_command() -> str | None:

@@ -2,23 +2,26 @@
 
 Loads synthetic agent runs (32 spans over 2 traces each, with a downstream write per run) through the
 ingest span writer as Arrow batches, then times the API endpoints in process (FastAPI TestClient, so
-request handling and JSON are included) for random runs, at 100k spans and again at 1M spans.
-Prints p50/p95 in milliseconds; the query condition cache is off so repeated predicates are not cached.
+request handling and JSON are included) for random runs, at each size of --sizes in turn (the store
+grows from one size to the next). Prints p50/p95 in milliseconds; the query condition cache is off so
+repeated predicates are not cached. --queries also prints, per endpoint, the round trips to ClickHouse
+per request and the share of the request spent waiting for them.
 
-    .venv/bin/python benchmarks/query.py [--runs 30000] [--requests 300] [--smoke]
+    .venv/bin/python benchmarks/query.py [--sizes 100000,1000000,10000000] [--requests 300] [--queries]
+    .venv/bin/python benchmarks/query.py --smoke
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,8 +30,8 @@ from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the span-batch builder lives with the tests
 
-from agentledger.ingest.clickhouse import chdb_dsn, connect
-from agentledger.ingest.migrations import migrate
+from harness import embedded_chdb
+
 from agentledger.ingest.span_writer import SpanWriter
 from agentledger.query_api.app import QueryApiConfig, create_app
 from agentledger.query_api.writes import NewWrite, insert_writes
@@ -220,6 +223,41 @@ def percentiles(timings: list[float]) -> str:
     return f"p50 {statistics.median(ordered) * 1000:7.2f} ms   p95 {p95 * 1000:7.2f} ms"
 
 
+class QueryClock:
+    """Counts the client's round trips to ClickHouse and the time spent in them, by wrapping the client's
+    query methods on the instance (the API holds the same client object)."""
+
+    METHODS = ("query", "command", "query_arrow", "query_np", "query_df", "raw_query", "insert", "insert_arrow")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls = 0
+        self.seconds = 0.0
+
+    def _wrap(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        def timed_call(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.calls += 1
+                self.seconds += time.perf_counter() - started
+
+        return timed_call
+
+    @contextmanager
+    def running(self) -> Iterator[QueryClock]:
+        originals = {name: getattr(self.client, name) for name in self.METHODS}
+        for name, method in originals.items():
+            setattr(self.client, name, self._wrap(method))
+        self.calls, self.seconds = 0, 0.0
+        try:
+            yield self
+        finally:
+            for name in originals:
+                delattr(self.client, name)
+
+
 def timed(requests: int, call: Callable[[int], None], warmup: int) -> list[float]:
     for warm in range(warmup):
         call(warm)
@@ -231,7 +269,7 @@ def timed(requests: int, call: Callable[[int], None], warmup: int) -> list[float
     return timings
 
 
-def measure(api: TestClient, client: object, loaded_runs: int, requests: int, warmup: int) -> None:
+def measure(api: TestClient, client: Any, loaded_runs: int, requests: int, warmup: int, queries: bool) -> None:
     rng = random.Random(7)
     picks = [rng.randrange(loaded_runs) for _ in range(requests + warmup)]
 
@@ -260,17 +298,16 @@ def measure(api: TestClient, client: object, loaded_runs: int, requests: int, wa
 
     def scan_lookup(index: int) -> None:
         # The alternative a refs table avoids: finding the ref in spans through the bloom-filter index.
-        client.query(  # type: ignore[attr-defined]
+        client.query(
             "SELECT run_id FROM spans WHERE tenant = {t:String} AND write_ref = {r:String} LIMIT 1",
             parameters={"t": TENANT, "r": write_ref(picks[index], 0)},
         )
 
     spans = loaded_runs * SPANS_PER_RUN
-    stored = client.command(  # type: ignore[attr-defined]
-        "SELECT count() FROM spans WHERE tenant = {t:String}", parameters={"t": TENANT}
-    )
+    stored = client.command("SELECT count() FROM spans WHERE tenant = {t:String}", parameters={"t": TENANT})
     print(f"\n== {spans:,} spans stored ({loaded_runs:,} runs), {requests} requests each, warm")
     print(f"spans in the spans table: {int(stored):,}")
+    clock = QueryClock(client)
     for label, call, count in (
         ("GET /v1/runs/{id}/timeline", timeline, requests),
         ("GET /v1/runs/{id}/audit", audit, requests),
@@ -281,47 +318,62 @@ def measure(api: TestClient, client: object, loaded_runs: int, requests: int, wa
         ("GET /v1/runs?tool=&autonomy_level=", listing_filtered, max(20, requests // 10)),
     ):
         print(f"{label:<38} {percentiles(timed(count, call, warmup))}")
+        if queries:
+            with clock.running():
+                began, began_cpu = time.perf_counter(), time.process_time()
+                for index in range(count):
+                    call(index)
+                total, cpu = time.perf_counter() - began, time.process_time() - began_cpu
+            # CPU time of the whole process (chDB's threads included) is the figure least moved by other
+            # work on a shared machine; wall time waits for the cores too.
+            print(
+                f"{'':<4}round trips per request {clock.calls / count:5.1f}; in ClickHouse"
+                f" {clock.seconds / count * 1000:7.2f} ms of {total / count * 1000:7.2f} ms"
+                f" ({clock.seconds / total:4.0%}); CPU {cpu / count * 1000:7.2f} ms per request"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--runs", type=int, default=31_250, help="runs at the large size (32 spans each: 1,000,000 spans)"
+        "--sizes",
+        default="100000,1000000",
+        help="comma-separated stored span counts to measure at, in increasing order (runs of 32 spans each)",
     )
-    parser.add_argument("--small-runs", type=int, default=3_125, help="runs at the small size (100,000 spans)")
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests before each measurement")
-    parser.add_argument("--smoke", action="store_true", help="100 then 200 runs, 5 requests: checks it still runs")
+    parser.add_argument(
+        "--queries", action="store_true", help="also count round trips and time in ClickHouse per request"
+    )
+    parser.add_argument("--smoke", action="store_true", help="3,200 then 6,400 spans, 5 requests: checks it runs")
     args = parser.parse_args()
     if args.smoke:
-        args.small_runs, args.runs, args.requests, args.warmup = 100, 200, 5, 2
-    folder = Path(tempfile.mkdtemp(prefix="agentledger-bench-"))
+        args.sizes, args.requests, args.warmup = "3200,6400", 5, 2
     try:
-        client = connect(chdb_dsn(folder / "clickhouse"), "bench")
-        client.set_client_setting("use_query_condition_cache", 0)
-        migrate(client)
+        sizes = [int(size.replace("_", "")) for size in args.sizes.split(",")]
+    except ValueError:
+        parser.error(f"--sizes must be span counts separated by commas, not {args.sizes!r}")
+    if not sizes or sizes != sorted(sizes) or sizes[0] < SPANS_PER_RUN:
+        parser.error(f"--sizes must increase and each be at least {SPANS_PER_RUN} spans (one run)")
+    with embedded_chdb("bench") as client:
         writer = SpanWriter(client)
         api = TestClient(create_app(client, QueryApiConfig(tenant=TENANT)))
-        seconds = load(writer, client, 0, args.small_runs)
-        rate = args.small_runs * SPANS_PER_RUN / seconds
-        print(f"loaded {args.small_runs * SPANS_PER_RUN:,} spans in {seconds:.1f} s ({rate:,.0f} spans/s)")
-        print(f"merges settled after {settle(client, 'bench'):.1f} s")
-        measure(api, client, args.small_runs, args.requests, args.warmup)
-        seconds = load(writer, client, args.small_runs, args.runs)
-        rate = (args.runs - args.small_runs) * SPANS_PER_RUN / seconds
-        print(
-            f"\nloaded {(args.runs - args.small_runs) * SPANS_PER_RUN:,} more spans in {seconds:.1f} s"
-            f" ({rate:,.0f} spans/s)"
-        )
-        settled = settle(client, "bench")
-        parts = client.command(
-            "SELECT count() FROM system.parts WHERE database = 'bench' AND table = 'spans' AND active"
-        )
-        print(f"merges settled after {settled:.1f} s; active parts of spans: {parts}")
-        measure(api, client, args.runs, args.requests, args.warmup)
-        client.close()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        loaded = 0
+        for size in sizes:
+            runs = -(-size // SPANS_PER_RUN)
+            if runs > loaded:
+                seconds = load(writer, client, loaded, runs)
+                more = " more" if loaded else ""
+                rate = (runs - loaded) * SPANS_PER_RUN / seconds
+                added = (runs - loaded) * SPANS_PER_RUN
+                print(f"\nloaded {added:,}{more} spans in {seconds:.1f} s ({rate:,.0f} spans/s)")
+                loaded = runs
+            settled = settle(client, "bench")
+            parts = client.command(
+                "SELECT count() FROM system.parts WHERE database = 'bench' AND table = 'spans' AND active"
+            )
+            print(f"merges settled after {settled:.1f} s; active parts of spans: {parts}")
+            measure(api, client, loaded, args.requests, args.warmup, args.queries)
 
 
 if __name__ == "__main__":

@@ -208,14 +208,15 @@ SELECT DISTINCT agent_id, verified_agent_id FROM spans WHERE tenant = {tenant:St
 
 DELETE_RUN_SPANS: Final = "ALTER TABLE spans DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
 DELETE_RUN_INDEX: Final = "ALTER TABLE runs DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
-# Every row derived from the run's spans, deleted with them (the materialized views of migrations 0001
-# and 0003 fill runs, run_facts and refs; reviewers' annotations name the run's spans and may quote
-# them). Rows of the writes table are other systems' records and stay: so do the refs they fill
+# Every row derived from the run's spans, deleted with them (the materialized views of migrations 0001,
+# 0003 and 0012 fill runs, run_facts, refs and run_starts; reviewers' annotations name the run's spans and
+# may quote them). Rows of the writes table are other systems' records and stay: so do the refs they fill
 # (source 'write'), which hold nothing from the spans. tests/query_api/test_deletion.py fails when a
 # table holding run ids is neither listed here nor declared as kept there.
 DELETE_RUN_DERIVED: Final = (
     DELETE_RUN_INDEX,
     "ALTER TABLE run_facts DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
+    "ALTER TABLE run_starts DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
     "ALTER TABLE refs DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String} AND source = 'span'",
     "ALTER TABLE annotations DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
 )
@@ -276,17 +277,31 @@ SELECT * FROM (
 ORDER BY run_id, occurred_ns, system, ref
 """
 
+# The newest rows of the time-ordered run index (migration 0012) that started in [from, to]: the window
+# of candidate runs the listing and the cost baseline recompute exactly (query_api/store/runs.py).
+RUN_STARTS_WINDOW: Final = """
+SELECT run_id, toUnixTimestamp64Nano(first_start) AS start_ns
+FROM run_starts
+WHERE tenant = {tenant:String}
+  AND first_start >= fromUnixTimestamp64Nano({from_ns:Int64})
+  AND first_start <= fromUnixTimestamp64Nano({to_ns:Int64})
+ORDER BY first_start DESC
+LIMIT {scan:UInt32}
+"""
+
 # The cost baseline: total tokens of the agents' latest runs that started at or before {until_ns}, at most
 # {per_agent} per agent, newest first (the audit takes, per run, those that started before it). A run with
-# no model call counts 0 tokens.
+# no model call counts 0 tokens. Read for the candidate runs of a window of the time-ordered index, of
+# which only those that started after {floor_ns} are known to be complete (RUN_STARTS_WINDOW).
 AGENT_RUN_TOKENS: Final = """
 WITH recent AS (
     SELECT run_id, max(agent_id) AS run_agent, toUnixTimestamp64Nano(min(first_start)) AS first_start_ns
     FROM runs
     -- Rows of a run carry its agent and start once merged; filtering them first keeps the grouping small.
-    WHERE tenant = {tenant:String} AND agent_id IN {agents:Array(String)}
+    WHERE tenant = {tenant:String} AND run_id IN {candidates:Array(String)} AND agent_id IN {agents:Array(String)}
       AND first_start <= fromUnixTimestamp64Nano({until_ns:Int64})
     GROUP BY run_id
+    HAVING first_start_ns > {floor_ns:Int64}
     ORDER BY first_start_ns DESC, run_id DESC
     LIMIT {per_agent:UInt32} BY run_agent
 ),
@@ -336,6 +351,42 @@ ORDER BY last_ns DESC, run_id
 LIMIT {limit:UInt32}
 """
 
+# The reverse lookup's runs (RUNS_BY_WRITE_REF) as a set, read inside the two statements below.
+_RUNS_OF_WRITE_REF: Final = "(SELECT run_id FROM (" + RUNS_BY_WRITE_REF + "))"
+
+# Where the reverse lookup's runs' spans are (RUNS_LOCATIONS for the runs of the ref).
+RUNS_LOCATIONS_OF_REF: Final = RUNS_LOCATIONS.replace("{run_ids:Array(String)}", _RUNS_OF_WRITE_REF)
+
+# The writes of this reference by the reverse lookup's runs (RUNS_WRITES restricted to one ref).
+RUNS_WRITES_OF_REF: Final = """
+SELECT * FROM (
+    SELECT""" + _WRITE_ROW + """    FROM writes
+    WHERE tenant = {tenant:String} AND run_id IN """ + _RUNS_OF_WRITE_REF + """ AND ref = {ref:String}
+    ORDER BY received_at DESC
+    LIMIT 1 BY run_id, system, ref, occurred_at
+)
+ORDER BY run_id, occurred_ns, system, ref
+"""
+
+# The spans of a set of runs (RUNS_MEMBERSHIP) with only what linking a write to its tool call reads: no
+# content column, so the reverse lookup decompresses none of the big ZSTD columns.
+RUNS_LINK_SPANS: Final = f"""
+SELECT
+    run_id, trace_id, span_id, parent_span_id,
+    toUnixTimestamp64Nano(start_time) AS start_ns,
+    toUnixTimestamp64Nano(end_time) AS end_ns,
+    name, status_code, entry_type, provenance, tool_name, tool_call_id, tool_access, target,
+    approval_decision, policy_decision, write_system, write_ref,
+    mapFilter((key, value) -> key IN {{fact_keys:Array(String)}}, attributes) AS attributes
+FROM spans
+WHERE tenant = {{tenant:String}}
+  AND {RUNS_MEMBERSHIP}
+  AND start_time >= fromUnixTimestamp64Nano({{from_ns:Int64}})
+  AND start_time <= fromUnixTimestamp64Nano({{to_ns:Int64}})
+ORDER BY start_time, trace_id, span_id
+LIMIT 1 BY trace_id, span_id
+"""
+
 # Every span or write that names a target (customer, record, repository). One key range of refs.
 TARGET_TOUCHES: Final = """
 SELECT run_id, source, trace_id, span_id, name, tool_call_id, write_ref, toUnixTimestamp64Nano(at) AS at_ns
@@ -346,9 +397,12 @@ LIMIT 1 BY run_id, source, trace_id, span_id, write_ref
 LIMIT {limit:UInt32}
 """
 
-# The runs listing: the run index and run facts of one tenant (one key range each), filtered, newest
-# first; the cursor is the (first_start, run_id) of the last row of the previous page.
-RUN_LIST: Final = """
+# The runs listing: the run index and run facts of one tenant, filtered, newest first; the cursor is the
+# (first_start, run_id) of the last row of the previous page. Windowed, it reads the candidate runs of a
+# window of the time-ordered index (key lookups), of which only those that started after {floor_ns} are
+# known to be complete (RUN_STARTS_WINDOW); else it groups the tenant's whole index, for a filter so
+# selective that the windows grew past a bound.
+_RUN_LIST: Final = """
 SELECT
     r.run_id AS run_id, r.first_start_ns AS first_start_ns, r.last_end_ns AS last_end_ns,
     r.agent_id AS agent_id, r.agent_name AS agent_name, r.outcome AS outcome,
@@ -363,32 +417,55 @@ FROM (
         sum(span_count) AS span_count, sum(error_count) AS error_count, sum(write_tool_calls) AS write_tool_calls,
         groupUniqArrayArray(trace_ids) AS trace_ids
     FROM runs
-    WHERE tenant = {tenant:String}
+    WHERE tenant = {{tenant:String}}{candidates}
     GROUP BY run_id
 ) AS r
 LEFT JOIN (
     SELECT run_id, groupUniqArrayArray(tools) AS tools, max(autonomy_level) AS autonomy_level
     FROM run_facts
-    WHERE tenant = {tenant:String}
+    WHERE tenant = {{tenant:String}}{candidates}
     GROUP BY run_id
 ) AS f ON f.run_id = r.run_id
-WHERE ({agent:String} = '' OR r.agent_id = {agent:String} OR r.agent_name = {agent:String})
-  AND ({outcome:String} = '' OR r.outcome = {outcome:String})
-  AND ({autonomy_level:String} = '' OR f.autonomy_level = {autonomy_level:String})
-  AND ({tool:String} = '' OR has(f.tools, {tool:String}))
-  AND ({workflow:String} = '' OR r.run_id IN (
-      SELECT run_id FROM spans
-      WHERE {workflow:String} != '' AND tenant = {tenant:String} AND entry_type = 'run'
-        AND attributes['gen_ai.workflow.name'] = {workflow:String}))
-  AND ({target:String} = '' OR r.run_id IN (
-      SELECT run_id FROM refs
-      WHERE {target:String} != '' AND tenant = {tenant:String} AND kind = 'target' AND value = {target:String}))
-  AND r.first_start_ns >= {from_ns:Int64} AND r.first_start_ns <= {to_ns:Int64}
-  AND (r.first_start_ns < {cursor_ns:Int64}
-       OR (r.first_start_ns = {cursor_ns:Int64} AND r.run_id < {cursor_run:String}))
+WHERE ({{agent:String}} = '' OR r.agent_id = {{agent:String}} OR r.agent_name = {{agent:String}})
+  AND ({{outcome:String}} = '' OR r.outcome = {{outcome:String}})
+  AND ({{autonomy_level:String}} = '' OR f.autonomy_level = {{autonomy_level:String}})
+  AND ({{tool:String}} = '' OR has(f.tools, {{tool:String}}))
+{workflow}{target}  AND r.first_start_ns >= {{from_ns:Int64}} AND r.first_start_ns <= {{to_ns:Int64}}{floor}
+  AND (r.first_start_ns < {{cursor_ns:Int64}}
+       OR (r.first_start_ns = {{cursor_ns:Int64}} AND r.run_id < {{cursor_run:String}}))
 ORDER BY r.first_start_ns DESC, r.run_id DESC
-LIMIT {limit:UInt32}
+LIMIT {{limit:UInt32}}
 """
+# The workflow and target filters are subqueries that ClickHouse evaluates even when their parameter is
+# empty (a scan of spans' attributes per request), so each is part of the statement only when asked for.
+_RUN_LIST_WORKFLOW: Final = """  AND r.run_id IN (
+      SELECT run_id FROM spans
+      WHERE tenant = {{tenant:String}} AND entry_type = 'run'{candidates}
+        AND attributes['gen_ai.workflow.name'] = {{workflow:String}})
+"""
+_RUN_LIST_TARGET: Final = """  AND r.run_id IN (
+      SELECT run_id FROM refs
+      WHERE tenant = {{tenant:String}} AND kind = 'target' AND value = {{target:String}})
+"""
+
+
+def _run_list(windowed: bool, workflow: bool, target: bool) -> str:
+    candidates = " AND run_id IN {candidates:Array(String)}" if windowed else ""
+    return _RUN_LIST.format(
+        candidates=candidates,
+        floor=" AND r.first_start_ns > {floor_ns:Int64}" if windowed else "",
+        workflow=_RUN_LIST_WORKFLOW.format(candidates=candidates) if workflow else "",
+        target=_RUN_LIST_TARGET.format() if target else "",
+    )
+
+
+# By (windowed, workflow filter, target filter).
+RUN_LIST: Final = {
+    (windowed, workflow, target): _run_list(windowed, workflow, target)
+    for windowed in (True, False)
+    for workflow in (True, False)
+    for target in (True, False)
+}
 
 # Per listed run: workflow, tokens and cost (prices as parallel arrays, as the metrics queries take them),
 # and downstream writes counted as the timeline shows them (one per system, ref and time).

@@ -6,14 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from agentledger.query_api import queries
 from agentledger.query_api.audit import link_write
 from agentledger.query_api.auth import AUTH_RESPONSES, Admin, Reader
 from agentledger.query_api.dependencies import ClientDep
 from agentledger.query_api.models import Accepted, LinkedWrite, WriteLookup, WriteRecord, WritesIn
-from agentledger.query_api.store.runs import load_span_facts, locate_run
+from agentledger.query_api.store import runs as run_store
 from agentledger.query_api.times import rfc3339_nanos
-from agentledger.query_api.writes import NewWrite, insert_writes, load_run_writes
+from agentledger.query_api.writes import NewWrite, insert_writes
 
 router = APIRouter(prefix="/v1/writes", tags=["writes"])
 
@@ -41,19 +40,17 @@ def lookup_write(
     ref: Annotated[str, Query(min_length=1, max_length=2048, description="PR URL, ticket key, CRM id, ...")],
 ) -> WriteLookup:
     """Reverse lookup: the runs that wrote this reference and the exact tool call that wrote it."""
-    rows = client.query(
-        queries.RUNS_BY_WRITE_REF, parameters={"tenant": caller.tenant, "ref": ref, "limit": MAX_LOOKUP_RUNS}
-    ).named_results()
+    # Three reads whatever the number of runs (each finds the runs in the refs table itself): their writes
+    # of the ref, where their spans are, and their spans without content (linking reads no content).
+    reported = run_store.load_ref_writes(client, caller.tenant, ref, MAX_LOOKUP_RUNS)
+    locations = run_store.locate_ref_runs(client, caller.tenant, ref, MAX_LOOKUP_RUNS)
+    spans_of = run_store.load_runs_link_spans(client, caller.tenant, locations)
+    # A run with neither a reported write nor an index row has nothing to show.
+    run_ids = sorted(set(reported) | {location.run_id for location in locations})
     matches: list[LinkedWrite] = []
-    for row in rows:
-        run_id = str(row["run_id"])
-        writes = [w for w in load_run_writes(client, caller.tenant, run_id) if w.ref == ref]
-        location = locate_run(client, caller.tenant, run_id)
-        spans = (
-            load_span_facts(client, caller.tenant, run_id, location.summary.trace_ids, location.from_ns, location.to_ns)
-            if location is not None
-            else []
-        )
+    for run_id in run_ids:
+        writes = reported.get(run_id, [])
+        spans = spans_of.get(run_id, [])
         if not writes:
             # Only the agent's own write span names the ref: no system has confirmed the write yet.
             writes = [

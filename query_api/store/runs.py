@@ -6,7 +6,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from clickhouse_connect.driver.client import Client
 
@@ -15,6 +15,8 @@ from agentledger.query_api.audit import FACT_KEYS, SpanFact
 from agentledger.query_api.models import RunSummary, WriteRecord
 from agentledger.query_api.times import rfc3339_nanos
 from agentledger.query_api.writes import record_of
+
+_MAX_INT64: Final = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,59 @@ def load_runs_span_facts(client: Client, tenant: str, runs: Sequence[RunLocation
     return by_run
 
 
+def load_ref_writes(client: Client, tenant: str, ref: str, limit: int) -> dict[str, list[WriteRecord]]:
+    """Per run of the reverse lookup (the `limit` runs that wrote or logged a write span for the reference
+    last), its writes of the reference in time order, as load_run_writes reads them (RUNS_WRITES_OF_REF)."""
+    result = client.query(queries.RUNS_WRITES_OF_REF, parameters={"tenant": tenant, "ref": ref, "limit": limit})
+    by_run: dict[str, list[WriteRecord]] = {}
+    for row in result.named_results():
+        by_run.setdefault(str(row["run_id"]), []).append(record_of(row))
+    return by_run
+
+
+def locate_ref_runs(client: Client, tenant: str, ref: str, limit: int) -> list[RunLocation]:
+    """Where the spans of the reverse lookup's runs are (RUNS_LOCATIONS_OF_REF); runs the index does not
+    know are left out."""
+    result = client.query(queries.RUNS_LOCATIONS_OF_REF, parameters={"tenant": tenant, "ref": ref, "limit": limit})
+    return [_location(row) for row in result.named_results()]
+
+
+def load_runs_link_spans(client: Client, tenant: str, runs: Sequence[RunLocation]) -> dict[str, list[SpanFact]]:
+    """Per run, its spans with what linking a write reads (RUNS_LINK_SPANS; content left empty), in one read;
+    each run gets exactly the spans RUN_MEMBERSHIP and its own time range select, as one run's read would."""
+    by_run: dict[str, list[SpanFact]] = {run.run_id: [] for run in runs}
+    if not runs:
+        return by_run
+    trace_ids = sorted({trace_id for run in runs for trace_id in run.summary.trace_ids})
+    result = client.query(
+        queries.RUNS_LINK_SPANS,
+        parameters={"tenant": tenant, "run_ids": sorted(by_run), "trace_ids": trace_ids,
+                    "from_ns": min(run.from_ns for run in runs), "to_ns": max(run.to_ns for run in runs),
+                    "fact_keys": list(FACT_KEYS)},
+    )  # fmt: skip
+    traces = {run.run_id: set(run.summary.trace_ids) for run in runs}
+    for row in result.named_results():
+        fact = SpanFact(
+            trace_id=row["trace_id"], span_id=row["span_id"], parent_span_id=row["parent_span_id"],
+            start_ns=int(row["start_ns"]), end_ns=int(row["end_ns"]), name=row["name"],
+            entry_type=row["entry_type"], status=row["status_code"], provenance=row["provenance"],
+            tool_name=row["tool_name"], tool_call_id=row["tool_call_id"], tool_access=row["tool_access"],
+            target=row["target"], approval_decision=row["approval_decision"],
+            policy_decision=row["policy_decision"], write_system=row["write_system"], write_ref=row["write_ref"],
+            attributes=row["attributes"], run_id=row["run_id"],
+        )  # fmt: skip
+        for run in runs:
+            own = traces[run.run_id]
+            member = (
+                fact.run_id == run.run_id
+                or (fact.run_id == fact.trace_id and fact.run_id in own)
+                or (fact.run_id == "" and fact.trace_id in own)
+            )
+            if member and run.from_ns <= fact.start_ns <= run.to_ns:
+                by_run[run.run_id].append(fact)
+    return by_run
+
+
 def load_runs_writes(client: Client, tenant: str, run_ids: Sequence[str]) -> dict[str, list[WriteRecord]]:
     by_run: dict[str, list[WriteRecord]] = {run_id: [] for run_id in run_ids}
     if not run_ids:
@@ -140,6 +195,44 @@ def load_runs_writes(client: Client, tenant: str, run_ids: Sequence[str]) -> dic
     for row in result.named_results():
         by_run.setdefault(str(row["run_id"]), []).append(record_of(row))
     return by_run
+
+
+# The first window of the time-ordered run index a reader takes: this many rows per run it needs (a run's
+# spans may have arrived in a few insert blocks, one row each) plus a constant; each further window is
+# WINDOW_GROWTH times larger, and past MAX_WINDOW rows the listing groups the whole index instead.
+WINDOW_ROWS_PER_RUN: Final = 4
+WINDOW_MIN_ROWS: Final = 64
+WINDOW_GROWTH: Final = 8
+MAX_WINDOW: Final = 50_000
+# Below every start a window's floor can have: the floor of a window that holds every row of the range.
+_NO_FLOOR: Final = -(2**63)
+
+
+@dataclass(frozen=True)
+class RunWindow:
+    """The newest rows of the time-ordered run index in a time range: the candidate run ids, and the
+    floor above which every run of the range is among them (a run's earliest row is its exact start)."""
+
+    candidates: list[str]
+    floor_ns: int
+    complete: bool  # the window holds every row of the range
+
+
+def newest_runs_window(client: Client, tenant: str, from_ns: int, to_ns: int, rows: int) -> RunWindow:
+    result = client.query(
+        queries.RUN_STARTS_WINDOW,
+        parameters={"tenant": tenant, "from_ns": from_ns, "to_ns": min(to_ns, _MAX_INT64), "scan": rows},
+    )
+    found = result.result_rows
+    complete = len(found) < rows
+    # Only runs that started strictly after the window's oldest row are sure to be complete: another run
+    # may have a row at that very time beyond the window.
+    floor_ns = _NO_FLOOR if complete else int(found[-1][1])
+    return RunWindow(list(dict.fromkeys(str(row[0]) for row in found)), floor_ns, complete)
+
+
+def first_window_rows(runs: int) -> int:
+    return WINDOW_ROWS_PER_RUN * runs + WINDOW_MIN_ROWS
 
 
 def load_token_baselines(
@@ -151,12 +244,26 @@ def load_token_baselines(
         return {}
     until_ns = max(run.first_start_ns for run in runs)
     page_runs = len(runs)
-    result = client.query(
-        queries.AGENT_RUN_TOKENS,
-        parameters={"tenant": tenant, "agents": agents, "until_ns": until_ns, "per_agent": per_agent + page_runs},
-    )
+    wanted = per_agent + page_runs
+    window_rows = first_window_rows(wanted * len(agents))
+    while True:
+        # The agents' newest runs are found in growing windows of the time-ordered index (one key range
+        # each) rather than by grouping the agents' whole history.
+        window = newest_runs_window(client, tenant, 0, until_ns, window_rows)
+        result = client.query(
+            queries.AGENT_RUN_TOKENS,
+            parameters={"tenant": tenant, "agents": agents, "until_ns": until_ns, "per_agent": wanted,
+                        "candidates": window.candidates, "floor_ns": window.floor_ns},
+        )  # fmt: skip
+        found = list(result.named_results())
+        per_agent_found: dict[str, int] = {}
+        for row in found:
+            per_agent_found[str(row["agent_id"])] = per_agent_found.get(str(row["agent_id"]), 0) + 1
+        if window.complete or all(per_agent_found.get(agent, 0) >= wanted for agent in agents):
+            break
+        window_rows *= WINDOW_GROWTH
     history: dict[str, list[tuple[int, str, int]]] = {}
-    for row in result.named_results():
+    for row in found:
         history.setdefault(str(row["agent_id"]), []).append(
             (int(row["first_start_ns"]), str(row["run_id"]), int(row["tokens"] or 0))
         )
@@ -189,9 +296,30 @@ def list_usage(
     return usage, writes
 
 
-def list_runs(client: Client, parameters: Mapping[str, object]) -> list[dict[str, Any]]:
-    """One page of the runs listing (RUN_LIST) as rows."""
-    return [dict(row) for row in client.query(queries.RUN_LIST, parameters=dict(parameters)).named_results()]
+def list_runs(client: Client, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One page of the runs listing as rows: the candidates of growing windows of the time-ordered run
+    index read by key (RUN_LIST), until the page is full or the window holds every run of the range;
+    a filter so selective that the window grows past MAX_WINDOW rows groups the whole index instead."""
+    limit = int(parameters["limit"])
+    filters = (bool(parameters["workflow"]), bool(parameters["target"]))
+    upper_ns = min(int(parameters["to_ns"]), int(parameters["cursor_ns"]))
+    window_rows = first_window_rows(limit)
+    while window_rows <= MAX_WINDOW:
+        window = newest_runs_window(
+            client, str(parameters["tenant"]), int(parameters["from_ns"]), upper_ns, window_rows
+        )
+        if not window.candidates:
+            return []
+        found = client.query(
+            queries.RUN_LIST[(True, *filters)],
+            parameters={**parameters, "candidates": window.candidates, "floor_ns": window.floor_ns},
+        ).named_results()
+        page = [dict(row) for row in found]
+        if window.complete or len(page) >= limit:
+            return page
+        window_rows *= WINDOW_GROWTH
+    everything = client.query(queries.RUN_LIST[(False, *filters)], parameters=dict(parameters))
+    return [dict(row) for row in everything.named_results()]
 
 
 def run_span_trace(client: Client, tenant: str, run_id: str, span_id: str) -> str | None:

@@ -36,3 +36,23 @@ def test_the_query_benchmark_runs_at_smoke_size_over_every_stored_span() -> None
         assert lines[index + 1] == f"spans in the spans table: {stored}"
         timings = [TIMING.match(line) for line in lines[index + 2 : index + 2 + len(ENDPOINTS)]]
         assert [match["label"] if match else None for match in timings] == ENDPOINTS
+
+
+ROUND_TRIPS = re.compile(
+    r"^ {4}round trips per request +[0-9.]+; in ClickHouse +[0-9.]+ ms of +[0-9.]+ ms \( *[0-9]+%\);"
+    r" CPU +[0-9.]+ ms per request$"
+)
+
+
+def test_the_query_benchmark_measures_each_of_the_sizes_asked_for_and_counts_round_trips() -> None:
+    output = run_benchmark("query.py", "--sizes", "64,96", "--requests", "2", "--warmup", "1", "--queries")
+    lines = output.splitlines()
+
+    sections = [line for line in lines if line.startswith("== ")]
+    assert sections == [
+        "== 64 spans stored (2 runs), 2 requests each, warm",
+        "== 96 spans stored (3 runs), 2 requests each, warm",
+    ]
+    timings = [match["label"] for line in lines if (match := TIMING.match(line))]
+    assert timings == ENDPOINTS * 2
+    assert len([line for line in lines if ROUND_TRIPS.match(line)]) == len(ENDPOINTS) * 2, output
