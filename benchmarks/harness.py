@@ -7,10 +7,12 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,3 +105,35 @@ def wait_until(done: Callable[[], bool], what: str, timeout: float = 600, poll: 
             raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(poll)
     return time.perf_counter() - began
+
+
+@dataclass(frozen=True)
+class UpProcess:
+    """An `agentledger up` started by start_up: the process, its log and its ports."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    http_port: int
+    grpc_port: int
+    api_port: int
+
+    @property
+    def collector_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+def start_up(workdir: Path, config_text: str, log_name: str = "collector.log") -> UpProcess:
+    """Starts `agentledger up` with this config over <workdir>/data on free ports, output in <workdir>/<log_name>
+    (the benchmarks that measure the whole process all start it this way)."""
+    http_port, grpc_port, api_port = free_port(), free_port(), free_port()
+    config = workdir / "agentledger.yaml"
+    config.write_text(config_text)
+    log_path = workdir / log_name
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agentledger", "up", "--config", str(config), "--data-dir", str(workdir / "data"),
+             "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port), "--api-port", str(api_port)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    return UpProcess(process, log_path, http_port, grpc_port, api_port)

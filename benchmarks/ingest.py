@@ -42,7 +42,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_spans import request_bodies
-from harness import exported_spans, free_port, phoenix_command, phoenix_span_count, wait_http, wait_until
+from harness import exported_spans, free_port, phoenix_command, phoenix_span_count, start_up, wait_http, wait_until
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -127,16 +127,9 @@ def run_agentledger(
     wait_timeout: float, disk: bool = False,
 ) -> Result:  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="agentledger-bench-"))
-    http_port, grpc_port, api_port = free_port(), free_port(), free_port()
-    config = workdir / "agentledger.yaml"
-    config.write_text(f"spool: {{fsync: {fsync}}}\nexporters:\n  clickhouse: {{batch_max_spans: {batch_max_spans}}}\n")
-    log_path = workdir / "collector.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "agentledger", "up", "--config", str(config), "--data-dir", str(workdir / "data"),
-             "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port), "--api-port", str(api_port)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    config = f"spool: {{fsync: {fsync}}}\nexporters:\n  clickhouse: {{batch_max_spans: {batch_max_spans}}}\n"
+    up = start_up(workdir, config)
+    process, log_path, http_port = up.process, up.log, up.http_port
     profiler = None
     try:
         wait_http(f"http://127.0.0.1:{http_port}/healthz", process=process, log=log_path)
@@ -341,18 +334,9 @@ def sustained_run(args: argparse.Namespace) -> None:
           f" ~{spans_per_request:.0f} spans, one every {interval * 1000:.0f} ms), RSS every {args.sample_seconds:g} s,"
           f" spool fsync={args.fsync}, batch_max_spans={args.batch_max_spans}, {os.cpu_count()} cores")  # fmt: skip
     workdir = Path(tempfile.mkdtemp(prefix="agentledger-sustained-"))
-    http_port, grpc_port, api_port = free_port(), free_port(), free_port()
-    config = workdir / "agentledger.yaml"
-    config.write_text(f"spool: {{fsync: {args.fsync}}}\nexporters:\n  clickhouse: {{batch_max_spans: "
-                      f"{args.batch_max_spans}}}\n{args.extra_config}\n")  # fmt: skip
-    log_path = workdir / "collector.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "agentledger", "up", "--config", str(config), "--data-dir", str(workdir / "data"),
-             "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port), "--api-port", str(api_port)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    collector_url = f"http://127.0.0.1:{http_port}"
+    up = start_up(workdir, f"spool: {{fsync: {args.fsync}}}\nexporters:\n  clickhouse: {{batch_max_spans: "
+                           f"{args.batch_max_spans}}}\n{args.extra_config}\n")  # fmt: skip
+    process, log_path, collector_url = up.process, up.log, up.collector_url
     try:
         wait_http(f"{collector_url}/healthz", process=process, log=log_path)
         samples: list[RssSample] = []
@@ -370,7 +354,7 @@ def sustained_run(args: argparse.Namespace) -> None:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        paced = send_paced(http_port, rewriters, requests_due, interval, args.senders)
+        paced = send_paced(up.http_port, rewriters, requests_due, interval, args.senders)
         acked_seconds = time.perf_counter() - began
         wait_until(lambda: exported_spans(collector_url) >= paced.acknowledged, "agentledger to store the spans",
                    args.wait_timeout, poll=0.1)  # fmt: skip

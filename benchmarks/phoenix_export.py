@@ -27,7 +27,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_spans import request_bodies
 from harness import exported_spans as exported_to
-from harness import free_port, phoenix_command, wait_http, wait_until
+from harness import free_port, phoenix_command, start_up, wait_http, wait_until
 from harness import phoenix_span_count as phoenix_count
 
 
@@ -65,28 +65,23 @@ def main() -> None:
         args.wait_timeout = min(args.wait_timeout, 120)
 
     workdir = Path(tempfile.mkdtemp(prefix="phoenix-export-bench-"))
-    phoenix_port, api_port, http_port, grpc_port = free_port(), free_port(), free_port(), free_port()
+    phoenix_port = free_port()
     phoenix_url = f"http://127.0.0.1:{phoenix_port}"
     env = {**os.environ, "PHOENIX_WORKING_DIR": str(workdir / "phoenix"), "PHOENIX_HOST": "127.0.0.1",
            "PHOENIX_PORT": str(phoenix_port), "PHOENIX_GRPC_PORT": str(free_port()),
            "PHOENIX_TELEMETRY_ENABLED": "false", "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
            "PHOENIX_MAX_SPANS_QUEUE_SIZE": str(10**7)}  # fmt: skip
     workdir.joinpath("logs").mkdir()
-    phoenix_log, up_log = workdir / "logs" / "phoenix.log", workdir / "logs" / "agentledger.log"
+    phoenix_log = workdir / "logs" / "phoenix.log"
     with phoenix_log.open("wb") as log:
         phoenix = subprocess.Popen([args.phoenix_bin, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    config = workdir / "agentledger.yaml"
-    config.write_text(
+    started = start_up(
+        workdir,
         f"exporters:\n  clickhouse: {{}}\n  phoenix: {{endpoint: '{phoenix_url}', project: via-agentledger,"
-        " sync: {enabled: false}}\nservice: {pipelines: {traces: {exporters: [clickhouse, phoenix]}}}\n"
+        " sync: {enabled: false}}\nservice: {pipelines: {traces: {exporters: [clickhouse, phoenix]}}}\n",
+        "logs/agentledger.log",
     )
-    with up_log.open("wb") as log:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "agentledger", "up", "--config", str(config), "--data-dir", str(workdir / "data"),
-             "--otlp-http-port", str(http_port), "--otlp-grpc-port", str(grpc_port), "--api-port", str(api_port)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    collector_url = f"http://127.0.0.1:{http_port}"
+    up, up_log, collector_url = started.process, started.log, started.collector_url
     timeout = args.wait_timeout
     try:
         wait_http(f"{phoenix_url}/healthz", 180, phoenix, phoenix_log)
