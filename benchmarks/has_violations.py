@@ -13,9 +13,7 @@ Prints p50/p95 in milliseconds.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the span-batch b
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the query benchmark's synthetic runs
 
 import query as runs_data
+from harness import embedded_chdb
 
-from agentledger.ingest.clickhouse import chdb_dsn, connect
-from agentledger.ingest.migrations import migrate
 from agentledger.ingest.span_writer import SpanWriter
 from agentledger.query_api.app import QueryApiConfig, create_app
 from agentledger.query_api.findings import load_audit
@@ -99,11 +96,7 @@ def main() -> None:
     sizes = [int(size) for size in args.sizes.split(",")]
     if args.smoke:
         sizes, args.requests, args.warmup, args.violating_every = [3_200, 6_400], 3, 1, 10
-    folder = Path(tempfile.mkdtemp(prefix="agentledger-bench-"))
-    try:
-        client = connect(chdb_dsn(folder / "clickhouse"), "bench")
-        client.set_client_setting("use_query_condition_cache", 0)
-        migrate(client)
+    with embedded_chdb("bench") as client:
         writer = SpanWriter(client)
         api = TestClient(create_app(client, QueryApiConfig(tenant=TENANT)))
         loaded = 0
@@ -114,9 +107,6 @@ def main() -> None:
             print(f"merges settled after {runs_data.settle(client, 'bench'):.1f} s")
             loaded = runs
             measure(api, client, runs, args.requests, args.warmup, args.violating_every)
-        client.close()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
