@@ -9,7 +9,6 @@ import re
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
 from hypothesis import HealthCheck, given, settings
@@ -32,7 +31,7 @@ from agentledger.collector.receivers.otlp_http import create_otlp_http_app
 from agentledger.collector.telemetry import CollectorTelemetry
 from agentledger.schema import conventions as conv
 from tests.collector.redaction_corpus import STRUCTURED_ENTITIES, HardNegatives, PiiFactory
-from tests.conftest import otlp_ingest, start_service
+from tests.conftest import otlp_ingest, start_service, wait_for_timeline
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 CONTEXT_HASH = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -209,10 +208,10 @@ def test_agentledger_up_redacts_by_default_what_the_sdk_exporter_sends(tmp_path:
         ):
             pass
         provider.shutdown()
-        timeline = httpx.get(f"{service.api_url}/v1/runs/run_up_redaction/timeline", timeout=10)
+        # Acknowledged means spooled: the export to ClickHouse follows asynchronously.
+        timeline = wait_for_timeline(service.api_url, "run_up_redaction", 1)
     finally:
         assert service.stop() == 0
-    assert timeline.status_code == 200, timeline.text
-    (entry,) = timeline.json()["entries"]
+    (entry,) = timeline["entries"]
     assert entry["details"]["arguments"] == '{"to": "[EMAIL]", "card": "[CARD]"}'
     assert entry["details"]["arguments_hash"] == ARGUMENTS_HASH
