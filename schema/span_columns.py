@@ -68,14 +68,19 @@ SPAN_SCHEMA: Final = pa.schema(
 )
 
 
-def _default(field: pa.Field) -> object:
+def column_default(field: pa.Field) -> object:
+    """What a span holds in a column nothing set, as the receiver's decoder writes it. An Arrow type this does
+    not know fails here, naming the column, so a new column type breaks loudly rather than storing a value of
+    the wrong type."""
     if isinstance(field.type, pa.ListType | pa.MapType):
         return []
     if pa.types.is_string(field.type):
         return ""
     if pa.types.is_boolean(field.type):
         return False
-    return 0
+    if pa.types.is_integer(field.type) or pa.types.is_timestamp(field.type):
+        return 0
+    raise TypeError(f"no default for column {field.name!r} of type {field.type}")
 
 
 # Columns SPAN_SCHEMA gained after batches were first spooled, with the migration that added them: a batch
@@ -93,7 +98,7 @@ def with_added_columns(batch: pa.Table) -> pa.Table:
         return batch
     columns = [
         batch.column(field.name) if field.name in batch.schema.names
-        else pa.array([_default(field)] * batch.num_rows, field.type)
+        else pa.array([column_default(field)] * batch.num_rows, field.type)
         for field in SPAN_SCHEMA
     ]  # fmt: skip
     return pa.Table.from_arrays(columns, schema=SPAN_SCHEMA)

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from agentledger.collector.component import ExportError, SpanBatch
 from agentledger.collector.receivers.otlp_decode import Identity, decode_request
 from agentledger.schema import conventions as conv
-from agentledger.schema.span_columns import SPAN_SCHEMA
+from agentledger.schema.span_columns import SPAN_SCHEMA, column_default
 
 DAY_NS = 86_400 * 10**9
 # 2025-01-01T00:00:00Z
@@ -35,21 +35,6 @@ def span_batch(
         start = start_times_ns[index] if start_times_ns else EPOCH_2025_NS + index * 10**9
         tracer.start_span(name, start_time=start, attributes={conv.AGENT_RUN_ID: run_id}).end(end_time=start + 1000)
     return decode_request(encode_spans(list(exporter.get_finished_spans())), Identity(tenant)).batch
-
-
-def column_default(field: pa.Field) -> Any:
-    """What a span holds in a column nothing set, as the receiver's decoder writes it. An Arrow type this does
-    not know fails here, naming the column, so a new column type breaks the builders loudly, not a benchmark
-    with a conversion error far away."""
-    if isinstance(field.type, pa.ListType | pa.MapType):
-        return []
-    if pa.types.is_string(field.type):
-        return ""
-    if pa.types.is_boolean(field.type):
-        return False
-    if pa.types.is_integer(field.type) or pa.types.is_timestamp(field.type):
-        return 0
-    raise TypeError(f"span_batches has no default for column {field.name!r} of type {field.type}")
 
 
 def _check_columns(names: Iterable[str]) -> None:
