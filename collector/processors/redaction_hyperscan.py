@@ -28,9 +28,10 @@ _LINE_SEPARATOR: Final = "\n"
 _NUL_SEPARATOR: Final = "\x00"
 # Bytes on which Hyperscan (bytes, PCRE classes) and RE2 (UTF-8 code points) may disagree: any non-ASCII byte
 # (a bounded repeat counts bytes, not characters; RE2 folds `ſ` to `s`) and VT, which PCRE's `\s` holds and RE2's
-# does not. Values holding one get RE2's own answer.
+# does not. Values holding one get RE2's own answer; so do values holding a marking sentinel (\x01, \x03), which
+# the processor replaces in every value the prefilter passes, so that it must pass no value RE2 would not.
 _OUTSIDE_ASCII: Final = 0x80
-_VERTICAL_TAB: Final = 0x0B
+_OTHER_BYTES: Final = (0x0B, 0x01, 0x03)
 # Zero-width assertions that depend on the characters around a match; a marking pattern holding one of these other
 # than `\b` is not restricted (marks change what stands around later candidates).
 _CONTEXT_ASSERTIONS: Final = ("^", "$", "\\B", "\\A", "\\z", "\\Z", "\\G")
@@ -98,9 +99,8 @@ def _has_end_anchor(pattern: str) -> bool:
 
 
 def _compile(patterns: Sequence[tuple[str, int]], separator: str) -> Any:
-    """A block-mode database of `(pattern, flags)`, ids in order; a pattern Hyperscan cannot compile as written
-    takes its prefilter form (a superset, which the exact RE2 path behind it makes harmless). Raises
-    hyperscan.error when even that fails.
+    """A block-mode database of `(pattern, flags)`, ids in order. Raises hyperscan.error for a pattern beyond
+    Hyperscan (an end anchor inside a custom pattern, `(?:x$|y)z`): the processor then keeps RE2 alone.
 
     Each pattern runs on to the next separator: Hyperscan reports every end offset of every match, one Python
     call each (a digit-run pattern ends at every digit), and this way all the matches of one value end at one
@@ -113,17 +113,6 @@ def _compile(patterns: Sequence[tuple[str, int]], separator: str) -> Any:
     ]
     flags = [flag for _, flag in patterns]
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    try:
-        database.compile(expressions=[e.encode() for e in expressions], ids=list(range(len(expressions))), flags=flags)
-        return database
-    except hyperscan.error:
-        pass
-    # Some pattern is beyond Hyperscan as written (a custom one, say): find it, and take its prefilter form.
-    for index, (expression, flag) in enumerate(zip(expressions, flags, strict=True)):
-        try:
-            hyperscan.Database().compile(expressions=[expression.encode()], flags=[flag])
-        except hyperscan.error:
-            flags[index] = flag | hyperscan.HS_FLAG_PREFILTER
     database.compile(expressions=[e.encode() for e in expressions], ids=list(range(len(expressions))), flags=flags)
     return database
 
@@ -134,8 +123,9 @@ class HyperscanScans:
     Each column is scanned once, its values joined by newlines, in multi-line mode so that `^` and `$` hold at
     every value's edges; a match's end offset names its value (a match may run across a separator or start at a
     newline inside a value: the value then passes where RE2 would not say so). Hyperscan's answer is therefore a
-    superset of RE2's for ASCII values, and those values it passes are checked again by the RE2 prefilter, on
-    them alone, so that the values passed are exactly RE2's; values outside ASCII get RE2's answer directly.
+    superset of RE2's for ASCII values, which costs time only: the prefilter is a necessary condition of every
+    validator, so the validators reject whatever else it lets through. Values outside ASCII get RE2's answer, and
+    so do values holding a sentinel character (the processor rewrites those in every value the prefilter passes).
 
     The marking passes: a pass can mark a candidate only where its pattern, without its `\\b` assertions, matches
     the unmarked value (a match in marked text is sentinel-free, so a piece of the original, and dropping the
@@ -177,7 +167,8 @@ class HyperscanScans:
         self._lock = threading.Lock()
 
     def scan_column(self, values: pa.Array) -> tuple[_Mask, _Mask, _Mask]:
-        """(Hyperscan passes the value, Hyperscan finds a keyword or short rule, the value is outside ASCII)."""
+        """(Hyperscan passes the value, Hyperscan finds a keyword or short rule, the value needs RE2's answer:
+        outside ASCII or holding a sentinel)."""
         count = len(values)
         hits = np.zeros(count, np.bool_)
         keyed = np.zeros(count, np.bool_)
@@ -219,7 +210,7 @@ def _joined(values: pa.Array, separator: str) -> tuple[bytes, npt.NDArray[np.int
 
 def _outside_ascii(buffer: bytes, starts: npt.NDArray[np.int64], count: int) -> npt.NDArray[np.bool_]:
     raw = np.frombuffer(buffer, np.uint8)
-    positions = np.flatnonzero((raw >= _OUTSIDE_ASCII) | (raw == _VERTICAL_TAB))
+    positions = np.flatnonzero((raw >= _OUTSIDE_ASCII) | np.isin(raw, _OTHER_BYTES))
     outside = np.zeros(count, np.bool_)
     if len(positions):
         outside[np.searchsorted(starts, positions, side="right") - 1] = True
