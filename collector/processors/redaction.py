@@ -309,7 +309,10 @@ class _Scanner:
         self.small_combined = _re2(_alternation(small)) if small else None
         self.small_passes = [(_re2(pattern), marker) for pattern, marker in self.passes]
         self.small_rules = _re2(rules.keyword_pattern) if rules is not None else None
-        self.hyperscan = self._hyperscan(patterns) if use_hyperscan and hyperscan_available() else None
+        hyperscan_prefilters = [
+            pattern for d in self.detectors for pattern in (d.hyperscan_prefilter or d.prefilter_patterns)
+        ]
+        self.hyperscan = self._hyperscan(hyperscan_prefilters) if use_hyperscan and hyperscan_available() else None
 
     def _hyperscan(self, prefilters: Sequence[str]) -> HyperscanScans | None:
         """The column scans on Hyperscan, or None (RE2 alone) where a pattern is beyond what it compiles."""
@@ -437,12 +440,13 @@ class _Scan:
         scanner = self._scanner
         if scanner.hyperscan is not None:
             hits_np, keyed_np, outside = scanner.hyperscan.scan_column(values)
-            if outside.any():
-                where = np.flatnonzero(outside)
-                exact_hits, exact_keyed = self._re2_prefilter(values.take(pa.array(where)))
-                hits_np[where] = exact_hits.fill_null(False).to_numpy(zero_copy_only=False)
-                if exact_keyed is not None:
-                    keyed_np[where] = exact_keyed.fill_null(False).to_numpy(zero_copy_only=False)
+            # Those few values on the RE2 programs compiled once (pyarrow.compute would compile its patterns again).
+            combined, rules = scanner.small_combined, scanner.small_rules
+            assert combined is not None  # run() returns early without detectors or rules
+            where = np.flatnonzero(outside)
+            for position, text in zip(where.tolist(), values.take(pa.array(where)).to_pylist(), strict=True):
+                hits_np[position] = text is not None and combined.search(text) is not None
+                keyed_np[position] = text is not None and rules is not None and rules.search(text) is not None
             return pa.array(hits_np), pa.array(keyed_np) if scanner.rules is not None else None
         return self._re2_prefilter(values)
 

@@ -30,8 +30,8 @@ _NUL_SEPARATOR: Final = "\x00"
 # (a bounded repeat counts bytes, not characters; RE2 folds `ſ` to `s`) and VT, which PCRE's `\s` holds and RE2's
 # does not. Values holding one get RE2's own answer; so do values holding a marking sentinel (\x01, \x03), which
 # the processor replaces in every value the prefilter passes, so that it must pass no value RE2 would not.
-_OUTSIDE_ASCII: Final = 0x80
-_OTHER_BYTES: Final = (0x0B, 0x01, 0x03)
+# (The scans find them too, with a pattern of their own, the last of each database.)
+_NEEDS_RE2: Final = r"[\x80-\xff\x01\x03\x0b]"
 # Zero-width assertions that depend on the characters around a match; a marking pattern holding one of these other
 # than `\b` is not restricted (marks change what stands around later candidates).
 _CONTEXT_ASSERTIONS: Final = ("^", "$", "\\B", "\\A", "\\z", "\\Z", "\\G")
@@ -146,7 +146,9 @@ class HyperscanScans:
         if keyword_literals:
             prefilter_patterns.append((keyword_literals, multiline | hyperscan.HS_FLAG_CASELESS))
         prefilter_patterns += [(pattern, multiline) for pattern in short_rules]
-        self._prefilter = _compile(prefilter_patterns, _LINE_SEPARATOR) if prefilter_patterns else None
+        prefilter_patterns.append((_NEEDS_RE2, 0))
+        self._needs_re2_id = len(prefilter_patterns) - 1
+        self._prefilter = _compile(prefilter_patterns, _LINE_SEPARATOR)
         # Marking: one id per restricted pass group (None: the group runs on every candidate).
         self.restricted: list[bool] = []
         group_patterns: list[tuple[str, int]] = []
@@ -161,7 +163,9 @@ class HyperscanScans:
                 assert pattern is not None
                 group_patterns.append((pattern, 0))
                 self._group_of_id.append(group_index)
-        self._groups = _compile(group_patterns, _NUL_SEPARATOR) if group_patterns else None
+        group_patterns.append((_NEEDS_RE2, 0))
+        self._group_of_id.append(-1)
+        self._groups = _compile(group_patterns, _NUL_SEPARATOR)
         self._group_count = len(self.restricted)
         # A database's scratch space serves one scan at a time.
         self._lock = threading.Lock()
@@ -172,15 +176,15 @@ class HyperscanScans:
         count = len(values)
         hits = np.zeros(count, np.bool_)
         keyed = np.zeros(count, np.bool_)
-        if self._prefilter is None:
-            return hits, keyed, np.zeros(count, np.bool_)
+        outside = np.zeros(count, np.bool_)
         buffer, starts = _joined(values, _LINE_SEPARATOR)
-        outside = _outside_ascii(buffer, starts, count)
         ids, ends = _matches(self._prefilter, buffer, self._lock)
         if len(ids):
             owners = np.searchsorted(starts, ends - 1, side="right") - 1
-            hits[owners] = True
-            keyed[owners[ids >= self._detector_ids]] = True
+            needs_re2 = ids == self._needs_re2_id
+            outside[owners[needs_re2]] = True
+            hits[owners[~needs_re2]] = True
+            keyed[owners[(ids >= self._detector_ids) & ~needs_re2]] = True
         return hits, keyed, outside
 
     def group_matches(self, values: pa.Array) -> npt.NDArray[np.bool_]:
@@ -188,14 +192,15 @@ class HyperscanScans:
         count = len(values)
         may_match = np.zeros((count, self._group_count), np.bool_)
         may_match[:, [index for index, restricted in enumerate(self.restricted) if not restricted]] = True
-        if self._groups is None or count == 0:
+        if count == 0:
             return may_match
         buffer, starts = _joined(values, _NUL_SEPARATOR)
-        may_match[_outside_ascii(buffer, starts, count)] = True
         ids, ends = _matches(self._groups, buffer, self._lock)
         if len(ids):
             owners = np.searchsorted(starts, ends - 1, side="right") - 1
-            may_match[owners, np.asarray(self._group_of_id, np.int64)[ids]] = True
+            groups = np.asarray(self._group_of_id, np.int64)[ids]
+            may_match[owners[groups < 0]] = True  # outside ASCII: every group runs
+            may_match[owners[groups >= 0], groups[groups >= 0]] = True
         return may_match
 
 
@@ -206,15 +211,6 @@ def _joined(values: pa.Array, separator: str) -> tuple[bytes, npt.NDArray[np.int
     data = joined.buffers()[2]
     buffer = data[offsets[0] : offsets[-1]].to_pybytes() if data is not None else b""
     return buffer, offsets - offsets[0]
-
-
-def _outside_ascii(buffer: bytes, starts: npt.NDArray[np.int64], count: int) -> npt.NDArray[np.bool_]:
-    raw = np.frombuffer(buffer, np.uint8)
-    positions = np.flatnonzero((raw >= _OUTSIDE_ASCII) | np.isin(raw, _OTHER_BYTES))
-    outside = np.zeros(count, np.bool_)
-    if len(positions):
-        outside[np.searchsorted(starts, positions, side="right") - 1] = True
-    return outside
 
 
 def _matches(database: Any, buffer: bytes, lock: threading.Lock) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
