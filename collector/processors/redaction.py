@@ -101,6 +101,8 @@ _SENTINELS: Final = re.compile(_SENTINEL_CLASS)
 # which compiles its pattern on every call (~2 ms for the combined one, whatever the input's size).
 SMALL_INPUT_CHARS: Final = 16_384
 PSEUDONYM_HEX_DIGITS: Final = 12
+# A marking pass runs on just the values Hyperscan says it may mark while they are under this share of the values.
+_RESTRICTED_SHARE: Final = 0.75
 _ESCAPE_LETTERS: Final = ("n", "r", "t", "b", "f")
 _TRAILING_ESCAPE: Final = re.compile(r"(?<!\\)\\[nrtbf]$")
 _CUSTOM_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -608,7 +610,8 @@ def _mark_group(
         count = int(may_match.sum())
         if count == 0:
             return values
-        if count < len(values):
+        # (Where most values may match, as in dense PII text, filtering them out and back costs more than it saves.)
+        if count < len(values) * _RESTRICTED_SHARE:
             mask = pa.array(may_match)
             subset = values.filter(mask)
             for pattern, marker in group:
