@@ -35,6 +35,8 @@ from agentledger.collector.processors.redaction_detectors import (
     custom_detector,
     normal_secret,
 )
+from agentledger.collector.processors.redaction_hyperscan import HyperscanScans, hyperscan_scans
+from agentledger.collector.processors.redaction_hyperscan import available as hyperscan_available
 from agentledger.collector.processors.redaction_ner import NerRedactor, load_ner, ner_problem
 from agentledger.collector.processors.redaction_rules import SecretRuleSet, gitleaks_rules
 from agentledger.schema import conventions as conv
@@ -99,6 +101,8 @@ _SENTINELS: Final = re.compile(_SENTINEL_CLASS)
 # which compiles its pattern on every call (~2 ms for the combined one, whatever the input's size).
 SMALL_INPUT_CHARS: Final = 16_384
 PSEUDONYM_HEX_DIGITS: Final = 12
+# A marking pass runs on just the values Hyperscan says it may mark while they are under this share of the values.
+_RESTRICTED_SHARE: Final = 0.75
 _ESCAPE_LETTERS: Final = ("n", "r", "t", "b", "f")
 _TRAILING_ESCAPE: Final = re.compile(r"(?<!\\)\\[nrtbf]$")
 _CUSTOM_NAME: Final = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -256,7 +260,13 @@ class _Scanner:
     and join the marked candidates.
     """
 
-    def __init__(self, detectors: Sequence[Detector], config: RedactionConfig, rules: SecretRuleSet | None) -> None:
+    def __init__(
+        self,
+        detectors: Sequence[Detector],
+        config: RedactionConfig,
+        rules: SecretRuleSet | None,
+        use_hyperscan: bool = True,
+    ) -> None:
         self.detectors = tuple(detectors)
         self.rules = rules
         patterns = [pattern for d in self.detectors for pattern in d.prefilter_patterns]
@@ -301,6 +311,30 @@ class _Scanner:
         self.small_combined = _re2(_alternation(small)) if small else None
         self.small_passes = [(_re2(pattern), marker) for pattern, marker in self.passes]
         self.small_rules = _re2(rules.keyword_pattern) if rules is not None else None
+        hyperscan_prefilters = [
+            pattern for d in self.detectors for pattern in (d.hyperscan_prefilter or d.prefilter_patterns)
+        ]
+        self.hyperscan = self._hyperscan(hyperscan_prefilters) if use_hyperscan and hyperscan_available() else None
+
+    def _hyperscan(self, prefilters: Sequence[str]) -> HyperscanScans | None:
+        """The column scans on Hyperscan, or None (RE2 alone) where a pattern is beyond what it compiles."""
+        import hyperscan
+
+        # A custom pattern's passes run on every candidate: its marks are not bound to `\b` alone.
+        groups = [
+            None if self.detectors[ord(group[0][1]) - _FIRST_INDEX].reason == "custom" else tuple(p for p, _ in group)
+            for _, group in self.pass_groups
+        ]
+        rules = self.rules
+        try:
+            return hyperscan_scans(
+                tuple(prefilters),
+                rules.keyword_literals if rules is not None else None,
+                rules.short_rule_patterns if rules is not None else (),
+                tuple(groups),
+            )
+        except hyperscan.error:
+            return None
 
     def replacement(self, entity: str, value: str, normalise: Callable[[str], str]) -> str:
         mode = self.modes[entity]
@@ -351,19 +385,7 @@ class _Scan:
             return values
         if len(values) <= 256 and (pc.sum(pc.utf8_length(values)).as_py() or 0) < SMALL_INPUT_CHARS:
             return self._run_small(values)
-        hits = None
-        for prefilter in scanner.column_prefilters:
-            matched = pc.match_substring_regex(values, prefilter)
-            hits = matched if hits is None else pc.or_(hits, matched)
-        keyed_all: pa.Array | None = None
-        if scanner.rules is not None:
-            # (The keywords' case-insensitive literal alternation is fastest on its own, with RE2's option.)
-            keyed_all = pc.or_(
-                pc.match_substring_regex(values, scanner.rules.keyword_literals, ignore_case=True),
-                pc.match_substring_regex(values, scanner.rules.short_rule_pattern),
-            )
-            hits = keyed_all if hits is None else pc.or_(hits, keyed_all)
-        assert hits is not None  # run() returns early with neither detectors nor rules
+        hits, keyed_all = self._prefilter(values)
         if not pc.any(hits).as_py():
             return values
         positions = pc.indices_nonzero(hits).to_numpy()
@@ -381,9 +403,11 @@ class _Scan:
         # Values that already hold our sentinel characters would confuse the marking; U+FFFD takes their place.
         if pc.any(pc.match_substring_regex(candidates, _SENTINEL_CLASS)).as_py():
             candidates = pc.replace_substring_regex(candidates, _SENTINEL_CLASS, "\ufffd")
+        may_match = scanner.hyperscan.group_matches(candidates) if scanner.hyperscan is not None else None
         marked = candidates
-        for group_pattern, group in scanner.pass_groups:
-            marked = _mark_group(marked, group_pattern, group)
+        for group_index, (group_pattern, group) in enumerate(scanner.pass_groups):
+            restrict = may_match[:, group_index] if may_match is not None else None
+            marked = _mark_group(marked, group_pattern, group, restrict)
         with_keywords = keyed_hits.to_pylist() if keyed_hits is not None else None
         if copies is None:
             replaced: list[str] = []
@@ -410,6 +434,40 @@ class _Scan:
                 self.spans.extend((position, entity, start, end, reason) for position in holders[index])
         replaced_all = pa.array(results, pa.string()).take(pa.array(copies))
         return pc.replace_with_mask(values, hits, replaced_all)
+
+    def _prefilter(self, values: pa.Array) -> tuple[pa.Array, pa.Array | None]:
+        """(values holding a candidate of some detector or a gitleaks keyword, values holding a keyword): RE2's
+        answers, on Hyperscan where it is available (then its superset, with RE2's own answer for values outside
+        ASCII, see HyperscanScans), so that no detection changes."""
+        scanner = self._scanner
+        if scanner.hyperscan is not None:
+            hits_np, keyed_np, outside = scanner.hyperscan.scan_column(values)
+            # Those few values on the RE2 programs compiled once (pyarrow.compute would compile its patterns again).
+            combined, rules = scanner.small_combined, scanner.small_rules
+            assert combined is not None  # run() returns early without detectors or rules
+            where = np.flatnonzero(outside)
+            for position, text in zip(where.tolist(), values.take(pa.array(where)).to_pylist(), strict=True):
+                hits_np[position] = text is not None and combined.search(text) is not None
+                keyed_np[position] = text is not None and rules is not None and rules.search(text) is not None
+            return pa.array(hits_np), pa.array(keyed_np) if scanner.rules is not None else None
+        return self._re2_prefilter(values)
+
+    def _re2_prefilter(self, values: pa.Array) -> tuple[pa.Array, pa.Array | None]:
+        scanner = self._scanner
+        hits = None
+        for prefilter in scanner.column_prefilters:
+            matched = pc.match_substring_regex(values, prefilter)
+            hits = matched if hits is None else pc.or_(hits, matched)
+        keyed_all: pa.Array | None = None
+        if scanner.rules is not None:
+            # (The keywords' case-insensitive literal alternation is fastest on its own, with RE2's option.)
+            keyed_all = pc.or_(
+                pc.match_substring_regex(values, scanner.rules.keyword_literals, ignore_case=True),
+                pc.match_substring_regex(values, scanner.rules.short_rule_pattern),
+            )
+            hits = keyed_all if hits is None else pc.or_(hits, keyed_all)
+        assert hits is not None  # run() returns early with neither detectors nor rules
+        return hits, keyed_all
 
     def _run_small(self, values: pa.Array) -> pa.Array:
         scanner = self._scanner
@@ -540,8 +598,25 @@ def detect(values: Sequence[str], config: RedactionConfig | None = None) -> list
     return [[Detection(item.start, item.end, item.entity) for item in found] for found in explain(values, config)]
 
 
-def _mark_group(values: pa.Array, group_pattern: str | None, group: Sequence[tuple[str, str]]) -> pa.Array:
-    """Marks the candidates of a run of passes, on the values the run's alternation matches (all without one)."""
+def _mark_group(
+    values: pa.Array,
+    group_pattern: str | None,
+    group: Sequence[tuple[str, str]],
+    may_match: npt.NDArray[np.bool_] | None = None,
+) -> pa.Array:
+    """Marks the candidates of a run of passes, on the values the run's alternation matches (all without one), or
+    on the values `may_match` names (a superset of those, from Hyperscan)."""
+    if may_match is not None:
+        count = int(may_match.sum())
+        if count == 0:
+            return values
+        # (Where most values may match, as in dense PII text, filtering them out and back costs more than it saves.)
+        if count < len(values) * _RESTRICTED_SHARE:
+            mask = pa.array(may_match)
+            subset = values.filter(mask)
+            for pattern, marker in group:
+                subset = pc.replace_substring_regex(subset, pattern, f"{_OPEN}{marker}\\0{_CLOSE}")
+            return pc.replace_with_mask(values, mask, subset)
     hits = pc.match_substring_regex(values, group_pattern) if group_pattern is not None else None
     count = len(values) if hits is None else pc.sum(hits).as_py() or 0
     if count == 0:

@@ -47,6 +47,9 @@ class Detector:
     # validator, tighter than `pattern`, so that values holding only look-alikes (timestamps, order ids, epoch
     # milliseconds) never leave the columnar prefilter for Python. None: `pattern` itself.
     prefilter: str | None = None
+    # For the Hyperscan column scan alone, which judges ASCII text only: a necessary condition of the prefilter
+    # patterns that Hyperscan runs several times faster (a literal to start from). None: the prefilter patterns.
+    hyperscan_prefilter: tuple[str, ...] | None = None
 
     @property
     def prefilter_patterns(self) -> tuple[str, ...]:
@@ -591,7 +594,14 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         reason="known token format or a value after a secret's key name",
     ),
     Detector(
-        "email", json_aware(EMAIL_PATTERN), _valid_email, _normal_email, split=split_email, reason="e-mail address"
+        "email",
+        json_aware(EMAIL_PATTERN),
+        _valid_email,
+        _normal_email,
+        split=split_email,
+        reason="e-mail address",
+        # Every address has an `@` (or `%40`) between a character of its local part and one of its domain.
+        hyperscan_prefilter=(r"[A-Za-z0-9._+-](?:@|%40)[A-Za-z0-9]",),
     ),
     Detector(
         "iban",
@@ -625,6 +635,8 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _normal_ip,
         tuple(json_aware(part) for part in IP_PATTERNS),
         reason="IP address",
+        # The IPv4 part without its word boundaries (Hyperscan's `\b` before a digit costs it 7x).
+        hyperscan_prefilter=(json_aware(IP_PATTERNS[0]), rf"{_OCTET}(?:\.{_OCTET}){{3}}"),
     ),
     phone_detector(DEFAULT_PHONE_REGIONS),
 )

@@ -67,7 +67,8 @@ class SecretRuleSet:
         long_keywords = [keyword for keyword in keywords if len(keyword) >= _SHORT_KEYWORD]
         short_rules = [rule for rule in self.rules if min(map(len, rule.keywords)) < _SHORT_KEYWORD]
         self.keyword_literals = "|".join(re.escape(keyword) for keyword in long_keywords)
-        self.short_rule_pattern = "|".join(f"(?:{rule.pattern})" for rule in short_rules)
+        self.short_rule_patterns = tuple(rule.pattern for rule in short_rules)
+        self.short_rule_pattern = "|".join(f"(?:{pattern})" for pattern in self.short_rule_patterns)
         self.keyword_pattern = f"(?i:{self.keyword_literals})|{self.short_rule_pattern}"
 
     def _present_keywords(self, lowered: str) -> list[str]:

@@ -1,0 +1,186 @@
+"""The redaction processor's column scans on Hyperscan: the same detections as the RE2 scans they replace, over the
+corpora, decoys and fuzz (also where the two engines differ: non-ASCII text, vertical tabs, lines, sentinels), custom
+patterns beyond Hyperscan, and RE2 alone where the hyperscan package is missing."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import pyarrow as pa
+import pytest
+
+from agentledger.collector.processors.redaction import RedactionConfig, RedactionProcessor, _Scan, _Scanner, detect
+from agentledger.collector.processors.redaction_hyperscan import _has_end_anchor, _without_word_boundaries
+from agentledger.collector.processors.redaction_rules import gitleaks_rules
+from tests.collector.redaction_corpus import generate_broad_corpus, generate_corpus, generate_decoys
+from tests.collector.test_redaction_prefilter import _fuzz
+
+# Characters on which Hyperscan (bytes) and RE2 (UTF-8 code points) could disagree, or that the scans use themselves
+# (separators, the marking sentinels).
+_AWKWARD = ["\n", "\x0b", "\x00", "\x01", "\x03", "\x10", "\u212a", "é", "ſ", "€", "\\n", '"', " ", "", "\r\n"]
+
+
+def _outcome(
+    scanner: _Scanner, values: list[str | None]
+) -> tuple[list[str | None], list[tuple[int, str, int, int, str]], dict[str, list[int]]]:
+    scan = _Scan(scanner)
+    scan.spans = []
+    redacted = scan.run(pa.array(values, pa.string())).to_pylist()
+    return redacted, sorted(scan.spans), {entity: sorted(rows) for entity, rows in scan.found.items()}
+
+
+def _spliced(texts: list[str], seed: int, count: int) -> list[str | None]:
+    """Pieces of labelled texts cut anywhere and glued with the awkward characters, some values null."""
+    rng = random.Random(seed)
+    values: list[str | None] = []
+    for _ in range(count):
+        if rng.random() < 0.02:
+            values.append(None)
+            continue
+        pieces = []
+        for _ in range(rng.randint(1, 4)):
+            text = rng.choice(texts)
+            start = rng.randrange(len(text) + 1)
+            pieces.append(text[start : start + rng.randint(0, 80)])
+            pieces.append(rng.choice(_AWKWARD))
+        values.append("".join(pieces[:-1]) if rng.random() < 0.5 else "".join(pieces))
+    return values
+
+
+def _scanners(config: RedactionConfig) -> tuple[_Scanner, _Scanner]:
+    processor = RedactionProcessor(config)
+    rules = gitleaks_rules() if config.gitleaks_rules else None
+    return processor.scanner, _Scanner(processor.detectors, config, rules, use_hyperscan=False)
+
+
+def test_the_hyperscan_scans_change_no_detection() -> None:
+    fast, exact = _scanners(RedactionConfig())
+    assert fast.hyperscan is not None and exact.hyperscan is None
+    texts = [document.text for document in generate_broad_corpus(2000, seed=41)]
+    texts += [document.text for document in generate_corpus(400, seed=42)]
+    texts += generate_decoys(2000, seed=43)
+    values: list[str | None] = [*texts, *_fuzz(44, 6000)]
+    values += _spliced(texts, 45, 12000)
+    # A value may start or end on a candidate, stand alone on a line, or be nothing at all.
+    values += ["4111 1111 1111 1111", "+44 20 7946 0958\n", "\nssn=078051120", "", "x", "1\n2", "0044 20 7946 0958"]
+    # A mark makes a word boundary where the text has none (a card glued to a fixed-length key), and RE2 folds the
+    # Kelvin sign and the long s into `k` and `s`, which Hyperscan reads as bytes.
+    values += [f"key AIzaSyA1234567890abcdefghijklmnopqrstuv{number}" for number in ("4111111111111111", "078-05-1120")]
+    values += [
+        "x-api-\u212aey: 0123456789abcdef0123",
+        "pa\u017f\u017fword=hunter2hunter2",
+        "auth_tO\u212aen = abc123def456",
+    ]
+
+    fast_outcome, exact_outcome = _outcome(fast, values), _outcome(exact, values)
+
+    assert len(values) > 25_000
+    assert len(exact_outcome[1]) > 10_000
+    glued = [(entity, start, end) for row, entity, start, end, _ in exact_outcome[1] if row == len(values) - 5]
+    assert glued == [("card", 43, 59), ("secret", 4, 43)]
+    folded = [row for row, entity, _, _, _ in exact_outcome[1] if row >= len(values) - 3 and entity == "secret"]
+    assert folded == [len(values) - 3, len(values) - 2, len(values) - 1]
+    assert fast_outcome[0] == exact_outcome[0]
+    assert fast_outcome[1] == exact_outcome[1]
+    assert fast_outcome[2] == exact_outcome[2]
+
+
+def test_custom_patterns_and_fewer_entities_keep_their_detections_on_hyperscan() -> None:
+    config = RedactionConfig(
+        entities=("email", "phone", "card"),
+        gitleaks_rules=False,
+        custom_patterns={"employee": r"\bEMP-[0-9]{6}\b", "line_end": r"ticket [0-9]+$"},
+    )
+    fast, exact = _scanners(config)
+    texts = [document.text for document in generate_broad_corpus(600, seed=46)]
+    values: list[str | None] = [*texts, *_spliced(texts, 47, 3000)]
+    values += ["EMP-004211 called +44 20 7946 0958", "see ticket 4411", "ticket 12\nnext", "xEMP-123456"] * 100
+
+    fast_outcome, exact_outcome = _outcome(fast, values), _outcome(exact, values)
+
+    assert fast.hyperscan is not None
+    assert fast_outcome == exact_outcome
+    found = _outcome(fast, ["EMP-004211 called +44 20 7946 0958", "see ticket 4411", "ticket 12\nnext"] * 100)[1]
+    assert [(row, entity, start, end) for row, entity, start, end, _ in found[:3]] == [
+        (0, "employee", 0, 10),
+        (0, "phone", 18, 34),
+        (1, "line_end", 4, 15),
+    ]
+
+
+def test_a_custom_pattern_beyond_hyperscan_leaves_the_processor_on_re2() -> None:
+    # Hyperscan has no end anchor inside a pattern; RE2 and Python do.
+    config = RedactionConfig(custom_patterns={"closing": r"(?:done$|ticket )[0-9]+"})
+    fast, exact = _scanners(config)
+    values: list[str | None] = ["ticket 4411 is done", "work done", "mail jane@example.com"] * 200
+
+    assert fast.hyperscan is None
+    assert _outcome(fast, values) == _outcome(exact, values)
+    assert [(start, end, entity) for start, end, entity in detect(values[:3], config)[0]] == [(0, 11, "closing")]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "widened"),
+    [
+        (r"\bab\b", "(?:)ab(?:)"),
+        (r"(?:\b|\\[nrtbf])\d{3}", r"(?:(?:)|\\[nrtbf])\d{3}"),
+        (r"[\b]x", r"[\b]x"),  # a backspace inside a class stays
+        (r"[]\b]", r"[]\b]"),  # `]` first in a class is a literal
+        (r"\\b", r"\\b"),  # an escaped backslash, then `b`
+        (r"a$", None),
+        (r"^a", None),
+        (r"\Bx", None),
+        (r"[$^]x", "[$^]x"),
+    ],
+)
+def test_only_word_boundaries_outside_classes_are_dropped_from_marking_patterns(
+    pattern: str, widened: str | None
+) -> None:
+    assert _without_word_boundaries(pattern) == widened
+
+
+@pytest.mark.parametrize(
+    ("pattern", "anchored"),
+    [("(?:$|x)", True), (r"a\z", True), (r"[$]", False), (r"\$", False), (r"\\$", True), ("^a", False)],
+)
+def test_end_anchors_are_told_from_literal_dollars(pattern: str, anchored: bool) -> None:
+    assert _has_end_anchor(pattern) is anchored
+
+
+def test_without_the_hyperscan_package_the_processor_runs_on_re2_alone() -> None:
+    # Where no hyperscan wheel exists (it ships for x86-64 only) the import fails: the same detections, on RE2.
+    program = (
+        "import sys; sys.modules['hyperscan'] = None\n"
+        "from agentledger.collector.processors.redaction import RedactionProcessor, detect\n"
+        "assert RedactionProcessor().scanner.hyperscan is None\n"
+        "print(detect(['call +44 20 7946 0958 or jane@example.com'] * 300)[299])\n"
+    )
+
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, check=False)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        "[Detection(start=5, end=21, entity='phone'), Detection(start=25, end=41, entity='email')]"
+    )
+
+
+def test_one_scanner_serves_threads_at_once() -> None:
+    import threading
+
+    fast, exact = _scanners(RedactionConfig())
+    values: list[str | None] = [document.text for document in generate_broad_corpus(300, seed=48)] * 3
+    expected = _outcome(exact, values)
+    results: list[object] = []
+
+    def scan() -> None:
+        results.append(_outcome(fast, values))
+
+    threads = [threading.Thread(target=scan) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert results == [expected] * 4
