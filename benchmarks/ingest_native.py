@@ -308,17 +308,22 @@ def _glob_regex(globs: Sequence[str]) -> str:
     return "|".join("^" + ".*".join(re.escape(part) for part in glob.lower().split("*")) + "$" for glob in globs)
 
 
-def prefilter_sql() -> tuple[str, list[str]]:
+def prefilter_sql(engine: str) -> tuple[str, int]:
     """needs_redaction: whether a row holds a value the redaction processor's columnar prefilter would pass
-    to Python (its detectors' prefilter patterns through Hyperscan, the gitleaks keywords as literals), or a key
-    it masks; and the patterns used."""
+    to Python (its detectors' prefilter patterns, the gitleaks keywords case-insensitively and its short rules),
+    or a key it masks; and how many patterns that is. `engine`: "hyperscan" (multiMatchAny, one pattern each)
+    or "re2" (match, one alternation of them all, as the Python prefilter does)."""
     processor = PROCESSORS["redaction"].create(CollectorConfig().processors["redaction"],
                                                ComponentContext("redaction", None, CollectorTelemetry()))  # type: ignore[arg-type]
     scanner = processor.scanner  # type: ignore[attr-defined]
     patterns = [pattern for detector in scanner.detectors for pattern in detector.prefilter_patterns]
     rules = scanner.rules
+    if rules is not None:
+        # multiSearchAnyCaseInsensitive over the 200-odd keywords costs 15x the regexes: (?i) literals instead.
+        patterns += [f"(?i){re.escape(keyword)}" for keyword in rules.keyword_literals.replace("\\", "").split("|")]
+        patterns += [rules.short_rule_pattern] if rules.short_rule_pattern else []
     keep, mask = _glob_regex((*DEFAULT_KEEP_KEYS, SUMMARY_KEY)), _glob_regex(DEFAULT_MASK_KEYS)
-    scanned_columns = [name for name in ("name", "status_message", "service_name", "scope_name")]
+    scanned_columns = ["name", "status_message", "service_name", "scope_name"]
     scanned_columns += [column for key, column, kind in PROMOTED_COLUMNS
                         if kind != "int" and not re.match(keep, key.lower())]  # fmt: skip
     values = (f"arrayConcat([{', '.join(scanned_columns)}], event_names,"
@@ -326,12 +331,13 @@ def prefilter_sql() -> tuple[str, list[str]]:
               f" mapValues(mapFilter((k, v) -> NOT match(lower(k), {_quoted(keep)}), resource_attributes)),"
               f" arrayFlatten(arrayMap(m -> mapValues(m), event_attributes)),"
               f" arrayFlatten(arrayMap(m -> mapValues(m), link_attributes)))")  # fmt: skip
-    keywords = rules.keyword_literals.replace("\\", "").split("|") if rules is not None else []
-    short_rules = [rules.short_rule_pattern] if rules is not None and rules.short_rule_pattern else []
-    condition = (f"arrayExists(v -> multiMatchAny(v, {_array(patterns + short_rules)})"
-                 f" OR multiSearchAnyCaseInsensitive(v, {_array(keywords)}), {values})"
+    if engine == "hyperscan":
+        test = f"multiMatchAny(v, {_array(patterns)})"
+    else:
+        test = f"match(v, {_quoted('|'.join(f'(?:{pattern})' for pattern in patterns))})"
+    condition = (f"arrayExists(v -> {test}, {values})"
                  f" OR arrayExists(k -> match(lower(k), {_quoted(mask)}), mapKeys(attributes))")  # fmt: skip
-    return condition, patterns + short_rules
+    return condition, len(patterns)
 
 
 # --- the modes ------------------------------------------------------------------------------------------------
@@ -386,9 +392,10 @@ def _fresh(dsn: str, database: str) -> Any:
 
 
 def run_native(bodies: list[tuple[int, bytes]], export_spans: int, database: str, dsn: str, folder: Path,
-               mode: str) -> tuple[Stages, int, dict[str, int]]:
+               mode: str) -> tuple[Stages, int, dict[str, int], set[str]]:
     """One run of a native mode ('native', 'native+digests', 'native+prefilter'); returns its stages, the spans
-    stored (and chained, with digests) and what the SQL counted (rows flagged for Python)."""
+    stored (and chained, with digests), what the SQL counted (rows flagged for Python) and the span keys the
+    redaction prefilter flagged."""
     client = _fresh(dsn, database)
     limits = LimitsConfig()
     select = spans_select("default", "", limits)
@@ -397,11 +404,12 @@ def run_native(bodies: list[tuple[int, bytes]], export_spans: int, database: str
     columns = ", ".join(_STORED_COLUMNS)
     stages = Stages()
     counted = {"needs_python (decoder)": 0, "needs_redaction (prefilter)": 0}
+    flagged: set[str] = set()
     chain = ChainWriter(client, "collector") if mode != "native" else None
     if chain is not None:
         extra = f"{digest_sql()} AS span_digest"
-        if mode == "native+prefilter":
-            condition, _ = prefilter_sql()
+        if mode.startswith("native+prefilter"):
+            condition, _ = prefilter_sql("hyperscan" if mode.endswith("hyperscan") else "re2")
             extra += f", toUInt8({condition}) AS needs_redaction"
             # Some detectors' patterns (bounded repeats, the private-key block) are ones ClickHouse refuses
             # by default as "too slow in vectorscan"; measured here as they are.
@@ -442,6 +450,9 @@ def run_native(bodies: list[tuple[int, bytes]], export_spans: int, database: str
         stages.timed("audit chain (screen+links)", link)
         counted["needs_python (decoder)"] += int(pa.compute.sum(keys["needs_python"]).as_py() or 0)
         counted["needs_redaction (prefilter)"] += int(pa.compute.sum(keys["needs_redaction"]).as_py() or 0)
+        if counted["needs_redaction (prefilter)"]:
+            marked = keys.filter(pa.compute.equal(keys["needs_redaction"], 1))
+            flagged.update(f"{t}:{s}" for t, s in zip(marked["trace_id"].to_pylist(), marked["span_id"].to_pylist(), strict=True))
         client.command("TRUNCATE TABLE native_batch")
 
     for number, (_, body) in enumerate(bodies):
@@ -459,7 +470,7 @@ def run_native(bodies: list[tuple[int, bytes]], export_spans: int, database: str
         stored = min(stored, chained)
         client.command("DROP TABLE native_batch")
     client.close()
-    return stages, stored, counted
+    return stages, stored, counted, flagged
 
 
 def python_batches(bodies: list[tuple[int, bytes]], export_spans: int, client: Any) -> list[pa.Table]:
@@ -597,8 +608,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="agentledger-native-") as folder:
         dsn = chdb_dsn(Path(folder) / "clickhouse")
         results: dict[str, tuple[float, list[str]]] = {}
-        counted: dict[str, int] = {}
-        flagged_keys: set[str] = set()
+        counted: dict[str, dict[str, int]] = {}
+        flagged_keys: dict[str, set[str]] = {}
         python_runs = []
         for repeat in range(args.repeats):
             stages, stored = run_once(bodies, args.batch_max_spans, f"python_{repeat}", dsn)
@@ -609,19 +620,20 @@ def main() -> None:
         for run in python_runs:
             run.cpu = {name.strip(): seconds for name, seconds in run.cpu.items() if not name.startswith(" ")}
         results["python"] = _report("python (ingest_stages)", python_runs, spans)
-        for mode in ("native", "native+digests", "native+prefilter"):
+        for mode in ("native", "native+digests", "native+prefilter hyperscan", "native+prefilter re2"):
             runs = []
             for repeat in range(args.repeats):
                 spool = Path(folder) / f"spool-{mode}-{repeat}"
                 spool.mkdir()
-                database = f"{mode.replace('+', '_')}_{repeat}"
-                stages, stored, counts = run_native(bodies, args.batch_max_spans, database, dsn, spool, mode)
+                database = f"{re.sub('[+ ]', '_', mode)}_{repeat}"
+                stages, stored, counts, flagged = run_native(bodies, args.batch_max_spans, database, dsn, spool, mode)
                 if stored != spans:
                     raise SystemExit(f"{mode}: only {stored} of {spans} spans were stored"
                                      f"{' and chained' if mode != 'native' else ''}")  # fmt: skip
                 runs.append(stages)
-                if mode == "native+prefilter":
-                    counted = counts
+                if mode.startswith("native+prefilter"):
+                    counted[mode] = counts
+                    flagged_keys[mode] = flagged
             results[mode] = _report(mode, runs, spans)
         client = connect(dsn, "python_0")
         client.set_client_setting("use_query_condition_cache", 0)
@@ -653,16 +665,20 @@ def main() -> None:
         across = sum(1 for key, digest in sql_chain.items() if python_chain.get(key) == digest)
         print(f"digests: SQL (digest_sql) == Python (span_digest) on all {same} stored native rows;"
               f" native chain == python chain on {across} of {spans} spans")  # fmt: skip
-        _, patterns = prefilter_sql()
-        redacted = int(client.query(f"SELECT count() FROM {python_db}.spans WHERE mapContains(attributes,"
-                                    f" {_quoted(SUMMARY_KEY)})").result_rows[0][0])  # fmt: skip
-        print(f"prefilter (native+prefilter, last run): {counted.get('needs_redaction (prefilter)', 0)} of {spans} rows"
-              f" flagged for Python redaction ({len(patterns)} Hyperscan patterns + gitleaks keywords);"
-              f" {counted.get('needs_python (decoder)', 0)} flagged for the Python decoder; python redacted {redacted}")  # fmt: skip
+        redacted = {str(key) for (key,) in client.query(
+            f"SELECT concat(trace_id, ':', span_id) FROM {python_db}.spans WHERE mapContains(attributes,"
+            f" {_quoted(SUMMARY_KEY)})").result_rows}  # fmt: skip
+        for mode, counts in counted.items():
+            missed = redacted - flagged_keys[mode]
+            if missed:
+                raise SystemExit(f"{mode}: {len(missed)} span(s) the Python path redacted were not flagged")
+            print(f"{mode} (last run): {counts['needs_redaction (prefilter)']} of {spans} rows flagged for Python"
+                  f" redaction ({prefilter_sql(mode.split()[-1])[1]} patterns), every one of the {len(redacted)} the"
+                  f" Python path redacted among them; {counts['needs_python (decoder)']} flagged for the Python decoder")  # fmt: skip
         client.close()
-    native_total = results["native+prefilter"][0]
+    best = min(("native+prefilter hyperscan", "native+prefilter re2"), key=lambda mode: results[mode][0])
     print(f"per collector core (spans / CPU second): python {spans / results['python'][0]:.0f},"
-          f" native+digests+prefilter {spans / native_total:.0f} spans/s")  # fmt: skip
+          f" {best} {spans / results[best][0]:.0f} spans/s")  # fmt: skip
 
 
 if __name__ == "__main__":
