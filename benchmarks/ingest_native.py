@@ -29,7 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,9 @@ def _message_text(message: Descriptor, indent: str = "") -> list[str]:
         if oneof is not None and not oneof.name.startswith("_"):  # a real oneof, not proto3 `optional`
             oneofs.setdefault(oneof.name, []).append(field)
             continue
-        lines.append(f"{indent}  {'repeated ' if field.is_repeated else ''}{_type_name(field)} {field.name} = {field.number};")
+        lines.append(
+            f"{indent}  {'repeated ' if field.is_repeated else ''}{_type_name(field)} {field.name} = {field.number};"
+        )
     for name, fields in oneofs.items():
         members = " ".join(f"{_type_name(field)} {field.name} = {field.number};" for field in fields)
         lines.append(f"{indent}  oneof {name} {{ {members} }}")
@@ -129,7 +131,8 @@ def otlp_schema() -> str:
 # int 0 or a false is told from an unset value.
 _ONEOF = ("Enum8('none' = 0, 'string_value' = 1, 'bool_value' = 2, 'int_value' = 3, 'double_value' = 4,"
           " 'array_value' = 5, 'kvlist_value' = 6, 'bytes_value' = 7, 'string_value_strindex' = 8)")  # fmt: skip
-_ANY_VALUE = f"Tuple(value {_ONEOF}, string_value String, bool_value Bool, int_value Int64, double_value Float64, bytes_value String)"
+_ANY_VALUE = (f"Tuple(value {_ONEOF}, string_value String, bool_value Bool, int_value Int64, double_value Float64,"
+              " bytes_value String)")  # fmt: skip
 _KEY_VALUES = f"Array(Tuple(key String, value {_ANY_VALUE}))"
 STRUCTURE = (
     f"resource_spans Array(Tuple(resource Tuple(attributes {_KEY_VALUES}), scope_spans Array(Tuple("
@@ -216,17 +219,18 @@ def spans_select(tenant: str, agent_id: str, limits: LimitsConfig) -> str:
     columns["scope_name"] = "ss.scope.name"
     columns["scope_version"] = "ss.scope.version"
     columns["verified_agent_id"] = _quoted(agent_id)
-    columns["identity_mismatch"] = (f"{_quoted(agent_id)} != '' AND agent_id_ != '' AND agent_id_ != {_quoted(agent_id)}")
+    columns["identity_mismatch"] = f"{_quoted(agent_id)} != '' AND agent_id_ != '' AND agent_id_ != {_quoted(agent_id)}"
     columns["truncated"] = "if(end_ != sp.end_time_unix_nano, ['end_time'], [])"
     columns["conversation_id"] = "''"
     for key, column, kind in PROMOTED_COLUMNS:
         if column == "entry_type":
+            by_kind = {k: v.value for k, v in _BY_OPENINFERENCE_KIND.items()}
             explicit = f"{column}_"
             columns[column] = (f"multiIf({explicit} IN {_array(sorted(_KNOWN))}, {explicit},"
                                f" operation_ IN {_array(list(_BY_OPERATION))},"
                                f" {_transform('operation_', {k: v.value for k, v in _BY_OPERATION.items()}, '')},"
                                f" upperUTF8(oi_kind_) IN {_array(list(_BY_OPENINFERENCE_KIND))},"
-                               f" {_transform('upperUTF8(oi_kind_)', {k: v.value for k, v in _BY_OPENINFERENCE_KIND.items()}, '')},"
+                               f" {_transform('upperUTF8(oi_kind_)', by_kind, '')},"
                                " 'span')")  # fmt: skip
         elif column in ("agent_id", "operation"):
             columns[column] = f"{column}_"
@@ -251,12 +255,15 @@ def spans_select(tenant: str, agent_id: str, limits: LimitsConfig) -> str:
     columns["link_trace_ids"] = "arrayMap(l -> lower(hex(l.trace_id)), sp.links)"
     columns["link_span_ids"] = "arrayMap(l -> lower(hex(l.span_id)), sp.links)"
     columns["link_attributes"] = f"arrayMap(l -> {item_map('l')}, sp.links)"
-    assert list(columns) == [name for name in SPAN_SCHEMA.names if name in columns] and set(columns) == set(SPAN_SCHEMA.names)
+    assert list(columns) == [name for name in SPAN_SCHEMA.names if name in columns] and set(columns) == set(
+        SPAN_SCHEMA.names
+    )
     columns = {name: columns[name] for name in SPAN_SCHEMA.names}
     columns["retain_until"] = f"toDateTime({KEEP_FOREVER})"  # the default policy: keep (RetentionPolicy())
     columns["legal_hold"] = "toUInt8(0)"  # no agent holds in the benchmark's database
 
-    every_value = ("arrayConcat(arrayMap(kv -> kv.value, sp.attributes), arrayMap(kv -> kv.value, rs.resource.attributes),"
+    every_value = ("arrayConcat(arrayMap(kv -> kv.value, sp.attributes),"
+                   " arrayMap(kv -> kv.value, rs.resource.attributes),"
                    " arrayFlatten(arrayMap(e -> arrayMap(kv -> kv.value, e.attributes), sp.events)),"
                    " arrayFlatten(arrayMap(l -> arrayMap(kv -> kv.value, l.attributes), sp.links)))")  # fmt: skip
     content = [key for key, _, kind in PROMOTED_COLUMNS if kind == "content"]
@@ -274,22 +281,26 @@ def spans_select(tenant: str, agent_id: str, limits: LimitsConfig) -> str:
         f" arrayMap(kv -> kv.key, ss.scope.attributes)), {reserved})"
     )
     body = ",\n    ".join(f"{expression} AS {name}" for name, expression in columns.items())
-    promoted_string_keys = [key for key, _, kind in PROMOTED_COLUMNS if kind != "int"]
+    # The promoted string columns and the run id: span values first, each key's last one before its earlier
+    # ones, then the resource's, so that the map's first match (its lookup) is the decoder's winner.
+    named = _array([*(key for key, _, kind in PROMOTED_COLUMNS if kind != "int"), conv.AGENT_RUN_ID])
+    oi_kind = _quoted(conv.OPENINFERENCE_SPAN_KIND)
     return f"""WITH
     arrayMap(kv -> kv.key, sp.attributes) AS span_keys_,
-    arrayMap(kv -> {_text('kv.value')}, sp.attributes) AS span_texts_,
+    arrayMap(kv -> {_text("kv.value")}, sp.attributes) AS span_texts_,
     arrayFilter(kv -> NOT has({reserved}, kv.key), rs.resource.attributes) AS res_kept_,
     arrayMap(kv -> kv.key, res_kept_) AS res_keys_,
-    arrayMap(kv -> {_text('kv.value')}, res_kept_) AS res_texts_,
-    mapFromArrays(arrayConcat(arrayReverse(arrayFilter(k -> has({_array(promoted_string_keys + [conv.AGENT_RUN_ID])}, k), span_keys_)),
-                              arrayReverse(arrayFilter(k -> has({_array(promoted_string_keys + [conv.AGENT_RUN_ID])}, k), res_keys_))),
-                  arrayConcat(arrayReverse(arrayFilter((t, k) -> has({_array(promoted_string_keys + [conv.AGENT_RUN_ID])}, k), span_texts_, span_keys_)),
-                              arrayReverse(arrayFilter((t, k) -> has({_array(promoted_string_keys + [conv.AGENT_RUN_ID])}, k), res_texts_, res_keys_)))) AS span_map_,
+    arrayMap(kv -> {_text("kv.value")}, res_kept_) AS res_texts_,
+    mapFromArrays(
+        arrayConcat(arrayReverse(arrayFilter(k -> has({named}, k), span_keys_)),
+                    arrayReverse(arrayFilter(k -> has({named}, k), res_keys_))),
+        arrayConcat(arrayReverse(arrayFilter((t, k) -> has({named}, k), span_texts_, span_keys_)),
+                    arrayReverse(arrayFilter((t, k) -> has({named}, k), res_texts_, res_keys_)))) AS span_map_,
     span_map_[{_quoted(conv.AGENT_RUN_ID)}] AS run_id_,
     span_map_['{conv.AGENTLEDGER_SPAN_TYPE}'] AS entry_type_,
     span_map_['{conv.GEN_AI_OPERATION_NAME}'] AS operation_,
     span_map_['{conv.GEN_AI_AGENT_ID}'] AS agent_id_,
-    if(has(span_keys_, '{conv.OPENINFERENCE_SPAN_KIND}'), span_texts_[indexOf(span_keys_, '{conv.OPENINFERENCE_SPAN_KIND}')], '') AS oi_kind_,
+    if(has(span_keys_, {oi_kind}), span_texts_[indexOf(span_keys_, {oi_kind})], '') AS oi_kind_,
     greatest(sp.end_time_unix_nano, sp.start_time_unix_nano) AS end_
 SELECT
     {body}
@@ -313,8 +324,9 @@ def prefilter_sql(engine: str) -> tuple[str, int]:
     to Python (its detectors' prefilter patterns, the gitleaks keywords case-insensitively and its short rules),
     or a key it masks; and how many patterns that is. `engine`: "hyperscan" (multiMatchAny, one pattern each)
     or "re2" (match, one alternation of them all, as the Python prefilter does)."""
-    processor = PROCESSORS["redaction"].create(CollectorConfig().processors["redaction"],
-                                               ComponentContext("redaction", None, CollectorTelemetry()))  # type: ignore[arg-type]
+    # The redaction processor reads no storage: it is built without a client.
+    context = ComponentContext("redaction", None, CollectorTelemetry())  # type: ignore[arg-type]
+    processor = PROCESSORS["redaction"].create(CollectorConfig().processors["redaction"], context)
     scanner = processor.scanner  # type: ignore[attr-defined]
     patterns = [pattern for detector in scanner.detectors for pattern in detector.prefilter_patterns]
     rules = scanner.rules
@@ -342,8 +354,10 @@ def prefilter_sql(engine: str) -> tuple[str, int]:
 
 # --- the modes ------------------------------------------------------------------------------------------------
 
-_PROTOBUF_SETTINGS = "format_schema_source = 'string', format_schema = {schema}, format_schema_message_name =" \
-                     " 'ExportTraceServiceRequest', input_format_protobuf_oneof_presence = 1"
+_PROTOBUF_SETTINGS = (
+    "format_schema_source = 'string', format_schema = {schema}, format_schema_message_name ="
+    " 'ExportTraceServiceRequest', input_format_protobuf_oneof_presence = 1"
+)
 _INSERT_SETTINGS = "deduplicate_blocks_in_dependent_materialized_views = 1"
 _STORED_COLUMNS = [*SPAN_SCHEMA.names, "retain_until", "legal_hold"]
 
@@ -391,8 +405,9 @@ def _fresh(dsn: str, database: str) -> Any:
     return client
 
 
-def run_native(bodies: list[tuple[int, bytes]], export_spans: int, database: str, dsn: str, folder: Path,
-               mode: str) -> tuple[Stages, int, dict[str, int], set[str]]:
+def run_native(
+    bodies: list[tuple[int, bytes]], export_spans: int, database: str, dsn: str, folder: Path, mode: str
+) -> tuple[Stages, int, dict[str, int], set[str]]:
     """One run of a native mode ('native', 'native+digests', 'native+prefilter'); returns its stages, the spans
     stored (and chained, with digests), what the SQL counted (rows flagged for Python) and the span keys the
     redaction prefilter flagged."""
@@ -428,14 +443,16 @@ def run_native(bodies: list[tuple[int, bytes]], export_spans: int, database: str
         if chain is None:
             stages.timed("insert (decode+flatten+views)", client.command,
                          f"INSERT INTO spans ({columns}) SETTINGS {direct_settings}, {_INSERT_SETTINGS},"
-                         f" insert_deduplication_token = 'bench:{batch_number}' SELECT {columns} FROM ({query})")  # fmt: skip
+                         f" insert_deduplication_token = 'bench:{batch_number}'"
+                         f" SELECT {columns} FROM ({query})")  # fmt: skip
             return
         stages.timed("decode+digests into staging", client.command,
                      f"INSERT INTO native_batch ({columns}, needs_python, span_digest, needs_redaction)"
                      f" SETTINGS {settings} SELECT *, {extra} FROM ({query})")  # fmt: skip
         stages.timed("insert from staging (+views)", client.command,
                      f"INSERT INTO spans ({columns}) SETTINGS {_INSERT_SETTINGS},"
-                     f" insert_deduplication_token = 'bench:{batch_number}' SELECT {columns} FROM native_batch")  # fmt: skip
+                     f" insert_deduplication_token = 'bench:{batch_number}'"
+                     f" SELECT {columns} FROM native_batch")  # fmt: skip
         keys = stages.timed("read keys+digests", client.query_arrow,
                             "SELECT tenant, run_id, trace_id, span_id, span_digest, needs_python, needs_redaction"
                             " FROM native_batch")  # fmt: skip
@@ -452,7 +469,9 @@ def run_native(bodies: list[tuple[int, bytes]], export_spans: int, database: str
         counted["needs_redaction (prefilter)"] += int(pa.compute.sum(keys["needs_redaction"]).as_py() or 0)
         if counted["needs_redaction (prefilter)"]:
             marked = keys.filter(pa.compute.equal(keys["needs_redaction"], 1))
-            flagged.update(f"{t}:{s}" for t, s in zip(marked["trace_id"].to_pylist(), marked["span_id"].to_pylist(), strict=True))
+            flagged.update(
+                f"{t}:{s}" for t, s in zip(marked["trace_id"].to_pylist(), marked["span_id"].to_pylist(), strict=True)
+            )
         client.command("TRUNCATE TABLE native_batch")
 
     for number, (_, body) in enumerate(bodies):
@@ -513,14 +532,18 @@ def run_floor(batches: list[pa.Table], database: str, dsn: str, codec: str, view
     if not views:
         rows = client.query("SELECT name FROM system.tables WHERE database = currentDatabase() AND engine ="
                             " 'MaterializedView' AND has(dependencies_table, 'spans') = 0"
-                            " AND position(create_table_query, 'FROM ' || currentDatabase() || '.spans') > 0").result_rows  # fmt: skip
+                            " AND position(create_table_query, 'FROM ' || currentDatabase() || '.spans') > 0"
+                            ).result_rows  # fmt: skip
         for (name,) in rows:
             client.command(f"DROP VIEW {name}")
     writer = SpanWriter(client)
     retention = RetentionPolicy()
     stages = Stages()
     for number, batch in enumerate(batches):
-        policy = {"retain_until": retention.retain_until(batch), "legal_hold": pa.array([0] * batch.num_rows, pa.uint8())}
+        policy = {
+            "retain_until": retention.retain_until(batch),
+            "legal_hold": pa.array([0] * batch.num_rows, pa.uint8()),
+        }
         stages.timed("insert_arrow", writer.insert, batch, f"bench:{number}", policy)
     stored = int(client.query("SELECT count() FROM spans").result_rows[0][0])
     if not views:
@@ -574,6 +597,28 @@ def chained_digests(client: Any, database: str) -> dict[str, str]:
     rows = client.query(f"SELECT key, digest FROM {database}.audit_chain ARRAY JOIN span_keys AS key,"
                         " span_digests AS digest WHERE kind = 'spans'").result_rows  # fmt: skip
     return {str(key): str(digest) for key, digest in rows}
+
+
+_PII = (
+    "write to jane.doe@example.com today",
+    "card 4111 1111 1111 1111 exp 12/29",
+    "IBAN DE89 3704 0044 0532 0130 00",
+    "call +1 415 555 2671 after",
+    "key AKIAQYLPMN5HHHFPZAM2 rotated",
+    "host 203.0.113.54 down",
+)
+
+
+def pii_bodies(spans: int = 60) -> list[tuple[int, bytes]]:
+    """The benchmark's first spans with personal data and a secret seeded into every third one (the benchmark's
+    own spans hold none): what the prefilter check runs on."""
+    count, body = next(request_bodies(spans, spans, seed=11))
+    request = ExportTraceServiceRequest.FromString(body)
+    for index, span in enumerate(request.resource_spans[0].scope_spans[0].spans):
+        if index % 3 == 0:
+            attribute = span.attributes.add()
+            attribute.key, attribute.value.string_value = "note", _PII[(index // 3) % len(_PII)]
+    return [(count, request.SerializeToString())]
 
 
 # --- main --------------------------------------------------------------------------------------------------------
@@ -648,7 +693,10 @@ def main() -> None:
             results[name] = _report(name, runs, spans)
         for _, lines in results.values():
             print("\n".join(lines))
-        print(f"stored: all {spans} spans in each mode and repeat ({args.repeats}); chained in python and native+digests/prefilter")
+        print(
+            f"stored: all {spans} spans in each mode and repeat ({args.repeats});"
+            " chained in python and native+digests/prefilter"
+        )
         python_db, native_db = f"python_{args.repeats - 1}", f"native_digests_{args.repeats - 1}"
         both, differences = column_differences(client, python_db, f"native_{args.repeats - 1}")
         listed = ", ".join(f"{name} ({count})" for name, count in differences.items()) or "none"
@@ -674,7 +722,25 @@ def main() -> None:
                 raise SystemExit(f"{mode}: {len(missed)} span(s) the Python path redacted were not flagged")
             print(f"{mode} (last run): {counts['needs_redaction (prefilter)']} of {spans} rows flagged for Python"
                   f" redaction ({prefilter_sql(mode.split()[-1])[1]} patterns), every one of the {len(redacted)} the"
-                  f" Python path redacted among them; {counts['needs_python (decoder)']} flagged for the Python decoder")  # fmt: skip
+                  f" Python path redacted among them; {counts['needs_python (decoder)']} flagged for the Python"
+                  " decoder")  # fmt: skip
+        # The benchmark's spans hold no personal data: the prefilter's cover is checked on seeded spans too.
+        seeded = pii_bodies()
+        _, stored = run_once(seeded, 1000, "python_pii", dsn)
+        redacted = {str(key) for (key,) in client.query(
+            "SELECT concat(trace_id, ':', span_id) FROM python_pii.spans WHERE mapContains(attributes,"
+            f" {_quoted(SUMMARY_KEY)})").result_rows}  # fmt: skip
+        covered = []
+        for mode in ("native+prefilter hyperscan", "native+prefilter re2"):
+            seeded_spool = Path(folder) / f"spool-pii-{mode.split()[-1]}"
+            seeded_spool.mkdir()
+            _, _, _, flagged = run_native(seeded, 1000, f"pii_{mode.split()[-1]}", dsn, seeded_spool, mode)
+            if not redacted or redacted - flagged:
+                raise SystemExit(f"{mode}: of {len(redacted)} seeded spans Python redacted, {len(redacted - flagged)}"
+                                 " were not flagged")  # fmt: skip
+            covered.append(f"{mode.split()[-1]} flagged {len(flagged)}")
+        print(f"prefilter on {stored} seeded spans ({len(_PII)} kinds of personal data and secrets in every third):"
+              f" python redacted {len(redacted)}, all flagged; {', '.join(covered)}")  # fmt: skip
         client.close()
     best = min(("native+prefilter hyperscan", "native+prefilter re2"), key=lambda mode: results[mode][0])
     print(f"per collector core (spans / CPU second): python {spans / results['python'][0]:.0f},"
