@@ -7,16 +7,18 @@ From the same OTLP requests as benchmarks/ingest*.py (agent_spans.py), CPU secon
 spans per CPU second (this process, so chDB's threads and merges count) for:
   python              the collector's path as benchmarks/ingest_stages.py runs it (parse, decode, normalize,
                       redaction, spool, export with digests and the audit chain);
+  native decode only  the SELECT below alone (FORMAT Null): what chDB's decoding and flattening cost;
   native              the raw requests spooled as length-delimited protobuf (fsync per request), then one
                       INSERT INTO spans SELECT ... FROM file(segment, Protobuf) ARRAY JOIN per batch: chDB
                       decodes, flattens and stores every column of our spans table, our views fill as usual;
   native+digests      the same into a Memory staging table with each span's v3 digest (digest_sql), then
                       into spans, and the audit chain linked from the SQL digests (screening included);
-  native+prefilter    and a redaction prefilter in SQL (multiMatchAny: Hyperscan inside ClickHouse, our
-                      detectors' prefilter patterns; gitleaks keywords) flagging the rows Python must see;
+  native+prefilter    and a redaction prefilter in SQL, `hyperscan` (multiMatchAny) or `re2` (one match of the
+                      alternation), of our detectors' prefilter patterns and the gitleaks keywords and short
+                      rules, flagging the rows Python must see (checked on seeded personal data too);
   floor ...           a pre-built Arrow batch (the Python path's output) through SpanWriter.insert: the cost of
                       our table layout alone, with ZSTD(3) or LZ4 content columns, with or without the views.
-Every mode checks that every span is stored (and, with digests, chained); the native rows are compared with the
+Every storing mode checks that every span is stored (and, with digests, chained); the native rows are compared with the
 Python path's column by column, the SQL digests with the Python digests of the same stored rows.
 """
 
@@ -420,7 +422,7 @@ def run_native(
     stages = Stages()
     counted = {"needs_python (decoder)": 0, "needs_redaction (prefilter)": 0}
     flagged: set[str] = set()
-    chain = ChainWriter(client, "collector") if mode != "native" else None
+    chain = ChainWriter(client, "collector") if mode.startswith("native+") else None
     if chain is not None:
         extra = f"{digest_sql()} AS span_digest"
         if mode.startswith("native+prefilter"):
@@ -440,6 +442,10 @@ def run_native(
     def flush(batch_number: int) -> None:
         segment = str(spool.seal())
         query = select.replace("{segment}", segment)
+        if mode == "native decode only":
+            stages.timed("decode+flatten (FORMAT Null)", client.command,
+                         f"SELECT {columns} FROM ({query}) SETTINGS {direct_settings} FORMAT Null")  # fmt: skip
+            return
         if chain is None:
             stages.timed("insert (decode+flatten+views)", client.command,
                          f"INSERT INTO spans ({columns}) SETTINGS {direct_settings}, {_INSERT_SETTINGS},"
@@ -665,16 +671,17 @@ def main() -> None:
         for run in python_runs:
             run.cpu = {name.strip(): seconds for name, seconds in run.cpu.items() if not name.startswith(" ")}
         results["python"] = _report("python (ingest_stages)", python_runs, spans)
-        for mode in ("native", "native+digests", "native+prefilter hyperscan", "native+prefilter re2"):
+        modes = ("native decode only", "native", "native+digests", "native+prefilter hyperscan", "native+prefilter re2")
+        for mode in modes:
             runs = []
             for repeat in range(args.repeats):
                 spool = Path(folder) / f"spool-{mode}-{repeat}"
                 spool.mkdir()
                 database = f"{re.sub('[+ ]', '_', mode)}_{repeat}"
                 stages, stored, counts, flagged = run_native(bodies, args.batch_max_spans, database, dsn, spool, mode)
-                if stored != spans:
-                    raise SystemExit(f"{mode}: only {stored} of {spans} spans were stored"
-                                     f"{' and chained' if mode != 'native' else ''}")  # fmt: skip
+                if stored != (0 if mode == "native decode only" else spans):
+                    raise SystemExit(f"{mode}: {stored} of {spans} spans were stored"
+                                     f"{' and chained' if '+' in mode else ''}")  # fmt: skip
                 runs.append(stages)
                 if mode.startswith("native+prefilter"):
                     counted[mode] = counts

@@ -11,6 +11,7 @@ from tests.benchmarks.running import run_benchmark
 
 MODES = {
     "python (ingest_stages)": ["parse", "decode", "normalize", "redaction", "spool encode", "spool decode", "export"],
+    "native decode only": ["spool (raw bytes, fsync)", "decode+flatten (FORMAT Null)"],
     "native": ["spool (raw bytes, fsync)", "insert (decode+flatten+views)"],
     "native+digests": ["spool (raw bytes, fsync)", "decode+digests into staging", "insert from staging (+views)",
                        "read keys+digests", "audit chain (screen+links)"],
@@ -20,9 +21,9 @@ MODES = {
     "floor LZ4 content, no views": ["insert_arrow"],
 }  # fmt: skip
 MODES["native+prefilter hyperscan"] = MODES["native+prefilter re2"] = MODES["native+digests"]
-ORDER = ["python (ingest_stages)", "native", "native+digests", "native+prefilter hyperscan", "native+prefilter re2",
-         "floor ZSTD content, views", "floor ZSTD content, no views", "floor LZ4 content, views",
-         "floor LZ4 content, no views"]  # fmt: skip
+ORDER = ["python (ingest_stages)", "native decode only", "native", "native+digests", "native+prefilter hyperscan",
+         "native+prefilter re2", "floor ZSTD content, views", "floor ZSTD content, no views",
+         "floor LZ4 content, views", "floor LZ4 content, no views"]  # fmt: skip
 FIGURES = r" +[0-9]+\.[0-9]{2} +([0-9,]+|inf)"
 
 
