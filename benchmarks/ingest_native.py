@@ -16,6 +16,8 @@ spans per CPU second (this process, so chDB's threads and merges count) for:
   native+prefilter    and a redaction prefilter in SQL, `hyperscan` (multiMatchAny) or `re2` (one match of the
                       alternation), of our detectors' prefilter patterns and the gitleaks keywords and short
                       rules, flagging the rows Python must see (checked on seeded personal data too);
+  decoder parity      the native SELECT against the Python decoder on crafted spans (every AnyValue kind,
+                      events, links, statuses, resource attributes, refused spans): the columns that differ;
   floor ...           a pre-built Arrow batch (the Python path's output) through SpanWriter.insert: the cost of
                       our table layout alone, with ZSTD(3) or LZ4 content columns, with or without the views.
 Every storing mode checks that every span is stored (and, with digests, chained); the native rows are compared with the
@@ -158,7 +160,8 @@ def _array(values: Sequence[str]) -> str:
 
 
 def _text(value: str) -> str:
-    """An AnyValue as otlp_decode.any_value_text stores it, for strings, bools, ints, bytes and the doubles whose
+    """An AnyValue as otlp_decode.any_value_text stores it (JSON but for strings: bytes as a quoted base64 string),
+    for strings, bools, ints, bytes and the doubles whose
     Python repr is plain decimal; arrays, kvlists and doubles Python writes with an exponent (or inf/NaN) give ''
     here and flag the row for Python (_needs_python)."""
     number = f"{value}.double_value"
@@ -168,7 +171,7 @@ def _text(value: str) -> str:
             f" {value}.value = 'bool_value', if({value}.bool_value, 'true', 'false'),"
             f" {value}.value = 'int_value', toString({value}.int_value),"
             f" {value}.value = 'double_value', {double},"
-            f" {value}.value = 'bytes_value', base64Encode({value}.bytes_value), '')")  # fmt: skip
+            f" {value}.value = 'bytes_value', concat('\"', base64Encode({value}.bytes_value), '\"'), '')")  # fmt: skip
 
 
 def _python_only(value: str) -> str:
@@ -201,8 +204,6 @@ def spans_select(tenant: str, agent_id: str, limits: LimitsConfig) -> str:
     """SELECT <every SPAN_SCHEMA column, retain_until, legal_hold, needs_python> over the requests of `{segment}`
     (the caller formats it in); the FROM file(...) ARRAY JOIN of resource, scope and span."""
     promoted_keys = [key for key, _, _ in PROMOTED_COLUMNS]
-    # Keys the decoder moves out of the attributes Map: promoted columns, the run id, the reserved keys.
-    moved = _array([*promoted_keys, conv.AGENT_RUN_ID, *sorted(RESERVED_KEYS)])
     reserved = _array(sorted(RESERVED_KEYS))
     columns: dict[str, str] = {}
     columns["tenant"] = _quoted(tenant)
@@ -243,8 +244,8 @@ def spans_select(tenant: str, agent_id: str, limits: LimitsConfig) -> str:
                                f" {_int(f'rs.resource.attributes[{of_resource}].value')}, 0))")  # fmt: skip
         else:
             columns[column] = f"span_map_[{_quoted(key)}]"
-    columns["attributes"] = (f"mapFromArrays(arrayFilter(k -> NOT has({moved}, k), span_keys_),"
-                             f" arrayFilter((t, k) -> NOT has({moved}, k), span_texts_, span_keys_))")  # fmt: skip
+    columns["attributes"] = ("mapFromArrays(arrayFilter((k, kept) -> kept, span_keys_, span_kept_),"
+                             " arrayFilter((t, kept) -> kept, span_texts_, span_kept_))")  # fmt: skip
     columns["resource_attributes"] = "mapFromArrays(res_keys_, res_texts_)"
 
     def item_map(items: str) -> str:
@@ -283,9 +284,11 @@ def spans_select(tenant: str, agent_id: str, limits: LimitsConfig) -> str:
         f" arrayMap(kv -> kv.key, ss.scope.attributes)), {reserved})"
     )
     body = ",\n    ".join(f"{expression} AS {name}" for name, expression in columns.items())
-    # The promoted string columns and the run id: span values first, each key's last one before its earlier
-    # ones, then the resource's, so that the map's first match (its lookup) is the decoder's winner.
-    named = _array([*(key for key, _, kind in PROMOTED_COLUMNS if kind != "int"), conv.AGENT_RUN_ID])
+    # span_map_ answers the promoted string columns and the run id: span values first, each key's last one before
+    # its earlier ones, then the resource's, so that the map's first match (its lookup) is the decoder's winner.
+    moved_set = (
+        "(" + ", ".join(_quoted(key) for key in [*promoted_keys, conv.AGENT_RUN_ID, *sorted(RESERVED_KEYS)]) + ")"
+    )
     oi_kind = _quoted(conv.OPENINFERENCE_SPAN_KIND)
     return f"""WITH
     arrayMap(kv -> kv.key, sp.attributes) AS span_keys_,
@@ -293,11 +296,9 @@ def spans_select(tenant: str, agent_id: str, limits: LimitsConfig) -> str:
     arrayFilter(kv -> NOT has({reserved}, kv.key), rs.resource.attributes) AS res_kept_,
     arrayMap(kv -> kv.key, res_kept_) AS res_keys_,
     arrayMap(kv -> {_text("kv.value")}, res_kept_) AS res_texts_,
-    mapFromArrays(
-        arrayConcat(arrayReverse(arrayFilter(k -> has({named}, k), span_keys_)),
-                    arrayReverse(arrayFilter(k -> has({named}, k), res_keys_))),
-        arrayConcat(arrayReverse(arrayFilter((t, k) -> has({named}, k), span_texts_, span_keys_)),
-                    arrayReverse(arrayFilter((t, k) -> has({named}, k), res_texts_, res_keys_)))) AS span_map_,
+    mapFromArrays(arrayConcat(arrayReverse(span_keys_), arrayReverse(res_keys_)),
+                  arrayConcat(arrayReverse(span_texts_), arrayReverse(res_texts_))) AS span_map_,
+    arrayMap(k -> k NOT IN {moved_set}, span_keys_) AS span_kept_,
     span_map_[{_quoted(conv.AGENT_RUN_ID)}] AS run_id_,
     span_map_['{conv.AGENTLEDGER_SPAN_TYPE}'] AS entry_type_,
     span_map_['{conv.GEN_AI_OPERATION_NAME}'] AS operation_,
@@ -579,6 +580,94 @@ def column_differences(client: Any, python_db: str, native_db: str) -> tuple[int
     return both, differences
 
 
+def _crafted_request() -> ExportTraceServiceRequest:
+    """Spans exercising what the benchmark's spans do not: every AnyValue kind, zero and false values, promoted
+    attributes on the resource and repeated on the span, events, links, statuses, an end before the start, a
+    reserved key, and two spans both decoders must refuse."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
+
+    def kv(key: str, **value: Any) -> KeyValue:
+        return KeyValue(key=key, value=AnyValue(**value))
+
+    kinds = [kv("s", string_value="text ü"), kv("t", bool_value=True), kv("f", bool_value=False),
+             kv("zero", int_value=0), kv("seven", int_value=7), kv("half", double_value=1.5),
+             kv("three", double_value=3.0), kv("negative", double_value=-0.25), kv("raw", bytes_value=b"\x00\xffab"),
+             kv("unset"), kv("empty", string_value="")]  # fmt: skip
+    # The kinds the SQL renders otherwise (and flags for Python), on a span of their own.
+    python_only = [kv("huge", double_value=1e20), kv("tiny", double_value=1e-7),
+                   kv("list", array_value=ArrayValue(values=[AnyValue(string_value="x"), AnyValue(int_value=2)])),
+                   kv("nested", kvlist_value=KeyValueList(values=[kv("a", string_value="b")]))]  # fmt: skip
+    trace = bytes(range(1, 17))
+    base = 1_764_000_000_000_000_000
+
+    def span(number: int, **fields: Any) -> Span:
+        defaults: dict[str, Any] = {"trace_id": trace, "span_id": bytes([number] * 8), "name": f"span {number}",
+                                    "start_time_unix_nano": base + number,
+                                    "end_time_unix_nano": base + 1000}  # fmt: skip
+        return Span(**{**defaults, **fields})
+
+    spans = [
+        span(1, attributes=kinds, kind=Span.SPAN_KIND_SERVER),
+        span(2, attributes=[kv(conv.AGENT_RUN_ID, string_value="run-a"), kv(conv.AGENT_RUN_ID, string_value="run-b"),
+                            kv(conv.GEN_AI_AGENT_NAME, string_value="span-agent"),
+                            kv(conv.GEN_AI_USAGE_INPUT_TOKENS, string_value="12"),
+                            kv(conv.GEN_AI_USAGE_OUTPUT_TOKENS, double_value=3.7),
+                            kv(conv.AGENTLEDGER_TENANT_ID, string_value="forged")]),
+        span(3, end_time_unix_nano=base, parent_span_id=bytes([1] * 8),
+             status=Status(code=Status.STATUS_CODE_ERROR, message="boom"),
+             events=[Span.Event(time_unix_nano=base + 5, name="retry", attributes=[kv("attempt", int_value=2)])],
+             links=[Span.Link(trace_id=trace, span_id=bytes([2] * 8), attributes=[kv("why", string_value="x")])]),
+        span(4, attributes=[kv(conv.OPENINFERENCE_SPAN_KIND, string_value="llm"), kv("n", int_value=-5)]),
+        span(5, attributes=python_only),
+        span(6, trace_id=bytes(8)),
+        span(7, start_time_unix_nano=0),
+    ]  # fmt: skip
+    resource = [kv("service.name", string_value="svc"), kv(conv.AGENT_RUN_ID, string_value="run-resource"),
+                kv(conv.GEN_AI_AGENT_NAME, string_value="resource-agent"), kv("pid", int_value=42)]  # fmt: skip
+    scope = ScopeSpans(spans=spans)
+    scope.scope.name, scope.scope.version = "crafted", "1.0"
+    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(scope_spans=[scope])])
+    request.resource_spans[0].resource.attributes.extend(resource)
+    return request
+
+
+def decoder_parity(client: Any, dsn: str, folder: Path) -> str:
+    """The native SELECT against otlp_decode.decode_request on _crafted_request: the columns that differ, on how
+    many spans, and whether the SQL flags each differing span for the Python decoder."""
+    request = _crafted_request()
+    body = request.SerializeToString()
+    python = _fresh(dsn, "parity_python")
+    batch = decode_request(request, Identity("default"), None, len(body)).batch
+    policy = {
+        "retain_until": RetentionPolicy().retain_until(batch),
+        "legal_hold": pa.array([0] * batch.num_rows, pa.uint8()),
+    }
+    SpanWriter(python).insert(batch, "parity", policy)
+    python.close()
+    spool_folder = folder / "spool-parity"
+    spool_folder.mkdir()
+    run_native([(len(request.resource_spans[0].scope_spans[0].spans), body)], 1000, "parity_native", dsn,
+               spool_folder, "native")  # fmt: skip
+    segment = RawSpool(spool_folder)
+    segment.append(body)
+    query = spans_select("default", "", LimitsConfig()).replace("{segment}", str(segment.seal()))
+    settings = _PROTOBUF_SETTINGS.format(schema=_quoted(otlp_schema()))
+    flagged = {str(key) for (key,) in client.query(
+        f"SELECT concat(trace_id, ':', span_id) FROM ({query}) WHERE needs_python SETTINGS {settings}"
+    ).result_rows}  # fmt: skip
+    any_difference = " OR ".join(f"toString(p.{name}) != toString(n.{name})" for name in SPAN_SCHEMA.names)
+    differing = {str(key) for (key,) in client.query(
+        "SELECT concat(p.trace_id, ':', p.span_id) FROM parity_python.spans AS p INNER JOIN parity_native.spans AS n"
+        f" ON p.trace_id = n.trace_id AND p.span_id = n.span_id WHERE {any_difference}").result_rows}  # fmt: skip
+    both, differences = column_differences(client, "parity_python", "parity_native")
+    listed = ", ".join(f"{name} ({count})" for name, count in differences.items()) or "none"
+    unflagged = len(differing - flagged)
+    return (f"decoder parity on {len(request.resource_spans[0].scope_spans[0].spans)} crafted spans ({both} stored by"
+            f" both): differing: {listed}; {len(flagged)} flagged for the Python decoder,"
+            f" {unflagged} differing span(s) not flagged")  # fmt: skip
+
+
 def python_digests_of_stored(client: Any, database: str) -> dict[str, str]:
     """span key -> the Python span digest (span_digest, row-wise: the verifier's code) of each stored row."""
     selected = []
@@ -731,6 +820,7 @@ def main() -> None:
                   f" redaction ({prefilter_sql(mode.split()[-1])[1]} patterns), every one of the {len(redacted)} the"
                   f" Python path redacted among them; {counts['needs_python (decoder)']} flagged for the Python"
                   " decoder")  # fmt: skip
+        print(decoder_parity(client, dsn, Path(folder)))
         # The benchmark's spans hold no personal data: the prefilter's cover is checked on seeded spans too.
         seeded = pii_bodies()
         _, stored = run_once(seeded, 1000, "python_pii", dsn)
