@@ -357,10 +357,16 @@ def prefilter_sql(engine: str) -> tuple[str, int]:
 
 # --- the modes ------------------------------------------------------------------------------------------------
 
-_PROTOBUF_SETTINGS = (
-    "format_schema_source = 'string', format_schema = {schema}, format_schema_message_name ="
-    " 'ExportTraceServiceRequest', input_format_protobuf_oneof_presence = 1"
-)
+
+def protobuf_settings(folder: Path) -> str:
+    """The SETTINGS of a query reading OTLP requests: the schema written into `folder` (a schema given as a string
+    would be cached by chDB in a folder under the working directory)."""
+    schema = folder / "otlp_trace.proto"
+    schema.write_text(otlp_schema(), encoding="utf-8")
+    return (f"format_schema = {_quoted(f'{schema}:ExportTraceServiceRequest')},"
+            " input_format_protobuf_oneof_presence = 1")  # fmt: skip
+
+
 _INSERT_SETTINGS = "deduplicate_blocks_in_dependent_materialized_views = 1"
 _STORED_COLUMNS = [*SPAN_SCHEMA.names, "retain_until", "legal_hold"]
 
@@ -417,7 +423,7 @@ def run_native(
     client = _fresh(dsn, database)
     limits = LimitsConfig()
     select = spans_select("default", "", limits)
-    settings = _PROTOBUF_SETTINGS.format(schema=_quoted(otlp_schema()))
+    settings = protobuf_settings(folder)
     direct_settings = settings
     columns = ", ".join(_STORED_COLUMNS)
     stages = Stages()
@@ -652,7 +658,7 @@ def decoder_parity(client: Any, dsn: str, folder: Path) -> str:
     segment = RawSpool(spool_folder)
     segment.append(body)
     query = spans_select("default", "", LimitsConfig()).replace("{segment}", str(segment.seal()))
-    settings = _PROTOBUF_SETTINGS.format(schema=_quoted(otlp_schema()))
+    settings = protobuf_settings(spool_folder)
     flagged = {str(key) for (key,) in client.query(
         f"SELECT concat(trace_id, ':', span_id) FROM ({query}) WHERE needs_python SETTINGS {settings}"
     ).result_rows}  # fmt: skip
