@@ -190,6 +190,10 @@ HOLD_AGENT_SPANS: Final = """
 ALTER TABLE spans UPDATE legal_hold = 1
 WHERE tenant = {tenant:String} AND (agent_id = {target:String} OR verified_agent_id = {target:String})
 """
+# The same holds mirrored onto the cost baseline's copy of the spans' tokens (migration 0013), whose rows
+# carry the spans' retention and TTL, so a held span's tokens stay exactly as long as the span does.
+HOLD_RUN_SPAN_TOKENS: Final = HOLD_RUN_SPANS.replace("ALTER TABLE spans ", "ALTER TABLE span_tokens ")
+HOLD_AGENT_SPAN_TOKENS: Final = HOLD_AGENT_SPANS.replace("ALTER TABLE spans ", "ALTER TABLE span_tokens ")
 # After a release, spans lose their hold unless another active hold still covers them.
 RELEASE_SPANS: Final = """
 ALTER TABLE spans UPDATE legal_hold = 0
@@ -202,6 +206,8 @@ WHERE tenant = {tenant:String} AND legal_hold = 1
                                 WHERE tenant = {tenant:String} AND scope = 'agent' AND released_at IS NULL)
 """
 
+RELEASE_SPAN_TOKENS: Final = RELEASE_SPANS.replace("ALTER TABLE spans ", "ALTER TABLE span_tokens ")
+
 RUN_AGENTS: Final = """
 SELECT DISTINCT agent_id, verified_agent_id FROM spans WHERE tenant = {tenant:String} AND run_id = {run_id:String}
 """
@@ -209,14 +215,15 @@ SELECT DISTINCT agent_id, verified_agent_id FROM spans WHERE tenant = {tenant:St
 DELETE_RUN_SPANS: Final = "ALTER TABLE spans DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
 DELETE_RUN_INDEX: Final = "ALTER TABLE runs DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
 # Every row derived from the run's spans, deleted with them (the materialized views of migrations 0001,
-# 0003 and 0012 fill runs, run_facts, refs and run_starts; reviewers' annotations name the run's spans and
-# may quote them). Rows of the writes table are other systems' records and stay: so do the refs they fill
+# 0003, 0012 and 0013 fill runs, run_facts, refs, run_starts and span_tokens; reviewers' annotations name
+# the run's spans and may quote them). Rows of the writes table are other systems' records and stay: so do the refs they fill
 # (source 'write'), which hold nothing from the spans. tests/query_api/test_deletion.py fails when a
 # table holding run ids is neither listed here nor declared as kept there.
 DELETE_RUN_DERIVED: Final = (
     DELETE_RUN_INDEX,
     "ALTER TABLE run_facts DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
     "ALTER TABLE run_starts DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
+    "ALTER TABLE span_tokens DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
     "ALTER TABLE refs DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String} AND source = 'span'",
     "ALTER TABLE annotations DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
 )
@@ -306,9 +313,10 @@ WITH recent AS (
     LIMIT {per_agent:UInt32} BY run_agent
 ),
 tokens AS (
+    -- The spans' tokens as migration 0013 copies them (one row per stored copy of a span with tokens).
     SELECT run_id, sum(input_tokens + output_tokens) AS tokens
     FROM (
-        SELECT run_id, trace_id, span_id, input_tokens, output_tokens FROM spans
+        SELECT run_id, trace_id, span_id, input_tokens, output_tokens FROM span_tokens
         WHERE tenant = {tenant:String} AND run_id IN (SELECT run_id FROM recent)
         LIMIT 1 BY run_id, trace_id, span_id
     )
