@@ -217,8 +217,9 @@ DELETE_RUN_INDEX: Final = "ALTER TABLE runs DELETE WHERE tenant = {tenant:String
 # Every row derived from the run's spans, deleted with them (the materialized views of migrations 0001,
 # 0003, 0012 and 0013 fill runs, run_facts, refs, run_starts and span_tokens; reviewers' annotations name
 # the run's spans and may quote them). Rows of the writes table are other systems' records and stay: so
-# do the refs they fill (source 'write'), which hold nothing from the spans. tests/query_api/test_deletion.py fails when a
-# table holding run ids is neither listed here nor declared as kept there.
+# do the refs they fill (source 'write'), which hold nothing from the spans.
+# tests/query_api/test_deletion.py fails when a table holding run ids is neither listed here nor declared
+# as kept there.
 DELETE_RUN_DERIVED: Final = (
     DELETE_RUN_INDEX,
     "ALTER TABLE run_facts DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
