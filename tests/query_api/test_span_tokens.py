@@ -94,9 +94,7 @@ def test_holds_and_retention_are_mirrored_from_the_spans(client: Client, api: Te
     def holds() -> list[tuple[str, int]]:
         return [
             (str(run_id), int(hold))
-            for run_id, hold in client.query(
-                "SELECT run_id, legal_hold FROM span_tokens ORDER BY run_id"
-            ).result_rows
+            for run_id, hold in client.query("SELECT run_id, legal_hold FROM span_tokens ORDER BY run_id").result_rows
         ]
 
     placed = api.post("/v1/holds", json={"scope": "run", "target": "run_001", "reason": "litigation"})
