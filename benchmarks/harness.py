@@ -23,15 +23,18 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def embedded_chdb(database: str = "bench", prefix: str = "agentledger-bench-") -> Iterator[Client]:
-    """A migrated embedded chDB database in a fresh temporary folder, removed (with all it holds) on exit.
-    The query condition cache is off: with it on, a repeated predicate gets 5-10x faster and a benchmark
-    would measure the cache rather than the query."""
+def embedded_chdb(
+    database: str = "bench", prefix: str = "agentledger-bench-", kept_in: Path | None = None
+) -> Iterator[Client]:
+    """A migrated embedded chDB database in a fresh temporary folder, removed (with all it holds) on exit;
+    or, with `kept_in`, the store in that folder (created if missing, migrated, kept on exit), so a large
+    store is loaded once and measured again by later runs. The query condition cache is off: with it on,
+    a repeated predicate gets 5-10x faster and a benchmark would measure the cache rather than the query."""
     # Imported here: the benchmarks that only drive servers need no storage engine in their own process.
     from agentledger.ingest.clickhouse import chdb_dsn, connect
     from agentledger.ingest.migrations import migrate
 
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder = kept_in if kept_in is not None else Path(tempfile.mkdtemp(prefix=prefix))
     try:
         client = connect(chdb_dsn(folder / "clickhouse"), database)
         try:
@@ -41,7 +44,8 @@ def embedded_chdb(database: str = "bench", prefix: str = "agentledger-bench-") -
         finally:
             client.close()
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if kept_in is None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def phoenix_command() -> str | None:

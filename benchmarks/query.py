@@ -9,6 +9,9 @@ per request and the share of the request spent waiting for them.
 
     .venv/bin/python benchmarks/query.py [--sizes 100000,1000000,10000000] [--requests 300] [--queries]
     .venv/bin/python benchmarks/query.py --smoke
+
+--store DIR keeps the store in DIR: a later run (of other code, say) measures the same spans again and
+loads only the runs a larger size needs.
 """
 
 from __future__ import annotations
@@ -345,6 +348,9 @@ def main() -> None:
     parser.add_argument(
         "--queries", action="store_true", help="also count round trips and time in ClickHouse per request"
     )
+    parser.add_argument(
+        "--store", type=Path, help="keep the store in this folder and reuse the runs already loaded there"
+    )
     parser.add_argument("--smoke", action="store_true", help="3,200 then 6,400 spans, 5 requests: checks it runs")
     args = parser.parse_args()
     if args.smoke:
@@ -355,12 +361,19 @@ def main() -> None:
         parser.error(f"--sizes must be span counts separated by commas, not {args.sizes!r}")
     if not sizes or sizes != sorted(sizes) or sizes[0] < SPANS_PER_RUN:
         parser.error(f"--sizes must increase and each be at least {SPANS_PER_RUN} spans (one run)")
-    with embedded_chdb("bench") as client:
+    with embedded_chdb("bench", kept_in=args.store) as client:
         writer = SpanWriter(client)
         api = TestClient(create_app(client, QueryApiConfig(tenant=TENANT)))
-        loaded = 0
+        # Runs are loaded in index order, so the runs a kept store holds are the first `loaded`.
+        loaded = int(client.command("SELECT uniqExact(run_id) FROM runs WHERE tenant = {t:String}",
+                                    parameters={"t": TENANT}))  # fmt: skip
+        if loaded:
+            print(f"\nreusing {loaded:,} runs ({loaded * SPANS_PER_RUN:,} spans) stored in {args.store}")
         for size in sizes:
             runs = -(-size // SPANS_PER_RUN)
+            if runs < loaded:
+                print(f"\nskipping {size:,} spans: the store already holds {loaded * SPANS_PER_RUN:,}")
+                continue
             if runs > loaded:
                 seconds = load(writer, client, loaded, runs)
                 more = " more" if loaded else ""

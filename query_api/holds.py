@@ -61,8 +61,13 @@ def place_hold(
         column_names=["tenant", "hold_id", "scope", "target", "reason", "placed_by", "placed_at", "released_at",
                       "version"],
     )  # fmt: skip
-    statement = queries.HOLD_RUN_SPANS if scope == "run" else queries.HOLD_AGENT_SPANS
-    client.command(_mutation(statement, shape), parameters={"tenant": tenant, "target": target}, settings=_SYNC)
+    statements = (
+        (queries.HOLD_RUN_SPANS, queries.HOLD_RUN_SPAN_TOKENS)
+        if scope == "run"
+        else (queries.HOLD_AGENT_SPANS, queries.HOLD_AGENT_SPAN_TOKENS)
+    )
+    for statement in statements:
+        client.command(_mutation(statement, shape), parameters={"tenant": tenant, "target": target}, settings=_SYNC)
     return Hold(hold_id=hold_id, scope=scope, target=target, reason=reason, placed_by=placed_by,
                 placed_at=rfc3339_nanos(now), released=False)  # fmt: skip
 
@@ -81,8 +86,9 @@ def release_hold(client: Client, tenant: str, hold_id: str, shape: DdlShape | No
             column_names=["tenant", "hold_id", "scope", "target", "reason", "placed_by", "placed_at", "released_at",
                           "version"],
         )  # fmt: skip
-        client.command(_mutation(queries.RELEASE_SPANS, shape), parameters={"tenant": tenant},
-                       settings={**_SYNC, "allow_nondeterministic_mutations": 1})  # fmt: skip
+        for statement in (queries.RELEASE_SPANS, queries.RELEASE_SPAN_TOKENS):
+            client.command(_mutation(statement, shape), parameters={"tenant": tenant},
+                           settings={**_SYNC, "allow_nondeterministic_mutations": 1})  # fmt: skip
     return _hold(row, released=True)
 
 

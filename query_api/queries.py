@@ -190,6 +190,10 @@ HOLD_AGENT_SPANS: Final = """
 ALTER TABLE spans UPDATE legal_hold = 1
 WHERE tenant = {tenant:String} AND (agent_id = {target:String} OR verified_agent_id = {target:String})
 """
+# The same holds mirrored onto the cost baseline's copy of the spans' tokens (migration 0013), whose rows
+# carry the spans' retention and TTL, so a held span's tokens stay exactly as long as the span does.
+HOLD_RUN_SPAN_TOKENS: Final = HOLD_RUN_SPANS.replace("ALTER TABLE spans ", "ALTER TABLE span_tokens ")
+HOLD_AGENT_SPAN_TOKENS: Final = HOLD_AGENT_SPANS.replace("ALTER TABLE spans ", "ALTER TABLE span_tokens ")
 # After a release, spans lose their hold unless another active hold still covers them.
 RELEASE_SPANS: Final = """
 ALTER TABLE spans UPDATE legal_hold = 0
@@ -202,6 +206,8 @@ WHERE tenant = {tenant:String} AND legal_hold = 1
                                 WHERE tenant = {tenant:String} AND scope = 'agent' AND released_at IS NULL)
 """
 
+RELEASE_SPAN_TOKENS: Final = RELEASE_SPANS.replace("ALTER TABLE spans ", "ALTER TABLE span_tokens ")
+
 RUN_AGENTS: Final = """
 SELECT DISTINCT agent_id, verified_agent_id FROM spans WHERE tenant = {tenant:String} AND run_id = {run_id:String}
 """
@@ -209,14 +215,16 @@ SELECT DISTINCT agent_id, verified_agent_id FROM spans WHERE tenant = {tenant:St
 DELETE_RUN_SPANS: Final = "ALTER TABLE spans DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
 DELETE_RUN_INDEX: Final = "ALTER TABLE runs DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
 # Every row derived from the run's spans, deleted with them (the materialized views of migrations 0001,
-# 0003 and 0012 fill runs, run_facts, refs and run_starts; reviewers' annotations name the run's spans and
-# may quote them). Rows of the writes table are other systems' records and stay: so do the refs they fill
-# (source 'write'), which hold nothing from the spans. tests/query_api/test_deletion.py fails when a
-# table holding run ids is neither listed here nor declared as kept there.
+# 0003, 0012 and 0013 fill runs, run_facts, refs, run_starts and span_tokens; reviewers' annotations name
+# the run's spans and may quote them). Rows of the writes table are other systems' records and stay: so
+# do the refs they fill (source 'write'), which hold nothing from the spans.
+# tests/query_api/test_deletion.py fails when a table holding run ids is neither listed here nor declared
+# as kept there.
 DELETE_RUN_DERIVED: Final = (
     DELETE_RUN_INDEX,
     "ALTER TABLE run_facts DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
     "ALTER TABLE run_starts DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
+    "ALTER TABLE span_tokens DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
     "ALTER TABLE refs DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String} AND source = 'span'",
     "ALTER TABLE annotations DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
 )
@@ -289,35 +297,34 @@ ORDER BY first_start DESC
 LIMIT {scan:UInt32}
 """
 
-# The cost baseline: total tokens of the agents' latest runs that started at or before {until_ns}, at most
-# {per_agent} per agent, newest first (the audit takes, per run, those that started before it). A run with
-# no model call counts 0 tokens. Read for the candidate runs of a window of the time-ordered index, of
-# which only those that started after {floor_ns} are known to be complete (RUN_STARTS_WINDOW).
-AGENT_RUN_TOKENS: Final = """
-WITH recent AS (
-    SELECT run_id, max(agent_id) AS run_agent, toUnixTimestamp64Nano(min(first_start)) AS first_start_ns
-    FROM runs
-    -- Rows of a run carry its agent and start once merged; filtering them first keeps the grouping small.
-    WHERE tenant = {tenant:String} AND run_id IN {candidates:Array(String)} AND agent_id IN {agents:Array(String)}
-      AND first_start <= fromUnixTimestamp64Nano({until_ns:Int64})
-    GROUP BY run_id
-    HAVING first_start_ns > {floor_ns:Int64}
-    ORDER BY first_start_ns DESC, run_id DESC
-    LIMIT {per_agent:UInt32} BY run_agent
-),
-tokens AS (
-    SELECT run_id, sum(input_tokens + output_tokens) AS tokens
-    FROM (
-        SELECT run_id, trace_id, span_id, input_tokens, output_tokens FROM spans
-        WHERE tenant = {tenant:String} AND run_id IN (SELECT run_id FROM recent)
-        LIMIT 1 BY run_id, trace_id, span_id
-    )
-    GROUP BY run_id
+# The cost baseline, in two reads: the agents' latest runs that started at or before {until_ns}, at most
+# {per_agent} per agent, newest first (the audit takes, per run, those that started before it), then their
+# total tokens (RUNS_TOKENS). Read for the candidate runs of a window of the time-ordered index, of which
+# only those that started after {floor_ns} are known to be complete (RUN_STARTS_WINDOW). Two statements,
+# not one: a statement using the runs twice (the tokens' filter and the join) had ClickHouse compute them
+# twice, which cost more than the second round trip.
+AGENT_RECENT_RUNS: Final = """
+SELECT run_id, max(agent_id) AS run_agent, toUnixTimestamp64Nano(min(first_start)) AS first_start_ns
+FROM runs
+-- Rows of a run carry its agent and start once merged; filtering them first keeps the grouping small.
+WHERE tenant = {tenant:String} AND run_id IN {candidates:Array(String)} AND agent_id IN {agents:Array(String)}
+  AND first_start <= fromUnixTimestamp64Nano({until_ns:Int64})
+GROUP BY run_id
+HAVING first_start_ns > {floor_ns:Int64}
+ORDER BY first_start_ns DESC, run_id DESC
+LIMIT {per_agent:UInt32} BY run_agent
+"""
+
+# Total tokens of each of these runs, from the spans' tokens as migration 0013 copies them (one row per
+# stored copy of a span with tokens; one copy of each span counts). A run with no model call has no row.
+RUNS_TOKENS: Final = """
+SELECT run_id, sum(input_tokens + output_tokens) AS tokens
+FROM (
+    SELECT run_id, trace_id, span_id, input_tokens, output_tokens FROM span_tokens
+    WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
+    LIMIT 1 BY run_id, trace_id, span_id
 )
-SELECT r.run_agent AS agent_id, r.run_id AS run_id, r.first_start_ns AS first_start_ns, t.tokens AS tokens
-FROM recent AS r
-LEFT JOIN tokens AS t ON t.run_id = r.run_id
-ORDER BY agent_id, first_start_ns DESC, run_id DESC
+GROUP BY run_id
 """
 
 # A tenant's tool catalogue as last set through the admin API (migration 0009); newest version wins.

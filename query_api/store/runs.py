@@ -251,21 +251,29 @@ def load_token_baselines(
         # each) rather than by grouping the agents' whole history.
         window = newest_runs_window(client, tenant, 0, until_ns, window_rows)
         result = client.query(
-            queries.AGENT_RUN_TOKENS,
+            queries.AGENT_RECENT_RUNS,
             parameters={"tenant": tenant, "agents": agents, "until_ns": until_ns, "per_agent": wanted,
                         "candidates": window.candidates, "floor_ns": window.floor_ns},
         )  # fmt: skip
         found = list(result.named_results())
         per_agent_found: dict[str, int] = {}
         for row in found:
-            per_agent_found[str(row["agent_id"])] = per_agent_found.get(str(row["agent_id"]), 0) + 1
+            per_agent_found[str(row["run_agent"])] = per_agent_found.get(str(row["run_agent"]), 0) + 1
         if window.complete or all(per_agent_found.get(agent, 0) >= wanted for agent in agents):
             break
         window_rows *= WINDOW_GROWTH
+    tokens_of: dict[str, int] = {}
+    if found:
+        tokens_of = {
+            str(run_id): int(tokens)
+            for run_id, tokens in client.query(
+                queries.RUNS_TOKENS, parameters={"tenant": tenant, "run_ids": [str(row["run_id"]) for row in found]}
+            ).result_rows
+        }
     history: dict[str, list[tuple[int, str, int]]] = {}
     for row in found:
-        history.setdefault(str(row["agent_id"]), []).append(
-            (int(row["first_start_ns"]), str(row["run_id"]), int(row["tokens"] or 0))
+        history.setdefault(str(row["run_agent"]), []).append(
+            (int(row["first_start_ns"]), str(row["run_id"]), tokens_of.get(str(row["run_id"]), 0))
         )
     ordered = {agent: sorted(rows) for agent, rows in history.items()}  # oldest first, for bisection
     baselines: dict[str, list[int]] = {}

@@ -5,6 +5,7 @@ prints p50/p95 for each, at both sizes."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from tests.benchmarks.running import run_benchmark
 
@@ -56,3 +57,16 @@ def test_the_query_benchmark_measures_each_of_the_sizes_asked_for_and_counts_rou
     timings = [match["label"] for line in lines if (match := TIMING.match(line))]
     assert timings == ENDPOINTS * 2
     assert len([line for line in lines if ROUND_TRIPS.match(line)]) == len(ENDPOINTS) * 2, output
+
+
+def test_a_kept_store_is_reused_and_only_grown(tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    first = run_benchmark("query.py", "--sizes", "64", "--requests", "1", "--warmup", "0", "--store", store)
+    second = run_benchmark("query.py", "--sizes", "32,96", "--requests", "1", "--warmup", "0", "--store", store)
+
+    assert re.search(r"^loaded 64 spans in ", first, re.MULTILINE), first
+    lines = second.splitlines()
+    assert f"reusing 2 runs (64 spans) stored in {store}" in lines, second
+    assert "skipping 32 spans: the store already holds 64" in lines, second
+    assert re.search(r"^loaded 32 more spans in ", second, re.MULTILINE), second
+    assert [line for line in lines if line.startswith("== ")] == ["== 96 spans stored (3 runs), 1 requests each, warm"]

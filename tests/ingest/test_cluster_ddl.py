@@ -148,6 +148,7 @@ def test_cluster_materialized_views_read_and_fill_the_local_tables(client: Clien
         "refs_write_target_mv": ("refs_local", "writes_local"),
         "run_facts_mv": ("run_facts_local", "spans_local"),
         "run_starts_mv": ("run_starts_local", "spans_local"),
+        "span_tokens_mv": ("span_tokens_local", "spans_local"),
     }
 
 
