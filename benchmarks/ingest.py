@@ -117,6 +117,33 @@ class Result:
     peak_rss_mib: float
     acknowledged: int
     stored: int
+    # RSS sampled every 0.1 s from the first request until every span is stored (the peak is VmHWM).
+    median_rss_mib: float = float("nan")
+
+
+class RssSampler:
+    """RSS of a process every `period` seconds on a thread, from start() until stop(); median() of them."""
+
+    def __init__(self, pid: int, period: float = 0.1) -> None:
+        self._pid, self._period = pid, period
+        self._samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._samples.append(rss_mib(self._pid))
+            self._stop.wait(self._period)
+
+    def start(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> float:
+        """Stops sampling; the median RSS in MiB."""
+        self._stop.set()
+        self._thread.join()
+        return statistics.median(self._samples) if self._samples else float("nan")
 
 
 FIGURES = ("accepted_per_s", "stored_per_s", "cpu_per_100k", "peak_rss_mib")
@@ -142,6 +169,7 @@ def run_agentledger(
             )  # fmt: skip
             time.sleep(1)
         cpu_before = cpu_seconds(process.pid)
+        sampler = RssSampler(process.pid).start()
         began = time.perf_counter()
         accepted, send_seconds = send_all(http_port, "/v1/traces", bodies, senders,
                                           {"Content-Type": "application/x-protobuf"})  # fmt: skip
@@ -152,12 +180,13 @@ def run_agentledger(
         stored = exported_spans(collector_url)
         cpu = cpu_seconds(process.pid) - cpu_before
         rss = peak_rss_mib(process.pid)
+        median_rss = sampler.stop()
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(timeout=60)
             print_profile(workdir / "profile.txt")
         return Result(accepted / send_seconds, accepted / stored_seconds, cpu / accepted * 100_000, rss, accepted,
-                      stored)  # fmt: skip
+                      stored, median_rss)  # fmt: skip
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -540,11 +569,15 @@ def main() -> None:
             for i in range(args.repeats)]  # fmt: skip
     for index, result in enumerate(ours):
         print(f"  agentledger run {index + 1}: {result.accepted_per_s:9.0f} acked/s {result.stored_per_s:9.0f} "
-              f"stored/s  {result.cpu_per_100k:5.1f} CPU s/100k  {result.peak_rss_mib:5.0f} MiB")  # fmt: skip
+              f"stored/s  {result.cpu_per_100k:5.1f} CPU s/100k  {result.peak_rss_mib:5.0f} MiB peak"
+              f"  {result.median_rss_mib:5.0f} MiB median RSS")  # fmt: skip
         print(f"  agentledger run {index + 1} spans: {sent} sent, {result.acknowledged} acknowledged,"
               f" {result.stored} stored")  # fmt: skip
     median = Result(
-        *(statistics.median(getattr(r, f) for r in ours) for f in FIGURES), ours[-1].acknowledged, ours[-1].stored
+        *(statistics.median(getattr(r, f) for r in ours) for f in FIGURES),
+        ours[-1].acknowledged,
+        ours[-1].stored,
+        statistics.median(r.median_rss_mib for r in ours),
     )
     rows = [("agentledger (median)", median)]
     if args.phoenix_bin:
@@ -564,6 +597,7 @@ def main() -> None:
         print(f"\nratio agentledger/phoenix: acked {median.accepted_per_s / phoenix.accepted_per_s:.1f}x, "
               f"stored {median.stored_per_s / phoenix.stored_per_s:.1f}x, "
               f"CPU per span {phoenix.cpu_per_100k / median.cpu_per_100k:.1f}x less")  # fmt: skip
+    print(f"median RSS while ingesting (median of the runs): {median.median_rss_mib:.0f} MiB")
     print(f"per collector core (stored spans / CPU second): {100_000 / median.cpu_per_100k:.0f} spans/s")
 
 

@@ -185,6 +185,8 @@ def test_embedded_chdb_server_settings_have_bounded_defaults_and_are_read_from_t
     }  # fmt: skip
     assert from_file.embedded.server_settings()["max_server_memory_usage"] == "536870912"
     assert from_file.embedded.server_settings()["mark_cache_size"] == "1048576"
+    # Process settings, not chDB start-up options (ingest/embedded_memory.py applies them).
+    assert (defaults.embedded.allocator_dirty_decay_ms, defaults.embedded.release_library_pages) == (0, True)
     example = load_settings({"config": REPO_ROOT / "agentledger.example.yaml"}, environ={})
     assert example.embedded == defaults.embedded
 
@@ -195,6 +197,8 @@ def test_embedded_chdb_server_settings_have_bounded_defaults_and_are_read_from_t
         ("storage: {embedded: {mark_cache_size: -1}}\n", "storage.embedded.mark_cache_size: "),
         ("storage: {embedded: {background_pool_size: 0}}\n", "storage.embedded.background_pool_size: "),
         ("storage: {embedded: {max_memory: 1}}\n", "storage.embedded.max_memory: Extra inputs are not permitted"),
+        ("storage: {embedded: {allocator_dirty_decay_ms: -1}}\n", "storage.embedded.allocator_dirty_decay_ms: "),
+        ("storage: {embedded: {release_library_pages: maybe}}\n", "storage.embedded.release_library_pages: "),
     ],
 )
 def test_a_bad_embedded_setting_fails_naming_the_key(tmp_path: Path, text: str, message: str) -> None:

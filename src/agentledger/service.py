@@ -37,6 +37,7 @@ from agentledger.collector.spool import SpoolError
 from agentledger.collector.telemetry import CollectorTelemetry
 from agentledger.credentials import CredentialsError, CredentialStore, load_credentials
 from agentledger.ingest.clickhouse import connect, is_embedded, redact_dsn
+from agentledger.ingest.embedded_memory import configure_allocator, release_library_pages
 from agentledger.ingest.migrations import migrate
 from agentledger.ingest.signing import LinkSigner
 from agentledger.phoenix import phoenix_connection, phoenix_exporter
@@ -167,6 +168,10 @@ def run_service(
         if api_wanted:
             api_socket = bind(settings.api.host, settings.api.port, "query API")
             sockets.append(api_socket)
+        embedded = is_embedded(settings.clickhouse_dsn)
+        if embedded and not configure_allocator(settings.embedded.allocator_dirty_decay_ms):
+            logger.warning("storage.embedded.allocator_dirty_decay_ms: chDB was already loaded in this process;"
+                           " its allocator keeps the decay it started with")  # fmt: skip
         client = connect(
             settings.clickhouse_dsn, settings.database, settings.cluster, settings.embedded.server_settings()
         )
@@ -177,6 +182,9 @@ def run_service(
         if collector_wanted:
             collector = build_collector_role(settings, client)
             collector.pipeline.start()
+        if embedded and settings.embedded.release_library_pages:
+            # After migrations and the first queries: the pages touched only while the engine started go.
+            release_library_pages()
         stop_sync = threading.Event()
         sync_thread: threading.Thread | None = None
         try:

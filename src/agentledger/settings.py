@@ -85,10 +85,17 @@ class EmbeddedStorageConfig(FrozenModel):
     query_condition_cache_size: int = Field(16 * MiB, ge=0)
     # Threads merging parts in the background (each merge holds a block per column); ClickHouse: 16.
     background_pool_size: int = Field(2, ge=1, le=64)
+    # Milliseconds chDB's allocator (jemalloc) keeps freed pages before returning them to the system
+    # (ClickHouse: 5000). Each insert frees its whole block at once; 0 returns it at once, so consecutive
+    # inserts do not stay resident together (ingest/embedded_memory.py). Set before the engine loads.
+    allocator_dirty_decay_ms: int = Field(0, ge=0, le=3_600_000)
+    # After start, ask the kernel to reclaim chDB's read-only library pages (~190 MiB of code and constants
+    # touched once while the engine starts); pages a later query needs are re-read from the library file.
+    release_library_pages: bool = True
 
     def server_settings(self) -> dict[str, str]:
         """The settings as chDB start-up options, by ClickHouse's names; 0 memory limit: left to ClickHouse."""
-        values = self.model_dump()
+        values = self.model_dump(exclude={"allocator_dirty_decay_ms", "release_library_pages"})
         if values["max_server_memory_usage"] == 0:
             del values["max_server_memory_usage"]
         return {name: str(value) for name, value in values.items()}

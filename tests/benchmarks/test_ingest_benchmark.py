@@ -28,6 +28,7 @@ def test_the_ingest_benchmark_runs_at_smoke_size_and_both_sides_store_every_span
     assert re.search(rf"^ratio agentledger/phoenix: acked {NUMBER}x, stored {NUMBER}x, CPU per span {NUMBER}x less$",
                      output, re.MULTILINE), output  # fmt: skip
     assert re.search(r"^per collector core \(stored spans / CPU second\): \d+ spans/s$", output, re.MULTILINE)
+    assert re.search(r"^median RSS while ingesting \(median of the runs\): \d+ MiB$", output, re.MULTILINE), output
 
 
 @pytest.mark.slow
@@ -45,6 +46,7 @@ def test_the_ingest_benchmark_measures_bytes_per_span_on_disk_at_smoke_size() ->
     assert re.search(r"^    spans\s+2000 rows\s+\d+ bytes$", output, re.MULTILINE), output
     assert re.search(r"^    audit_chain\s+\d+ rows\s+\d+ bytes$", output, re.MULTILINE), output
     assert "phoenix: not run" in output
+    assert re.search(rf"^  agentledger run 1: .* {NUMBER} MiB peak\s+{NUMBER} MiB median RSS$", output, re.MULTILINE)
 
 
 @pytest.mark.slow

@@ -70,3 +70,13 @@ def test_lookups_migration_backfills_rows_stored_before_it(engine_dsn: str, data
         ("run_before", ["create_pull_request", "update_ticket"], "approve_writes")
     ]
     client.close()
+
+
+def test_spans_merge_column_by_column_from_the_first_row(client: Client) -> None:
+    """Migration 0015: ClickHouse's vertical merge for spans at any size (its default starts at 131,072 rows)."""
+    rows = client.query(
+        "SELECT extract(create_table_query, 'vertical_merge_algorithm_min_rows_to_activate = (\\\\d+)')"
+        " FROM system.tables WHERE database = currentDatabase() AND name = 'spans'"
+    ).result_rows
+
+    assert rows == [("1",)]
