@@ -232,11 +232,25 @@ def phone_detector(regions: Sequence[str]) -> Detector:
     """The phone detector for `regions`: candidates from RE2, validity from libphonenumber's metadata."""
     regions = tuple(regions)
 
-    def valid(candidate: str, before: str, after: str) -> bool:
-        # Part of something longer: an id, a range, the groups of an account number, a decimal. Checked first:
-        # the cheapest tests, and the ones most look-alikes (uuid groups, `ORD-2025-...`, timestamps) fail.
-        if before[-1:].isalnum() or before.endswith(_PART_BEFORE):
-            return False
+    def context_rejects(before: str) -> bool:
+        # Part of something longer (an id, a range, a decimal) or after a word that makes it something else; depends
+        # on the text before the candidate alone, so `refine` asks once for all the trimmed forms it tries.
+        # (Digit groups just before are another entity's: the candidate pattern takes runs of groups whole.)
+        return (
+            before[-1:].isalnum()
+            or before.endswith(_PART_BEFORE)
+            or _NOT_PHONE_WORDS.search(before) is not None
+            or _IBAN_HEAD_BEFORE.search(before) is not None
+        )
+
+    def has_keyword(before: str) -> bool:
+        # In the window of CONTEXT_CHARS before the number, and whole: the extra character before the window
+        # tells `ring` in `comparing` from a word of its own.
+        return any(word.start() > 0 or len(before) <= CONTEXT_CHARS for word in _PHONE_WORDS.finditer(before))
+
+    def number_valid(candidate: str, after: str, keyword: Callable[[], bool]) -> bool:
+        # The checks that read the candidate and the text after it; `keyword` says whether a phone word stands
+        # before it (asked only when it decides).
         if after.startswith(_PART_AFTER) or after[:1].isalnum() or _DIGIT_AFTER_PUNCT.match(after):
             return False
         number = _EXTENSION.sub("", candidate)
@@ -248,23 +262,33 @@ def phone_detector(regions: Sequence[str]) -> Detector:
             return False
         if "." in number and any(len(group) == 1 for group in number.split(".")[1:]):
             return False  # an OID or a version (1.3.6.1.4.1), not 06.12.34.56.78
-        # (Digit groups just before are another entity's: the candidate pattern takes runs of groups whole.)
-        if _NOT_PHONE_WORDS.search(before) or _IBAN_HEAD_BEFORE.search(before):
-            return False
-        # In the window of CONTEXT_CHARS before the number, and whole: the extra character before the window
-        # tells `ring` in `comparing` from a word of its own.
-        keyword = any(word.start() > 0 or len(before) <= CONTEXT_CHARS for word in _PHONE_WORDS.finditer(before))
-        separated = _SEPARATED.search(number) is not None
         # Short local numbers and unseparated digit runs (epoch seconds, ids) need a phone word before them.
-        if not international and (len(digits) < 9 or not separated) and not keyword:
+        if not international and (len(digits) < 9 or _SEPARATED.search(number) is None) and not keyword():
             return False
         return phone_region(number.replace("(0)", ""), regions) is not None
 
+    def valid(candidate: str, before: str, after: str) -> bool:
+        # The context checks first: the cheapest tests, and the ones most look-alikes (uuid groups,
+        # `ORD-2025-...`, timestamps) fail.
+        if context_rejects(before):
+            return False
+        return number_valid(candidate, after, lambda: has_keyword(before))
+
     def refine(candidate: str, before: str, after: str) -> int:
         # A candidate may have swallowed a neighbouring number (`415-555-0199 2 times`): drop trailing groups.
+        # What `before` decides holds for every trimmed form: rejected context rejects them all.
+        if context_rejects(before):
+            return 0
+        known: list[bool] = []
+
+        def keyword() -> bool:
+            if not known:
+                known.append(has_keyword(before))
+            return known[0]
+
         text = candidate
         for _ in range(3):
-            if valid(text, before, candidate[len(text) :] + after):
+            if number_valid(text, candidate[len(text) :] + after, keyword):
                 break
             cut = text.rfind(" ")
             if cut <= 0:

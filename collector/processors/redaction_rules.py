@@ -70,6 +70,15 @@ class SecretRuleSet:
         self.short_rule_patterns = tuple(rule.pattern for rule in short_rules)
         self.short_rule_pattern = "|".join(f"(?:{pattern})" for pattern in self.short_rule_patterns)
         self.keyword_pattern = f"(?i:{self.keyword_literals})|{self.short_rule_pattern}"
+        # Per rule, its allowlist regexes and the global ones as one RE2 alternation (it matches where one of them
+        # does): one search of a found secret instead of a dozen through the binding; and its stopwords with the
+        # global ones, joined once.
+        self._allow = {
+            rule.rule_id: _compile(_alternation([r.pattern for r in (*rule.allow_regexes, *self._global_allow)]))
+            for rule in self.rules
+            if rule.allow_regexes or self._global_allow
+        }
+        self._stopwords = {rule.rule_id: (*rule.stopwords, *self._global_stopwords) for rule in self.rules}
 
     def _present_keywords(self, lowered: str) -> list[str]:
         # One pass of an RE2 set answers which keywords occur, overlapping ones too (~2 us for 500 characters,
@@ -104,9 +113,14 @@ class SecretRuleSet:
         if rule.entropy and shannon_entropy(secret) < rule.entropy:
             return True
         lowered = secret.lower()
-        if any(word in lowered for word in (*rule.stopwords, *self._global_stopwords)):
+        if any(word in lowered for word in self._stopwords[rule.rule_id]):
             return True
-        return any(allow.search(secret) for allow in (*rule.allow_regexes, *self._global_allow))
+        allow = self._allow.get(rule.rule_id)
+        return allow is not None and allow.search(secret) is not None
+
+
+def _alternation(patterns: Sequence[str]) -> str:
+    return "|".join(f"(?:{pattern})" for pattern in patterns)
 
 
 def _keyword_set(keywords: Sequence[str]) -> Any:
