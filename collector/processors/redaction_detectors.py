@@ -232,6 +232,14 @@ def phone_region(candidate: str, regions: tuple[str, ...]) -> str | None:
     return None
 
 
+def _without_extension(candidate: str) -> str:
+    # Every extension holds an `x` (no other character matches it case-insensitively) or a `#`: without one
+    # there is nothing to strip, and the substitution's search is skipped.
+    if "x" in candidate or "X" in candidate or "#" in candidate:
+        return _EXTENSION.sub("", candidate)
+    return candidate
+
+
 class _Context:
     """What the text before a phone candidate says, each answer computed on first use and kept."""
 
@@ -279,7 +287,7 @@ def phone_detector(regions: Sequence[str]) -> Detector:
         # answers each once for all the trimmed forms `refine` tries (they share that text).
         if after.startswith(_PART_AFTER) or after[:1].isalnum() or _DIGIT_AFTER_PUNCT.match(after):
             return False
-        number = _EXTENSION.sub("", candidate)
+        number = _without_extension(candidate)
         digits = _digits(number)
         international = number.startswith("+") or (number.startswith("00") and len(digits) > 10)
         if not 7 <= len(digits) <= 15 or len(set(digits)) <= 2:  # 000-000-0000 and friends are placeholders
