@@ -78,6 +78,7 @@ class SecretRuleSet:
             for rule in self.rules
             if rule.allow_regexes or self._global_allow
         }
+        self._has_groups = {rule.rule_id: rule.regex.groups >= 1 for rule in self.rules}
         self._stopwords = {rule.rule_id: (*rule.stopwords, *self._global_stopwords) for rule in self.rules}
 
     def _present_keywords(self, lowered: str) -> list[str]:
@@ -97,19 +98,21 @@ class SecretRuleSet:
                 rules[rule.rule_id] = rule
         found: list[tuple[int, int, str]] = []
         for rule in rules.values():
+            # (Whether the rule has a group is the rule's, asked once, not once per match through the binding.)
+            first_group = rule.secret_group == 0 and self._has_groups[rule.rule_id]
             for match in rule.regex.finditer(text):
                 group = rule.secret_group
-                if group == 0 and match.re.groups >= 1 and match.group(1):
+                if first_group and match.group(1):
                     group = 1  # gitleaks: the first group is the secret when the rule names none
                 start, end = match.span(group)
                 if start < 0 or end <= start:
                     continue
-                if self._allowed(rule, text[start:end], match.group(0)):
+                if self._allowed(rule, text[start:end]):
                     continue
                 found.append((start, end, rule.rule_id))
         return found
 
-    def _allowed(self, rule: SecretRule, secret: str, whole: str) -> bool:
+    def _allowed(self, rule: SecretRule, secret: str) -> bool:
         if rule.entropy and shannon_entropy(secret) < rule.entropy:
             return True
         lowered = secret.lower()
