@@ -172,10 +172,14 @@ _PHONE_WORD_LIST: Final = (
 )
 _PHONE_WORDS: Final = re.compile(rf"(?i)(?:\b(?:{_PHONE_WORD_LIST})\b|\bphone_?number)")
 # ... and words that make it something else.
-_NOT_PHONE_WORDS: Final = re.compile(
-    r"(?i)\b(?:order|invoice|inv|sku|ref|reference|id|ticket|build|version|ver|tracking|account|acct|iban|card|"
-    r"ssn|zip|postcode|isbn|serial|batch|lot|po|receipt|txn|transaction|amount|total|port|pid|uid)\b\W{0,3}$"
+_NOT_PHONE_WORD_LIST: Final = (
+    "order|invoice|inv|sku|ref|reference|id|ticket|build|version|ver|tracking|account|acct|iban|card|"
+    "ssn|zip|postcode|isbn|serial|batch|lot|po|receipt|txn|transaction|amount|total|port|pid|uid"
 )
+_NOT_PHONE_WORDS: Final = re.compile(rf"(?i)\b(?:{_NOT_PHONE_WORD_LIST})\b\W{{0,3}}$")
+# The longest text that pattern can match (a word, three non-word characters, the newline `$` may stand before)
+# and the character before it, which `\b` reads: searching that tail gives the answer searching it all would.
+_NOT_PHONE_TAIL: Final = max(map(len, _NOT_PHONE_WORD_LIST.split("|"))) + 3 + 1 + 1
 _DATE_LIKE: Final = re.compile(
     r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.](?:\d{4}|\d{2}))(?:[ T]\d{1,2}(?:[:.]\d{2})*)?$"
 )
@@ -228,18 +232,62 @@ def phone_region(candidate: str, regions: tuple[str, ...]) -> str | None:
     return None
 
 
+def _without_extension(candidate: str) -> str:
+    # Every extension holds an `x` (no other character matches it case-insensitively) or a `#`: without one
+    # there is nothing to strip, and the substitution's search is skipped.
+    if "x" in candidate or "X" in candidate or "#" in candidate:
+        return _EXTENSION.sub("", candidate)
+    return candidate
+
+
+class _Context:
+    """What the text before a phone candidate says, each answer computed on first use and kept."""
+
+    __slots__ = ("_before", "_keyword", "_other_entity", "_tests")
+
+    def __init__(self, before: str, other_entity: Callable[[str], bool], keyword: Callable[[str], bool]) -> None:
+        self._before = before
+        self._tests = (other_entity, keyword)
+        self._other_entity: bool | None = None
+        self._keyword: bool | None = None
+
+    def other_entity(self) -> bool:
+        if self._other_entity is None:
+            self._other_entity = self._tests[0](self._before)
+        return self._other_entity
+
+    def keyword(self) -> bool:
+        if self._keyword is None:
+            self._keyword = self._tests[1](self._before)
+        return self._keyword
+
+
 def phone_detector(regions: Sequence[str]) -> Detector:
     """The phone detector for `regions`: candidates from RE2, validity from libphonenumber's metadata."""
     regions = tuple(regions)
 
-    def valid(candidate: str, before: str, after: str) -> bool:
+    def part_of_longer(before: str) -> bool:
         # Part of something longer: an id, a range, the groups of an account number, a decimal. Checked first:
         # the cheapest tests, and the ones most look-alikes (uuid groups, `ORD-2025-...`, timestamps) fail.
-        if before[-1:].isalnum() or before.endswith(_PART_BEFORE):
-            return False
+        return before[-1:].isalnum() or before.endswith(_PART_BEFORE)
+
+    def other_entity_before(before: str) -> bool:
+        # A word that makes the number something else (`order`, `iban`), or the head of an IBAN it continues.
+        # (Digit groups just before are another entity's: the candidate pattern takes runs of groups whole.)
+        tail = before[-_NOT_PHONE_TAIL:]
+        return _NOT_PHONE_WORDS.search(tail) is not None or _IBAN_HEAD_BEFORE.search(before) is not None
+
+    def has_keyword(before: str) -> bool:
+        # In the window of CONTEXT_CHARS before the number, and whole: the extra character before the window
+        # tells `ring` in `comparing` from a word of its own.
+        return any(word.start() > 0 or len(before) <= CONTEXT_CHARS for word in _PHONE_WORDS.finditer(before))
+
+    def number_valid(candidate: str, after: str, context: _Context) -> bool:
+        # Every check but `part_of_longer`; those on the text before the number through `context`, which
+        # answers each once for all the trimmed forms `refine` tries (they share that text).
         if after.startswith(_PART_AFTER) or after[:1].isalnum() or _DIGIT_AFTER_PUNCT.match(after):
             return False
-        number = _EXTENSION.sub("", candidate)
+        number = _without_extension(candidate)
         digits = _digits(number)
         international = number.startswith("+") or (number.startswith("00") and len(digits) > 10)
         if not 7 <= len(digits) <= 15 or len(set(digits)) <= 2:  # 000-000-0000 and friends are placeholders
@@ -248,23 +296,26 @@ def phone_detector(regions: Sequence[str]) -> Detector:
             return False
         if "." in number and any(len(group) == 1 for group in number.split(".")[1:]):
             return False  # an OID or a version (1.3.6.1.4.1), not 06.12.34.56.78
-        # (Digit groups just before are another entity's: the candidate pattern takes runs of groups whole.)
-        if _NOT_PHONE_WORDS.search(before) or _IBAN_HEAD_BEFORE.search(before):
+        if context.other_entity():
             return False
-        # In the window of CONTEXT_CHARS before the number, and whole: the extra character before the window
-        # tells `ring` in `comparing` from a word of its own.
-        keyword = any(word.start() > 0 or len(before) <= CONTEXT_CHARS for word in _PHONE_WORDS.finditer(before))
-        separated = _SEPARATED.search(number) is not None
         # Short local numbers and unseparated digit runs (epoch seconds, ids) need a phone word before them.
-        if not international and (len(digits) < 9 or not separated) and not keyword:
+        if not international and (len(digits) < 9 or _SEPARATED.search(number) is None) and not context.keyword():
             return False
         return phone_region(number.replace("(0)", ""), regions) is not None
 
+    def valid(candidate: str, before: str, after: str) -> bool:
+        if part_of_longer(before):
+            return False
+        return number_valid(candidate, after, _Context(before, other_entity_before, has_keyword))
+
     def refine(candidate: str, before: str, after: str) -> int:
         # A candidate may have swallowed a neighbouring number (`415-555-0199 2 times`): drop trailing groups.
+        if part_of_longer(before):
+            return 0  # and so is every trimmed form: they share the text before
+        context = _Context(before, other_entity_before, has_keyword)
         text = candidate
         for _ in range(3):
-            if valid(text, before, candidate[len(text) :] + after):
+            if number_valid(text, candidate[len(text) :] + after, context):
                 break
             cut = text.rfind(" ")
             if cut <= 0:
