@@ -26,7 +26,6 @@ Python path's column by column, the SQL digests with the Python digests of the s
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import statistics
@@ -43,7 +42,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_spans import request_bodies
-from ingest_stages import Stages, run_once
+from ingest_stages import Stages, run_once, workload
 
 from agentledger.collector.components import PROCESSORS, ComponentContext, component_type
 from agentledger.collector.config import LimitsConfig
@@ -737,19 +736,7 @@ def _report(name: str, runs: list[Stages], spans: int) -> tuple[float, list[str]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spans", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--spans-per-request", type=int, default=1000)
-    parser.add_argument("--batch-max-spans", type=int, default=20_000, help="spans per export (as the worker)")
-    parser.add_argument("--smoke", action="store_true", help="1,000 spans, one repeat: checks it still runs")
-    args = parser.parse_args()
-    if args.smoke:
-        args.spans, args.repeats, args.spans_per_request, args.batch_max_spans = 1000, 1, 250, 500
-    bodies = list(request_bodies(args.spans, args.spans_per_request))
-    spans = sum(count for count, _ in bodies)
-    print(f"workload: {spans} spans in {len(bodies)} requests, {sum(len(b) for _, b in bodies) / 1e6:.0f} MB protobuf,"
-          f" exported {args.batch_max_spans} at a time")  # fmt: skip
+    args, bodies, spans = workload(__doc__ or "")
     print(f"{'mode / stage':34} {'CPU s/100k':>10} {'spans/s/core':>13}")
     with tempfile.TemporaryDirectory(prefix="agentledger-native-") as folder:
         dsn = chdb_dsn(Path(folder) / "clickhouse")

@@ -96,8 +96,10 @@ def run_once(bodies: list[tuple[int, bytes]], export_spans: int, database: str, 
     return stages, min(stored, chained)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def workload(description: str) -> tuple[argparse.Namespace, list[tuple[int, bytes]], int]:
+    """The command line and the OTLP requests it asks for, shared with benchmarks/ingest_native.py so both
+    measure the same workload: (arguments, (span count, request body) per request, spans in all)."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spans", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--spans-per-request", type=int, default=1000)
@@ -110,6 +112,11 @@ def main() -> None:
     spans = sum(count for count, _ in bodies)
     print(f"workload: {spans} spans in {len(bodies)} requests, {sum(len(b) for _, b in bodies) / 1e6:.0f} MB protobuf,"
           f" exported {args.batch_max_spans} at a time")  # fmt: skip
+    return args, bodies, spans
+
+
+def main() -> None:
+    args, bodies, spans = workload(__doc__ or "")
     with tempfile.TemporaryDirectory(prefix="agentledger-stages-") as folder:
         dsn = chdb_dsn(Path(folder))
         runs = []
