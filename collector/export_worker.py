@@ -253,8 +253,9 @@ class ExportWorker:
             refused = self._deliver(spans, f"{self.name}:deadletter:{entry.id}", in_flight_end=None)
         except _Skipped:  # pragma: no cover - no overflow check without a batch in flight
             return
-        self.dead_letters.remove(entry)
+        # Counted before the entry goes, so whoever sees it gone (`deadletter list`, a test) also sees the count.
         self._telemetry.add("agentledger_spans_replayed_total", spans.num_rows - refused, ("exporter", self.name))
+        self.dead_letters.remove(entry)
         logger.info("exporter %s: replayed dead-letter entry %s: %d spans delivered, %d refused again",
                     self.name, entry.id, spans.num_rows - refused, refused)  # fmt: skip
 
