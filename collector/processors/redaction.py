@@ -36,7 +36,6 @@ from agentledger.collector.processors.redaction_detectors import (
     normal_secret,
 )
 from agentledger.collector.processors.redaction_hyperscan import HyperscanScans, hyperscan_scans
-from agentledger.collector.processors.redaction_hyperscan import available as hyperscan_available
 from agentledger.collector.processors.redaction_ner import NerRedactor, load_ner, ner_problem
 from agentledger.collector.processors.redaction_rules import SecretRuleSet, gitleaks_rules
 from agentledger.schema import conventions as conv
@@ -314,27 +313,22 @@ class _Scanner:
         hyperscan_prefilters = [
             pattern for d in self.detectors for pattern in (d.hyperscan_prefilter or d.prefilter_patterns)
         ]
-        self.hyperscan = self._hyperscan(hyperscan_prefilters) if use_hyperscan and hyperscan_available() else None
+        self.hyperscan = self._hyperscan(hyperscan_prefilters) if use_hyperscan else None
 
     def _hyperscan(self, prefilters: Sequence[str]) -> HyperscanScans | None:
         """The column scans on Hyperscan, or None (RE2 alone) where a pattern is beyond what it compiles."""
-        import hyperscan
-
         # A custom pattern's passes run on every candidate: its marks are not bound to `\b` alone.
         groups = [
             None if self.detectors[ord(group[0][1]) - _FIRST_INDEX].reason == "custom" else tuple(p for p, _ in group)
             for _, group in self.pass_groups
         ]
         rules = self.rules
-        try:
-            return hyperscan_scans(
-                tuple(prefilters),
-                rules.keyword_literals if rules is not None else None,
-                rules.short_rule_patterns if rules is not None else (),
-                tuple(groups),
-            )
-        except hyperscan.error:
-            return None
+        return hyperscan_scans(
+            tuple(prefilters),
+            rules.keyword_literals if rules is not None else None,
+            rules.short_rule_patterns if rules is not None else (),
+            tuple(groups),
+        )
 
     def replacement(self, entity: str, value: str, normalise: Callable[[str], str]) -> str:
         mode = self.modes[entity]

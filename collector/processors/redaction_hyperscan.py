@@ -37,19 +37,22 @@ _NEEDS_RE2: Final = r"[\x80-\xff\x01\x03\x0b]"
 _CONTEXT_ASSERTIONS: Final = ("^", "$", "\\B", "\\A", "\\z", "\\Z", "\\G")
 
 
-def available() -> bool:
-    return hyperscan is not None
-
-
 @lru_cache(maxsize=16)
 def hyperscan_scans(
     prefilters: tuple[str, ...],
     keyword_literals: str | None,
     short_rules: tuple[str, ...],
     pass_groups: tuple[tuple[str, ...] | None, ...],
-) -> HyperscanScans:
-    """The scans for these patterns, compiled once per process (compiling takes about a second)."""
-    return HyperscanScans(prefilters, keyword_literals, short_rules, pass_groups)
+) -> HyperscanScans | None:
+    """The scans for these patterns, compiled once per process (compiling takes about a second), or None where
+    Hyperscan is not installed or a pattern is beyond what it compiles: the processor then keeps RE2 alone. (A
+    refusal is cached too, so a pattern set beyond Hyperscan is not compiled again for every processor.)"""
+    if hyperscan is None:
+        return None
+    try:
+        return HyperscanScans(prefilters, keyword_literals, short_rules, pass_groups)
+    except hyperscan.error:
+        return None
 
 
 def _tokens(pattern: str) -> list[tuple[str, bool]]:
