@@ -221,9 +221,9 @@ def _breakdown_corpus(processor: RedactionProcessor, name: str, texts: Sequence[
 
 
 def _hyperscan_breakdown(processor: RedactionProcessor, name: str, texts: Sequence[str], runs: int) -> str:
-    """The processor's column scans as it runs them: the Hyperscan prefilter, and the RE2 marking passes on the
-    values each pass can mark (the RE2 figures below run every pass on every value that passes)."""
-    from agentledger.collector.processors.redaction import _mark_group, _Scan
+    """The processor's column scans as it runs them: the Hyperscan prefilter, and the RE2 marking passes, each on the
+    values it can mark (the RE2 figures below run every pass on every value that passes)."""
+    from agentledger.collector.processors.redaction import _mark_pass, _Scan
 
     scanner = processor.scanner
     assert scanner.hyperscan is not None
@@ -238,8 +238,8 @@ def _hyperscan_breakdown(processor: RedactionProcessor, name: str, texts: Sequen
         assert scanner.hyperscan is not None
         marked = passed[0]
         may_match = scanner.hyperscan.group_matches(marked)
-        for index, (group_pattern, group) in enumerate(scanner.pass_groups):
-            marked = _mark_group(marked, group_pattern, group, may_match[:, index])
+        for index, (pattern, marker) in enumerate(scanner.passes):
+            marked = _mark_pass(marked, pattern, marker, may_match[:, index], scanner.binding_passes.get(index))
 
     prefilter_seconds = median_seconds(prefilter, runs)
     mark_seconds = median_seconds(mark, runs)

@@ -170,8 +170,15 @@ class HyperscanScans:
         self._group_of_id.append(-1)
         self._groups = _compile(group_patterns, _NUL_SEPARATOR)
         self._group_count = len(self.restricted)
-        # A database's scratch space serves one scan at a time.
-        self._lock = threading.Lock()
+        # A scratch space serves one scan at a time: each thread gets its own, so scans run in parallel.
+        self._scratch = threading.local()
+
+    def _scratch_for(self, name: str, database: Any) -> Any:
+        scratch = getattr(self._scratch, name, None)
+        if scratch is None:
+            scratch = hyperscan.Scratch(database)
+            setattr(self._scratch, name, scratch)
+        return scratch
 
     def scan_column(self, values: pa.Array) -> tuple[_Mask, _Mask, _Mask]:
         """(Hyperscan passes the value, Hyperscan finds a keyword or short rule, the value needs RE2's answer:
@@ -181,7 +188,7 @@ class HyperscanScans:
         keyed = np.zeros(count, np.bool_)
         outside = np.zeros(count, np.bool_)
         buffer, starts = _joined(values, _LINE_SEPARATOR)
-        ids, ends = _matches(self._prefilter, buffer, self._lock)
+        ids, ends = _matches(self._prefilter, buffer, self._scratch_for("prefilter", self._prefilter))
         if len(ids):
             owners = np.searchsorted(starts, ends - 1, side="right") - 1
             needs_re2 = ids == self._needs_re2_id
@@ -198,7 +205,7 @@ class HyperscanScans:
         if count == 0:
             return may_match
         buffer, starts = _joined(values, _NUL_SEPARATOR)
-        ids, ends = _matches(self._groups, buffer, self._lock)
+        ids, ends = _matches(self._groups, buffer, self._scratch_for("groups", self._groups))
         if len(ids):
             owners = np.searchsorted(starts, ends - 1, side="right") - 1
             groups = np.asarray(self._group_of_id, np.int64)[ids]
@@ -207,16 +214,19 @@ class HyperscanScans:
         return may_match
 
 
-def _joined(values: pa.Array, separator: str) -> tuple[bytes, npt.NDArray[np.int64]]:
-    """The values, each followed by `separator`, as one buffer, and where each value starts in it (plus the end)."""
+def _joined(values: pa.Array, separator: str) -> tuple[pa.Buffer | None, npt.NDArray[np.int64]]:
+    """The values, each followed by `separator`, as one buffer (None when empty), and where each value starts in it
+    (plus the end). The buffer is Arrow's own: Hyperscan reads it through the buffer protocol, without a copy."""
     joined = pc.binary_join_element_wise(values, "", separator, null_handling="replace", null_replacement="")
     offsets = np.frombuffer(joined.buffers()[1], np.int32, len(joined) + 1, joined.offset * 4).astype(np.int64)
     data = joined.buffers()[2]
-    buffer = data[offsets[0] : offsets[-1]].to_pybytes() if data is not None else b""
+    buffer = data[offsets[0] : offsets[-1]] if data is not None and offsets[-1] > offsets[0] else None
     return buffer, offsets - offsets[0]
 
 
-def _matches(database: Any, buffer: bytes, lock: threading.Lock) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def _matches(
+    database: Any, buffer: pa.Buffer | None, scratch: Any
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """(pattern id, end offset) of every match in `buffer`."""
     ids: list[int] = []
     ends: list[int] = []
@@ -225,7 +235,6 @@ def _matches(database: Any, buffer: bytes, lock: threading.Lock) -> tuple[npt.ND
         ids.append(pattern_id)
         ends.append(end)
 
-    if buffer:
-        with lock:
-            database.scan(buffer, match_event_handler=on_match)
+    if buffer is not None:
+        database.scan(buffer, match_event_handler=on_match, scratch=scratch)
     return np.asarray(ids, np.int64), np.asarray(ends, np.int64)

@@ -11,7 +11,16 @@ import sys
 import pyarrow as pa
 import pytest
 
-from agentledger.collector.processors.redaction import RedactionConfig, RedactionProcessor, _Scan, _Scanner, detect
+from agentledger.collector.processors.redaction import (
+    RedactionConfig,
+    RedactionProcessor,
+    _marked,
+    _outgrows_arrow_dfa,
+    _re2,
+    _Scan,
+    _Scanner,
+    detect,
+)
 from agentledger.collector.processors.redaction_hyperscan import _has_end_anchor, _without_word_boundaries
 from agentledger.collector.processors.redaction_rules import gitleaks_rules
 from tests.collector.redaction_corpus import generate_broad_corpus, generate_corpus, generate_decoys
@@ -184,3 +193,49 @@ def test_one_scanner_serves_threads_at_once() -> None:
         thread.join()
 
     assert results == [expected] * 4
+
+
+def test_marking_through_the_compiled_re2_object_marks_what_the_bindings_sub_marks() -> None:
+    scanner = RedactionProcessor().scanner
+    texts = [document.text for document in generate_broad_corpus(300, seed=49)]
+    texts += [text for text in _spliced(texts, 50, 1500) if text is not None]
+    texts += ["tok\u00e9n=ab1 token: \u212a9a9z", "auth=\u00e91\u00e9" * 20, "KEY = 0123456789abcdef0123", ""]
+
+    def reference(program: object, marker: str, text: str) -> str:
+        return str(program.sub(lambda found: f"\x01{marker}{found.group(0)}\x03", text))  # type: ignore[attr-defined]
+
+    for program, marker in scanner.small_passes:
+        assert [_marked(program, marker, text) for text in texts] == [
+            reference(program, marker, text) for text in texts
+        ]
+    # A pattern that matches the empty string (a custom one may, between characters) takes the binding's own steps.
+    empty = _re2("a*")
+    assert (
+        _marked(empty, "\x10", "baab\u00e9")
+        == reference(empty, "\x10", "baab\u00e9")
+        == ("\x01\x10\x03b\x01\x10aa\x03\x01\x10\x03b\x01\x10\x03\u00e9\x01\x10\x03")
+    )
+
+
+def test_only_passes_with_two_large_counted_repeats_leave_pyarrow() -> None:
+    scanner = RedactionProcessor().scanner
+    taken = [scanner.passes[index][0] for index in scanner.binding_passes]
+
+    # The weak secret key names (`token`, `key`, `auth`) before a value of up to 80 + 1 + 80 characters.
+    assert len(taken) == 1 and taken[0].startswith("(?i:token|") and taken[0].count("{0,80}") == 2
+    assert _outgrows_arrow_dfa(r"a{0,64}b[0-9]{1,100}")
+    assert not _outgrows_arrow_dfa(r"a{0,63}b[0-9]{1,100}")
+    assert not _outgrows_arrow_dfa(r"a\{0,80}b{0,80}")
+
+
+def test_a_custom_pattern_with_large_counted_repeats_keeps_its_detections_on_hyperscan() -> None:
+    config = RedactionConfig(custom_patterns={"order_note": r"note:[a-z]{0,70}[0-9][a-z0-9]{0,90}"})
+    fast, exact = _scanners(config)
+    texts = ["note:abc1def and note:zz", "note:9", "x note:" + "a" * 75 + "1b"]
+    values: list[str | None] = [*texts] * 200
+
+    # Custom passes mark first and run on every candidate; this one on the binding as well.
+    assert fast.hyperscan is not None and 0 in fast.binding_passes
+    assert fast.passes[0][0] == config.custom_patterns["order_note"]
+    assert _outcome(fast, values) == _outcome(exact, values)
+    assert detect(texts, config)[0] == [(0, 12, "order_note")]
