@@ -29,6 +29,14 @@ def arrow_allocated_bytes() -> float:
     return float(pa.total_allocated_bytes())
 
 
+def release_arrow_memory() -> None:
+    """Returns the memory Arrow's pool holds free to the system. Arrow's default pool (mimalloc in the Linux
+    wheels, jemalloc elsewhere) keeps what a batch freed for reuse: after each 20,000-span export some 200 MiB
+    of freed batch, digest and insert buffers stayed resident, under the next batch's peak and as the
+    steady-state floor. Called once per exported batch, when the batch is gone, it costs a few milliseconds."""
+    pa.default_memory_pool().release_unused()
+
+
 def register_memory_gauges(telemetry: CollectorTelemetry, client: Client) -> None:
     def clickhouse_tracked() -> float:
         try:
