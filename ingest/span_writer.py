@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -76,7 +76,7 @@ class SpanWriter:
             stored.append(rows)
 
 
-def ipc_stream(table: pa.Table, compression: str | None = None) -> Iterator[bytes]:
+def ipc_stream(table: pa.Table, compression: str | None = None) -> Generator[bytes, None, None]:
     """The table as an Arrow IPC stream, yielded message by message (the schema, then each record batch).
 
     clickhouse-connect's insert_arrow writes the whole table into one in-memory Arrow file first: a second copy
