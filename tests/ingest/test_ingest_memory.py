@@ -60,7 +60,8 @@ def test_a_batch_of_several_record_batches_is_stored_as_one_part_with_its_values
     SpanWriter(client).insert(batch, deduplication_token="memory:1")  # a replay: dropped as before
 
     rows = client.query("SELECT span_id, input_value FROM spans ORDER BY span_id").result_rows
-    assert rows == sorted((f"s{chunk}-{row}", f"s{chunk}-{row}:" + "x" * 100) for chunk in range(3) for row in range(40))
+    expected = [(f"s{chunk}-{row}", f"s{chunk}-{row}:" + "x" * 100) for chunk in range(3) for row in range(40)]
+    assert rows == sorted(expected)
     parts = client.query(
         "SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'spans' AND active"
     ).result_rows
@@ -72,7 +73,9 @@ import pyarrow as pa
 from agentledger.ingest.audit_chain import DIGEST_SLICE_ROWS, digests_of_batch, rows_of_batch, span_digest
 from tests.collector.span_batches import span_columns_table
 rows = 3 * DIGEST_SLICE_ROWS
-batch = span_columns_table(rows, span_id=[f"s{row}" for row in range(rows)], input_value=[f"{row}:" + "x" * 2000 for row in range(rows)])
+batch = span_columns_table(
+    rows, span_id=[f"s{row}" for row in range(rows)], input_value=[f"{row}:" + "x" * 2000 for row in range(rows)]
+)
 pool = pa.default_memory_pool()
 content = batch.column("input_value").nbytes
 before = pool.max_memory()
