@@ -17,6 +17,7 @@ import pyarrow as pa
 from agentledger.collector.component import Exporter, ExportError, PermanentExportError, SpanBatch
 from agentledger.collector.config import ExporterConfig, RetryConfig
 from agentledger.collector.deadletter import DeadLetterEntry, DeadLetterError, DeadLetterStore
+from agentledger.collector.process_memory import release_arrow_memory
 from agentledger.collector.retry import Backoff
 from agentledger.collector.spool import ExportCursor, Position, Spool, SpoolError, SpoolRecord, concat_records
 from agentledger.collector.telemetry import CollectorTelemetry
@@ -116,6 +117,9 @@ class ExportWorker:
                     self._deliver(concat_records(run), f"{self.name}:{run[0].start}-{run[-1].end}", in_flight_end=end)
         except _Skipped:
             return True  # the batch in flight was the oldest backlog: skipped, not delivered
+        finally:
+            # The batch and what exporting it built are garbage now; Arrow's pool would keep their pages.
+            release_arrow_memory()
         self._cursor.commit(end)
         self._spool.release()
         return True

@@ -30,6 +30,7 @@ from agentledger.collector.auth import Authenticator
 from agentledger.collector.config import ClickHouseExporterConfig
 from agentledger.collector.exporters.clickhouse import checkpoint_sink_of, resolve_collector_id, signer_of
 from agentledger.collector.pipeline import Pipeline, build_pipeline
+from agentledger.collector.process_memory import use_returning_arrow_pool
 from agentledger.collector.receivers.otlp_grpc import GrpcReceiverError, start_grpc_server
 from agentledger.collector.receivers.otlp_http import create_otlp_http_app
 from agentledger.collector.receivers.otlp_ingest import OtlpIngest
@@ -169,6 +170,7 @@ def run_service(
             api_socket = bind(settings.api.host, settings.api.port, "query API")
             sockets.append(api_socket)
         embedded = is_embedded(settings.clickhouse_dsn)
+        use_returning_arrow_pool()
         if embedded and not configure_allocator(settings.embedded.allocator_dirty_decay_ms):
             logger.warning("storage.embedded.allocator_dirty_decay_ms: chDB was already loaded in this process;"
                            " its allocator keeps the decay it started with")  # fmt: skip
