@@ -64,7 +64,10 @@ def _run_membership(own_spans: str) -> str:
 RUN_MEMBERSHIP: Final = _run_membership("= {run_id:String}")
 RUNS_MEMBERSHIP: Final = _run_membership("IN {run_ids:Array(String)}")
 
-# The run's spans; LIMIT 1 BY hides replayed duplicates not yet merged away.
+# The run's spans, every stored copy: the reader (query_api/store/runs.py, first_copies) orders them by
+# (start_time, trace_id, span_id) and keeps the first copy of each span, which hides replayed duplicates
+# not yet merged away. Not ORDER BY ... LIMIT 1 BY here: over these wide rows those two steps cost chDB
+# ~7 ms for a 32-span run, more than the rest of the statement (benchmarks: query.py).
 RUN_SPANS: Final = f"""
 SELECT
     trace_id, span_id, parent_span_id,
@@ -85,8 +88,6 @@ WHERE tenant = {{tenant:String}}
   AND {RUN_MEMBERSHIP}
   AND start_time >= fromUnixTimestamp64Nano({{from_ns:Int64}})
   AND start_time <= fromUnixTimestamp64Nano({{to_ns:Int64}})
-ORDER BY start_time, trace_id, span_id
-LIMIT 1 BY trace_id, span_id
 """
 
 
@@ -230,6 +231,7 @@ DELETE_RUN_DERIVED: Final = (
 )
 # The run's spans again, but only what linking and the audit need (the content columns the rules read
 # for content flow, no messages or events): the audit endpoint and the runs listing read this version.
+# Every stored copy, unordered: the reader orders them and keeps each span's first copy, as for RUN_SPANS.
 _FACT_SPANS: Final = """
 SELECT
     run_id, trace_id, span_id, parent_span_id,
@@ -248,8 +250,6 @@ WHERE tenant = {{tenant:String}}
   AND {membership}
   AND start_time >= fromUnixTimestamp64Nano({{from_ns:Int64}})
   AND start_time <= fromUnixTimestamp64Nano({{to_ns:Int64}})
-ORDER BY start_time, trace_id, span_id
-LIMIT 1 BY trace_id, span_id
 """
 RUN_FACT_SPANS: Final = _FACT_SPANS.format(membership=RUN_MEMBERSHIP)
 RUNS_FACT_SPANS: Final = _FACT_SPANS.format(membership=RUNS_MEMBERSHIP)
