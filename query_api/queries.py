@@ -276,13 +276,9 @@ _WRITE_ROW: Final = """
 
 # The writes of a set of runs (RUN_WRITES for many runs).
 RUNS_WRITES: Final = """
-SELECT * FROM (
-    SELECT""" + _WRITE_ROW + """    FROM writes
-    WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
-    ORDER BY received_at DESC
-    LIMIT 1 BY run_id, system, ref, occurred_at
-)
-ORDER BY run_id, occurred_ns, system, ref
+SELECT""" + _WRITE_ROW + """, toUnixTimestamp64Nano(received_at) AS received_ns
+FROM writes
+WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
 """
 
 # The newest rows of the time-ordered run index (migration 0012) that started in [from, to]: the window
@@ -299,32 +295,34 @@ LIMIT {scan:UInt32}
 
 # The cost baseline, in two reads: the agents' latest runs that started at or before {until_ns}, at most
 # {per_agent} per agent, newest first (the audit takes, per run, those that started before it), then their
-# total tokens (RUNS_TOKENS). Read for the candidate runs of a window of the time-ordered index, of which
-# only those that started after {floor_ns} are known to be complete (RUN_STARTS_WINDOW). Two statements,
-# not one: a statement using the runs twice (the tokens' filter and the join) had ClickHouse compute them
-# twice, which cost more than the second round trip.
-AGENT_RECENT_RUNS: Final = """
-SELECT run_id, max(agent_id) AS run_agent, toUnixTimestamp64Nano(min(first_start)) AS first_start_ns
+# tokens (RUNS_TOKENS). Read for the candidate runs of a window of the time-ordered index (RUN_STARTS_WINDOW
+# over {from_ns}..{to_ns}, {scan} rows), of which only those that started after the window's oldest row are
+# known to be complete, unless the window held every run of the range (window_rows < scan). The window is a
+# subquery here, a set the key analysis uses; its size and oldest start come once, as a scalar, with every
+# row: one round trip fewer than reading the window first (~4 ms of planning each).
+# The tokens stay a second statement: a statement using the runs twice (the tokens' filter and the join)
+# had ClickHouse compute them twice, which cost more than the second round trip.
+AGENT_RECENT_RUNS_IN_WINDOW: Final = f"""
+WITH (SELECT (count(), min(start_ns)) FROM ({RUN_STARTS_WINDOW})) AS window_facts
+SELECT run_id, max(agent_id) AS run_agent, toUnixTimestamp64Nano(min(first_start)) AS first_start_ns,
+       tupleElement(window_facts, 1) AS window_rows
 FROM runs
--- Rows of a run carry its agent and start once merged; filtering them first keeps the grouping small.
-WHERE tenant = {tenant:String} AND run_id IN {candidates:Array(String)} AND agent_id IN {agents:Array(String)}
-  AND first_start <= fromUnixTimestamp64Nano({until_ns:Int64})
+WHERE tenant = {{tenant:String}} AND run_id IN (SELECT run_id FROM ({RUN_STARTS_WINDOW}))
+  AND agent_id IN {{agents:Array(String)}}
+  AND first_start <= fromUnixTimestamp64Nano({{until_ns:Int64}})
 GROUP BY run_id
-HAVING first_start_ns > {floor_ns:Int64}
+HAVING tupleElement(window_facts, 1) < {{scan:UInt32}} OR first_start_ns > tupleElement(window_facts, 2)
 ORDER BY first_start_ns DESC, run_id DESC
-LIMIT {per_agent:UInt32} BY run_agent
+LIMIT {{per_agent:UInt32}} BY run_agent
 """
 
-# Total tokens of each of these runs, from the spans' tokens as migration 0013 copies them (one row per
-# stored copy of a span with tokens; one copy of each span counts). A run with no model call has no row.
+# The tokens of each of these runs' spans, as migration 0013 copies them (one row per stored copy of a
+# span with tokens). The reader (load_token_baselines) counts one copy of each span and sums per run (a run
+# with no model call has no row): a LIMIT 1 BY subquery and GROUP BY here cost chDB more than the rows.
 RUNS_TOKENS: Final = """
-SELECT run_id, sum(input_tokens + output_tokens) AS tokens
-FROM (
-    SELECT run_id, trace_id, span_id, input_tokens, output_tokens FROM span_tokens
-    WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
-    LIMIT 1 BY run_id, trace_id, span_id
-)
-GROUP BY run_id
+SELECT run_id, trace_id, span_id, input_tokens + output_tokens AS tokens
+FROM span_tokens
+WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
 """
 
 # A tenant's tool catalogue as last set through the admin API (migration 0009); newest version wins.
@@ -336,16 +334,14 @@ ORDER BY updated_at DESC
 LIMIT 1
 """
 
-# A run's downstream writes: one key range of writes. A redelivered webhook repeats a row until
-# merges collapse it, so keep the newest per (system, ref, occurred_at).
+# A run's downstream writes: one key range of writes. A redelivered webhook repeats a row until merges
+# collapse it: the reader (query_api/writes.py, distinct_writes) keeps the newest per (system, ref,
+# occurred_at) and orders them, rather than ORDER BY ... LIMIT 1 BY here, whose steps cost chDB more
+# than the few rows they order (benchmarks: query.py).
 RUN_WRITES: Final = """
-SELECT * FROM (
-    SELECT""" + _WRITE_ROW + """    FROM writes
-    WHERE tenant = {tenant:String} AND run_id = {run_id:String}
-    ORDER BY received_at DESC
-    LIMIT 1 BY system, ref, occurred_at
-)
-ORDER BY occurred_ns, system, ref
+SELECT""" + _WRITE_ROW + """, toUnixTimestamp64Nano(received_at) AS received_ns
+FROM writes
+WHERE tenant = {tenant:String} AND run_id = {run_id:String}
 """
 
 # Reverse lookup: which runs wrote (or logged a write span for) this reference. One key range of refs.

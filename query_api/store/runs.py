@@ -14,7 +14,7 @@ from agentledger.query_api import queries
 from agentledger.query_api.audit import FACT_KEYS, SpanFact
 from agentledger.query_api.models import RunSummary, WriteRecord
 from agentledger.query_api.times import rfc3339_nanos
-from agentledger.query_api.writes import record_of
+from agentledger.query_api.writes import distinct_writes, record_of
 
 _MAX_INT64: Final = 2**63 - 1
 
@@ -211,8 +211,8 @@ def load_runs_writes(client: Client, tenant: str, run_ids: Sequence[str]) -> dic
     if not run_ids:
         return by_run
     result = client.query(queries.RUNS_WRITES, parameters={"tenant": tenant, "run_ids": list(run_ids)})
-    for row in result.named_results():
-        by_run.setdefault(str(row["run_id"]), []).append(record_of(row))
+    for record in distinct_writes(result.named_results()):
+        by_run.setdefault(record.run_id, []).append(record)
     return by_run
 
 
@@ -254,6 +254,23 @@ def first_window_rows(runs: int) -> int:
     return WINDOW_ROWS_PER_RUN * runs + WINDOW_MIN_ROWS
 
 
+def _agents_recent_runs(
+    client: Client, tenant: str, agents: list[str], until_ns: int, wanted: int, window_rows: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """The agents' latest runs among a window of the time-ordered index (AGENT_RECENT_RUNS_IN_WINDOW, one
+    statement), and whether the window held every run up to `until_ns`. Rows say it; when none came back,
+    the window is read alone to tell."""
+    result = client.query(
+        queries.AGENT_RECENT_RUNS_IN_WINDOW,
+        parameters={"tenant": tenant, "agents": agents, "until_ns": until_ns, "per_agent": wanted,
+                    "from_ns": 0, "to_ns": min(until_ns, _MAX_INT64), "scan": window_rows},
+    )  # fmt: skip
+    found = [dict(row) for row in result.named_results()]
+    if found:
+        return found, int(found[0]["window_rows"]) < window_rows
+    return [], newest_runs_window(client, tenant, 0, until_ns, window_rows).complete
+
+
 def load_token_baselines(
     client: Client, tenant: str, runs: Sequence[RunLocation], per_agent: int
 ) -> dict[str, list[int]]:
@@ -268,27 +285,24 @@ def load_token_baselines(
     while True:
         # The agents' newest runs are found in growing windows of the time-ordered index (one key range
         # each) rather than by grouping the agents' whole history.
-        window = newest_runs_window(client, tenant, 0, until_ns, window_rows)
-        result = client.query(
-            queries.AGENT_RECENT_RUNS,
-            parameters={"tenant": tenant, "agents": agents, "until_ns": until_ns, "per_agent": wanted,
-                        "candidates": window.candidates, "floor_ns": window.floor_ns},
-        )  # fmt: skip
-        found = list(result.named_results())
+        found, complete = _agents_recent_runs(client, tenant, agents, until_ns, wanted, window_rows)
         per_agent_found: dict[str, int] = {}
         for row in found:
             per_agent_found[str(row["run_agent"])] = per_agent_found.get(str(row["run_agent"]), 0) + 1
-        if window.complete or all(per_agent_found.get(agent, 0) >= wanted for agent in agents):
+        if complete or all(per_agent_found.get(agent, 0) >= wanted for agent in agents):
             break
         window_rows *= WINDOW_GROWTH
     tokens_of: dict[str, int] = {}
     if found:
-        tokens_of = {
-            str(run_id): int(tokens)
-            for run_id, tokens in client.query(
-                queries.RUNS_TOKENS, parameters={"tenant": tenant, "run_ids": [str(row["run_id"]) for row in found]}
-            ).result_rows
+        copies = client.query(
+            queries.RUNS_TOKENS, parameters={"tenant": tenant, "run_ids": [str(row["run_id"]) for row in found]}
+        ).result_rows
+        # One copy of each span counts (a replayed copy carries the same tokens).
+        of_span = {
+            (str(run_id), str(trace_id), str(span_id)): int(tokens) for run_id, trace_id, span_id, tokens in copies
         }
+        for (run_id, _, _), tokens in of_span.items():
+            tokens_of[run_id] = tokens_of.get(run_id, 0) + tokens
     history: dict[str, list[tuple[int, str, int]]] = {}
     for row in found:
         history.setdefault(str(row["run_agent"]), []).append(
