@@ -295,25 +295,20 @@ LIMIT {scan:UInt32}
 
 # The cost baseline, in two reads: the agents' latest runs that started at or before {until_ns}, at most
 # {per_agent} per agent, newest first (the audit takes, per run, those that started before it), then their
-# tokens (RUNS_TOKENS). Read for the candidate runs of a window of the time-ordered index (RUN_STARTS_WINDOW
-# over {from_ns}..{to_ns}, {scan} rows), of which only those that started after the window's oldest row are
-# known to be complete, unless the window held every run of the range (window_rows < scan). The window is a
-# subquery here, a set the key analysis uses; its size and oldest start come once, as a scalar, with every
-# row: one round trip fewer than reading the window first (~4 ms of planning each).
-# The tokens stay a second statement: a statement using the runs twice (the tokens' filter and the join)
-# had ClickHouse compute them twice, which cost more than the second round trip.
-AGENT_RECENT_RUNS_IN_WINDOW: Final = f"""
-WITH (SELECT (count(), min(start_ns)) FROM ({RUN_STARTS_WINDOW})) AS window_facts
-SELECT run_id, max(agent_id) AS run_agent, toUnixTimestamp64Nano(min(first_start)) AS first_start_ns,
-       tupleElement(window_facts, 1) AS window_rows
+# total tokens (RUNS_TOKENS). Read for the candidate runs of a window of the time-ordered index, of which
+# only those that started after {floor_ns} are known to be complete (RUN_STARTS_WINDOW). Two statements,
+# not one: a statement using the runs twice (the tokens' filter and the join) had ClickHouse compute them
+# twice, which cost more than the second round trip.
+AGENT_RECENT_RUNS: Final = """
+SELECT run_id, max(agent_id) AS run_agent, toUnixTimestamp64Nano(min(first_start)) AS first_start_ns
 FROM runs
-WHERE tenant = {{tenant:String}} AND run_id IN (SELECT run_id FROM ({RUN_STARTS_WINDOW}))
-  AND agent_id IN {{agents:Array(String)}}
-  AND first_start <= fromUnixTimestamp64Nano({{until_ns:Int64}})
+-- Rows of a run carry its agent and start once merged; filtering them first keeps the grouping small.
+WHERE tenant = {tenant:String} AND run_id IN {candidates:Array(String)} AND agent_id IN {agents:Array(String)}
+  AND first_start <= fromUnixTimestamp64Nano({until_ns:Int64})
 GROUP BY run_id
-HAVING tupleElement(window_facts, 1) < {{scan:UInt32}} OR first_start_ns > tupleElement(window_facts, 2)
+HAVING first_start_ns > {floor_ns:Int64}
 ORDER BY first_start_ns DESC, run_id DESC
-LIMIT {{per_agent:UInt32}} BY run_agent
+LIMIT {per_agent:UInt32} BY run_agent
 """
 
 # The tokens of each of these runs' spans, as migration 0013 copies them (one row per stored copy of a

@@ -254,23 +254,6 @@ def first_window_rows(runs: int) -> int:
     return WINDOW_ROWS_PER_RUN * runs + WINDOW_MIN_ROWS
 
 
-def _agents_recent_runs(
-    client: Client, tenant: str, agents: list[str], until_ns: int, wanted: int, window_rows: int
-) -> tuple[list[dict[str, Any]], bool]:
-    """The agents' latest runs among a window of the time-ordered index (AGENT_RECENT_RUNS_IN_WINDOW, one
-    statement), and whether the window held every run up to `until_ns`. Rows say it; when none came back,
-    the window is read alone to tell."""
-    result = client.query(
-        queries.AGENT_RECENT_RUNS_IN_WINDOW,
-        parameters={"tenant": tenant, "agents": agents, "until_ns": until_ns, "per_agent": wanted,
-                    "from_ns": 0, "to_ns": min(until_ns, _MAX_INT64), "scan": window_rows},
-    )  # fmt: skip
-    found = [dict(row) for row in result.named_results()]
-    if found:
-        return found, int(found[0]["window_rows"]) < window_rows
-    return [], newest_runs_window(client, tenant, 0, until_ns, window_rows).complete
-
-
 def load_token_baselines(
     client: Client, tenant: str, runs: Sequence[RunLocation], per_agent: int
 ) -> dict[str, list[int]]:
@@ -285,11 +268,17 @@ def load_token_baselines(
     while True:
         # The agents' newest runs are found in growing windows of the time-ordered index (one key range
         # each) rather than by grouping the agents' whole history.
-        found, complete = _agents_recent_runs(client, tenant, agents, until_ns, wanted, window_rows)
+        window = newest_runs_window(client, tenant, 0, until_ns, window_rows)
+        result = client.query(
+            queries.AGENT_RECENT_RUNS,
+            parameters={"tenant": tenant, "agents": agents, "until_ns": until_ns, "per_agent": wanted,
+                        "candidates": window.candidates, "floor_ns": window.floor_ns},
+        )  # fmt: skip
+        found = list(result.named_results())
         per_agent_found: dict[str, int] = {}
         for row in found:
             per_agent_found[str(row["run_agent"])] = per_agent_found.get(str(row["run_agent"]), 0) + 1
-        if complete or all(per_agent_found.get(agent, 0) >= wanted for agent in agents):
+        if window.complete or all(per_agent_found.get(agent, 0) >= wanted for agent in agents):
             break
         window_rows *= WINDOW_GROWTH
     tokens_of: dict[str, int] = {}
