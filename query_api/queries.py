@@ -64,7 +64,10 @@ def _run_membership(own_spans: str) -> str:
 RUN_MEMBERSHIP: Final = _run_membership("= {run_id:String}")
 RUNS_MEMBERSHIP: Final = _run_membership("IN {run_ids:Array(String)}")
 
-# The run's spans; LIMIT 1 BY hides replayed duplicates not yet merged away.
+# The run's spans, every stored copy: the reader (query_api/store/runs.py, first_copies) orders them by
+# (start_time, trace_id, span_id) and keeps the first copy of each span, which hides replayed duplicates
+# not yet merged away. Not ORDER BY ... LIMIT 1 BY here: over these wide rows those two steps cost chDB
+# ~7 ms for a 32-span run, more than the rest of the statement (benchmarks: query.py).
 RUN_SPANS: Final = f"""
 SELECT
     trace_id, span_id, parent_span_id,
@@ -85,8 +88,6 @@ WHERE tenant = {{tenant:String}}
   AND {RUN_MEMBERSHIP}
   AND start_time >= fromUnixTimestamp64Nano({{from_ns:Int64}})
   AND start_time <= fromUnixTimestamp64Nano({{to_ns:Int64}})
-ORDER BY start_time, trace_id, span_id
-LIMIT 1 BY trace_id, span_id
 """
 
 
@@ -230,6 +231,7 @@ DELETE_RUN_DERIVED: Final = (
 )
 # The run's spans again, but only what linking and the audit need (the content columns the rules read
 # for content flow, no messages or events): the audit endpoint and the runs listing read this version.
+# Every stored copy, unordered: the reader orders them and keeps each span's first copy, as for RUN_SPANS.
 _FACT_SPANS: Final = """
 SELECT
     run_id, trace_id, span_id, parent_span_id,
@@ -248,8 +250,6 @@ WHERE tenant = {{tenant:String}}
   AND {membership}
   AND start_time >= fromUnixTimestamp64Nano({{from_ns:Int64}})
   AND start_time <= fromUnixTimestamp64Nano({{to_ns:Int64}})
-ORDER BY start_time, trace_id, span_id
-LIMIT 1 BY trace_id, span_id
 """
 RUN_FACT_SPANS: Final = _FACT_SPANS.format(membership=RUN_MEMBERSHIP)
 RUNS_FACT_SPANS: Final = _FACT_SPANS.format(membership=RUNS_MEMBERSHIP)
@@ -276,13 +276,9 @@ _WRITE_ROW: Final = """
 
 # The writes of a set of runs (RUN_WRITES for many runs).
 RUNS_WRITES: Final = """
-SELECT * FROM (
-    SELECT""" + _WRITE_ROW + """    FROM writes
-    WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
-    ORDER BY received_at DESC
-    LIMIT 1 BY run_id, system, ref, occurred_at
-)
-ORDER BY run_id, occurred_ns, system, ref
+SELECT""" + _WRITE_ROW + """, toUnixTimestamp64Nano(received_at) AS received_ns
+FROM writes
+WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
 """
 
 # The newest rows of the time-ordered run index (migration 0012) that started in [from, to]: the window
@@ -315,16 +311,13 @@ ORDER BY first_start_ns DESC, run_id DESC
 LIMIT {per_agent:UInt32} BY run_agent
 """
 
-# Total tokens of each of these runs, from the spans' tokens as migration 0013 copies them (one row per
-# stored copy of a span with tokens; one copy of each span counts). A run with no model call has no row.
+# The tokens of each of these runs' spans, as migration 0013 copies them (one row per stored copy of a
+# span with tokens). The reader (load_token_baselines) counts one copy of each span and sums per run (a run
+# with no model call has no row): a LIMIT 1 BY subquery and GROUP BY here cost chDB more than the rows.
 RUNS_TOKENS: Final = """
-SELECT run_id, sum(input_tokens + output_tokens) AS tokens
-FROM (
-    SELECT run_id, trace_id, span_id, input_tokens, output_tokens FROM span_tokens
-    WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
-    LIMIT 1 BY run_id, trace_id, span_id
-)
-GROUP BY run_id
+SELECT run_id, trace_id, span_id, input_tokens + output_tokens AS tokens
+FROM span_tokens
+WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
 """
 
 # A tenant's tool catalogue as last set through the admin API (migration 0009); newest version wins.
@@ -336,16 +329,14 @@ ORDER BY updated_at DESC
 LIMIT 1
 """
 
-# A run's downstream writes: one key range of writes. A redelivered webhook repeats a row until
-# merges collapse it, so keep the newest per (system, ref, occurred_at).
+# A run's downstream writes: one key range of writes. A redelivered webhook repeats a row until merges
+# collapse it: the reader (query_api/writes.py, distinct_writes) keeps the newest per (system, ref,
+# occurred_at) and orders them, rather than ORDER BY ... LIMIT 1 BY here, whose steps cost chDB more
+# than the few rows they order (benchmarks: query.py).
 RUN_WRITES: Final = """
-SELECT * FROM (
-    SELECT""" + _WRITE_ROW + """    FROM writes
-    WHERE tenant = {tenant:String} AND run_id = {run_id:String}
-    ORDER BY received_at DESC
-    LIMIT 1 BY system, ref, occurred_at
-)
-ORDER BY occurred_ns, system, ref
+SELECT""" + _WRITE_ROW + """, toUnixTimestamp64Nano(received_at) AS received_ns
+FROM writes
+WHERE tenant = {tenant:String} AND run_id = {run_id:String}
 """
 
 # Reverse lookup: which runs wrote (or logged a write span for) this reference. One key range of refs.

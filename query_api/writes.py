@@ -5,7 +5,7 @@ Inserted as Arrow columns so occurred_at keeps its nanoseconds (a bound datetime
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -97,7 +97,19 @@ def record_of(row: dict[str, object]) -> WriteRecord:
     )
 
 
+def distinct_writes(rows: Iterable[dict[str, object]]) -> list[WriteRecord]:
+    """Rows of RUN_WRITES / RUNS_WRITES as records: of the copies of a write (same run, system, ref and
+    occurrence: a redelivered webhook) the newest received, ordered by (run, occurrence, system, ref)."""
+    newest: dict[tuple[str, str, str, int], dict[str, object]] = {}
+    for row in rows:
+        key = (str(row["run_id"]), str(row["system"]), str(row["ref"]), int(str(row["occurred_ns"])))
+        kept = newest.get(key)
+        if kept is None or int(str(row["received_ns"])) > int(str(kept["received_ns"])):
+            newest[key] = row
+    return [record_of(newest[key]) for key in sorted(newest, key=lambda key: (key[0], key[3], key[1], key[2]))]
+
+
 def load_run_writes(client: Client, tenant: str, run_id: str) -> list[WriteRecord]:
     """The run's writes in time order; a write reported twice (webhook redelivery) appears once."""
     result = client.query(queries.RUN_WRITES, parameters={"tenant": tenant, "run_id": run_id})
-    return [record_of(row) for row in result.named_results()]
+    return distinct_writes(result.named_results())

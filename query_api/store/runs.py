@@ -4,9 +4,9 @@ in one read), its writes, its agent's cost baseline, the listing, and its annota
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from clickhouse_connect.driver.client import Client
 
@@ -14,9 +14,27 @@ from agentledger.query_api import queries
 from agentledger.query_api.audit import FACT_KEYS, SpanFact
 from agentledger.query_api.models import RunSummary, WriteRecord
 from agentledger.query_api.times import rfc3339_nanos
-from agentledger.query_api.writes import record_of
+from agentledger.query_api.writes import distinct_writes, record_of
 
 _MAX_INT64: Final = 2**63 - 1
+
+_Row = TypeVar("_Row")
+
+
+def first_copies(rows: Iterable[_Row], key: Callable[[_Row], tuple[int, str, str]]) -> list[_Row]:
+    """The rows of a span read in (start ns, trace id, span id) order, with only the first copy of each
+    (trace id, span id): what `ORDER BY start_time, trace_id, span_id LIMIT 1 BY trace_id, span_id` gave,
+    done here because those two steps over wide rows cost chDB more than the read (RUN_SPANS). Python
+    orders str by code point, which for UTF-8 is ClickHouse's byte order."""
+    ordered = sorted(rows, key=key)
+    seen: set[tuple[str, str]] = set()
+    kept: list[_Row] = []
+    for row in ordered:
+        _, trace_id, span_id = key(row)
+        if (trace_id, span_id) not in seen:
+            seen.add((trace_id, span_id))
+            kept.append(row)
+    return kept
 
 
 @dataclass(frozen=True)
@@ -68,8 +86,9 @@ def locate_runs(client: Client, tenant: str, run_ids: Sequence[str]) -> list[Run
 
 
 def _span_facts(result: Any) -> list[SpanFact]:
-    """Rows of RUN_FACT_SPANS / RUNS_FACT_SPANS as facts, read by position (a page of runs is tens of
-    thousands of rows: no dict per row); their attributes are already cut to FACT_KEYS by the query."""
+    """Rows of RUN_FACT_SPANS / RUNS_FACT_SPANS as facts in time order, one per span (first_copies), read by
+    position (a page of runs is tens of thousands of rows: no dict per row); their attributes are already
+    cut to FACT_KEYS by the query."""
     index = {name: position for position, name in enumerate(result.column_names)}
 
     def column(name: str) -> int:
@@ -98,7 +117,7 @@ def _span_facts(result: Any) -> list[SpanFact]:
             output_tokens=int(row[output_tokens]), tool_arguments=row[arguments], tool_result=row[result_text],
             retrieval_documents=row[documents], input_value=row[input_value], output_value=row[output_value],
         )
-        for row in result.result_rows
+        for row in first_copies(result.result_rows, lambda row: (int(row[start]), row[trace_id], row[span_id]))
     ]  # fmt: skip
 
 
@@ -192,8 +211,8 @@ def load_runs_writes(client: Client, tenant: str, run_ids: Sequence[str]) -> dic
     if not run_ids:
         return by_run
     result = client.query(queries.RUNS_WRITES, parameters={"tenant": tenant, "run_ids": list(run_ids)})
-    for row in result.named_results():
-        by_run.setdefault(str(row["run_id"]), []).append(record_of(row))
+    for record in distinct_writes(result.named_results()):
+        by_run.setdefault(record.run_id, []).append(record)
     return by_run
 
 
@@ -264,12 +283,15 @@ def load_token_baselines(
         window_rows *= WINDOW_GROWTH
     tokens_of: dict[str, int] = {}
     if found:
-        tokens_of = {
-            str(run_id): int(tokens)
-            for run_id, tokens in client.query(
-                queries.RUNS_TOKENS, parameters={"tenant": tenant, "run_ids": [str(row["run_id"]) for row in found]}
-            ).result_rows
+        copies = client.query(
+            queries.RUNS_TOKENS, parameters={"tenant": tenant, "run_ids": [str(row["run_id"]) for row in found]}
+        ).result_rows
+        # One copy of each span counts (a replayed copy carries the same tokens).
+        of_span = {
+            (str(run_id), str(trace_id), str(span_id)): int(tokens) for run_id, trace_id, span_id, tokens in copies
         }
+        for (run_id, _, _), tokens in of_span.items():
+            tokens_of[run_id] = tokens_of.get(run_id, 0) + tokens
     history: dict[str, list[tuple[int, str, int]]] = {}
     for row in found:
         history.setdefault(str(row["run_agent"]), []).append(
@@ -348,13 +370,15 @@ def run_annotations(client: Client, tenant: str, run_id: str) -> list[dict[str, 
 
 
 def run_span_rows(client: Client, tenant: str, location: RunLocation) -> Iterator[Mapping[str, Any]]:
-    """Every span of the run with every column the timeline shows (RUN_SPANS), in time order."""
+    """Every span of the run with every column the timeline shows (RUN_SPANS), in time order, one copy each."""
     result = client.query(
         queries.RUN_SPANS,
         parameters={"tenant": tenant, "run_id": location.run_id, "trace_ids": location.summary.trace_ids,
                     "from_ns": location.from_ns, "to_ns": location.to_ns},
     )  # fmt: skip
-    yield from result.named_results()
+    yield from first_copies(
+        result.named_results(), lambda row: (int(row["start_ns"]), str(row["trace_id"]), str(row["span_id"]))
+    )
 
 
 def run_annotation_rows(
