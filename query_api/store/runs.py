@@ -146,7 +146,7 @@ class RefLookup:
 
 
 def load_ref_lookup(client: Client, tenant: str, ref: str, limit: int) -> RefLookup:
-    """The reverse lookup's rows in one read (REF_LOOKUP), each part in the order its own statement gives."""
+    """The reverse lookup's rows in one read (REF_LOOKUP), deduplicated and ordered as its three reads did."""
     result = client.query(
         queries.REF_LOOKUP,
         parameters={"tenant": tenant, "ref": ref, "limit": limit, "margin_ns": queries.TIME_MARGIN_NS,
@@ -155,11 +155,19 @@ def load_ref_lookup(client: Client, tenant: str, ref: str, limit: int) -> RefLoo
     parts: dict[str, list[Mapping[str, Any]]] = {"write": [], "location": [], "span": []}
     for row in result.named_results():
         parts[str(row["part"])].append(row)
+    # A write reported twice (webhook redelivery) counts once, as its newest copy; a replayed span once, as
+    # its earliest (RUNS_WRITES_OF_REF's and RUNS_LINK_SPANS' LIMIT 1 BY, done here on the few rows read).
+    newest: dict[tuple[str, str, str, int], Mapping[str, Any]] = {}
+    for copy in sorted(parts["write"], key=lambda r: -int(r["received_ns"])):
+        newest.setdefault((str(copy["run_id"]), str(copy["system"]), str(copy["ref"]), int(copy["occurred_ns"])), copy)
     writes: dict[str, list[WriteRecord]] = {}
-    for write in sorted(parts["write"], key=lambda r: (r["run_id"], int(r["occurred_ns"]), r["system"], r["ref"])):
-        writes.setdefault(str(write["run_id"]), []).append(record_of(dict(write)))
+    for key in sorted(newest, key=lambda k: (k[0], k[3], k[1], k[2])):
+        writes.setdefault(key[0], []).append(record_of(dict(newest[key])))
     locations = [_location(row) for row in parts["location"]]
-    spans = sorted(parts["span"], key=lambda r: (int(r["start_ns"]), r["trace_id"], r["span_id"]))
+    earliest: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for span in sorted(parts["span"], key=lambda r: (int(r["start_ns"]), r["trace_id"], r["span_id"])):
+        earliest.setdefault((str(span["trace_id"]), str(span["span_id"])), span)
+    spans = list(earliest.values())
     return RefLookup(writes, locations, _link_spans_by_run(spans, locations))
 
 
@@ -290,43 +298,52 @@ def load_token_baselines(
 def list_usage(
     client: Client, tenant: str, run_ids: Sequence[str], prices: tuple[list[str], list[float], list[float]]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """For the listed runs: workflow, tokens and cost at these prices (RUN_LIST_TOTALS), and downstream
-    writes (RUN_LIST_WRITES); two reads per page."""
+    """For the listed runs: workflow, tokens and cost at these prices, and downstream writes, in one read
+    (RUN_LIST_USAGE)."""
     models, price_in, price_out = prices
-    parameters = {"tenant": tenant, "run_ids": list(run_ids)}
-    usage = {
-        str(row["run_id"]): dict(row)
-        for row in client.query(
-            queries.RUN_LIST_TOTALS,
-            parameters={**parameters, "price_models": models, "price_in": price_in, "price_out": price_out},
-        ).named_results()
-    }
-    writes = {
-        str(run_id): int(count) for run_id, count in client.query(queries.RUN_LIST_WRITES, parameters).result_rows
-    }
+    usage: dict[str, dict[str, Any]] = {}
+    writes: dict[str, int] = {}
+    for row in client.query(
+        queries.RUN_LIST_USAGE,
+        parameters={"tenant": tenant, "run_ids": list(run_ids), "price_models": models, "price_in": price_in,
+                    "price_out": price_out},
+    ).named_results():  # fmt: skip
+        if row["part"] == "usage":
+            usage[str(row["run_id"])] = {key: row[key] for key in ("run_id", "workflow", "used_input_tokens",
+                                                                   "used_output_tokens", "cost")}  # fmt: skip
+        else:
+            writes[str(row["run_id"])] = int(row["writes"])
     return usage, writes
 
 
 def list_runs(client: Client, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One page of the runs listing as rows: the candidates of growing windows of the time-ordered run
-    index read by key (RUN_LIST), until the page is full or the window holds every run of the range;
-    a filter so selective that the window grows past MAX_WINDOW rows groups the whole index instead."""
+    index read by key, each window with its page in one read (RUN_LIST), until the page is full or the
+    window holds every run of the range; a filter so selective that the window grows past MAX_WINDOW rows
+    groups the whole index instead."""
     limit = int(parameters["limit"])
     filters = (bool(parameters["workflow"]), bool(parameters["target"]))
-    upper_ns = min(int(parameters["to_ns"]), int(parameters["cursor_ns"]))
+    upper_ns = min(int(parameters["to_ns"]), int(parameters["cursor_ns"]), _MAX_INT64)
     window_rows = first_window_rows(limit)
     while window_rows <= MAX_WINDOW:
-        window = newest_runs_window(
-            client, str(parameters["tenant"]), int(parameters["from_ns"]), upper_ns, window_rows
-        )
-        if not window.candidates:
-            return []
         found = client.query(
             queries.RUN_LIST[(True, *filters)],
-            parameters={**parameters, "candidates": window.candidates, "floor_ns": window.floor_ns},
+            parameters={**parameters, "window_to_ns": upper_ns, "scan": window_rows},
         ).named_results()
         page = [dict(row) for row in found]
-        if window.complete or len(page) >= limit:
+        if len(page) >= limit:
+            return page
+        if page:
+            complete = int(page[0]["window_rows"]) < window_rows
+        else:
+            # No row says how full the window was: read it alone.
+            window = newest_runs_window(
+                client, str(parameters["tenant"]), int(parameters["from_ns"]), upper_ns, window_rows
+            )
+            if not window.candidates:
+                return []
+            complete = window.complete
+        if complete:
             return page
         window_rows *= WINDOW_GROWTH
     everything = client.query(queries.RUN_LIST[(False, *filters)], parameters=dict(parameters))
