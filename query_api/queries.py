@@ -219,14 +219,16 @@ SELECT DISTINCT agent_id, verified_agent_id FROM spans WHERE tenant = {tenant:St
 DELETE_RUN_SPANS: Final = "ALTER TABLE spans DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
 DELETE_RUN_INDEX: Final = "ALTER TABLE runs DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
 # Every row derived from the run's spans, deleted with them (the materialized views of migrations 0001,
-# 0003, 0012, 0013 and 0018 fill runs, run_facts, refs, run_starts, span_tokens and span_usage; reviewers'
-# annotations name the run's spans and may quote them). Rows of the writes table are other systems' records and stay: so
-# do the refs they fill (source 'write'), which hold nothing from the spans.
+# 0003, 0012, 0013, 0018 and 0019 fill runs, run_facts, refs, run_starts, span_tokens, span_usage and
+# run_list; reviewers' annotations name the run's spans and may quote them). Rows of the writes table are
+# other systems' records and stay: so do the refs they fill (source 'write'), which hold nothing from the
+# spans.
 # tests/query_api/test_deletion.py fails when a table holding run ids is neither listed here nor declared
 # as kept there.
 DELETE_RUN_DERIVED: Final = (
     DELETE_RUN_INDEX,
     "ALTER TABLE run_facts DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
+    "ALTER TABLE run_list DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
     "ALTER TABLE run_starts DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
     "ALTER TABLE span_tokens DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
     "ALTER TABLE span_usage DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
@@ -471,17 +473,17 @@ LIMIT 1 BY run_id, source, trace_id, span_id, write_ref
 LIMIT {limit:UInt32}
 """
 
-# The runs listing: the run index and run facts of one tenant, filtered, newest first; the cursor is the
-# (first_start, run_id) of the last row of the previous page. Windowed, it reads the candidate runs of a
-# window of the time-ordered index (key lookups), of which only those that started after {floor_ns} are
-# known to be complete (RUN_STARTS_WINDOW); else it groups the tenant's whole index, for a filter so
-# selective that the windows grew past a bound.
+# The runs listing: the run index and run facts of one tenant (one table, migration 0019), filtered, newest
+# first; the cursor is the (first_start, run_id) of the last row of the previous page. Windowed, it reads
+# the candidate runs of a window of the time-ordered index (key lookups), of which only those that started
+# after the window's oldest row are known to be complete (RUN_STARTS_WINDOW); else it groups the tenant's
+# whole index, for a filter so selective that the windows grew past a bound.
 _RUN_LIST: Final = """
 SELECT
     r.run_id AS run_id, r.first_start_ns AS first_start_ns, r.last_end_ns AS last_end_ns,
     r.agent_id AS agent_id, r.agent_name AS agent_name, r.outcome AS outcome,
     r.span_count AS span_count, r.error_count AS error_count, r.write_tool_calls AS write_tool_calls,
-    r.trace_ids AS trace_ids, f.tools AS tools, f.autonomy_level AS autonomy_level
+    r.trace_ids AS trace_ids, r.tools AS tools, r.autonomy_level AS autonomy_level
 FROM (
     SELECT
         run_id,
@@ -489,21 +491,18 @@ FROM (
         toUnixTimestamp64Nano(max(last_end)) AS last_end_ns,
         max(agent_id) AS agent_id, max(agent_name) AS agent_name, max(outcome) AS outcome,
         sum(span_count) AS span_count, sum(error_count) AS error_count, sum(write_tool_calls) AS write_tool_calls,
-        groupUniqArrayArray(trace_ids) AS trace_ids
-    FROM runs
+        groupUniqArrayArray(trace_ids) AS trace_ids,
+        groupUniqArrayArray(tools) AS tools, max(autonomy_level) AS autonomy_level
+    FROM run_list
     WHERE tenant = {{tenant:String}}{candidates}
     GROUP BY run_id
+    -- Only runs the run index knows (a run's facts without its index row are not listed).
+    HAVING max(indexed) = 1
 ) AS r
-LEFT JOIN (
-    SELECT run_id, groupUniqArrayArray(tools) AS tools, max(autonomy_level) AS autonomy_level
-    FROM run_facts
-    WHERE tenant = {{tenant:String}}{candidates}
-    GROUP BY run_id
-) AS f ON f.run_id = r.run_id
 WHERE ({{agent:String}} = '' OR r.agent_id = {{agent:String}} OR r.agent_name = {{agent:String}})
   AND ({{outcome:String}} = '' OR r.outcome = {{outcome:String}})
-  AND ({{autonomy_level:String}} = '' OR f.autonomy_level = {{autonomy_level:String}})
-  AND ({{tool:String}} = '' OR has(f.tools, {{tool:String}}))
+  AND ({{autonomy_level:String}} = '' OR r.autonomy_level = {{autonomy_level:String}})
+  AND ({{tool:String}} = '' OR has(r.tools, {{tool:String}}))
 {workflow}{target}  AND r.first_start_ns >= {{from_ns:Int64}} AND r.first_start_ns <= {{to_ns:Int64}}{floor}
   AND (r.first_start_ns < {{cursor_ns:Int64}}
        OR (r.first_start_ns = {{cursor_ns:Int64}} AND r.run_id < {{cursor_run:String}}))
@@ -546,7 +545,7 @@ def _run_list(windowed: bool, workflow: bool, target: bool) -> str:
     if not windowed:
         return statement
     return _RUN_LIST_WINDOW + statement.replace(
-        "f.autonomy_level AS autonomy_level\n", "f.autonomy_level AS autonomy_level, run_window.1 AS window_rows\n", 1
+        "r.autonomy_level AS autonomy_level\n", "r.autonomy_level AS autonomy_level, run_window.1 AS window_rows\n", 1
     )
 
 

@@ -105,7 +105,7 @@ def test_each_tenant_lists_only_its_own_usage(client: Client) -> None:
     writer = SpanWriter(client)
     writer.insert(span_rows_table([span for run in range(2) for span in _run(run)]))
     # The same run ids under another tenant, with other tokens.
-    other = [{**span, "input_tokens": span.get("input_tokens", 0) * 3} for run in range(2) for span in _run(run, "acme")]
+    other = [{**span, "input_tokens": span.get("input_tokens", 0) * 3} for run in (0, 1) for span in _run(run, "acme")]
     writer.insert(span_rows_table(other))
 
     assert _listed(client) == [_expected(1), _expected(0)]
