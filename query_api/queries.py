@@ -365,50 +365,14 @@ ORDER BY last_ns DESC, run_id
 LIMIT {limit:UInt32}
 """
 
-# The reverse lookup's runs (RUNS_BY_WRITE_REF) as a set, read inside the two statements below.
-_RUNS_OF_WRITE_REF: Final = "(SELECT run_id FROM (" + RUNS_BY_WRITE_REF + "))"
-
-# Where the reverse lookup's runs' spans are (RUNS_LOCATIONS for the runs of the ref).
-RUNS_LOCATIONS_OF_REF: Final = RUNS_LOCATIONS.replace("{run_ids:Array(String)}", _RUNS_OF_WRITE_REF)
-
-# The writes of this reference by the reverse lookup's runs (RUNS_WRITES restricted to one ref).
-RUNS_WRITES_OF_REF: Final = """
-SELECT * FROM (
-    SELECT""" + _WRITE_ROW + """    FROM writes
-    WHERE tenant = {tenant:String} AND run_id IN """ + _RUNS_OF_WRITE_REF + """ AND ref = {ref:String}
-    ORDER BY received_at DESC
-    LIMIT 1 BY run_id, system, ref, occurred_at
-)
-ORDER BY run_id, occurred_ns, system, ref
-"""
-
-# The spans of a set of runs (RUNS_MEMBERSHIP) with only what linking a write to its tool call reads: no
-# content column, so the reverse lookup decompresses none of the big ZSTD columns.
-RUNS_LINK_SPANS: Final = f"""
-SELECT
-    run_id, trace_id, span_id, parent_span_id,
-    toUnixTimestamp64Nano(start_time) AS start_ns,
-    toUnixTimestamp64Nano(end_time) AS end_ns,
-    name, status_code, entry_type, provenance, tool_name, tool_call_id, tool_access, target,
-    approval_decision, policy_decision, write_system, write_ref,
-    mapFilter((key, value) -> key IN {{fact_keys:Array(String)}}, attributes) AS attributes
-FROM spans
-WHERE tenant = {{tenant:String}}
-  AND {RUNS_MEMBERSHIP}
-  AND start_time >= fromUnixTimestamp64Nano({{from_ns:Int64}})
-  AND start_time <= fromUnixTimestamp64Nano({{to_ns:Int64}})
-ORDER BY start_time, trace_id, span_id
-LIMIT 1 BY trace_id, span_id
-"""
-
-# The whole reverse lookup in one statement, each table read once. A statement's planning costs a few
-# milliseconds that grow with its steps (subqueries, sorts, LIMIT BY over wide rows), and its reads add
-# per column, so: the ref's runs (RUNS_BY_WRITE_REF) are one scalar array, the runs index rows of those
-# the index knows (RUNS_LOCATIONS) a second scalar that also gives the spans' runs, traces and overall time
-# range (as load_runs_link_spans took them from the locations), and the rows come back unsorted and with
-# every stored copy: the store keeps the newest copy of each write and the earliest of each span and
-# orders them as RUNS_WRITES_OF_REF and RUNS_LINK_SPANS did (query_api/store/runs.py). Three parts told
-# apart by `part`, padded with empty values to one shape.
+# The whole reverse lookup in one statement, each table read once: the ref's runs (RUNS_BY_WRITE_REF), the
+# run index rows of those the index knows (RUNS_LOCATIONS), their writes of the ref, and the spans of the
+# located runs (RUNS_MEMBERSHIP, within the runs' overall time range) with only what linking a write to
+# its tool call reads, so no big ZSTD content column is decompressed. A statement's planning costs a few
+# milliseconds that grow with its steps (subqueries, sorts, LIMIT BY over wide rows), so the runs and their
+# index rows are scalars read once, and the rows come back unsorted with every stored copy: the store keeps
+# the newest copy of each write (a redelivered webhook) and the earliest of each span (a replay) and orders
+# them (query_api/store/runs.py). Three parts told apart by `part`, padded with empty values to one shape.
 _NO_ATTRIBUTES: Final = "CAST(map(), 'Map(LowCardinality(String), String)')"
 _LOCATED_MEMBERSHIP: Final = _run_membership("IN located.1").replace("{trace_ids:Array(String)}", "located.6")
 REF_LOOKUP: Final = f"""

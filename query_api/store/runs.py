@@ -156,7 +156,8 @@ def load_ref_lookup(client: Client, tenant: str, ref: str, limit: int) -> RefLoo
     for row in result.named_results():
         parts[str(row["part"])].append(row)
     # A write reported twice (webhook redelivery) counts once, as its newest copy; a replayed span once, as
-    # its earliest (RUNS_WRITES_OF_REF's and RUNS_LINK_SPANS' LIMIT 1 BY, done here on the few rows read).
+    # its earliest (what LIMIT 1 BY did in SQL, done here on the few rows read). Writes in time order per run,
+    # spans in time order, as one run's reads give them (RUN_WRITES, RUN_FACT_SPANS).
     newest: dict[tuple[str, str, str, int], Mapping[str, Any]] = {}
     for copy in sorted(parts["write"], key=lambda r: -int(r["received_ns"])):
         newest.setdefault((str(copy["run_id"]), str(copy["system"]), str(copy["ref"]), int(copy["occurred_ns"])), copy)
