@@ -62,9 +62,9 @@ def place_hold(
                       "version"],
     )  # fmt: skip
     statements = (
-        (queries.HOLD_RUN_SPANS, queries.HOLD_RUN_SPAN_TOKENS, queries.HOLD_RUN_SPAN_USAGE)
+        (queries.HOLD_RUN_SPANS, queries.HOLD_RUN_SPAN_TOKENS)
         if scope == "run"
-        else (queries.HOLD_AGENT_SPANS, queries.HOLD_AGENT_SPAN_TOKENS, queries.HOLD_AGENT_SPAN_USAGE)
+        else (queries.HOLD_AGENT_SPANS, queries.HOLD_AGENT_SPAN_TOKENS)
     )
     for statement in statements:
         client.command(_mutation(statement, shape), parameters={"tenant": tenant, "target": target}, settings=_SYNC)
@@ -86,7 +86,7 @@ def release_hold(client: Client, tenant: str, hold_id: str, shape: DdlShape | No
             column_names=["tenant", "hold_id", "scope", "target", "reason", "placed_by", "placed_at", "released_at",
                           "version"],
         )  # fmt: skip
-        for statement in (queries.RELEASE_SPANS, queries.RELEASE_SPAN_TOKENS, queries.RELEASE_SPAN_USAGE):
+        for statement in (queries.RELEASE_SPANS, queries.RELEASE_SPAN_TOKENS):
             client.command(_mutation(statement, shape), parameters={"tenant": tenant},
                            settings={**_SYNC, "allow_nondeterministic_mutations": 1})  # fmt: skip
     return _hold(row, released=True)

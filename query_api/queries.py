@@ -195,9 +195,6 @@ WHERE tenant = {tenant:String} AND (agent_id = {target:String} OR verified_agent
 # carry the spans' retention and TTL, so a held span's tokens stay exactly as long as the span does.
 HOLD_RUN_SPAN_TOKENS: Final = HOLD_RUN_SPANS.replace("ALTER TABLE spans ", "ALTER TABLE span_tokens ")
 HOLD_AGENT_SPAN_TOKENS: Final = HOLD_AGENT_SPANS.replace("ALTER TABLE spans ", "ALTER TABLE span_tokens ")
-# And onto the listing's copy of the spans' usage (migration 0018), for the same reason.
-HOLD_RUN_SPAN_USAGE: Final = HOLD_RUN_SPANS.replace("ALTER TABLE spans ", "ALTER TABLE span_usage ")
-HOLD_AGENT_SPAN_USAGE: Final = HOLD_AGENT_SPANS.replace("ALTER TABLE spans ", "ALTER TABLE span_usage ")
 # After a release, spans lose their hold unless another active hold still covers them.
 RELEASE_SPANS: Final = """
 ALTER TABLE spans UPDATE legal_hold = 0
@@ -211,7 +208,6 @@ WHERE tenant = {tenant:String} AND legal_hold = 1
 """
 
 RELEASE_SPAN_TOKENS: Final = RELEASE_SPANS.replace("ALTER TABLE spans ", "ALTER TABLE span_tokens ")
-RELEASE_SPAN_USAGE: Final = RELEASE_SPANS.replace("ALTER TABLE spans ", "ALTER TABLE span_usage ")
 
 RUN_AGENTS: Final = """
 SELECT DISTINCT agent_id, verified_agent_id FROM spans WHERE tenant = {tenant:String} AND run_id = {run_id:String}
@@ -220,19 +216,16 @@ SELECT DISTINCT agent_id, verified_agent_id FROM spans WHERE tenant = {tenant:St
 DELETE_RUN_SPANS: Final = "ALTER TABLE spans DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
 DELETE_RUN_INDEX: Final = "ALTER TABLE runs DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}"
 # Every row derived from the run's spans, deleted with them (the materialized views of migrations 0001,
-# 0003, 0012, 0013, 0018 and 0019 fill runs, run_facts, refs, run_starts, span_tokens, span_usage and
-# run_list; reviewers' annotations name the run's spans and may quote them). Rows of the writes table are
-# other systems' records and stay: so do the refs they fill (source 'write'), which hold nothing from the
-# spans.
+# 0003, 0012 and 0013 fill runs, run_facts, refs, run_starts and span_tokens; reviewers' annotations name
+# the run's spans and may quote them). Rows of the writes table are other systems' records and stay: so
+# do the refs they fill (source 'write'), which hold nothing from the spans.
 # tests/query_api/test_deletion.py fails when a table holding run ids is neither listed here nor declared
 # as kept there.
 DELETE_RUN_DERIVED: Final = (
     DELETE_RUN_INDEX,
     "ALTER TABLE run_facts DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
-    "ALTER TABLE run_list DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
     "ALTER TABLE run_starts DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
     "ALTER TABLE span_tokens DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
-    "ALTER TABLE span_usage DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
     "ALTER TABLE refs DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String} AND source = 'span'",
     "ALTER TABLE annotations DELETE WHERE tenant = {tenant:String} AND run_id = {run_id:String}",
 )
@@ -356,66 +349,40 @@ ORDER BY last_ns DESC, run_id
 LIMIT {limit:UInt32}
 """
 
-# The whole reverse lookup in one statement, each table read once: the ref's runs (RUNS_BY_WRITE_REF), the
-# run index rows of those the index knows (RUNS_LOCATIONS), their writes of the ref, and the spans of the
-# located runs (RUNS_MEMBERSHIP, within the runs' overall time range) with only what linking a write to
-# its tool call reads, so no big ZSTD content column is decompressed. A statement's planning costs a few
-# milliseconds that grow with its steps (subqueries, sorts, LIMIT BY over wide rows), so the runs and their
-# index rows are scalars read once, and the rows come back unsorted with every stored copy: the store keeps
-# the newest copy of each write (a redelivered webhook) and the earliest of each span (a replay) and orders
-# them (query_api/store/runs.py). Three parts told apart by `part`, padded with empty values to one shape.
-_NO_ATTRIBUTES: Final = "CAST(map(), 'Map(LowCardinality(String), String)')"
-_LOCATED_MEMBERSHIP: Final = _run_membership("IN located.1").replace("{trace_ids:Array(String)}", "located.6")
-REF_LOOKUP: Final = f"""
-WITH
-    -- Scalars are read as tuples: a tuple's element is a constant the key analysis uses, a bare array not.
-    (SELECT tuple(groupArray(run_id)) FROM ({RUNS_BY_WRITE_REF})) AS ref_runs,
-    (
-        SELECT (groupArray(run_id), groupArray(first_start_ns), groupArray(last_end_ns), groupArray(trace_ids),
-                groupArray(agent_id), arrayDistinct(arrayFlatten(groupArray(trace_ids))), min(first_start_ns),
-                max(last_end_ns))
-        FROM ({RUNS_LOCATIONS.replace("{run_ids:Array(String)}", "ref_runs.1")})
-    ) AS located
+# The reverse lookup's runs (RUNS_BY_WRITE_REF) as a set, read inside the two statements below.
+_RUNS_OF_WRITE_REF: Final = "(SELECT run_id FROM (" + RUNS_BY_WRITE_REF + "))"
+
+# Where the reverse lookup's runs' spans are (RUNS_LOCATIONS for the runs of the ref).
+RUNS_LOCATIONS_OF_REF: Final = RUNS_LOCATIONS.replace("{run_ids:Array(String)}", _RUNS_OF_WRITE_REF)
+
+# The writes of this reference by the reverse lookup's runs (RUNS_WRITES restricted to one ref).
+RUNS_WRITES_OF_REF: Final = """
+SELECT * FROM (
+    SELECT""" + _WRITE_ROW + """    FROM writes
+    WHERE tenant = {tenant:String} AND run_id IN """ + _RUNS_OF_WRITE_REF + """ AND ref = {ref:String}
+    ORDER BY received_at DESC
+    LIMIT 1 BY run_id, system, ref, occurred_at
+)
+ORDER BY run_id, occurred_ns, system, ref
+"""
+
+# The spans of a set of runs (RUNS_MEMBERSHIP) with only what linking a write to its tool call reads: no
+# content column, so the reverse lookup decompresses none of the big ZSTD columns.
+RUNS_LINK_SPANS: Final = f"""
 SELECT
-    'write' AS part, run_id, toString(system) AS system, ref, toString(action) AS action, target,
-    toUnixTimestamp64Nano(occurred_at) AS occurred_ns, tool_call_id, toString(source) AS source, title, url, actor,
-    toUnixTimestamp64Nano(received_at) AS received_ns, toInt64(0) AS first_start_ns, toInt64(0) AS last_end_ns,
-    CAST([], 'Array(String)') AS trace_ids, '' AS agent_id,
-    '' AS trace_id, '' AS span_id, '' AS parent_span_id, toInt64(0) AS start_ns, toInt64(0) AS end_ns, '' AS name,
-    '' AS status_code, '' AS entry_type, '' AS provenance, '' AS tool_name, '' AS tool_access,
-    '' AS approval_decision, '' AS policy_decision, '' AS write_system, '' AS write_ref,
-    {_NO_ATTRIBUTES} AS attributes
-FROM writes
-WHERE tenant = {{tenant:String}} AND run_id IN ref_runs.1 AND ref = {{ref:String}}
-UNION ALL
-SELECT
-    'location' AS part, location.1 AS run_id, '' AS system, '' AS ref, '' AS action, '' AS target,
-    toInt64(0) AS occurred_ns, '' AS tool_call_id, '' AS source, '' AS title, '' AS url, '' AS actor,
-    toInt64(0) AS received_ns, toInt64(location.2) AS first_start_ns, toInt64(location.3) AS last_end_ns,
-    location.4 AS trace_ids, location.5 AS agent_id, '' AS trace_id,
-    '' AS span_id, '' AS parent_span_id, toInt64(0) AS start_ns, toInt64(0) AS end_ns, '' AS name,
-    '' AS status_code, '' AS entry_type, '' AS provenance, '' AS tool_name, '' AS tool_access,
-    '' AS approval_decision, '' AS policy_decision, '' AS write_system, '' AS write_ref,
-    {_NO_ATTRIBUTES} AS attributes
-FROM (SELECT arrayJoin(arrayZip(located.1, located.2, located.3, located.4, located.5)) AS location)
-UNION ALL
-SELECT
-    'span' AS part, run_id, '' AS system, '' AS ref, '' AS action, target, toInt64(0) AS occurred_ns,
-    tool_call_id, '' AS source, '' AS title, '' AS url, '' AS actor, toInt64(0) AS received_ns,
-    toInt64(0) AS first_start_ns, toInt64(0) AS last_end_ns, CAST([], 'Array(String)') AS trace_ids,
-    '' AS agent_id, trace_id, span_id, parent_span_id,
-    toUnixTimestamp64Nano(start_time) AS start_ns, toUnixTimestamp64Nano(end_time) AS end_ns, toString(name) AS name,
-    toString(status_code) AS status_code, toString(entry_type) AS entry_type, toString(provenance) AS provenance,
-    toString(tool_name) AS tool_name, toString(tool_access) AS tool_access,
-    toString(approval_decision) AS approval_decision, toString(policy_decision) AS policy_decision,
-    toString(write_system) AS write_system, write_ref,
+    run_id, trace_id, span_id, parent_span_id,
+    toUnixTimestamp64Nano(start_time) AS start_ns,
+    toUnixTimestamp64Nano(end_time) AS end_ns,
+    name, status_code, entry_type, provenance, tool_name, tool_call_id, tool_access, target,
+    approval_decision, policy_decision, write_system, write_ref,
     mapFilter((key, value) -> key IN {{fact_keys:Array(String)}}, attributes) AS attributes
 FROM spans
 WHERE tenant = {{tenant:String}}
-  AND {_LOCATED_MEMBERSHIP}
-  AND start_time >= fromUnixTimestamp64Nano(located.7 - {{margin_ns:Int64}})
-  AND start_time <= fromUnixTimestamp64Nano(located.8 + {{margin_ns:Int64}})
-  AND notEmpty(located.1)
+  AND {RUNS_MEMBERSHIP}
+  AND start_time >= fromUnixTimestamp64Nano({{from_ns:Int64}})
+  AND start_time <= fromUnixTimestamp64Nano({{to_ns:Int64}})
+ORDER BY start_time, trace_id, span_id
+LIMIT 1 BY trace_id, span_id
 """
 
 # Every span or write that names a target (customer, record, repository). One key range of refs.
@@ -428,17 +395,17 @@ LIMIT 1 BY run_id, source, trace_id, span_id, write_ref
 LIMIT {limit:UInt32}
 """
 
-# The runs listing: the run index and run facts of one tenant (one table, migration 0019), filtered, newest
-# first; the cursor is the (first_start, run_id) of the last row of the previous page. Windowed, it reads
-# the candidate runs of a window of the time-ordered index (key lookups), of which only those that started
-# after the window's oldest row are known to be complete (RUN_STARTS_WINDOW); else it groups the tenant's
-# whole index, for a filter so selective that the windows grew past a bound.
+# The runs listing: the run index and run facts of one tenant, filtered, newest first; the cursor is the
+# (first_start, run_id) of the last row of the previous page. Windowed, it reads the candidate runs of a
+# window of the time-ordered index (key lookups), of which only those that started after {floor_ns} are
+# known to be complete (RUN_STARTS_WINDOW); else it groups the tenant's whole index, for a filter so
+# selective that the windows grew past a bound.
 _RUN_LIST: Final = """
 SELECT
     r.run_id AS run_id, r.first_start_ns AS first_start_ns, r.last_end_ns AS last_end_ns,
     r.agent_id AS agent_id, r.agent_name AS agent_name, r.outcome AS outcome,
     r.span_count AS span_count, r.error_count AS error_count, r.write_tool_calls AS write_tool_calls,
-    r.trace_ids AS trace_ids, r.tools AS tools, r.autonomy_level AS autonomy_level
+    r.trace_ids AS trace_ids, f.tools AS tools, f.autonomy_level AS autonomy_level
 FROM (
     SELECT
         run_id,
@@ -446,18 +413,21 @@ FROM (
         toUnixTimestamp64Nano(max(last_end)) AS last_end_ns,
         max(agent_id) AS agent_id, max(agent_name) AS agent_name, max(outcome) AS outcome,
         sum(span_count) AS span_count, sum(error_count) AS error_count, sum(write_tool_calls) AS write_tool_calls,
-        groupUniqArrayArray(trace_ids) AS trace_ids,
-        groupUniqArrayArray(tools) AS tools, max(autonomy_level) AS autonomy_level
-    FROM run_list
+        groupUniqArrayArray(trace_ids) AS trace_ids
+    FROM runs
     WHERE tenant = {{tenant:String}}{candidates}
     GROUP BY run_id
-    -- Only runs the run index knows (a run's facts without its index row are not listed).
-    HAVING max(indexed) = 1
 ) AS r
+LEFT JOIN (
+    SELECT run_id, groupUniqArrayArray(tools) AS tools, max(autonomy_level) AS autonomy_level
+    FROM run_facts
+    WHERE tenant = {{tenant:String}}{candidates}
+    GROUP BY run_id
+) AS f ON f.run_id = r.run_id
 WHERE ({{agent:String}} = '' OR r.agent_id = {{agent:String}} OR r.agent_name = {{agent:String}})
   AND ({{outcome:String}} = '' OR r.outcome = {{outcome:String}})
-  AND ({{autonomy_level:String}} = '' OR r.autonomy_level = {{autonomy_level:String}})
-  AND ({{tool:String}} = '' OR has(r.tools, {{tool:String}}))
+  AND ({{autonomy_level:String}} = '' OR f.autonomy_level = {{autonomy_level:String}})
+  AND ({{tool:String}} = '' OR has(f.tools, {{tool:String}}))
 {workflow}{target}  AND r.first_start_ns >= {{from_ns:Int64}} AND r.first_start_ns <= {{to_ns:Int64}}{floor}
   AND (r.first_start_ns < {{cursor_ns:Int64}}
        OR (r.first_start_ns = {{cursor_ns:Int64}} AND r.run_id < {{cursor_run:String}}))
@@ -477,30 +447,13 @@ _RUN_LIST_TARGET: Final = """  AND r.run_id IN (
 """
 
 
-# Windowed, the statement reads its window itself (RUN_STARTS_WINDOW bounded by {window_to_ns}, the lower of
-# the range's end and the cursor) as one scalar: (rows, oldest start, run ids). Only runs that started
-# strictly after the oldest row are sure to be complete unless the window holds every row of the range
-# (fewer rows than {scan}). Each row carries the window's row count, so the store knows whether it was
-# complete; an empty page tells it nothing and the store reads the window alone (query_api/store/runs.py).
-_RUN_LIST_WINDOW: Final = (
-    "WITH (SELECT (toUInt64(count()), min(start_ns), groupArray(run_id)) FROM ("
-    + RUN_STARTS_WINDOW.replace("{to_ns:Int64}", "{window_to_ns:Int64}")
-    + ")) AS run_window"
-)
-
-
 def _run_list(windowed: bool, workflow: bool, target: bool) -> str:
-    candidates = " AND run_id IN run_window.3" if windowed else ""
-    statement = _RUN_LIST.format(
+    candidates = " AND run_id IN {candidates:Array(String)}" if windowed else ""
+    return _RUN_LIST.format(
         candidates=candidates,
-        floor=" AND (run_window.1 < {scan:UInt32} OR r.first_start_ns > run_window.2)" if windowed else "",
+        floor=" AND r.first_start_ns > {floor_ns:Int64}" if windowed else "",
         workflow=_RUN_LIST_WORKFLOW.format(candidates=candidates) if workflow else "",
         target=_RUN_LIST_TARGET.format() if target else "",
-    )
-    if not windowed:
-        return statement
-    return _RUN_LIST_WINDOW + statement.replace(
-        "r.autonomy_level AS autonomy_level\n", "r.autonomy_level AS autonomy_level, run_window.1 AS window_rows\n", 1
     )
 
 
@@ -513,44 +466,32 @@ RUN_LIST: Final = {
 }
 
 # Per listed run: workflow, tokens and cost (prices as parallel arrays, as the metrics queries take them),
-# from the spans' usage as migration 0018 copies it (one row per stored copy of a span that adds to it; one
-# copy of each span counts); and downstream writes counted as the timeline shows them (one per system, ref
-# and time). One statement: the usage rows and the write counts, told apart by `part`. A run with neither
-# has no row, which the listing shows as it shows zero usage.
-_RUN_LIST_TOTALS: Final = """
+# and downstream writes counted as the timeline shows them (one per system, ref and time).
+RUN_LIST_TOTALS: Final = """
 SELECT
     run_id,
-    maxIf(workflow, entry_type = 'run') AS workflow,
+    maxIf(attributes['gen_ai.workflow.name'], entry_type = 'run') AS workflow,
     sum(input_tokens) AS used_input_tokens,
     sum(output_tokens) AS used_output_tokens,
     sum(
         input_tokens * transform(model, {price_models:Array(String)}, {price_in:Array(Float64)}, toFloat64(0))
         + output_tokens * transform(model, {price_models:Array(String)}, {price_out:Array(Float64)}, toFloat64(0))
-    ) / 1e6 + sum(toFloat64OrZero(tool_cost)) AS cost
+    ) / 1e6 + sum(toFloat64OrZero(attributes['agentledger.tool.cost'])) AS cost
 FROM (
-    SELECT run_id, entry_type, toString(model) AS model, input_tokens, output_tokens, workflow, tool_cost
-    FROM span_usage
+    SELECT run_id, entry_type, toString(model) AS model, input_tokens, output_tokens, attributes
+    FROM spans
     WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
     LIMIT 1 BY run_id, trace_id, span_id
 )
 GROUP BY run_id
 """
 
-_RUN_LIST_WRITES: Final = """
+RUN_LIST_WRITES: Final = """
 SELECT run_id, count() AS writes FROM (
     SELECT DISTINCT run_id, system, ref, occurred_at FROM writes
     WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
 )
 GROUP BY run_id
-"""
-
-RUN_LIST_USAGE: Final = f"""
-SELECT 'usage' AS part, run_id, workflow, used_input_tokens, used_output_tokens, cost, toUInt64(0) AS writes
-FROM ({_RUN_LIST_TOTALS})
-UNION ALL
-SELECT 'writes' AS part, run_id, '' AS workflow, toInt64(0) AS used_input_tokens, toInt64(0) AS used_output_tokens,
-       toFloat64(0) AS cost, writes
-FROM ({_RUN_LIST_WRITES})
 """
 
 # Whether a span belongs to the run (annotations may only name the run's own spans).

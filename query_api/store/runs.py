@@ -153,50 +153,38 @@ def load_runs_span_facts(client: Client, tenant: str, runs: Sequence[RunLocation
     return by_run
 
 
-@dataclass(frozen=True)
-class RefLookup:
-    """What the reverse lookup reads for a reference: per run (the `limit` runs that wrote or logged a write
-    span for it last) its writes of the reference in time order, where the runs the index knows are, and
-    per located run its spans with what linking a write reads (content left empty)."""
+def load_ref_writes(client: Client, tenant: str, ref: str, limit: int) -> dict[str, list[WriteRecord]]:
+    """Per run of the reverse lookup (the `limit` runs that wrote or logged a write span for the reference
+    last), its writes of the reference in time order, as load_run_writes reads them (RUNS_WRITES_OF_REF)."""
+    result = client.query(queries.RUNS_WRITES_OF_REF, parameters={"tenant": tenant, "ref": ref, "limit": limit})
+    by_run: dict[str, list[WriteRecord]] = {}
+    for row in result.named_results():
+        by_run.setdefault(str(row["run_id"]), []).append(record_of(row))
+    return by_run
 
-    writes: dict[str, list[WriteRecord]]
-    locations: list[RunLocation]
-    spans: dict[str, list[SpanFact]]
+
+def locate_ref_runs(client: Client, tenant: str, ref: str, limit: int) -> list[RunLocation]:
+    """Where the spans of the reverse lookup's runs are (RUNS_LOCATIONS_OF_REF); runs the index does not
+    know are left out."""
+    result = client.query(queries.RUNS_LOCATIONS_OF_REF, parameters={"tenant": tenant, "ref": ref, "limit": limit})
+    return [_location(row) for row in result.named_results()]
 
 
-def load_ref_lookup(client: Client, tenant: str, ref: str, limit: int) -> RefLookup:
-    """The reverse lookup's rows in one read (REF_LOOKUP), deduplicated and ordered as its three reads did."""
+def load_runs_link_spans(client: Client, tenant: str, runs: Sequence[RunLocation]) -> dict[str, list[SpanFact]]:
+    """Per run, its spans with what linking a write reads (RUNS_LINK_SPANS; content left empty), in one read;
+    each run gets exactly the spans RUN_MEMBERSHIP and its own time range select, as one run's read would."""
+    by_run: dict[str, list[SpanFact]] = {run.run_id: [] for run in runs}
+    if not runs:
+        return by_run
+    trace_ids = sorted({trace_id for run in runs for trace_id in run.summary.trace_ids})
     result = client.query(
-        queries.REF_LOOKUP,
-        parameters={"tenant": tenant, "ref": ref, "limit": limit, "margin_ns": queries.TIME_MARGIN_NS,
+        queries.RUNS_LINK_SPANS,
+        parameters={"tenant": tenant, "run_ids": sorted(by_run), "trace_ids": trace_ids,
+                    "from_ns": min(run.from_ns for run in runs), "to_ns": max(run.to_ns for run in runs),
                     "fact_keys": list(FACT_KEYS)},
     )  # fmt: skip
-    parts: dict[str, list[Mapping[str, Any]]] = {"write": [], "location": [], "span": []}
-    for row in result.named_results():
-        parts[str(row["part"])].append(row)
-    # A write reported twice (webhook redelivery) counts once, as its newest copy; a replayed span once, as
-    # its earliest (what LIMIT 1 BY did in SQL, done here on the few rows read). Writes in time order per run,
-    # spans in time order, as one run's reads give them (RUN_WRITES, RUN_FACT_SPANS).
-    newest: dict[tuple[str, str, str, int], Mapping[str, Any]] = {}
-    for copy in sorted(parts["write"], key=lambda r: -int(r["received_ns"])):
-        newest.setdefault((str(copy["run_id"]), str(copy["system"]), str(copy["ref"]), int(copy["occurred_ns"])), copy)
-    writes: dict[str, list[WriteRecord]] = {}
-    for key in sorted(newest, key=lambda k: (k[0], k[3], k[1], k[2])):
-        writes.setdefault(key[0], []).append(record_of(dict(newest[key])))
-    locations = [_location(row) for row in parts["location"]]
-    earliest: dict[tuple[str, str], Mapping[str, Any]] = {}
-    for span in sorted(parts["span"], key=lambda r: (int(r["start_ns"]), r["trace_id"], r["span_id"])):
-        earliest.setdefault((str(span["trace_id"]), str(span["span_id"])), span)
-    spans = list(earliest.values())
-    return RefLookup(writes, locations, _link_spans_by_run(spans, locations))
-
-
-def _link_spans_by_run(rows: Sequence[Mapping[str, Any]], runs: Sequence[RunLocation]) -> dict[str, list[SpanFact]]:
-    """Per run, of the spans read for linking, exactly those RUN_MEMBERSHIP and its own time range select, as
-    one run's read would."""
-    by_run: dict[str, list[SpanFact]] = {run.run_id: [] for run in runs}
     traces = {run.run_id: set(run.summary.trace_ids) for run in runs}
-    for row in rows:
+    for row in result.named_results():
         fact = SpanFact(
             trace_id=row["trace_id"], span_id=row["span_id"], parent_span_id=row["parent_span_id"],
             start_ns=int(row["start_ns"]), end_ns=int(row["end_ns"]), name=row["name"],
@@ -321,52 +309,43 @@ def load_token_baselines(
 def list_usage(
     client: Client, tenant: str, run_ids: Sequence[str], prices: tuple[list[str], list[float], list[float]]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """For the listed runs: workflow, tokens and cost at these prices, and downstream writes, in one read
-    (RUN_LIST_USAGE)."""
+    """For the listed runs: workflow, tokens and cost at these prices (RUN_LIST_TOTALS), and downstream
+    writes (RUN_LIST_WRITES); two reads per page."""
     models, price_in, price_out = prices
-    usage: dict[str, dict[str, Any]] = {}
-    writes: dict[str, int] = {}
-    for row in client.query(
-        queries.RUN_LIST_USAGE,
-        parameters={"tenant": tenant, "run_ids": list(run_ids), "price_models": models, "price_in": price_in,
-                    "price_out": price_out},
-    ).named_results():  # fmt: skip
-        if row["part"] == "usage":
-            usage[str(row["run_id"])] = {key: row[key] for key in ("run_id", "workflow", "used_input_tokens",
-                                                                   "used_output_tokens", "cost")}  # fmt: skip
-        else:
-            writes[str(row["run_id"])] = int(row["writes"])
+    parameters = {"tenant": tenant, "run_ids": list(run_ids)}
+    usage = {
+        str(row["run_id"]): dict(row)
+        for row in client.query(
+            queries.RUN_LIST_TOTALS,
+            parameters={**parameters, "price_models": models, "price_in": price_in, "price_out": price_out},
+        ).named_results()
+    }
+    writes = {
+        str(run_id): int(count) for run_id, count in client.query(queries.RUN_LIST_WRITES, parameters).result_rows
+    }
     return usage, writes
 
 
 def list_runs(client: Client, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One page of the runs listing as rows: the candidates of growing windows of the time-ordered run
-    index read by key, each window with its page in one read (RUN_LIST), until the page is full or the
-    window holds every run of the range; a filter so selective that the window grows past MAX_WINDOW rows
-    groups the whole index instead."""
+    index read by key (RUN_LIST), until the page is full or the window holds every run of the range;
+    a filter so selective that the window grows past MAX_WINDOW rows groups the whole index instead."""
     limit = int(parameters["limit"])
     filters = (bool(parameters["workflow"]), bool(parameters["target"]))
-    upper_ns = min(int(parameters["to_ns"]), int(parameters["cursor_ns"]), _MAX_INT64)
+    upper_ns = min(int(parameters["to_ns"]), int(parameters["cursor_ns"]))
     window_rows = first_window_rows(limit)
     while window_rows <= MAX_WINDOW:
+        window = newest_runs_window(
+            client, str(parameters["tenant"]), int(parameters["from_ns"]), upper_ns, window_rows
+        )
+        if not window.candidates:
+            return []
         found = client.query(
             queries.RUN_LIST[(True, *filters)],
-            parameters={**parameters, "window_to_ns": upper_ns, "scan": window_rows},
+            parameters={**parameters, "candidates": window.candidates, "floor_ns": window.floor_ns},
         ).named_results()
         page = [dict(row) for row in found]
-        if len(page) >= limit:
-            return page
-        if page:
-            complete = int(page[0]["window_rows"]) < window_rows
-        else:
-            # No row says how full the window was: read it alone.
-            window = newest_runs_window(
-                client, str(parameters["tenant"]), int(parameters["from_ns"]), upper_ns, window_rows
-            )
-            if not window.candidates:
-                return []
-            complete = window.complete
-        if complete:
+        if window.complete or len(page) >= limit:
             return page
         window_rows *= WINDOW_GROWTH
     everything = client.query(queries.RUN_LIST[(False, *filters)], parameters=dict(parameters))

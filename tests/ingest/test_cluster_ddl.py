@@ -149,8 +149,6 @@ def test_cluster_materialized_views_read_and_fill_the_local_tables(client: Clien
         "run_facts_mv": ("run_facts_local", "spans_local"),
         "run_starts_mv": ("run_starts_local", "spans_local"),
         "span_tokens_mv": ("span_tokens_local", "spans_local"),
-        "span_usage_mv": ("span_usage_local", "spans_local"),
-        "run_list_mv": ("run_list_local", "spans_local"),
     }
 
 
