@@ -385,6 +385,59 @@ ORDER BY start_time, trace_id, span_id
 LIMIT 1 BY trace_id, span_id
 """
 
+# The whole reverse lookup in one statement (a statement costs a fixed few milliseconds however little it
+# reads, so three became one): the rows of RUNS_WRITES_OF_REF, RUNS_LOCATIONS_OF_REF and RUNS_LINK_SPANS,
+# each branch exactly its statement's rows, told apart by `part` and padded with empty values to one
+# shape. The spans branch takes the located runs, their traces and their overall time range from one
+# scalar subquery over the located runs, as load_runs_link_spans took them from the locations in Python.
+# Rows come in no particular order: the store orders each part by its statement's ORDER BY.
+_LOOKUP_LOCATIONS: Final = RUNS_LOCATIONS_OF_REF
+_LOOKUP_WRITE_ROWS: Final = RUNS_WRITES_OF_REF
+_LOOKUP_SPAN_ROWS: Final = RUNS_LINK_SPANS.replace(
+    "run_id IN {run_ids:Array(String)}", "run_id IN lookup_scope.1"
+).replace(
+    "{trace_ids:Array(String)}", "lookup_scope.2"
+).replace(
+    "fromUnixTimestamp64Nano({from_ns:Int64})", "fromUnixTimestamp64Nano(lookup_scope.3 - {margin_ns:Int64})"
+).replace(
+    "fromUnixTimestamp64Nano({to_ns:Int64})", "fromUnixTimestamp64Nano(lookup_scope.4 + {margin_ns:Int64})"
+)
+_NO_ATTRIBUTES: Final = "CAST(map(), 'Map(LowCardinality(String), String)')"
+REF_LOOKUP: Final = f"""
+WITH (
+    SELECT (groupArray(run_id), arrayDistinct(arrayFlatten(groupArray(trace_ids))),
+            min(first_start_ns), max(last_end_ns))
+    FROM ({_LOOKUP_LOCATIONS})
+) AS lookup_scope
+SELECT
+    'write' AS part, run_id, system, ref, action, target, occurred_ns, tool_call_id, source, title, url, actor,
+    toInt64(0) AS first_start_ns, toInt64(0) AS last_end_ns, CAST([], 'Array(String)') AS trace_ids,
+    '' AS agent_id, '' AS trace_id, '' AS span_id, '' AS parent_span_id, toInt64(0) AS start_ns,
+    toInt64(0) AS end_ns, '' AS name, '' AS status_code, '' AS entry_type, '' AS provenance, '' AS tool_name,
+    '' AS tool_access, '' AS approval_decision, '' AS policy_decision, '' AS write_system, '' AS write_ref,
+    {_NO_ATTRIBUTES} AS attributes
+FROM ({_LOOKUP_WRITE_ROWS})
+UNION ALL
+SELECT
+    'location' AS part, run_id, '' AS system, '' AS ref, '' AS action, '' AS target, toInt64(0) AS occurred_ns,
+    '' AS tool_call_id, '' AS source, '' AS title, '' AS url, '' AS actor,
+    toInt64(first_start_ns) AS first_start_ns, toInt64(last_end_ns) AS last_end_ns, trace_ids, agent_id,
+    '' AS trace_id, '' AS span_id, '' AS parent_span_id, toInt64(0) AS start_ns, toInt64(0) AS end_ns, '' AS name,
+    '' AS status_code, '' AS entry_type, '' AS provenance, '' AS tool_name, '' AS tool_access,
+    '' AS approval_decision, '' AS policy_decision, '' AS write_system, '' AS write_ref,
+    {_NO_ATTRIBUTES} AS attributes
+FROM ({_LOOKUP_LOCATIONS})
+UNION ALL
+SELECT
+    'span' AS part, run_id, '' AS system, '' AS ref, '' AS action, target, toInt64(0) AS occurred_ns,
+    tool_call_id, '' AS source, '' AS title, '' AS url, '' AS actor, toInt64(0) AS first_start_ns,
+    toInt64(0) AS last_end_ns, CAST([], 'Array(String)') AS trace_ids, '' AS agent_id, trace_id, span_id,
+    parent_span_id, toInt64(start_ns) AS start_ns, toInt64(end_ns) AS end_ns, name, status_code, entry_type,
+    provenance, tool_name, tool_access, approval_decision, policy_decision, write_system, write_ref, attributes
+FROM ({_LOOKUP_SPAN_ROWS})
+WHERE length(lookup_scope.1) > 0
+"""
+
 # Every span or write that names a target (customer, record, repository). One key range of refs.
 TARGET_TOUCHES: Final = """
 SELECT run_id, source, trace_id, span_id, name, tool_call_id, write_ref, toUnixTimestamp64Nano(at) AS at_ns

@@ -40,11 +40,10 @@ def lookup_write(
     ref: Annotated[str, Query(min_length=1, max_length=2048, description="PR URL, ticket key, CRM id, ...")],
 ) -> WriteLookup:
     """Reverse lookup: the runs that wrote this reference and the exact tool call that wrote it."""
-    # Three reads whatever the number of runs (each finds the runs in the refs table itself): their writes
-    # of the ref, where their spans are, and their spans without content (linking reads no content).
-    reported = run_store.load_ref_writes(client, caller.tenant, ref, MAX_LOOKUP_RUNS)
-    locations = run_store.locate_ref_runs(client, caller.tenant, ref, MAX_LOOKUP_RUNS)
-    spans_of = run_store.load_runs_link_spans(client, caller.tenant, locations)
+    # One read whatever the number of runs (it finds the runs in the refs table itself): their writes of the
+    # ref, where their spans are, and their spans without content (linking reads no content).
+    found = run_store.load_ref_lookup(client, caller.tenant, ref, MAX_LOOKUP_RUNS)
+    reported, locations, spans_of = found.writes, found.locations, found.spans
     # A run with neither a reported write nor an index row has nothing to show.
     run_ids = sorted(set(reported) | {location.run_id for location in locations})
     matches: list[LinkedWrite] = []

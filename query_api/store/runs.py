@@ -153,38 +153,41 @@ def load_runs_span_facts(client: Client, tenant: str, runs: Sequence[RunLocation
     return by_run
 
 
-def load_ref_writes(client: Client, tenant: str, ref: str, limit: int) -> dict[str, list[WriteRecord]]:
-    """Per run of the reverse lookup (the `limit` runs that wrote or logged a write span for the reference
-    last), its writes of the reference in time order, as load_run_writes reads them (RUNS_WRITES_OF_REF)."""
-    result = client.query(queries.RUNS_WRITES_OF_REF, parameters={"tenant": tenant, "ref": ref, "limit": limit})
-    by_run: dict[str, list[WriteRecord]] = {}
-    for row in result.named_results():
-        by_run.setdefault(str(row["run_id"]), []).append(record_of(row))
-    return by_run
+@dataclass(frozen=True)
+class RefLookup:
+    """What the reverse lookup reads for a reference: per run (the `limit` runs that wrote or logged a write
+    span for it last) its writes of the reference in time order, where the runs the index knows are, and
+    per located run its spans with what linking a write reads (content left empty)."""
+
+    writes: dict[str, list[WriteRecord]]
+    locations: list[RunLocation]
+    spans: dict[str, list[SpanFact]]
 
 
-def locate_ref_runs(client: Client, tenant: str, ref: str, limit: int) -> list[RunLocation]:
-    """Where the spans of the reverse lookup's runs are (RUNS_LOCATIONS_OF_REF); runs the index does not
-    know are left out."""
-    result = client.query(queries.RUNS_LOCATIONS_OF_REF, parameters={"tenant": tenant, "ref": ref, "limit": limit})
-    return [_location(row) for row in result.named_results()]
-
-
-def load_runs_link_spans(client: Client, tenant: str, runs: Sequence[RunLocation]) -> dict[str, list[SpanFact]]:
-    """Per run, its spans with what linking a write reads (RUNS_LINK_SPANS; content left empty), in one read;
-    each run gets exactly the spans RUN_MEMBERSHIP and its own time range select, as one run's read would."""
-    by_run: dict[str, list[SpanFact]] = {run.run_id: [] for run in runs}
-    if not runs:
-        return by_run
-    trace_ids = sorted({trace_id for run in runs for trace_id in run.summary.trace_ids})
+def load_ref_lookup(client: Client, tenant: str, ref: str, limit: int) -> RefLookup:
+    """The reverse lookup's rows in one read (REF_LOOKUP), each part in the order its own statement gives."""
     result = client.query(
-        queries.RUNS_LINK_SPANS,
-        parameters={"tenant": tenant, "run_ids": sorted(by_run), "trace_ids": trace_ids,
-                    "from_ns": min(run.from_ns for run in runs), "to_ns": max(run.to_ns for run in runs),
+        queries.REF_LOOKUP,
+        parameters={"tenant": tenant, "ref": ref, "limit": limit, "margin_ns": queries.TIME_MARGIN_NS,
                     "fact_keys": list(FACT_KEYS)},
     )  # fmt: skip
-    traces = {run.run_id: set(run.summary.trace_ids) for run in runs}
+    parts: dict[str, list[Mapping[str, Any]]] = {"write": [], "location": [], "span": []}
     for row in result.named_results():
+        parts[str(row["part"])].append(row)
+    writes: dict[str, list[WriteRecord]] = {}
+    for write in sorted(parts["write"], key=lambda r: (r["run_id"], int(r["occurred_ns"]), r["system"], r["ref"])):
+        writes.setdefault(str(write["run_id"]), []).append(record_of(dict(write)))
+    locations = [_location(row) for row in parts["location"]]
+    spans = sorted(parts["span"], key=lambda r: (int(r["start_ns"]), r["trace_id"], r["span_id"]))
+    return RefLookup(writes, locations, _link_spans_by_run(spans, locations))
+
+
+def _link_spans_by_run(rows: Sequence[Mapping[str, Any]], runs: Sequence[RunLocation]) -> dict[str, list[SpanFact]]:
+    """Per run, of the spans read for linking, exactly those RUN_MEMBERSHIP and its own time range select, as
+    one run's read would."""
+    by_run: dict[str, list[SpanFact]] = {run.run_id: [] for run in runs}
+    traces = {run.run_id: set(run.summary.trace_ids) for run in runs}
+    for row in rows:
         fact = SpanFact(
             trace_id=row["trace_id"], span_id=row["span_id"], parent_span_id=row["parent_span_id"],
             start_ns=int(row["start_ns"]), end_ns=int(row["end_ns"]), name=row["name"],
