@@ -349,93 +349,66 @@ ORDER BY last_ns DESC, run_id
 LIMIT {limit:UInt32}
 """
 
-# The reverse lookup's runs (RUNS_BY_WRITE_REF) as a set, read inside the two statements below.
-_RUNS_OF_WRITE_REF: Final = "(SELECT run_id FROM (" + RUNS_BY_WRITE_REF + "))"
-
-# Where the reverse lookup's runs' spans are (RUNS_LOCATIONS for the runs of the ref).
-RUNS_LOCATIONS_OF_REF: Final = RUNS_LOCATIONS.replace("{run_ids:Array(String)}", _RUNS_OF_WRITE_REF)
-
-# The writes of this reference by the reverse lookup's runs (RUNS_WRITES restricted to one ref).
-RUNS_WRITES_OF_REF: Final = """
-SELECT * FROM (
-    SELECT""" + _WRITE_ROW + """    FROM writes
-    WHERE tenant = {tenant:String} AND run_id IN """ + _RUNS_OF_WRITE_REF + """ AND ref = {ref:String}
-    ORDER BY received_at DESC
-    LIMIT 1 BY run_id, system, ref, occurred_at
-)
-ORDER BY run_id, occurred_ns, system, ref
-"""
-
-# The spans of a set of runs (RUNS_MEMBERSHIP) with only what linking a write to its tool call reads: no
-# content column, so the reverse lookup decompresses none of the big ZSTD columns.
-RUNS_LINK_SPANS: Final = f"""
-SELECT
-    run_id, trace_id, span_id, parent_span_id,
-    toUnixTimestamp64Nano(start_time) AS start_ns,
-    toUnixTimestamp64Nano(end_time) AS end_ns,
-    name, status_code, entry_type, provenance, tool_name, tool_call_id, tool_access, target,
-    approval_decision, policy_decision, write_system, write_ref,
-    mapFilter((key, value) -> key IN {{fact_keys:Array(String)}}, attributes) AS attributes
-FROM spans
-WHERE tenant = {{tenant:String}}
-  AND {RUNS_MEMBERSHIP}
-  AND start_time >= fromUnixTimestamp64Nano({{from_ns:Int64}})
-  AND start_time <= fromUnixTimestamp64Nano({{to_ns:Int64}})
-ORDER BY start_time, trace_id, span_id
-LIMIT 1 BY trace_id, span_id
-"""
-
-# The whole reverse lookup in one statement (a statement costs a fixed few milliseconds however little it
-# reads, so three became one): the rows of RUNS_WRITES_OF_REF, RUNS_LOCATIONS_OF_REF and RUNS_LINK_SPANS,
-# each branch exactly its statement's rows, told apart by `part` and padded with empty values to one
-# shape. The spans branch takes the located runs, their traces and their overall time range from one
-# scalar subquery over the located runs, as load_runs_link_spans took them from the locations in Python.
-# Rows come in no particular order: the store orders each part by its statement's ORDER BY.
-_LOOKUP_LOCATIONS: Final = RUNS_LOCATIONS_OF_REF
-_LOOKUP_WRITE_ROWS: Final = RUNS_WRITES_OF_REF
-_LOOKUP_SPAN_ROWS: Final = RUNS_LINK_SPANS.replace(
-    "run_id IN {run_ids:Array(String)}", "run_id IN lookup_scope.1"
-).replace(
-    "{trace_ids:Array(String)}", "lookup_scope.2"
-).replace(
-    "fromUnixTimestamp64Nano({from_ns:Int64})", "fromUnixTimestamp64Nano(lookup_scope.3 - {margin_ns:Int64})"
-).replace(
-    "fromUnixTimestamp64Nano({to_ns:Int64})", "fromUnixTimestamp64Nano(lookup_scope.4 + {margin_ns:Int64})"
-)
+# The whole reverse lookup in one statement, each table read once: the ref's runs (RUNS_BY_WRITE_REF), the
+# run index rows of those the index knows (RUNS_LOCATIONS), their writes of the ref, and the spans of the
+# located runs (RUNS_MEMBERSHIP, within the runs' overall time range) with only what linking a write to
+# its tool call reads, so no big ZSTD content column is decompressed. A statement's planning costs a few
+# milliseconds that grow with its steps (subqueries, sorts, LIMIT BY over wide rows), so the runs and their
+# index rows are scalars read once, and the rows come back unsorted with every stored copy: the store keeps
+# the newest copy of each write (a redelivered webhook) and the earliest of each span (a replay) and orders
+# them (query_api/store/runs.py). Three parts told apart by `part`, padded with empty values to one shape.
 _NO_ATTRIBUTES: Final = "CAST(map(), 'Map(LowCardinality(String), String)')"
+_LOCATED_MEMBERSHIP: Final = _run_membership("IN located.1").replace("{trace_ids:Array(String)}", "located.6")
 REF_LOOKUP: Final = f"""
-WITH (
-    SELECT (groupArray(run_id), arrayDistinct(arrayFlatten(groupArray(trace_ids))),
-            min(first_start_ns), max(last_end_ns))
-    FROM ({_LOOKUP_LOCATIONS})
-) AS lookup_scope
+WITH
+    -- Scalars are read as tuples: a tuple's element is a constant the key analysis uses, a bare array not.
+    (SELECT tuple(groupArray(run_id)) FROM ({RUNS_BY_WRITE_REF})) AS ref_runs,
+    (
+        SELECT (groupArray(run_id), groupArray(first_start_ns), groupArray(last_end_ns), groupArray(trace_ids),
+                groupArray(agent_id), arrayDistinct(arrayFlatten(groupArray(trace_ids))), min(first_start_ns),
+                max(last_end_ns))
+        FROM ({RUNS_LOCATIONS.replace("{run_ids:Array(String)}", "ref_runs.1")})
+    ) AS located
 SELECT
-    'write' AS part, run_id, system, ref, action, target, occurred_ns, tool_call_id, source, title, url, actor,
-    toInt64(0) AS first_start_ns, toInt64(0) AS last_end_ns, CAST([], 'Array(String)') AS trace_ids,
-    '' AS agent_id, '' AS trace_id, '' AS span_id, '' AS parent_span_id, toInt64(0) AS start_ns,
-    toInt64(0) AS end_ns, '' AS name, '' AS status_code, '' AS entry_type, '' AS provenance, '' AS tool_name,
-    '' AS tool_access, '' AS approval_decision, '' AS policy_decision, '' AS write_system, '' AS write_ref,
-    {_NO_ATTRIBUTES} AS attributes
-FROM ({_LOOKUP_WRITE_ROWS})
-UNION ALL
-SELECT
-    'location' AS part, run_id, '' AS system, '' AS ref, '' AS action, '' AS target, toInt64(0) AS occurred_ns,
-    '' AS tool_call_id, '' AS source, '' AS title, '' AS url, '' AS actor,
-    toInt64(first_start_ns) AS first_start_ns, toInt64(last_end_ns) AS last_end_ns, trace_ids, agent_id,
+    'write' AS part, run_id, toString(system) AS system, ref, toString(action) AS action, target,
+    toUnixTimestamp64Nano(occurred_at) AS occurred_ns, tool_call_id, toString(source) AS source, title, url, actor,
+    toUnixTimestamp64Nano(received_at) AS received_ns, toInt64(0) AS first_start_ns, toInt64(0) AS last_end_ns,
+    CAST([], 'Array(String)') AS trace_ids, '' AS agent_id,
     '' AS trace_id, '' AS span_id, '' AS parent_span_id, toInt64(0) AS start_ns, toInt64(0) AS end_ns, '' AS name,
     '' AS status_code, '' AS entry_type, '' AS provenance, '' AS tool_name, '' AS tool_access,
     '' AS approval_decision, '' AS policy_decision, '' AS write_system, '' AS write_ref,
     {_NO_ATTRIBUTES} AS attributes
-FROM ({_LOOKUP_LOCATIONS})
+FROM writes
+WHERE tenant = {{tenant:String}} AND run_id IN ref_runs.1 AND ref = {{ref:String}}
+UNION ALL
+SELECT
+    'location' AS part, location.1 AS run_id, '' AS system, '' AS ref, '' AS action, '' AS target,
+    toInt64(0) AS occurred_ns, '' AS tool_call_id, '' AS source, '' AS title, '' AS url, '' AS actor,
+    toInt64(0) AS received_ns, toInt64(location.2) AS first_start_ns, toInt64(location.3) AS last_end_ns,
+    location.4 AS trace_ids, location.5 AS agent_id, '' AS trace_id,
+    '' AS span_id, '' AS parent_span_id, toInt64(0) AS start_ns, toInt64(0) AS end_ns, '' AS name,
+    '' AS status_code, '' AS entry_type, '' AS provenance, '' AS tool_name, '' AS tool_access,
+    '' AS approval_decision, '' AS policy_decision, '' AS write_system, '' AS write_ref,
+    {_NO_ATTRIBUTES} AS attributes
+FROM (SELECT arrayJoin(arrayZip(located.1, located.2, located.3, located.4, located.5)) AS location)
 UNION ALL
 SELECT
     'span' AS part, run_id, '' AS system, '' AS ref, '' AS action, target, toInt64(0) AS occurred_ns,
-    tool_call_id, '' AS source, '' AS title, '' AS url, '' AS actor, toInt64(0) AS first_start_ns,
-    toInt64(0) AS last_end_ns, CAST([], 'Array(String)') AS trace_ids, '' AS agent_id, trace_id, span_id,
-    parent_span_id, toInt64(start_ns) AS start_ns, toInt64(end_ns) AS end_ns, name, status_code, entry_type,
-    provenance, tool_name, tool_access, approval_decision, policy_decision, write_system, write_ref, attributes
-FROM ({_LOOKUP_SPAN_ROWS})
-WHERE length(lookup_scope.1) > 0
+    tool_call_id, '' AS source, '' AS title, '' AS url, '' AS actor, toInt64(0) AS received_ns,
+    toInt64(0) AS first_start_ns, toInt64(0) AS last_end_ns, CAST([], 'Array(String)') AS trace_ids,
+    '' AS agent_id, trace_id, span_id, parent_span_id,
+    toUnixTimestamp64Nano(start_time) AS start_ns, toUnixTimestamp64Nano(end_time) AS end_ns, toString(name) AS name,
+    toString(status_code) AS status_code, toString(entry_type) AS entry_type, toString(provenance) AS provenance,
+    toString(tool_name) AS tool_name, toString(tool_access) AS tool_access,
+    toString(approval_decision) AS approval_decision, toString(policy_decision) AS policy_decision,
+    toString(write_system) AS write_system, write_ref,
+    mapFilter((key, value) -> key IN {{fact_keys:Array(String)}}, attributes) AS attributes
+FROM spans
+WHERE tenant = {{tenant:String}}
+  AND {_LOCATED_MEMBERSHIP}
+  AND start_time >= fromUnixTimestamp64Nano(located.7 - {{margin_ns:Int64}})
+  AND start_time <= fromUnixTimestamp64Nano(located.8 + {{margin_ns:Int64}})
+  AND notEmpty(located.1)
 """
 
 # Every span or write that names a target (customer, record, repository). One key range of refs.

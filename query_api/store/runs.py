@@ -165,7 +165,7 @@ class RefLookup:
 
 
 def load_ref_lookup(client: Client, tenant: str, ref: str, limit: int) -> RefLookup:
-    """The reverse lookup's rows in one read (REF_LOOKUP), each part in the order its own statement gives."""
+    """The reverse lookup's rows in one read (REF_LOOKUP), deduplicated and ordered as its three reads did."""
     result = client.query(
         queries.REF_LOOKUP,
         parameters={"tenant": tenant, "ref": ref, "limit": limit, "margin_ns": queries.TIME_MARGIN_NS,
@@ -174,11 +174,20 @@ def load_ref_lookup(client: Client, tenant: str, ref: str, limit: int) -> RefLoo
     parts: dict[str, list[Mapping[str, Any]]] = {"write": [], "location": [], "span": []}
     for row in result.named_results():
         parts[str(row["part"])].append(row)
+    # A write reported twice (webhook redelivery) counts once, as its newest copy; a replayed span once, as
+    # its earliest (what LIMIT 1 BY did in SQL, done here on the few rows read). Writes in time order per run,
+    # spans in time order, as one run's reads give them (RUN_WRITES, RUN_FACT_SPANS).
+    newest: dict[tuple[str, str, str, int], Mapping[str, Any]] = {}
+    for copy in sorted(parts["write"], key=lambda r: -int(r["received_ns"])):
+        newest.setdefault((str(copy["run_id"]), str(copy["system"]), str(copy["ref"]), int(copy["occurred_ns"])), copy)
     writes: dict[str, list[WriteRecord]] = {}
-    for write in sorted(parts["write"], key=lambda r: (r["run_id"], int(r["occurred_ns"]), r["system"], r["ref"])):
-        writes.setdefault(str(write["run_id"]), []).append(record_of(dict(write)))
+    for key in sorted(newest, key=lambda k: (k[0], k[3], k[1], k[2])):
+        writes.setdefault(key[0], []).append(record_of(dict(newest[key])))
     locations = [_location(row) for row in parts["location"]]
-    spans = sorted(parts["span"], key=lambda r: (int(r["start_ns"]), r["trace_id"], r["span_id"]))
+    earliest: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for span in sorted(parts["span"], key=lambda r: (int(r["start_ns"]), r["trace_id"], r["span_id"])):
+        earliest.setdefault((str(span["trace_id"]), str(span["span_id"])), span)
+    spans = list(earliest.values())
     return RefLookup(writes, locations, _link_spans_by_run(spans, locations))
 
 

@@ -92,3 +92,22 @@ def test_reverse_lookup_of_a_ref_only_the_agent_logged(client: Client, api: Test
 def test_reverse_lookup_of_an_unknown_ref_is_empty(api: TestClient) -> None:
     assert api.get("/v1/writes", params={"ref": "nothing"}).json() == {"ref": "nothing", "matches": []}
     assert api.get("/v1/writes").status_code == 422
+
+
+def test_reverse_lookup_of_a_ref_written_by_several_runs_and_redelivered(client: Client, api: TestClient) -> None:
+    runs = {run_id: pr_run_spans(PrRun(run_id)) for run_id in ("run_b", "run_a")}
+    for spans in runs.values():
+        ingest(client, spans)
+    for run_id in ("run_b", "run_a", "run_b"):  # run_b's webhook delivered twice
+        delivered = api.post(
+            "/v1/hooks/github", json=github_pull_request(run_id), headers={"X-GitHub-Event": "pull_request"}
+        )
+        assert delivered.status_code == 202, delivered.text
+
+    matches = api.get("/v1/writes", params={"ref": PR_URL}).json()["matches"]
+
+    # Same time: by run id; each run's write once, linked to its own tool call.
+    assert [(m["write"]["run_id"], m["write"]["source"], m["tool_call"]["span_id"]) for m in matches] == [
+        (run_id, "github", span_id_of(runs[run_id], "execute_tool create_pull_request"))
+        for run_id in ("run_a", "run_b")
+    ]
