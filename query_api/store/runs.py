@@ -14,7 +14,7 @@ from agentledger.query_api import queries
 from agentledger.query_api.audit import FACT_KEYS, SpanFact
 from agentledger.query_api.models import RunSummary, WriteRecord
 from agentledger.query_api.times import rfc3339_nanos
-from agentledger.query_api.writes import distinct_writes, record_of
+from agentledger.query_api.writes import distinct_writes
 
 _MAX_INT64: Final = 2**63 - 1
 
@@ -171,23 +171,16 @@ def load_ref_lookup(client: Client, tenant: str, ref: str, limit: int) -> RefLoo
         parameters={"tenant": tenant, "ref": ref, "limit": limit, "margin_ns": queries.TIME_MARGIN_NS,
                     "fact_keys": list(FACT_KEYS)},
     )  # fmt: skip
-    parts: dict[str, list[Mapping[str, Any]]] = {"write": [], "location": [], "span": []}
+    parts: dict[str, list[dict[str, Any]]] = {"write": [], "location": [], "span": []}
     for row in result.named_results():
         parts[str(row["part"])].append(row)
-    # A write reported twice (webhook redelivery) counts once, as its newest copy; a replayed span once, as
-    # its earliest (what LIMIT 1 BY did in SQL, done here on the few rows read). Writes in time order per run,
-    # spans in time order, as one run's reads give them (RUN_WRITES, RUN_FACT_SPANS).
-    newest: dict[tuple[str, str, str, int], Mapping[str, Any]] = {}
-    for copy in sorted(parts["write"], key=lambda r: -int(r["received_ns"])):
-        newest.setdefault((str(copy["run_id"]), str(copy["system"]), str(copy["ref"]), int(copy["occurred_ns"])), copy)
+    # Deduplicated and ordered as one run's reads are (RUN_WRITES, RUN_FACT_SPANS): a redelivered write as its
+    # newest copy, a replayed span as its earliest.
     writes: dict[str, list[WriteRecord]] = {}
-    for key in sorted(newest, key=lambda k: (k[0], k[3], k[1], k[2])):
-        writes.setdefault(key[0], []).append(record_of(dict(newest[key])))
+    for record in distinct_writes(parts["write"]):
+        writes.setdefault(record.run_id, []).append(record)
     locations = [_location(row) for row in parts["location"]]
-    earliest: dict[tuple[str, str], Mapping[str, Any]] = {}
-    for span in sorted(parts["span"], key=lambda r: (int(r["start_ns"]), r["trace_id"], r["span_id"])):
-        earliest.setdefault((str(span["trace_id"]), str(span["span_id"])), span)
-    spans = list(earliest.values())
+    spans = first_copies(parts["span"], lambda row: (int(row["start_ns"]), str(row["trace_id"]), str(row["span_id"])))
     return RefLookup(writes, locations, _link_spans_by_run(spans, locations))
 
 

@@ -111,3 +111,19 @@ def test_reverse_lookup_of_a_ref_written_by_several_runs_and_redelivered(client:
         (run_id, "github", span_id_of(runs[run_id], "execute_tool create_pull_request"))
         for run_id in ("run_a", "run_b")
     ]
+
+
+def test_reverse_lookup_of_a_replayed_run_shows_each_write_once(client: Client, api: TestClient) -> None:
+    spans = pr_run_spans(PrRun("run_replayed"))
+    ingest(client, spans)
+    # A replay that reached storage (the collector itself drops the spans it already stored): every span of
+    # the run stored twice, as until merges collapse the copies.
+    client.command("INSERT INTO spans SELECT * FROM spans WHERE run_id = 'run_replayed'")
+    copies = client.query("SELECT count() FROM spans WHERE run_id = 'run_replayed'").result_rows[0][0]
+    assert copies == 2 * len(spans)
+
+    matches = api.get("/v1/writes", params={"ref": PR_URL}).json()["matches"]
+
+    assert [(m["write"]["source"], m["tool_call"]["span_id"]) for m in matches] == [
+        ("span", span_id_of(spans, "execute_tool create_pull_request"))
+    ]
