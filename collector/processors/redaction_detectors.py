@@ -232,6 +232,25 @@ def phone_region(candidate: str, regions: tuple[str, ...]) -> str | None:
     return None
 
 
+@lru_cache(maxsize=65536)
+def phone_shape(candidate: str) -> tuple[bool, str] | None:
+    """What the phone checks say of `candidate` alone, whatever stands around it (numbers, look-alikes and their
+    trimmed forms recur across values, and these checks cost ~10 regex calls): None when its shape rules it out
+    (length, placeholder digits, a date, a year, a version, an SSN, an OID), else (whether it needs a phone word
+    before it, the text libphonenumber is asked about)."""
+    number = _without_extension(candidate)
+    digits = _digits(number)
+    if not 7 <= len(digits) <= 15 or len(set(digits)) <= 2:  # 000-000-0000 and friends are placeholders
+        return None
+    if _DATE_LIKE.match(number) or _YEARS.match(number) or _DOTTED.match(number) or _SSN_SHAPE.match(number):
+        return None
+    if "." in number and any(len(group) == 1 for group in number.split(".")[1:]):
+        return None  # an OID or a version (1.3.6.1.4.1), not 06.12.34.56.78
+    international = number.startswith("+") or (number.startswith("00") and len(digits) > 10)
+    needs_keyword = not international and (len(digits) < 9 or _SEPARATED.search(number) is None)
+    return needs_keyword, number.replace("(0)", "")
+
+
 def _without_extension(candidate: str) -> str:
     # Every extension holds an `x` (no other character matches it case-insensitively) or a `#`: without one
     # there is nothing to strip, and the substitution's search is skipped.
@@ -287,21 +306,14 @@ def phone_detector(regions: Sequence[str]) -> Detector:
         # answers each once for all the trimmed forms `refine` tries (they share that text).
         if after.startswith(_PART_AFTER) or after[:1].isalnum() or _DIGIT_AFTER_PUNCT.match(after):
             return False
-        number = _without_extension(candidate)
-        digits = _digits(number)
-        international = number.startswith("+") or (number.startswith("00") and len(digits) > 10)
-        if not 7 <= len(digits) <= 15 or len(set(digits)) <= 2:  # 000-000-0000 and friends are placeholders
-            return False
-        if _DATE_LIKE.match(number) or _YEARS.match(number) or _DOTTED.match(number) or _SSN_SHAPE.match(number):
-            return False
-        if "." in number and any(len(group) == 1 for group in number.split(".")[1:]):
-            return False  # an OID or a version (1.3.6.1.4.1), not 06.12.34.56.78
-        if context.other_entity():
+        shape = phone_shape(candidate)
+        if shape is None or context.other_entity():
             return False
         # Short local numbers and unseparated digit runs (epoch seconds, ids) need a phone word before them.
-        if not international and (len(digits) < 9 or _SEPARATED.search(number) is None) and not context.keyword():
+        needs_keyword, number = shape
+        if needs_keyword and not context.keyword():
             return False
-        return phone_region(number.replace("(0)", ""), regions) is not None
+        return phone_region(number, regions) is not None
 
     def valid(candidate: str, before: str, after: str) -> bool:
         if part_of_longer(before):
