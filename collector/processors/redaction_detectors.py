@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -76,6 +77,36 @@ def _digits(text: str) -> str:
     return _NOT_DIGITS.sub("", text)
 
 
+_WORD_CHARACTERS: Final = string.ascii_lowercase + string.digits + "_"
+
+
+_Trie = dict[str, "_Trie"]
+
+
+def words_except(words: Sequence[str], alphabet: str, min_length: int = 1) -> str:
+    """A pattern, to use inside `(?i:...)`, of the runs of `alphabet` characters (lower-case letters, digits, `_`)
+    at least `min_length` long that are none of `words` (lower case): the complement of a finite set is regular, so
+    an automaton can reject a look-alike that a validator rejects by a word (a file extension for a TLD). The caller
+    bounds the run on both sides."""
+    trie: _Trie = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}  # the end of a word
+
+    def other_than(node: _Trie, depth: int) -> str:
+        branches = [re.escape(char) + other_than(child, depth + 1) for char, child in sorted(node.items()) if char]
+        others = "".join(char for char in alphabet if char not in node)
+        if others:
+            branches.append(f"[{others}][{alphabet}]{{{max(0, min_length - depth - 1)},}}")
+        if "" not in node and depth >= min_length:
+            branches.append("")
+        return "(?:" + "|".join(branches) + ")" if len(branches) > 1 else branches[0]
+
+    return other_than(trie, 0)
+
+
 # --- email -------------------------------------------------------------------------------------------------
 
 # `%40` is `@` URL-encoded (query strings, form bodies), `%2B` a `+`; an encoded `=` or `&` (`%3D`) may come
@@ -141,6 +172,14 @@ _FILE_EXTENSIONS: Final = frozenset(
 def _valid_email(candidate: str, before: str, after: str) -> bool:
     top_level = candidate.rsplit(".", 1)[1].lower()
     return top_level not in _FILE_EXTENSIONS
+
+
+# The Hyperscan prefilter of addresses: an `@` (or `%40`) between a character of the local part and a domain whose
+# top-level label is no file extension, the validator's condition (`logo@2x.png` never leaves the column scan).
+EMAIL_HYPERSCAN_PREFILTER: Final = (
+    r"[A-Za-z0-9._+-](?:@|%40)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\."
+    rf"(?i:{words_except(sorted(_FILE_EXTENSIONS), string.ascii_lowercase, 2)})\b"
+)
 
 
 def _normal_email(candidate: str) -> str:
@@ -663,8 +702,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _normal_email,
         split=split_email,
         reason="e-mail address",
-        # Every address has an `@` (or `%40`) between a character of its local part and one of its domain.
-        hyperscan_prefilter=(r"[A-Za-z0-9._+-](?:@|%40)[A-Za-z0-9]",),
+        hyperscan_prefilter=(EMAIL_HYPERSCAN_PREFILTER,),
     ),
     Detector(
         "iban",
