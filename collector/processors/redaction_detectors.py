@@ -27,6 +27,16 @@ CONTEXT_CHARS: Final = 24
 
 
 @dataclass(frozen=True)
+class SecondLook:
+    """A Hyperscan prefilter pattern in two steps: `first`, fast over a whole column, then `exact`, a tighter necessary
+    condition of the validator (a look-alike told by the word before it) too slow for one, on just the values that
+    no other prefilter pattern passes."""
+
+    first: str
+    exact: str
+
+
+@dataclass(frozen=True)
 class Detector:
     """One entity type: its RE2 candidate pattern, a validator, and how its values are normalised
     before keyed hashing (so `Jane@X.com` and `jane@x.com` get the same pseudonym)."""
@@ -48,9 +58,9 @@ class Detector:
     # validator, tighter than `pattern`, so that values holding only look-alikes (timestamps, order ids, epoch
     # milliseconds) never leave the columnar prefilter for Python. None: `pattern` itself.
     prefilter: str | None = None
-    # For the Hyperscan column scan alone, which judges ASCII text only: a necessary condition of the prefilter
-    # patterns that Hyperscan runs several times faster (a literal to start from). None: the prefilter patterns.
-    hyperscan_prefilter: tuple[str, ...] | None = None
+    # For the Hyperscan column scan alone, which judges ASCII text only: necessary conditions of the validator that
+    # Hyperscan runs fast (a literal to start from), each alone or as a `SecondLook`. None: the prefilter patterns.
+    hyperscan_prefilter: tuple[str | SecondLook, ...] | None = None
 
     @property
     def prefilter_patterns(self) -> tuple[str, ...]:
@@ -86,8 +96,8 @@ _Trie = dict[str, "_Trie"]
 def words_except(words: Sequence[str], alphabet: str, min_length: int = 1) -> str:
     """A pattern, to use inside `(?i:...)`, of the runs of `alphabet` characters (lower-case letters, digits, `_`)
     at least `min_length` long that are none of `words` (lower case): the complement of a finite set is regular, so
-    an automaton can reject a look-alike that a validator rejects by a word (a file extension for a TLD). The caller
-    bounds the run on both sides."""
+    an automaton can reject a look-alike that a validator rejects by a word (a file extension for a TLD, a version
+    word before a dotted quad). The caller bounds the run on both sides."""
     trie: _Trie = {}
     for word in words:
         node = trie
@@ -554,7 +564,16 @@ IP_PATTERNS: Final = (
 )
 IP_PATTERN: Final = "|".join(f"(?:{part})" for part in IP_PATTERNS)
 
-_VERSION_BEFORE: Final = re.compile(r"(?i)\b(?:version|ver|v|release|build|firmware|fw|rev|python|node)[ =]{0,2}$")
+_VERSION_WORDS: Final = ("version", "ver", "v", "release", "build", "firmware", "fw", "rev", "python", "node")
+_VERSION_BEFORE: Final = re.compile(rf"(?i)\b(?:{'|'.join(_VERSION_WORDS)})[ =]{{0,2}}$")
+# A dotted quad after what `_valid_ip` accepts before an address (in ASCII text): the value's start, a JSON escape, a
+# character that is no letter, digit or `.`; after a space or `=` (at most two: a third cannot follow a version
+# word) only when the word before them is none of the version words (`version 1.2.3.4` is no address).
+IPV4_AFTER_CONTEXT: Final = (
+    r"(?:^|[^A-Za-z0-9. =]|\\[nrtbf]|[ =]{3}|(?:^|[^A-Za-z0-9_ =])[ =]{1,2}"
+    rf"|(?:^|[^A-Za-z0-9_])(?i:{words_except(_VERSION_WORDS, _WORD_CHARACTERS)})[ =]{{1,2}})"
+    rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+)
 
 
 _HEXTET_BEFORE: Final = re.compile(r"(?:^|[^\w:])[0-9A-Fa-f]{1,4}:$|::$")
@@ -736,8 +755,12 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _normal_ip,
         tuple(json_aware(part) for part in IP_PATTERNS),
         reason="IP address",
-        # The IPv4 part without its word boundaries (Hyperscan's `\b` before a digit costs it 7x).
-        hyperscan_prefilter=(json_aware(IP_PATTERNS[0]), rf"{_OCTET}(?:\.{_OCTET}){{3}}"),
+        # The IPv4 part without its word boundaries (Hyperscan's `\b` before a digit costs it 7x), then after what
+        # may stand before an address.
+        hyperscan_prefilter=(
+            json_aware(IP_PATTERNS[0]),
+            SecondLook(rf"{_OCTET}(?:\.{_OCTET}){{3}}", IPV4_AFTER_CONTEXT),
+        ),
     ),
     phone_detector(DEFAULT_PHONE_REGIONS),
 )

@@ -264,3 +264,25 @@ def test_words_except_matches_every_run_but_the_words() -> None:
 
     assert matched == {run for run in runs if len(run) >= 2 and run.isalpha() and run not in words}
     assert pattern.fullmatch("PNG") is None and pattern.fullmatch("Com") is not None
+
+
+def test_dotted_quads_after_a_version_word_do_not_leave_the_hyperscan_prefilter() -> None:
+    scanner = RedactionProcessor().scanner
+    assert scanner.hyperscan is not None
+    values = [
+        "version 1.2.3.45",
+        "Build=10.0.0.1",
+        "v  192.168.0.1",
+        "from 10.0.0.1",
+        "Versions 10.0.0.1",
+        "version   10.0.0.1",
+        "fw\\n10.0.0.1",
+        "10.0.0.1",
+        "see x1.2.3.4 and 2.3.4.5.6",
+    ]
+
+    passed, _, _ = scanner.hyperscan.scan_column(pa.array(values, pa.string()))
+
+    # A JSON escape passes whatever word stands before it (the validator reads it as a space: `fw 10.0.0.1`).
+    assert passed.tolist() == [False, False, False, True, True, True, True, True, True]
+    assert [bool(found) for found in detect(values)] == [False, False, False, True, True, True, False, True, False]
