@@ -250,14 +250,31 @@ _DIGIT_AFTER_PUNCT: Final = re.compile(r"[.:,]\d")
 #   (not a letter, digit or one of `_PART_BEFORE`; a JSON escape reads as a space) and ending in a digit the
 #   validator accepts after one (not a letter or one of `_PART_AFTER`; an extension's `x`, `ext`, `#` may follow).
 # RE2's `\b` and classes are ASCII, so each branch accepts at least what Python's Unicode-aware checks accept.
-PHONE_PREFILTER: Final = (
+_PHONE_INTERNATIONAL_OR_WORD: Final = (
     rf"\+\d|(?:^|\D)00[\d ./()-]{{8,}}\d|(?i:\b(?:{_PHONE_WORD_LIST})\b|\bphone_?number)"
-    # (`€` and `£` before a number are let through: a non-ASCII class makes the combined DFA twice as slow.)
-    r"|(?:^|[^A-Za-z0-9#/.:_%$&-]|\\[nrtbf])\(?(?:"
+)
+# (`€` and `£` before a number are let through: a non-ASCII class makes the combined DFA twice as slow.)
+_PHONE_CHARACTER_BEFORE: Final = r"[^A-Za-z0-9#/.:_%$&-]"
+_PHONE_DIGIT_RUN: Final = (
+    r"\(?(?:"
     # nine digits or more with a separator: the first group has `k` digits, the rest at least 9 - k
     + "|".join(rf"\d{{{k}}}[ ./()-]+\d(?:[ ./()-]*\d){{{8 - k},}}" for k in range(1, 9))
     + r"|\d{9,}[ ./()-]+\d(?:[ ./()-]*\d)*"
     r")(?:$|[^A-Za-z0-9_/%-]|[xXeE])"
+)
+_PHONE_SEPARATED: Final = rf"(?:^|{_PHONE_CHARACTER_BEFORE}|\\[nrtbf]){_PHONE_DIGIT_RUN}"
+PHONE_PREFILTER: Final = f"{_PHONE_INTERNATIONAL_OR_WORD}|{_PHONE_SEPARATED}"
+# The separated branch again, for Hyperscan's second look, after what `other_entity_before` accepts (in ASCII text):
+# no word of `_NOT_PHONE_WORDS` (`invoice 1234-5678-90`) before the non-word characters that end the text before the
+# number, unless there are more of them than its `\W{0,3}$` takes (four, or three and a final newline). A JSON
+# escape just before the number passes whatever stands before it.
+_W: Final = "[^A-Za-z0-9_]"
+PHONE_SEPARATED_AFTER_CONTEXT: Final = (
+    rf"(?:^{_W}{{0,3}}{_PHONE_CHARACTER_BEFORE}|^|\\[nrtbf]|{_W}{{4}}{_PHONE_CHARACTER_BEFORE}"
+    rf"|{_W}{{3}}[^A-Za-z0-9#/.:_%$&\n-]"
+    rf"|(?:^|{_W})(?i:{words_except(_NOT_PHONE_WORD_LIST.split('|'), _WORD_CHARACTERS)}){_W}{{0,3}}"
+    rf"{_PHONE_CHARACTER_BEFORE})"
+    rf"{_PHONE_DIGIT_RUN}"
 )
 
 
@@ -398,6 +415,7 @@ def phone_detector(regions: Sequence[str]) -> Detector:
         refine=refine,
         reason="valid phone number (libphonenumber)",
         prefilter=PHONE_PREFILTER,  # holds its own JSON escape
+        hyperscan_prefilter=(_PHONE_INTERNATIONAL_OR_WORD, SecondLook(_PHONE_SEPARATED, PHONE_SEPARATED_AFTER_CONTEXT)),
     )
 
 

@@ -286,3 +286,26 @@ def test_dotted_quads_after_a_version_word_do_not_leave_the_hyperscan_prefilter(
     # A JSON escape passes whatever word stands before it (the validator reads it as a space: `fw 10.0.0.1`).
     assert passed.tolist() == [False, False, False, True, True, True, True, True, True]
     assert [bool(found) for found in detect(values)] == [False, False, False, True, True, True, False, True, False]
+
+
+def test_digit_runs_after_a_word_that_makes_them_no_phone_do_not_leave_the_hyperscan_prefilter() -> None:
+    scanner = RedactionProcessor().scanner
+    assert scanner.hyperscan is not None
+    values = [
+        "invoice 1234-5678-90",
+        "Order: (415) 555-0199",
+        "ref - 415 555 0199",
+        "reinvoice 415-555-0199",
+        "invoice -- : 415-555-0199",
+        "invoice -:\n415-555-0199",  # `\W{0,3}$` takes three characters and a final newline
+        "invoice  -:\n415-555-0199",
+        "invoice -:\\n415-555-0199",  # a JSON escape reads as one space
+        "415-555-0199",
+        "call 415-555-0199",
+    ]
+
+    passed, _, _ = scanner.hyperscan.scan_column(pa.array(values, pa.string()))
+
+    # (A line of its own starts with a number: the multi-line scan passes it, the validator rejects it.)
+    assert passed.tolist() == [False, False, False, True, True, True, True, True, True, True]
+    assert [bool(found) for found in detect(values)] == [False, False, False, True, True, False, True, True, True, True]
