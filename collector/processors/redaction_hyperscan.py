@@ -127,8 +127,9 @@ class HyperscanScans:
     every value's edges; a match's end offset names its value (a match may run across a separator or start at a
     newline inside a value: the value then passes where RE2 would not say so). Its patterns are necessary conditions
     of the validators, as RE2's are, some of them tighter (a file extension is no top-level domain; a version word
-    before a dotted quad or `invoice` before a digit run, looked at again on the values nothing else passes): whatever a value holds that Hyperscan
-    does not pass, a validator would reject, so its answer changes no detection, only how many values reach Python.
+    before a dotted quad or `invoice` before a digit run, looked at again on the values nothing else passes):
+    whatever a value holds that Hyperscan does not pass, a validator would reject, so its answer changes no
+    detection, only how many values reach Python.
     Values outside ASCII get RE2's answer, and so do values holding a sentinel character (the processor rewrites
     those in every value the prefilter passes, detection or not).
 
