@@ -31,6 +31,7 @@ from agentledger.collector.processors.redaction_detectors import (
     DEFAULT_PHONE_REGIONS,
     NER_ENTITIES,
     Detector,
+    SecondLook,
     build_detectors,
     custom_detector,
     normal_secret,
@@ -318,11 +319,13 @@ class _Scanner:
         }
         self.small_rules = _re2(rules.keyword_pattern) if rules is not None else None
         hyperscan_prefilters = [
-            pattern for d in self.detectors for pattern in (d.hyperscan_prefilter or d.prefilter_patterns)
+            (pattern.first, pattern.exact) if isinstance(pattern, SecondLook) else (pattern, None)
+            for d in self.detectors
+            for pattern in (d.hyperscan_prefilter or d.prefilter_patterns)
         ]
         self.hyperscan = self._hyperscan(hyperscan_prefilters) if use_hyperscan else None
 
-    def _hyperscan(self, prefilters: Sequence[str]) -> HyperscanScans | None:
+    def _hyperscan(self, prefilters: Sequence[tuple[str, str | None]]) -> HyperscanScans | None:
         """The column scans on Hyperscan, or None (RE2 alone) where a pattern is beyond what it compiles."""
         # One group per pass: each pass runs on the values its own pattern may mark (a secret value that one of the
         # six secret passes may mark need not meet the other five). A custom pattern's passes run on every

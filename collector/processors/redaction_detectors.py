@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +24,16 @@ Validator = Callable[[str, str, str], bool]
 # Characters of text either side of a candidate its validator sees; before it, one more when there is one, so
 # that a validator can tell whether the first word of its window is whole.
 CONTEXT_CHARS: Final = 24
+
+
+@dataclass(frozen=True)
+class SecondLook:
+    """A Hyperscan prefilter pattern in two steps: `first`, fast over a whole column, then `exact`, a tighter necessary
+    condition of the validator (a look-alike told by the word before it) too slow for one, on just the values that
+    no other prefilter pattern passes."""
+
+    first: str
+    exact: str
 
 
 @dataclass(frozen=True)
@@ -47,9 +58,9 @@ class Detector:
     # validator, tighter than `pattern`, so that values holding only look-alikes (timestamps, order ids, epoch
     # milliseconds) never leave the columnar prefilter for Python. None: `pattern` itself.
     prefilter: str | None = None
-    # For the Hyperscan column scan alone, which judges ASCII text only: a necessary condition of the prefilter
-    # patterns that Hyperscan runs several times faster (a literal to start from). None: the prefilter patterns.
-    hyperscan_prefilter: tuple[str, ...] | None = None
+    # For the Hyperscan column scan alone, which judges ASCII text only: necessary conditions of the validator that
+    # Hyperscan runs fast (a literal to start from), each alone or as a `SecondLook`. None: the prefilter patterns.
+    hyperscan_prefilter: tuple[str | SecondLook, ...] | None = None
 
     @property
     def prefilter_patterns(self) -> tuple[str, ...]:
@@ -74,6 +85,36 @@ _NOT_DIGITS: Final = re.compile(r"[^0-9]")
 
 def _digits(text: str) -> str:
     return _NOT_DIGITS.sub("", text)
+
+
+_WORD_CHARACTERS: Final = string.ascii_lowercase + string.digits + "_"
+
+
+_Trie = dict[str, "_Trie"]
+
+
+def words_except(words: Sequence[str], alphabet: str, min_length: int = 1) -> str:
+    """A pattern, to use inside `(?i:...)`, of the runs of `alphabet` characters (lower-case letters, digits, `_`)
+    at least `min_length` long that are none of `words` (lower case): the complement of a finite set is regular, so
+    an automaton can reject a look-alike that a validator rejects by a word (a file extension for a TLD, a version
+    word before a dotted quad). The caller bounds the run on both sides."""
+    trie: _Trie = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}  # the end of a word
+
+    def other_than(node: _Trie, depth: int) -> str:
+        branches = [re.escape(char) + other_than(child, depth + 1) for char, child in sorted(node.items()) if char]
+        others = "".join(char for char in alphabet if char not in node)
+        if others:
+            branches.append(f"[{others}][{alphabet}]{{{max(0, min_length - depth - 1)},}}")
+        if "" not in node and depth >= min_length:
+            branches.append("")
+        return "(?:" + "|".join(branches) + ")" if len(branches) > 1 else branches[0]
+
+    return other_than(trie, 0)
 
 
 # --- email -------------------------------------------------------------------------------------------------
@@ -143,6 +184,14 @@ def _valid_email(candidate: str, before: str, after: str) -> bool:
     return top_level not in _FILE_EXTENSIONS
 
 
+# The Hyperscan prefilter of addresses: an `@` (or `%40`) between a character of the local part and a domain whose
+# top-level label is no file extension, the validator's condition (`logo@2x.png` never leaves the column scan).
+EMAIL_HYPERSCAN_PREFILTER: Final = (
+    r"[A-Za-z0-9._+-](?:@|%40)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\."
+    rf"(?i:{words_except(sorted(_FILE_EXTENSIONS), string.ascii_lowercase, 2)})\b"
+)
+
+
 def _normal_email(candidate: str) -> str:
     # `jane%40example.com` in a URL and `jane@example.com` in a body are one person: one pseudonym.
     return unquote(candidate).lower() if "%" in candidate else candidate.lower()
@@ -201,14 +250,31 @@ _DIGIT_AFTER_PUNCT: Final = re.compile(r"[.:,]\d")
 #   (not a letter, digit or one of `_PART_BEFORE`; a JSON escape reads as a space) and ending in a digit the
 #   validator accepts after one (not a letter or one of `_PART_AFTER`; an extension's `x`, `ext`, `#` may follow).
 # RE2's `\b` and classes are ASCII, so each branch accepts at least what Python's Unicode-aware checks accept.
-PHONE_PREFILTER: Final = (
+_PHONE_INTERNATIONAL_OR_WORD: Final = (
     rf"\+\d|(?:^|\D)00[\d ./()-]{{8,}}\d|(?i:\b(?:{_PHONE_WORD_LIST})\b|\bphone_?number)"
-    # (`€` and `£` before a number are let through: a non-ASCII class makes the combined DFA twice as slow.)
-    r"|(?:^|[^A-Za-z0-9#/.:_%$&-]|\\[nrtbf])\(?(?:"
+)
+# (`€` and `£` before a number are let through: a non-ASCII class makes the combined DFA twice as slow.)
+_PHONE_CHARACTER_BEFORE: Final = r"[^A-Za-z0-9#/.:_%$&-]"
+_PHONE_DIGIT_RUN: Final = (
+    r"\(?(?:"
     # nine digits or more with a separator: the first group has `k` digits, the rest at least 9 - k
     + "|".join(rf"\d{{{k}}}[ ./()-]+\d(?:[ ./()-]*\d){{{8 - k},}}" for k in range(1, 9))
     + r"|\d{9,}[ ./()-]+\d(?:[ ./()-]*\d)*"
     r")(?:$|[^A-Za-z0-9_/%-]|[xXeE])"
+)
+_PHONE_SEPARATED: Final = rf"(?:^|{_PHONE_CHARACTER_BEFORE}|\\[nrtbf]){_PHONE_DIGIT_RUN}"
+PHONE_PREFILTER: Final = f"{_PHONE_INTERNATIONAL_OR_WORD}|{_PHONE_SEPARATED}"
+# The separated branch again, for Hyperscan's second look, after what `other_entity_before` accepts (in ASCII text):
+# no word of `_NOT_PHONE_WORDS` (`invoice 1234-5678-90`) before the non-word characters that end the text before the
+# number, unless there are more of them than its `\W{0,3}$` takes (four, or three and a final newline). A JSON
+# escape just before the number passes whatever stands before it.
+_W: Final = "[^A-Za-z0-9_]"
+PHONE_SEPARATED_AFTER_CONTEXT: Final = (
+    rf"(?:^{_W}{{0,3}}{_PHONE_CHARACTER_BEFORE}|^|\\[nrtbf]|{_W}{{4}}{_PHONE_CHARACTER_BEFORE}"
+    rf"|{_W}{{3}}[^A-Za-z0-9#/.:_%$&\n-]"
+    rf"|(?:^|{_W})(?i:{words_except(_NOT_PHONE_WORD_LIST.split('|'), _WORD_CHARACTERS)}){_W}{{0,3}}"
+    rf"{_PHONE_CHARACTER_BEFORE})"
+    rf"{_PHONE_DIGIT_RUN}"
 )
 
 
@@ -230,6 +296,25 @@ def phone_region(candidate: str, regions: tuple[str, ...]) -> str | None:
     except phonenumbers.NumberParseException:
         return None
     return None
+
+
+@lru_cache(maxsize=65536)
+def phone_shape(candidate: str) -> tuple[bool, str] | None:
+    """What the phone checks say of `candidate` alone, whatever stands around it (numbers, look-alikes and their
+    trimmed forms recur across values, and these checks cost ~10 regex calls): None when its shape rules it out
+    (length, placeholder digits, a date, a year, a version, an SSN, an OID), else (whether it needs a phone word
+    before it, the text libphonenumber is asked about)."""
+    number = _without_extension(candidate)
+    digits = _digits(number)
+    if not 7 <= len(digits) <= 15 or len(set(digits)) <= 2:  # 000-000-0000 and friends are placeholders
+        return None
+    if _DATE_LIKE.match(number) or _YEARS.match(number) or _DOTTED.match(number) or _SSN_SHAPE.match(number):
+        return None
+    if "." in number and any(len(group) == 1 for group in number.split(".")[1:]):
+        return None  # an OID or a version (1.3.6.1.4.1), not 06.12.34.56.78
+    international = number.startswith("+") or (number.startswith("00") and len(digits) > 10)
+    needs_keyword = not international and (len(digits) < 9 or _SEPARATED.search(number) is None)
+    return needs_keyword, number.replace("(0)", "")
 
 
 def _without_extension(candidate: str) -> str:
@@ -287,21 +372,14 @@ def phone_detector(regions: Sequence[str]) -> Detector:
         # answers each once for all the trimmed forms `refine` tries (they share that text).
         if after.startswith(_PART_AFTER) or after[:1].isalnum() or _DIGIT_AFTER_PUNCT.match(after):
             return False
-        number = _without_extension(candidate)
-        digits = _digits(number)
-        international = number.startswith("+") or (number.startswith("00") and len(digits) > 10)
-        if not 7 <= len(digits) <= 15 or len(set(digits)) <= 2:  # 000-000-0000 and friends are placeholders
-            return False
-        if _DATE_LIKE.match(number) or _YEARS.match(number) or _DOTTED.match(number) or _SSN_SHAPE.match(number):
-            return False
-        if "." in number and any(len(group) == 1 for group in number.split(".")[1:]):
-            return False  # an OID or a version (1.3.6.1.4.1), not 06.12.34.56.78
-        if context.other_entity():
+        shape = phone_shape(candidate)
+        if shape is None or context.other_entity():
             return False
         # Short local numbers and unseparated digit runs (epoch seconds, ids) need a phone word before them.
-        if not international and (len(digits) < 9 or _SEPARATED.search(number) is None) and not context.keyword():
+        needs_keyword, number = shape
+        if needs_keyword and not context.keyword():
             return False
-        return phone_region(number.replace("(0)", ""), regions) is not None
+        return phone_region(number, regions) is not None
 
     def valid(candidate: str, before: str, after: str) -> bool:
         if part_of_longer(before):
@@ -337,6 +415,7 @@ def phone_detector(regions: Sequence[str]) -> Detector:
         refine=refine,
         reason="valid phone number (libphonenumber)",
         prefilter=PHONE_PREFILTER,  # holds its own JSON escape
+        hyperscan_prefilter=(_PHONE_INTERNATIONAL_OR_WORD, SecondLook(_PHONE_SEPARATED, PHONE_SEPARATED_AFTER_CONTEXT)),
     )
 
 
@@ -503,7 +582,16 @@ IP_PATTERNS: Final = (
 )
 IP_PATTERN: Final = "|".join(f"(?:{part})" for part in IP_PATTERNS)
 
-_VERSION_BEFORE: Final = re.compile(r"(?i)\b(?:version|ver|v|release|build|firmware|fw|rev|python|node)[ =]{0,2}$")
+_VERSION_WORDS: Final = ("version", "ver", "v", "release", "build", "firmware", "fw", "rev", "python", "node")
+_VERSION_BEFORE: Final = re.compile(rf"(?i)\b(?:{'|'.join(_VERSION_WORDS)})[ =]{{0,2}}$")
+# A dotted quad after what `_valid_ip` accepts before an address (in ASCII text): the value's start, a JSON escape, a
+# character that is no letter, digit or `.`; after a space or `=` (at most two: a third cannot follow a version
+# word) only when the word before them is none of the version words (`version 1.2.3.4` is no address).
+IPV4_AFTER_CONTEXT: Final = (
+    r"(?:^|[^A-Za-z0-9. =]|\\[nrtbf]|[ =]{3}|(?:^|[^A-Za-z0-9_ =])[ =]{1,2}"
+    rf"|(?:^|[^A-Za-z0-9_])(?i:{words_except(_VERSION_WORDS, _WORD_CHARACTERS)})[ =]{{1,2}})"
+    rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+)
 
 
 _HEXTET_BEFORE: Final = re.compile(r"(?:^|[^\w:])[0-9A-Fa-f]{1,4}:$|::$")
@@ -651,8 +739,7 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _normal_email,
         split=split_email,
         reason="e-mail address",
-        # Every address has an `@` (or `%40`) between a character of its local part and one of its domain.
-        hyperscan_prefilter=(r"[A-Za-z0-9._+-](?:@|%40)[A-Za-z0-9]",),
+        hyperscan_prefilter=(EMAIL_HYPERSCAN_PREFILTER,),
     ),
     Detector(
         "iban",
@@ -686,8 +773,12 @@ BUILTIN_DETECTORS: Final[tuple[Detector, ...]] = (
         _normal_ip,
         tuple(json_aware(part) for part in IP_PATTERNS),
         reason="IP address",
-        # The IPv4 part without its word boundaries (Hyperscan's `\b` before a digit costs it 7x).
-        hyperscan_prefilter=(json_aware(IP_PATTERNS[0]), rf"{_OCTET}(?:\.{_OCTET}){{3}}"),
+        # The IPv4 part without its word boundaries (Hyperscan's `\b` before a digit costs it 7x), then after what
+        # may stand before an address.
+        hyperscan_prefilter=(
+            json_aware(IP_PATTERNS[0]),
+            SecondLook(rf"{_OCTET}(?:\.{_OCTET}){{3}}", IPV4_AFTER_CONTEXT),
+        ),
     ),
     phone_detector(DEFAULT_PHONE_REGIONS),
 )

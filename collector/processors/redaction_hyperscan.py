@@ -1,6 +1,6 @@
 """The redaction processor's column scans on Hyperscan: one multi-pattern pass over a column's values joined into one
-buffer answers which values the RE2 prefilter would pass, which hold a gitleaks keyword, and which marking passes
-can match in each, with exactly the answers of the RE2 scans it replaces (see `HyperscanScans`).
+buffer answers which values may hold a detection, which hold a gitleaks keyword, and which marking passes can match
+in each, with the detections of the RE2 scans it replaces (see `HyperscanScans`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ _CONTEXT_ASSERTIONS: Final = ("^", "$", "\\B", "\\A", "\\z", "\\Z", "\\G")
 
 @lru_cache(maxsize=16)
 def hyperscan_scans(
-    prefilters: tuple[str, ...],
+    prefilters: tuple[tuple[str, str | None], ...],
     keyword_literals: str | None,
     short_rules: tuple[str, ...],
     pass_groups: tuple[tuple[str, ...] | None, ...],
@@ -125,10 +125,13 @@ class HyperscanScans:
 
     Each column is scanned once, its values joined by newlines, in multi-line mode so that `^` and `$` hold at
     every value's edges; a match's end offset names its value (a match may run across a separator or start at a
-    newline inside a value: the value then passes where RE2 would not say so). Hyperscan's answer is therefore a
-    superset of RE2's for ASCII values, which costs time only: the prefilter is a necessary condition of every
-    validator, so the validators reject whatever else it lets through. Values outside ASCII get RE2's answer, and
-    so do values holding a sentinel character (the processor rewrites those in every value the prefilter passes).
+    newline inside a value: the value then passes where RE2 would not say so). Its patterns are necessary conditions
+    of the validators, as RE2's are, some of them tighter (a file extension is no top-level domain; a version word
+    before a dotted quad or `invoice` before a digit run, looked at again on the values nothing else passes):
+    whatever a value holds that Hyperscan does not pass, a validator would reject, so its answer changes no
+    detection, only how many values reach Python.
+    Values outside ASCII get RE2's answer, and so do values holding a sentinel character (the processor rewrites
+    those in every value the prefilter passes, detection or not).
 
     The marking passes: a pass can mark a candidate only where its pattern, without its `\\b` assertions, matches
     the unmarked value (a match in marked text is sentinel-free, so a piece of the original, and dropping the
@@ -137,21 +140,26 @@ class HyperscanScans:
 
     def __init__(
         self,
-        prefilters: Sequence[str],
+        prefilters: Sequence[tuple[str, str | None]],
         keyword_literals: str | None,
         short_rules: Sequence[str],
         pass_groups: Sequence[Sequence[str] | None],
     ) -> None:
         assert hyperscan is not None
         multiline = hyperscan.HS_FLAG_MULTILINE
-        prefilter_patterns = [(pattern, multiline) for pattern in prefilters]
+        # Each detector pattern `(first, exact)`: `first` on the column; where it alone passes a value, `exact` on it.
+        prefilter_patterns = [(first, multiline) for first, _ in prefilters]
         self._detector_ids = len(prefilter_patterns)
+        exact = [(pattern, multiline) for _, pattern in prefilters if pattern is not None]
+        self._second_look = _compile(exact, _LINE_SEPARATOR) if exact else None
         if keyword_literals:
             prefilter_patterns.append((keyword_literals, multiline | hyperscan.HS_FLAG_CASELESS))
         prefilter_patterns += [(pattern, multiline) for pattern in short_rules]
         prefilter_patterns.append((_NEEDS_RE2, 0))
         self._needs_re2_id = len(prefilter_patterns) - 1
         self._prefilter = _compile(prefilter_patterns, _LINE_SEPARATOR)
+        self._has_second_look = np.zeros(len(prefilter_patterns), np.bool_)
+        self._has_second_look[[index for index, (_, pattern) in enumerate(prefilters) if pattern is not None]] = True
         # Marking: one id per restricted pass group (None: the group runs on every candidate).
         self.restricted: list[bool] = []
         group_patterns: list[tuple[str, int]] = []
@@ -193,9 +201,25 @@ class HyperscanScans:
             owners = np.searchsorted(starts, ends - 1, side="right") - 1
             needs_re2 = ids == self._needs_re2_id
             outside[owners[needs_re2]] = True
-            hits[owners[~needs_re2]] = True
+            second_look = self._has_second_look[ids]
+            hits[owners[~needs_re2 & ~second_look]] = True
             keyed[owners[(ids >= self._detector_ids) & ~needs_re2]] = True
+            looked = np.zeros(count, np.bool_)
+            looked[owners[second_look]] = True
+            looked &= ~hits
+            if looked.any():
+                hits[self._looked_again(values, looked)] = True
         return hits, keyed, outside
+
+    def _looked_again(self, values: pa.Array, looked: _Mask) -> npt.NDArray[np.int64]:
+        """Positions of the values among `looked` that some pattern's exact form passes."""
+        assert self._second_look is not None  # a value is looked at again only through a pattern that has one
+        where = np.flatnonzero(looked)
+        buffer, starts = _joined(values.take(pa.array(where)), _LINE_SEPARATOR)
+        ids, ends = _matches(self._second_look, buffer, self._scratch_for("second_look", self._second_look))
+        if len(ids) == 0:
+            return where[:0]
+        return where[np.unique(np.searchsorted(starts, ends - 1, side="right") - 1)]
 
     def group_matches(self, values: pa.Array) -> npt.NDArray[np.bool_]:
         """values x pass groups: whether the group's passes may mark something in the value."""

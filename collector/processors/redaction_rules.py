@@ -8,7 +8,7 @@ import math
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -100,11 +100,11 @@ class SecretRuleSet:
         for rule in rules.values():
             # (Whether the rule has a group is the rule's, asked once, not once per match through the binding.)
             first_group = rule.secret_group == 0 and self._has_groups[rule.rule_id]
-            for match in rule.regex.finditer(text):
+            for spans in match_spans(rule.regex, text):
                 group = rule.secret_group
-                if first_group and match.group(1):
+                if first_group and spans[1][1] > spans[1][0]:
                     group = 1  # gitleaks: the first group is the secret when the rule names none
-                start, end = match.span(group)
+                start, end = spans[group]
                 if start < 0 or end <= start:
                     continue
                 if self._allowed(rule, text[start:end]):
@@ -120,6 +120,29 @@ class SecretRuleSet:
             return True
         allow = self._allow.get(rule.rule_id)
         return allow is not None and allow.search(secret) is not None
+
+
+def match_spans(regex: Any, text: str) -> Iterator[Sequence[tuple[int, int]]]:
+    """The (start, end) of every group, the whole match first ((-1, -1) where a group took no part), of every match
+    of `regex` in `text`, as `finditer` finds them. On ASCII text through the compiled RE2 object itself, whose byte
+    offsets are then the text's: the binding's `finditer` builds a match object and maps offsets per match (most of
+    the cost of a rule that matches often)."""
+    if not text.isascii():
+        for match in regex.finditer(text):
+            yield [match.span(group) for group in range(regex.groups + 1)]
+        return
+    encoded = text.encode()
+    regexp = regex._regexp  # (google-re2 is pinned: its compiled RE2 object, the one `finditer` itself calls)
+    position, end = 0, len(encoded)
+    while True:
+        spans = regexp.Match(re2._Anchor.UNANCHORED, encoded, position, end)
+        if spans[0][0] < 0:
+            return
+        yield spans
+        if position == end:
+            return
+        # An empty match at `position` steps one character on, as the binding's own loop does.
+        position = position + 1 if spans[0][1] == position else spans[0][1]
 
 
 def _alternation(patterns: Sequence[str]) -> str:

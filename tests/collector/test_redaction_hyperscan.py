@@ -4,7 +4,10 @@ patterns beyond Hyperscan, and RE2 alone where the hyperscan package is missing.
 
 from __future__ import annotations
 
+import itertools
 import random
+import re
+import string
 import subprocess
 import sys
 
@@ -21,6 +24,7 @@ from agentledger.collector.processors.redaction import (
     _Scanner,
     detect,
 )
+from agentledger.collector.processors.redaction_detectors import words_except
 from agentledger.collector.processors.redaction_hyperscan import _has_end_anchor, _without_word_boundaries
 from agentledger.collector.processors.redaction_rules import gitleaks_rules
 from tests.collector.redaction_corpus import generate_broad_corpus, generate_corpus, generate_decoys
@@ -239,3 +243,69 @@ def test_a_custom_pattern_with_large_counted_repeats_keeps_its_detections_on_hyp
     assert fast.passes[0][0] == config.custom_patterns["order_note"]
     assert _outcome(fast, values) == _outcome(exact, values)
     assert detect(texts, config)[0] == [(0, 12, "order_note")]
+
+
+def test_file_names_with_an_at_sign_do_not_leave_the_hyperscan_prefilter() -> None:
+    scanner = RedactionProcessor().scanner
+    assert scanner.hyperscan is not None
+    values = ["logo@2x.png", "icon@3X.SVG", "jane@example.com", "pkg@1.2.3.tar.gz", "jane%40example.io", "a@b.pngx"]
+
+    passed, _, _ = scanner.hyperscan.scan_column(pa.array(values, pa.string()))
+
+    assert passed.tolist() == [False, False, True, False, True, True]
+
+
+def test_words_except_matches_every_run_but_the_words() -> None:
+    words = ["png", "js", "p", "gz"]
+    pattern = re.compile(f"(?i:{words_except(words, string.ascii_lowercase, 2)})")
+    runs = ["".join(letters) for length in range(6) for letters in itertools.product("pngjsz1", repeat=length)]
+
+    matched = {run for run in runs if pattern.fullmatch(run)}
+
+    assert matched == {run for run in runs if len(run) >= 2 and run.isalpha() and run not in words}
+    assert pattern.fullmatch("PNG") is None and pattern.fullmatch("Com") is not None
+
+
+def test_dotted_quads_after_a_version_word_do_not_leave_the_hyperscan_prefilter() -> None:
+    scanner = RedactionProcessor().scanner
+    assert scanner.hyperscan is not None
+    values = [
+        "version 1.2.3.45",
+        "Build=10.0.0.1",
+        "v  192.168.0.1",
+        "from 10.0.0.1",
+        "Versions 10.0.0.1",
+        "version   10.0.0.1",
+        "fw\\n10.0.0.1",
+        "10.0.0.1",
+        "see x1.2.3.4 and 2.3.4.5.6",
+    ]
+
+    passed, _, _ = scanner.hyperscan.scan_column(pa.array(values, pa.string()))
+
+    # A JSON escape passes whatever word stands before it (the validator reads it as a space: `fw 10.0.0.1`).
+    assert passed.tolist() == [False, False, False, True, True, True, True, True, True]
+    assert [bool(found) for found in detect(values)] == [False, False, False, True, True, True, False, True, False]
+
+
+def test_digit_runs_after_a_word_that_makes_them_no_phone_do_not_leave_the_hyperscan_prefilter() -> None:
+    scanner = RedactionProcessor().scanner
+    assert scanner.hyperscan is not None
+    values = [
+        "invoice 1234-5678-90",
+        "Order: (415) 555-0199",
+        "ref - 415 555 0199",
+        "reinvoice 415-555-0199",
+        "invoice -- : 415-555-0199",
+        "invoice -:\n415-555-0199",  # `\W{0,3}$` takes three characters and a final newline
+        "invoice  -:\n415-555-0199",
+        "invoice -:\\n415-555-0199",  # a JSON escape reads as one space
+        "415-555-0199",
+        "call 415-555-0199",
+    ]
+
+    passed, _, _ = scanner.hyperscan.scan_column(pa.array(values, pa.string()))
+
+    # (A line of its own starts with a number: the multi-line scan passes it, the validator rejects it.)
+    assert passed.tolist() == [False, False, False, True, True, True, True, True, True, True]
+    assert [bool(found) for found in detect(values)] == [False, False, False, True, True, False, True, True, True, True]
