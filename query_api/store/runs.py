@@ -172,8 +172,12 @@ def load_ref_lookup(client: Client, tenant: str, ref: str, limit: int) -> RefLoo
                     "fact_keys": list(FACT_KEYS)},
     )  # fmt: skip
     parts: dict[str, list[dict[str, Any]]] = {"write": [], "location": [], "span": []}
-    for row in result.named_results():
-        parts[str(row["part"])].append(row)
+    for part, run_id, texts, numbers, trace_ids, attributes in result.result_rows:
+        # Each part's values by the names REF_LOOKUP packs them under, as one run's reads name them.
+        row: dict[str, Any] = dict(zip(queries.REF_LOOKUP_TEXTS[part], texts, strict=True))
+        row |= zip(queries.REF_LOOKUP_NUMBERS[part], numbers, strict=True)
+        row |= {"run_id": run_id, "trace_ids": trace_ids, "attributes": attributes}
+        parts[part].append(row)
     # Deduplicated and ordered as one run's reads are (RUN_WRITES, RUN_FACT_SPANS): a redelivered write as its
     # newest copy, a replayed span as its earliest.
     writes: dict[str, list[WriteRecord]] = {}
