@@ -496,9 +496,13 @@ RUN_LIST: Final = {
 }
 
 # Per listed run: workflow, tokens and cost (prices as parallel arrays, as the metrics queries take them),
-# and downstream writes counted as the timeline shows them (one per system, ref and time).
-RUN_LIST_TOTALS: Final = """
+# and its downstream writes, in one statement of two parts told apart by `part`: the 'usage' row of each run
+# with spans, and a 'write' row per stored copy of each of the runs' writes, which the store counts as the
+# timeline shows them (one per system, ref and time; list_usage). One statement, not two, and the writes'
+# DISTINCT and GROUP BY done on these few rows in Python: a round trip and two plan steps fewer per page.
+RUN_LIST_USAGE: Final = """
 SELECT
+    'usage' AS part,
     run_id,
     maxIf(attributes['gen_ai.workflow.name'], entry_type = 'run') AS workflow,
     sum(input_tokens) AS used_input_tokens,
@@ -506,7 +510,8 @@ SELECT
     sum(
         input_tokens * transform(model, {price_models:Array(String)}, {price_in:Array(Float64)}, toFloat64(0))
         + output_tokens * transform(model, {price_models:Array(String)}, {price_out:Array(Float64)}, toFloat64(0))
-    ) / 1e6 + sum(toFloat64OrZero(attributes['agentledger.tool.cost'])) AS cost
+    ) / 1e6 + sum(toFloat64OrZero(attributes['agentledger.tool.cost'])) AS cost,
+    '' AS system, '' AS ref, toInt64(0) AS occurred_ns
 FROM (
     SELECT run_id, entry_type, toString(model) AS model, input_tokens, output_tokens, attributes
     FROM spans
@@ -514,14 +519,11 @@ FROM (
     LIMIT 1 BY run_id, trace_id, span_id
 )
 GROUP BY run_id
-"""
-
-RUN_LIST_WRITES: Final = """
-SELECT run_id, count() AS writes FROM (
-    SELECT DISTINCT run_id, system, ref, occurred_at FROM writes
-    WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
-)
-GROUP BY run_id
+UNION ALL
+SELECT 'write' AS part, run_id, '' AS workflow, toInt64(0) AS used_input_tokens, toInt64(0) AS used_output_tokens,
+       toFloat64(0) AS cost, toString(system) AS system, ref, toUnixTimestamp64Nano(occurred_at) AS occurred_ns
+FROM writes
+WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
 """
 
 # Whether a span belongs to the run (annotations may only name the run's own spans).
