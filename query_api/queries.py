@@ -353,12 +353,29 @@ LIMIT {limit:UInt32}
 # run index rows of those the index knows (RUNS_LOCATIONS), their writes of the ref, and the spans of the
 # located runs (RUNS_MEMBERSHIP, within the runs' overall time range) with only what linking a write to
 # its tool call reads, so no big ZSTD content column is decompressed. A statement's planning costs a few
-# milliseconds that grow with its steps (subqueries, sorts, LIMIT BY over wide rows), so the runs and their
-# index rows are scalars read once, and the rows come back unsorted with every stored copy: the store keeps
-# the newest copy of each write (a redelivered webhook) and the earliest of each span (a replay) and orders
-# them (query_api/store/runs.py). Three parts told apart by `part`, padded with empty values to one shape.
+# milliseconds that grow with its steps (subqueries, sorts, LIMIT BY over wide rows) and with its expressions,
+# so the runs and their index rows are scalars read once, the rows come back unsorted with every stored copy
+# (the store keeps the newest copy of each write, a redelivered webhook, and the earliest of each span, a
+# replay, and orders them: query_api/store/runs.py), and each part packs its values into one array of texts
+# and one of integers (REF_LOOKUP_TEXTS, REF_LOOKUP_NUMBERS) rather than padding the other parts' columns
+# with empty values: the padded form had ~100 expressions and cost chDB ~15% more CPU (benchmarks: query.py).
+# Three parts told apart by `part`.
 _NO_ATTRIBUTES: Final = "CAST(map(), 'Map(LowCardinality(String), String)')"
+_NO_TRACES: Final = "CAST([], 'Array(String)')"
 _LOCATED_MEMBERSHIP: Final = _run_membership("IN located.1").replace("{trace_ids:Array(String)}", "located.6")
+# The names of each part's `texts` and `numbers`, in order: the store reads them back by these names.
+REF_LOOKUP_TEXTS: Final = {
+    "write": ("system", "ref", "action", "target", "tool_call_id", "source", "title", "url", "actor"),
+    "location": ("agent_id",),
+    "span": ("trace_id", "span_id", "parent_span_id", "name", "status_code", "entry_type", "provenance", "tool_name",
+             "tool_call_id", "tool_access", "target", "approval_decision", "policy_decision", "write_system",
+             "write_ref"),
+}  # fmt: skip
+REF_LOOKUP_NUMBERS: Final = {
+    "write": ("occurred_ns", "received_ns"),
+    "location": ("first_start_ns", "last_end_ns"),
+    "span": ("start_ns", "end_ns"),
+}
 REF_LOOKUP: Final = f"""
 WITH
     -- Scalars are read as tuples: a tuple's element is a constant the key analysis uses, a bare array not.
@@ -370,38 +387,25 @@ WITH
         FROM ({RUNS_LOCATIONS.replace("{run_ids:Array(String)}", "ref_runs.1")})
     ) AS located
 SELECT
-    'write' AS part, run_id, toString(system) AS system, ref, toString(action) AS action, target,
-    toUnixTimestamp64Nano(occurred_at) AS occurred_ns, tool_call_id, toString(source) AS source, title, url, actor,
-    toUnixTimestamp64Nano(received_at) AS received_ns, toInt64(0) AS first_start_ns, toInt64(0) AS last_end_ns,
-    CAST([], 'Array(String)') AS trace_ids, '' AS agent_id,
-    '' AS trace_id, '' AS span_id, '' AS parent_span_id, toInt64(0) AS start_ns, toInt64(0) AS end_ns, '' AS name,
-    '' AS status_code, '' AS entry_type, '' AS provenance, '' AS tool_name, '' AS tool_access,
-    '' AS approval_decision, '' AS policy_decision, '' AS write_system, '' AS write_ref,
-    {_NO_ATTRIBUTES} AS attributes
+    'write' AS part, run_id,
+    [toString(system), ref, toString(action), target, tool_call_id, toString(source), title, url, actor] AS texts,
+    [toUnixTimestamp64Nano(occurred_at), toUnixTimestamp64Nano(received_at)] AS numbers,
+    {_NO_TRACES} AS trace_ids, {_NO_ATTRIBUTES} AS attributes
 FROM writes
 WHERE tenant = {{tenant:String}} AND run_id IN ref_runs.1 AND ref = {{ref:String}}
 UNION ALL
 SELECT
-    'location' AS part, location.1 AS run_id, '' AS system, '' AS ref, '' AS action, '' AS target,
-    toInt64(0) AS occurred_ns, '' AS tool_call_id, '' AS source, '' AS title, '' AS url, '' AS actor,
-    toInt64(0) AS received_ns, toInt64(location.2) AS first_start_ns, toInt64(location.3) AS last_end_ns,
-    location.4 AS trace_ids, location.5 AS agent_id, '' AS trace_id,
-    '' AS span_id, '' AS parent_span_id, toInt64(0) AS start_ns, toInt64(0) AS end_ns, '' AS name,
-    '' AS status_code, '' AS entry_type, '' AS provenance, '' AS tool_name, '' AS tool_access,
-    '' AS approval_decision, '' AS policy_decision, '' AS write_system, '' AS write_ref,
-    {_NO_ATTRIBUTES} AS attributes
+    'location' AS part, location.1 AS run_id, [location.5] AS texts, [location.2, location.3] AS numbers,
+    location.4 AS trace_ids, {_NO_ATTRIBUTES} AS attributes
 FROM (SELECT arrayJoin(arrayZip(located.1, located.2, located.3, located.4, located.5)) AS location)
 UNION ALL
 SELECT
-    'span' AS part, run_id, '' AS system, '' AS ref, '' AS action, target, toInt64(0) AS occurred_ns,
-    tool_call_id, '' AS source, '' AS title, '' AS url, '' AS actor, toInt64(0) AS received_ns,
-    toInt64(0) AS first_start_ns, toInt64(0) AS last_end_ns, CAST([], 'Array(String)') AS trace_ids,
-    '' AS agent_id, trace_id, span_id, parent_span_id,
-    toUnixTimestamp64Nano(start_time) AS start_ns, toUnixTimestamp64Nano(end_time) AS end_ns, toString(name) AS name,
-    toString(status_code) AS status_code, toString(entry_type) AS entry_type, toString(provenance) AS provenance,
-    toString(tool_name) AS tool_name, toString(tool_access) AS tool_access,
-    toString(approval_decision) AS approval_decision, toString(policy_decision) AS policy_decision,
-    toString(write_system) AS write_system, write_ref,
+    'span' AS part, run_id,
+    [trace_id, span_id, parent_span_id, toString(name), toString(status_code), toString(entry_type),
+     toString(provenance), toString(tool_name), tool_call_id, toString(tool_access), target,
+     toString(approval_decision), toString(policy_decision), toString(write_system), write_ref] AS texts,
+    [toUnixTimestamp64Nano(start_time), toUnixTimestamp64Nano(end_time)] AS numbers,
+    {_NO_TRACES} AS trace_ids,
     mapFilter((key, value) -> key IN {{fact_keys:Array(String)}}, attributes) AS attributes
 FROM spans
 WHERE tenant = {{tenant:String}}
@@ -492,9 +496,13 @@ RUN_LIST: Final = {
 }
 
 # Per listed run: workflow, tokens and cost (prices as parallel arrays, as the metrics queries take them),
-# and downstream writes counted as the timeline shows them (one per system, ref and time).
-RUN_LIST_TOTALS: Final = """
+# and its downstream writes, in one statement of two parts told apart by `part`: the 'usage' row of each run
+# with spans, and a 'write' row per stored copy of each of the runs' writes, which the store counts as the
+# timeline shows them (one per system, ref and time; list_usage). One statement, not two, and the writes'
+# DISTINCT and GROUP BY done on these few rows in Python: a round trip and two plan steps fewer per page.
+RUN_LIST_USAGE: Final = """
 SELECT
+    'usage' AS part,
     run_id,
     maxIf(attributes['gen_ai.workflow.name'], entry_type = 'run') AS workflow,
     sum(input_tokens) AS used_input_tokens,
@@ -502,7 +510,8 @@ SELECT
     sum(
         input_tokens * transform(model, {price_models:Array(String)}, {price_in:Array(Float64)}, toFloat64(0))
         + output_tokens * transform(model, {price_models:Array(String)}, {price_out:Array(Float64)}, toFloat64(0))
-    ) / 1e6 + sum(toFloat64OrZero(attributes['agentledger.tool.cost'])) AS cost
+    ) / 1e6 + sum(toFloat64OrZero(attributes['agentledger.tool.cost'])) AS cost,
+    '' AS system, '' AS ref, toInt64(0) AS occurred_ns
 FROM (
     SELECT run_id, entry_type, toString(model) AS model, input_tokens, output_tokens, attributes
     FROM spans
@@ -510,14 +519,11 @@ FROM (
     LIMIT 1 BY run_id, trace_id, span_id
 )
 GROUP BY run_id
-"""
-
-RUN_LIST_WRITES: Final = """
-SELECT run_id, count() AS writes FROM (
-    SELECT DISTINCT run_id, system, ref, occurred_at FROM writes
-    WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
-)
-GROUP BY run_id
+UNION ALL
+SELECT 'write' AS part, run_id, '' AS workflow, toInt64(0) AS used_input_tokens, toInt64(0) AS used_output_tokens,
+       toFloat64(0) AS cost, toString(system) AS system, ref, toUnixTimestamp64Nano(occurred_at) AS occurred_ns
+FROM writes
+WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
 """
 
 # Whether a span belongs to the run (annotations may only name the run's own spans).

@@ -176,7 +176,7 @@ def list_runs(
 
 
 def _with_usage(client: Client, tenant: str, page: list[RunListItem], config: QueryApiConfig) -> list[RunListItem]:
-    """The listed runs with their workflow, tokens, cost and downstream writes (two queries per page)."""
+    """The listed runs with their workflow, tokens, cost and downstream writes (one query per page)."""
     if not page:
         return page
     usage, writes = run_store.list_usage(client, tenant, [item.run_id for item in page], config.metrics.price_arrays())

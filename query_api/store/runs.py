@@ -172,8 +172,12 @@ def load_ref_lookup(client: Client, tenant: str, ref: str, limit: int) -> RefLoo
                     "fact_keys": list(FACT_KEYS)},
     )  # fmt: skip
     parts: dict[str, list[dict[str, Any]]] = {"write": [], "location": [], "span": []}
-    for row in result.named_results():
-        parts[str(row["part"])].append(row)
+    for part, run_id, texts, numbers, trace_ids, attributes in result.result_rows:
+        # Each part's values by the names REF_LOOKUP packs them under, as one run's reads name them.
+        row: dict[str, Any] = dict(zip(queries.REF_LOOKUP_TEXTS[part], texts, strict=True))
+        row |= zip(queries.REF_LOOKUP_NUMBERS[part], numbers, strict=True)
+        row |= {"run_id": run_id, "trace_ids": trace_ids, "attributes": attributes}
+        parts[part].append(row)
     # Deduplicated and ordered as one run's reads are (RUN_WRITES, RUN_FACT_SPANS): a redelivered write as its
     # newest copy, a replayed span as its earliest.
     writes: dict[str, list[WriteRecord]] = {}
@@ -314,20 +318,25 @@ def load_token_baselines(
 def list_usage(
     client: Client, tenant: str, run_ids: Sequence[str], prices: tuple[list[str], list[float], list[float]]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """For the listed runs: workflow, tokens and cost at these prices (RUN_LIST_TOTALS), and downstream
-    writes (RUN_LIST_WRITES); two reads per page."""
+    """For the listed runs: workflow, tokens and cost at these prices, and downstream writes, each write
+    counted once however many copies of it are stored (a redelivered webhook); one read per page
+    (RUN_LIST_USAGE)."""
     models, price_in, price_out = prices
-    parameters = {"tenant": tenant, "run_ids": list(run_ids)}
-    usage = {
-        str(row["run_id"]): dict(row)
-        for row in client.query(
-            queries.RUN_LIST_TOTALS,
-            parameters={**parameters, "price_models": models, "price_in": price_in, "price_out": price_out},
-        ).named_results()
-    }
-    writes = {
-        str(run_id): int(count) for run_id, count in client.query(queries.RUN_LIST_WRITES, parameters).result_rows
-    }
+    result = client.query(
+        queries.RUN_LIST_USAGE,
+        parameters={"tenant": tenant, "run_ids": list(run_ids), "price_models": models, "price_in": price_in,
+                    "price_out": price_out},
+    )  # fmt: skip
+    usage: dict[str, dict[str, Any]] = {}
+    written: set[tuple[str, str, str, int]] = set()
+    for row in result.named_results():
+        if row["part"] == "usage":
+            usage[str(row["run_id"])] = row
+        else:
+            written.add((str(row["run_id"]), str(row["system"]), str(row["ref"]), int(row["occurred_ns"])))
+    writes: dict[str, int] = {}
+    for run_id, _, _, _ in written:
+        writes[run_id] = writes.get(run_id, 0) + 1
     return usage, writes
 
 

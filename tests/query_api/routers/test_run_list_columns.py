@@ -62,6 +62,20 @@ def test_each_listed_run_has_its_workflow_writes_tokens_cost_and_duration(runs: 
     ]
 
 
+def test_a_redelivered_write_is_counted_once_in_the_listing(runs: None, client: Client, priced_api: TestClient) -> None:
+    # The same webhook delivered again stores a second copy of the write until merges collapse it.
+    redelivered = priced_api.post(
+        "/v1/hooks/github", json=github_pull_request("run_pr_ok"), headers={"X-GitHub-Event": "pull_request"}
+    )
+    assert redelivered.status_code < 300, redelivered.text
+    stored = client.command("SELECT count() FROM writes WHERE run_id = 'run_pr_ok'")
+    assert int(stored) == 3  # the pull request twice and the Jira issue: the copy is there to be counted once
+
+    listed = {run["run_id"]: run["writes"] for run in _listed(priced_api)}
+
+    assert listed == {"run_recon": 0, "run_pr_unapproved": 0, "run_pr_ok": 2}
+
+
 def test_with_findings_counts_them_and_names_the_top_severity(runs: None, priced_api: TestClient) -> None:
     listed = _listed(priced_api, with_findings="true")
     audit = priced_api.get("/v1/runs/run_pr_unapproved/audit").json()
