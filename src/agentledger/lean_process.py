@@ -14,8 +14,9 @@ T = TypeVar("T")
 
 # pyarrow imports pandas, if it is installed, on the first pa.array or pa.scalar from Python values, only to ask
 # whether the value is a pandas object (clickhouse-connect likewise); `up` never uses pandas. With the plugins
-# below, 42 MiB less resident once the command line is imported (187 -> 145 MiB with the dev extras installed). Refused by an import finder, `import pandas` fails and both carry on without it (a None in
-# sys.modules would not do: pyarrow's Cython import takes it for the module).
+# below off, 42 MiB less is resident once the command line is imported (187 -> 145 MiB with the dev extras).
+# Refused by an import finder, `import pandas` fails and both carry on without it (a None in sys.modules would
+# not do: pyarrow's Cython import takes it for the module).
 UNUSED_OPTIONAL_MODULES: Final = ("pandas",)
 # pydantic loads every installed plugin (logfire's) when the first model class is built; agentledger's
 # models need none. pydantic reads the variable whenever a model class is built (FastAPI builds some at run
