@@ -187,6 +187,7 @@ def test_embedded_chdb_server_settings_have_bounded_defaults_and_are_read_from_t
     assert from_file.embedded.server_settings()["mark_cache_size"] == "1048576"
     # Process settings, not chDB start-up options (ingest/embedded_memory.py applies them).
     assert (defaults.embedded.allocator_dirty_decay_ms, defaults.embedded.release_library_pages) == (0, True)
+    assert defaults.embedded.release_library_pages_interval_s == 2.0
     example = load_settings({"config": REPO_ROOT / "agentledger.example.yaml"}, environ={})
     assert example.embedded == defaults.embedded
 
@@ -199,6 +200,10 @@ def test_embedded_chdb_server_settings_have_bounded_defaults_and_are_read_from_t
         ("storage: {embedded: {max_memory: 1}}\n", "storage.embedded.max_memory: Extra inputs are not permitted"),
         ("storage: {embedded: {allocator_dirty_decay_ms: -1}}\n", "storage.embedded.allocator_dirty_decay_ms: "),
         ("storage: {embedded: {release_library_pages: maybe}}\n", "storage.embedded.release_library_pages: "),
+        (
+            "storage: {embedded: {release_library_pages_interval_s: -1}}\n",
+            "storage.embedded.release_library_pages_interval_s: ",
+        ),
     ],
 )
 def test_a_bad_embedded_setting_fails_naming_the_key(tmp_path: Path, text: str, message: str) -> None:

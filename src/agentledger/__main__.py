@@ -1,7 +1,19 @@
-"""`python -m agentledger` runs the command line."""
+"""`python -m agentledger` and the `agentledger` command run the command line."""
 
 import sys
+from collections.abc import Callable
 
-from agentledger.cli import main
+from agentledger.lean_process import import_without_unused_modules
 
-sys.exit(main())
+
+def run() -> int:
+    def load_main() -> Callable[[], int]:
+        from agentledger.cli import main
+
+        return main
+
+    return import_without_unused_modules(load_main)()
+
+
+if __name__ == "__main__":
+    sys.exit(run())

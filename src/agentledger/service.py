@@ -38,7 +38,11 @@ from agentledger.collector.spool import SpoolError
 from agentledger.collector.telemetry import CollectorTelemetry
 from agentledger.credentials import CredentialsError, CredentialStore, load_credentials
 from agentledger.ingest.clickhouse import connect, is_embedded, redact_dsn
-from agentledger.ingest.embedded_memory import configure_allocator, release_library_pages
+from agentledger.ingest.embedded_memory import (
+    configure_allocator,
+    release_library_pages,
+    release_library_pages_every,
+)
 from agentledger.ingest.migrations import migrate
 from agentledger.ingest.signing import LinkSigner
 from agentledger.phoenix import phoenix_connection, phoenix_exporter
@@ -189,6 +193,7 @@ def run_service(
             release_library_pages()
         stop_sync = threading.Event()
         sync_thread: threading.Thread | None = None
+        library_thread = _start_library_release(settings, stop_sync) if embedded else None
         try:
             apps: list[tuple[ASGIApp, socket.socket]] = []
             if collector is not None and collector.http_app is not None and http_socket is not None:
@@ -205,6 +210,8 @@ def run_service(
             stop_sync.set()
             if sync_thread is not None:
                 sync_thread.join()
+            if library_thread is not None:
+                library_thread.join()
             if grpc_server is not None:
                 grpc_server.stop(GRPC_GRACE_SECONDS).wait()
             if collector is not None:
@@ -228,6 +235,18 @@ def _start_phoenix_sync(settings: Settings, sync: PhoenixSync | None, stop: thre
     thread.start()
     logger.info("Phoenix: exporting to %s (project %s), annotation sync every %.0f s",
                 config.endpoint, config.project, config.sync.interval_s)  # fmt: skip
+    return thread
+
+
+def _start_library_release(settings: Settings, stop: threading.Event) -> threading.Thread | None:
+    """Reclaims chDB's read-only library pages every storage.embedded.release_library_pages_interval_s."""
+    interval_s = settings.embedded.release_library_pages_interval_s
+    if not settings.embedded.release_library_pages or interval_s == 0:
+        return None
+    thread = threading.Thread(
+        target=release_library_pages_every, args=(interval_s, stop), name="chdb-library-pages", daemon=True
+    )
+    thread.start()
     return thread
 
 

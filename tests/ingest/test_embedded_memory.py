@@ -90,6 +90,43 @@ def test_released_library_pages_leave_the_resident_set_and_queries_still_answer(
     assert _run(script, str(tmp_path / "chdb")).splitlines() == ["True True True", "[(499500,)]"]
 
 
+def test_pages_faulted_back_in_after_start_are_released_again_until_stopped(tmp_path: Path) -> None:
+    script = (
+        "import re, sys, threading, time\n"
+        "from pathlib import Path\n"
+        "from agentledger.ingest.clickhouse import chdb_dsn, connect\n"
+        "from agentledger.ingest.embedded_memory import release_library_pages, release_library_pages_every\n"
+        "def library_rss_kib():\n"
+        "    total, inside = 0, False\n"
+        "    for line in Path('/proc/self/smaps').read_text().splitlines():\n"
+        "        if re.match(r'^[0-9a-f]+-[0-9a-f]+ ', line):\n"
+        "            fields = line.split()\n"
+        "            inside = len(fields) > 5 and '/chdb/_chdb' in fields[5] and 'w' not in fields[1]\n"
+        "        elif inside and line.startswith('Rss:'):\n"
+        "            total += int(line.split()[1])\n"
+        "    return total\n"
+        "client = connect(chdb_dsn(Path(sys.argv[1])), 'agentledger')\n"
+        "release_library_pages()\n"
+        "client.command('CREATE TABLE t (k UInt64, s String) ENGINE = MergeTree ORDER BY k')\n"
+        'client.command("INSERT INTO t SELECT number, toString(number) FROM numbers(100000)")\n'
+        "client.query('SELECT s, count() FROM t GROUP BY s ORDER BY s LIMIT 1')\n"
+        "touched = library_rss_kib()\n"
+        "stop = threading.Event()\n"
+        "thread = threading.Thread(target=release_library_pages_every, args=(0.01, stop))\n"
+        "thread.start()\n"
+        "deadline = time.monotonic() + 60\n"
+        "while library_rss_kib() >= touched / 2 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n"
+        "released = library_rss_kib()\n"
+        "stop.set()\n"
+        "thread.join(60)\n"
+        "print(touched > 4 * 1024, released < touched / 2, thread.is_alive())\n"
+        "print(client.query('SELECT count() FROM t').result_rows)\n"
+    )
+
+    assert _run(script, str(tmp_path / "chdb")).splitlines() == ["True True False", "[(100000,)]"]
+
+
 def test_without_chdb_loaded_nothing_is_released() -> None:
     script = "from agentledger.ingest.embedded_memory import release_library_pages\nprint(release_library_pages())"
 
