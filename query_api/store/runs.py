@@ -278,6 +278,8 @@ def first_window_rows(runs: int) -> int:
 
 @dataclass(frozen=True)
 class RecentRun:
+    """One of an agent's latest runs, as the cost baseline takes it from a window of the run index."""
+
     run_id: str
     agent_id: str
     first_start_ns: int
@@ -287,7 +289,9 @@ def agents_recent_runs(window: RunWindow, agents: Iterable[str], per_agent: int)
     """Of the window's runs known to be complete (started after its floor), those of these agents, at most
     `per_agent` per agent, newest first (start, then run id, descending). A run's start and agent are those
     of all its rows (the earliest start, the greatest agent id), as the run index gives them once merged;
-    every row of such a run is in the window, since each of its rows started at or after its start."""
+    every row of such a run is in the window, since each of its rows started at or after its start. (The
+    runs read this replaces filtered a run's unmerged rows by agent before grouping them; a run whose insert
+    blocks name different agents is the only one it could have credited otherwise.)"""
     start_of: dict[str, int] = {}
     agent_of: dict[str, str] = {}
     for run_id, start_ns, agent_id in window.rows:
