@@ -14,23 +14,19 @@ from agentledger.query_api.store import catalogue as catalogue_store
 from agentledger.query_api.store import runs as run_store
 
 
-def tool_catalogue(stored: catalogue_store.StoredCatalogue | None, tenant: str, config: AuditConfig) -> ToolCatalogue:
-    """The tenant's catalogue: as last set through the admin API (`stored`), else the config file's."""
+def tool_catalogue(client: Client, tenant: str, config: AuditConfig) -> ToolCatalogue:
+    """The tenant's catalogue: as last set through the admin API, else the config file's."""
+    stored = catalogue_store.load_catalogue(client, tenant)
     return stored.catalogue if stored is not None else config.catalogue_for(tenant)
 
 
 def audit_context(
-    client: Client,
-    tenant: str,
-    location: run_store.RunLocation,
-    stored: catalogue_store.StoredCatalogue | None,
-    config: AuditConfig | None = None,
+    client: Client, tenant: str, location: run_store.RunLocation, config: AuditConfig | None = None
 ) -> AuditContext:
-    """One run's audit context (for the timeline, which reads the run's spans, writes and the tenant's stored
-    catalogue itself)."""
+    """One run's audit context (for the timeline, which reads the run's spans itself)."""
     config = config or AuditConfig()
     baselines = run_store.load_token_baselines(client, tenant, [location], config.cost.baseline_runs)
-    return AuditContext(config, tool_catalogue(stored, tenant, config), baselines.get(location.run_id, []))
+    return AuditContext(config, tool_catalogue(client, tenant, config), baselines.get(location.run_id, []))
 
 
 def load_audit(
@@ -44,23 +40,23 @@ def load_audit(
 def audit_runs(
     client: Client, tenant: str, run_ids: Sequence[str], config: AuditConfig | None = None
 ) -> dict[str, tuple[list[SpanFact], list[LinkedWrite], Audit]]:
-    """Audits of many runs in four reads whatever their number (locations, writes and catalogue; spans;
-    the baselines' window and tokens); runs the index does not know are left out."""
+    """Audits of many runs in five reads whatever their number (locations, spans, writes, baselines,
+    catalogue); runs the index does not know are left out."""
     config = config or AuditConfig()
-    context = run_store.load_runs_context(client, tenant, run_ids)
-    locations = context.locations
+    locations = run_store.locate_runs(client, tenant, run_ids)
     if not locations:
         return {}
     facts = run_store.load_runs_span_facts(client, tenant, locations)
+    writes = run_store.load_runs_writes(client, tenant, [location.run_id for location in locations])
     baselines = run_store.load_token_baselines(client, tenant, locations, config.cost.baseline_runs)
-    catalogue = tool_catalogue(context.stored_catalogue(tenant), tenant, config)
+    catalogue = tool_catalogue(client, tenant, config)
     rules = active_rules(config)
     audited: dict[str, tuple[list[SpanFact], list[LinkedWrite], Audit]] = {}
     for location in locations:
         spans = facts.get(location.run_id, [])
-        linked = link_writes(context.writes.get(location.run_id, []), spans)
-        audit_context = AuditContext(config, catalogue, baselines.get(location.run_id, []), rules)
-        audited[location.run_id] = (spans, linked, audit_run(location.run_id, spans, linked, audit_context))
+        linked = link_writes(writes.get(location.run_id, []), spans)
+        context = AuditContext(config, catalogue, baselines.get(location.run_id, []), rules)
+        audited[location.run_id] = (spans, linked, audit_run(location.run_id, spans, linked, context))
     return audited
 
 

@@ -267,6 +267,20 @@ WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
 GROUP BY run_id
 """
 
+# The columns of a downstream write as the audit and the timeline read them (one run or many).
+_WRITE_ROW: Final = """
+        run_id, system, ref, action, target,
+        toUnixTimestamp64Nano(occurred_at) AS occurred_ns,
+        tool_call_id, source, title, url, actor
+"""
+
+# The writes of a set of runs (RUN_WRITES for many runs).
+RUNS_WRITES: Final = """
+SELECT""" + _WRITE_ROW + """, toUnixTimestamp64Nano(received_at) AS received_ns
+FROM writes
+WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
+"""
+
 # The newest rows of the time-ordered run index (migration 0012) that started in [from, to]: the window
 # of candidate runs the listing and the cost baseline recompute exactly (query_api/store/runs.py). Each row
 # carries the agent of the spans it was made from: the baseline picks the agents' latest runs from these
@@ -299,48 +313,14 @@ ORDER BY updated_at DESC
 LIMIT 1
 """
 
-# What the timeline and the audit read about a set of runs besides their spans, in one statement (each
-# statement costs chDB about a millisecond of its own on top of its reads; three in one saved ~2 ms at 10M
-# spans): the run index rows (RUN_SUMMARY's columns, for each run), their downstream writes (one key range of
-# writes each, every stored copy: a redelivered webhook repeats a row until merges collapse it, and the reader,
-# query_api/writes.py distinct_writes, keeps the newest per (system, ref, occurred_at) and orders them, rather
-# than ORDER BY ... LIMIT 1 BY here, whose steps cost chDB more than the few rows they order) and the tenant's
-# tool catalogue (TOOL_CATALOGUE). Three parts told apart by `part`, padded with empty values to one shape,
-# in no order.
-RUNS_CONTEXT: Final = """
-SELECT
-    'location' AS part, run_id,
-    toUnixTimestamp64Nano(min(first_start)) AS first_start_ns,
-    toUnixTimestamp64Nano(max(last_end)) AS last_end_ns,
-    groupUniqArrayArray(trace_ids) AS trace_ids,
-    max(agent_id) AS agent_id, max(agent_name) AS agent_name, max(outcome) AS outcome,
-    sum(span_count) AS span_count, sum(error_count) AS error_count,
-    '' AS system, '' AS ref, '' AS action, '' AS target, toInt64(0) AS occurred_ns, '' AS tool_call_id,
-    '' AS source, '' AS title, '' AS url, '' AS actor, toInt64(0) AS received_ns,
-    '' AS catalogue, '' AS updated_by, toInt64(0) AS updated_ns
-FROM runs
-WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
-GROUP BY run_id
-UNION ALL
-SELECT
-    'write' AS part, run_id, toInt64(0) AS first_start_ns, toInt64(0) AS last_end_ns,
-    CAST([], 'Array(String)') AS trace_ids, '' AS agent_id, '' AS agent_name, '' AS outcome,
-    toUInt64(0) AS span_count, toUInt64(0) AS error_count,
-    toString(system) AS system, ref, toString(action) AS action, target,
-    toUnixTimestamp64Nano(occurred_at) AS occurred_ns, tool_call_id, toString(source) AS source, title, url, actor,
-    toUnixTimestamp64Nano(received_at) AS received_ns,
-    '' AS catalogue, '' AS updated_by, toInt64(0) AS updated_ns
+# A run's downstream writes: one key range of writes. A redelivered webhook repeats a row until merges
+# collapse it: the reader (query_api/writes.py, distinct_writes) keeps the newest per (system, ref,
+# occurred_at) and orders them, rather than ORDER BY ... LIMIT 1 BY here, whose steps cost chDB more
+# than the few rows they order (benchmarks: query.py).
+RUN_WRITES: Final = """
+SELECT""" + _WRITE_ROW + """, toUnixTimestamp64Nano(received_at) AS received_ns
 FROM writes
-WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
-UNION ALL
-SELECT
-    'catalogue' AS part, '' AS run_id, toInt64(0) AS first_start_ns, toInt64(0) AS last_end_ns,
-    CAST([], 'Array(String)') AS trace_ids, '' AS agent_id, '' AS agent_name, '' AS outcome,
-    toUInt64(0) AS span_count, toUInt64(0) AS error_count,
-    '' AS system, '' AS ref, '' AS action, '' AS target, toInt64(0) AS occurred_ns, '' AS tool_call_id,
-    '' AS source, '' AS title, '' AS url, '' AS actor, toInt64(0) AS received_ns,
-    catalogue, updated_by, updated_ns
-FROM (""" + TOOL_CATALOGUE + """)
+WHERE tenant = {tenant:String} AND run_id = {run_id:String}
 """
 
 # Reverse lookup: which runs wrote (or logged a write span for) this reference. One key range of refs.

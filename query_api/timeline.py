@@ -1,4 +1,4 @@
-"""Builds a run's incident timeline: the run index row and writes, then the run's spans in time order, typed."""
+"""Builds a run's incident timeline: the run index row, then the run's spans in time order, typed."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from agentledger.query_api.audit_config import AuditConfig
 from agentledger.query_api.findings import audit_context
 from agentledger.query_api.models import Annotation, LinkedWrite, SpanEvent, Timeline, TimelineEntry
 from agentledger.query_api.store import runs as run_store
+from agentledger.query_api.store.runs import locate_run
 from agentledger.query_api.times import rfc3339_nanos
+from agentledger.query_api.writes import load_run_writes
 from agentledger.schema.presentation import TIMELINE_DETAILS
 
 
@@ -34,11 +36,9 @@ def load_timeline(
 ) -> Timeline | None:
     """The run's timeline, or None when the run index has no such run for this tenant. `span_url` makes each
     entry's link to the span in Phoenix."""
-    # The run index row, writes and catalogue in one read; then annotations, spans and the cost baseline.
-    context = run_store.load_runs_context(client, tenant, [run_id])
-    if not context.locations:
+    location = locate_run(client, tenant, run_id)
+    if location is None:
         return None
-    location = context.locations[0]
     summary = location.summary
     annotations = _annotations_by_span(client, tenant, run_id, summary.trace_ids)
     entries: list[TimelineEntry] = []
@@ -78,9 +78,8 @@ def load_timeline(
                 phoenix_url=span_url(row["span_id"]) if span_url is not None else "",
             )
         )
-    linked = link_writes(context.writes.get(run_id, []), facts)
-    stored = context.stored_catalogue(tenant)
-    audit = audit_run(run_id, facts, linked, audit_context(client, tenant, location, stored, audit_config))
+    linked = link_writes(load_run_writes(client, tenant, run_id), facts)
+    audit = audit_run(run_id, facts, linked, audit_context(client, tenant, location, audit_config))
     failed: dict[str, list[str]] = {}
     for finding in audit.findings:
         # Every span of a finding's evidence shows it; a write entry has no span id, only its ref.

@@ -12,6 +12,7 @@ from typing import Final
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
+from agentledger.query_api import queries
 from agentledger.query_api.models import WriteIn, WriteRecord
 from agentledger.query_api.times import parse_rfc3339_ns, rfc3339_nanos
 
@@ -97,7 +98,7 @@ def record_of(row: dict[str, object]) -> WriteRecord:
 
 
 def distinct_writes(rows: Iterable[dict[str, object]]) -> list[WriteRecord]:
-    """Write rows (RUNS_CONTEXT, REF_LOOKUP) as records: of the copies of a write (same run, system, ref and
+    """Rows of RUN_WRITES / RUNS_WRITES as records: of the copies of a write (same run, system, ref and
     occurrence: a redelivered webhook) the newest received, ordered by (run, occurrence, system, ref)."""
     newest: dict[tuple[str, str, str, int], dict[str, object]] = {}
     for row in rows:
@@ -106,3 +107,9 @@ def distinct_writes(rows: Iterable[dict[str, object]]) -> list[WriteRecord]:
         if kept is None or int(str(row["received_ns"])) > int(str(kept["received_ns"])):
             newest[key] = row
     return [record_of(newest[key]) for key in sorted(newest, key=lambda key: (key[0], key[3], key[1], key[2]))]
+
+
+def load_run_writes(client: Client, tenant: str, run_id: str) -> list[WriteRecord]:
+    """The run's writes in time order; a write reported twice (webhook redelivery) appears once."""
+    result = client.query(queries.RUN_WRITES, parameters={"tenant": tenant, "run_id": run_id})
+    return distinct_writes(result.named_results())

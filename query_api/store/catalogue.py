@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from time import time_ns
-from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from pydantic import ValidationError
@@ -27,11 +25,9 @@ class StoredCatalogue:
 
 def load_catalogue(client: Client, tenant: str) -> StoredCatalogue | None:
     rows = list(client.query(queries.TOOL_CATALOGUE, parameters={"tenant": tenant}).named_results())
-    return stored_catalogue(rows[0], tenant) if rows else None
-
-
-def stored_catalogue(row: Mapping[str, Any], tenant: str) -> StoredCatalogue:
-    """A row of TOOL_CATALOGUE (or the catalogue part of RUNS_CONTEXT) as the catalogue it stores."""
+    if not rows:
+        return None
+    row = rows[0]
     try:
         catalogue = ToolCatalogue.model_validate_json(str(row["catalogue"]))
     except ValidationError as error:

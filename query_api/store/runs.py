@@ -1,6 +1,5 @@
-"""Runs in storage: where a run's spans are (with its writes and the tenant's catalogue, in one read), its
-spans as the audit reads them (one run or a page of runs in one read), its agent's cost baseline, the
-listing, and its annotations."""
+"""Runs in storage: where a run's spans are, its spans as the audit reads them (one run or a page of runs
+in one read), its writes, its agent's cost baseline, the listing, and its annotations."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ from clickhouse_connect.driver.client import Client
 from agentledger.query_api import queries
 from agentledger.query_api.audit import FACT_KEYS, SpanFact
 from agentledger.query_api.models import RunSummary, WriteRecord
-from agentledger.query_api.store.catalogue import StoredCatalogue, stored_catalogue
 from agentledger.query_api.times import rfc3339_nanos
 from agentledger.query_api.writes import distinct_writes
 
@@ -80,34 +78,11 @@ def locate_run(client: Client, tenant: str, run_id: str) -> RunLocation | None:
     return _location(rows[0]) if rows else None
 
 
-@dataclass(frozen=True)
-class RunsContext:
-    """What RUNS_CONTEXT reads for a set of runs: where the runs the index knows are, their writes in time
-    order (one copy of each), and the tenant's stored tool catalogue row, parsed on demand (stored_catalogue)
-    so that a catalogue that no longer validates fails only a read that audits a run."""
-
-    locations: list[RunLocation]
-    writes: dict[str, list[WriteRecord]]
-    catalogue_row: Mapping[str, Any] | None
-
-    def stored_catalogue(self, tenant: str) -> StoredCatalogue | None:
-        return stored_catalogue(self.catalogue_row, tenant) if self.catalogue_row is not None else None
-
-
-def load_runs_context(client: Client, tenant: str, run_ids: Sequence[str]) -> RunsContext:
-    """The runs' index rows, writes and the tenant's catalogue in one read (RUNS_CONTEXT), deduplicated as
-    their own reads are (RUN_SUMMARY, distinct_writes, TOOL_CATALOGUE)."""
+def locate_runs(client: Client, tenant: str, run_ids: Sequence[str]) -> list[RunLocation]:
     if not run_ids:
-        return RunsContext([], {}, None)
-    result = client.query(queries.RUNS_CONTEXT, parameters={"tenant": tenant, "run_ids": list(run_ids)})
-    parts: dict[str, list[dict[str, Any]]] = {"location": [], "write": [], "catalogue": []}
-    for row in result.named_results():
-        parts[str(row["part"])].append(row)
-    writes: dict[str, list[WriteRecord]] = {run_id: [] for run_id in run_ids}
-    for record in distinct_writes(parts["write"]):
-        writes.setdefault(record.run_id, []).append(record)
-    catalogue = parts["catalogue"][0] if parts["catalogue"] else None
-    return RunsContext([_location(row) for row in parts["location"]], writes, catalogue)
+        return []
+    result = client.query(queries.RUNS_LOCATIONS, parameters={"tenant": tenant, "run_ids": list(run_ids)})
+    return [_location(row) for row in result.named_results()]
 
 
 def _span_facts(result: Any) -> list[SpanFact]:
@@ -199,7 +174,7 @@ def load_ref_lookup(client: Client, tenant: str, ref: str, limit: int) -> RefLoo
     parts: dict[str, list[dict[str, Any]]] = {"write": [], "location": [], "span": []}
     for row in result.named_results():
         parts[str(row["part"])].append(row)
-    # Deduplicated and ordered as one run's reads are (RUNS_CONTEXT, RUN_FACT_SPANS): a redelivered write as its
+    # Deduplicated and ordered as one run's reads are (RUN_WRITES, RUN_FACT_SPANS): a redelivered write as its
     # newest copy, a replayed span as its earliest.
     writes: dict[str, list[WriteRecord]] = {}
     for record in distinct_writes(parts["write"]):
@@ -233,6 +208,16 @@ def _link_spans_by_run(rows: Sequence[Mapping[str, Any]], runs: Sequence[RunLoca
             )
             if member and run.from_ns <= fact.start_ns <= run.to_ns:
                 by_run[run.run_id].append(fact)
+    return by_run
+
+
+def load_runs_writes(client: Client, tenant: str, run_ids: Sequence[str]) -> dict[str, list[WriteRecord]]:
+    by_run: dict[str, list[WriteRecord]] = {run_id: [] for run_id in run_ids}
+    if not run_ids:
+        return by_run
+    result = client.query(queries.RUNS_WRITES, parameters={"tenant": tenant, "run_ids": list(run_ids)})
+    for record in distinct_writes(result.named_results()):
+        by_run.setdefault(record.run_id, []).append(record)
     return by_run
 
 
