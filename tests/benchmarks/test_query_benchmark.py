@@ -89,6 +89,6 @@ def test_statements_break_the_round_trips_down_by_statement_for_the_endpoints_na
     assert [match["label"] for line in lines if (match := TIMING.match(line))] == ENDPOINTS[:2]
     statements = [(match["name"], float(match["per_request"])) for line in lines if (match := STATEMENT.match(line))]
     # Named as in query_api/queries.py; together as many round trips as the endpoint's count.
-    assert {name for name, _ in statements} >= {"RUNS_CONTEXT", "RUN_SPANS", "RUNS_FACT_SPANS", "RUN_STARTS_WINDOW"}
+    assert {name for name, _ in statements} >= {"RUN_SUMMARY", "RUN_SPANS", "RUNS_FACT_SPANS", "RUN_STARTS_WINDOW"}
     trips = [float(line.split()[4].rstrip(";")) for line in lines if ROUND_TRIPS.match(line)]
     assert len(trips) == 2 and sum(per_request for _, per_request in statements) == pytest.approx(sum(trips))
