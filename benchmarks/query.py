@@ -5,7 +5,8 @@ ingest span writer as Arrow batches, then times the API endpoints in process (Fa
 request handling and JSON are included) for random runs, at each size of --sizes in turn (the store
 grows from one size to the next). Prints p50/p95 in milliseconds; the query condition cache is off so
 repeated predicates are not cached. --queries also prints, per endpoint, the round trips to ClickHouse
-per request and the share of the request spent waiting for them.
+per request and the share of the request spent waiting for them; --statements breaks that down by
+statement (named as in query_api/queries.py). --endpoints times only the endpoints named.
 
     .venv/bin/python benchmarks/query.py [--sizes 100000,1000000,10000000] [--requests 300] [--queries]
     .venv/bin/python benchmarks/query.py --smoke
@@ -226,9 +227,32 @@ def percentiles(timings: list[float]) -> str:
     return f"p50 {statistics.median(ordered) * 1000:7.2f} ms   p95 {p95 * 1000:7.2f} ms"
 
 
+def statement_names() -> dict[str, str]:
+    """The query API's statements by text, named as in query_api/queries.py (a dict or tuple of statements
+    names each by its key or position), so a round trip can be told by the constant it runs."""
+    from agentledger.query_api import queries
+
+    names: dict[str, str] = {}
+    for name, value in vars(queries).items():
+        if name.startswith("__"):
+            continue
+        if isinstance(value, str):
+            names.setdefault(value, name)
+        elif isinstance(value, dict):
+            for key, text in value.items():
+                if isinstance(text, str):
+                    names.setdefault(text, f"{name}[{key}]")
+        elif isinstance(value, tuple):
+            for position, text in enumerate(value):
+                if isinstance(text, str):
+                    names.setdefault(text, f"{name}[{position}]")
+    return names
+
+
 class QueryClock:
     """Counts the client's round trips to ClickHouse and the time spent in them, by wrapping the client's
-    query methods on the instance (the API holds the same client object)."""
+    query methods on the instance (the API holds the same client object); each round trip's time is also
+    kept under the name of the statement it ran (statement_names), for --statements."""
 
     METHODS = ("query", "command", "query_arrow", "query_np", "query_df", "raw_query", "insert", "insert_arrow")
 
@@ -236,15 +260,25 @@ class QueryClock:
         self.client = client
         self.calls = 0
         self.seconds = 0.0
+        self.by_statement: dict[str, list[float]] = {}
+        self._names = statement_names()
 
-    def _wrap(self, method: Callable[..., Any]) -> Callable[..., Any]:
+    def _name(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        text = args[0] if args else kwargs.get("query", kwargs.get("cmd", kwargs.get("table", "")))
+        if not isinstance(text, str):
+            return method
+        return self._names.get(text, f"{method}: {' '.join(text.split())[:40]}")
+
+    def _wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def timed_call(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
                 return method(*args, **kwargs)
             finally:
+                elapsed = time.perf_counter() - started
                 self.calls += 1
-                self.seconds += time.perf_counter() - started
+                self.seconds += elapsed
+                self.by_statement.setdefault(self._name(name, args, kwargs), []).append(elapsed)
 
         return timed_call
 
@@ -252,13 +286,25 @@ class QueryClock:
     def running(self) -> Iterator[QueryClock]:
         originals = {name: getattr(self.client, name) for name in self.METHODS}
         for name, method in originals.items():
-            setattr(self.client, name, self._wrap(method))
-        self.calls, self.seconds = 0, 0.0
+            setattr(self.client, name, self._wrap(name, method))
+        self.calls, self.seconds, self.by_statement = 0, 0.0, {}
         try:
             yield self
         finally:
             for name in originals:
                 delattr(self.client, name)
+
+    def statement_lines(self, requests: int) -> list[str]:
+        """Per statement, most time first: round trips per request, median and mean ms per round trip,
+        and ms per request."""
+        lines = []
+        for name, timings in sorted(self.by_statement.items(), key=lambda item: -sum(item[1])):
+            median, mean = statistics.median(timings) * 1000, statistics.fmean(timings) * 1000
+            lines.append(
+                f"{'':<8}{name:<40} {len(timings) / requests:4.1f}/request  median {median:6.2f} ms"
+                f"  mean {mean:6.2f} ms  {sum(timings) / requests * 1000:6.2f} ms/request"
+            )
+        return lines
 
 
 def timed(requests: int, call: Callable[[int], None], warmup: int) -> list[float]:
@@ -272,7 +318,16 @@ def timed(requests: int, call: Callable[[int], None], warmup: int) -> list[float
     return timings
 
 
-def measure(api: TestClient, client: Any, loaded_runs: int, requests: int, warmup: int, queries: bool) -> None:
+def measure(
+    api: TestClient,
+    client: Any,
+    loaded_runs: int,
+    requests: int,
+    warmup: int,
+    queries: bool,
+    statements: bool = False,
+    endpoints: frozenset[str] = frozenset(),
+) -> None:
     rng = random.Random(7)
     picks = [rng.randrange(loaded_runs) for _ in range(requests + warmup)]
 
@@ -320,8 +375,10 @@ def measure(api: TestClient, client: Any, loaded_runs: int, requests: int, warmu
         ("GET /v1/runs?limit=50", listing, max(20, requests // 10)),
         ("GET /v1/runs?tool=&autonomy_level=", listing_filtered, max(20, requests // 10)),
     ):
+        if endpoints and label.strip() not in endpoints:
+            continue
         print(f"{label:<38} {percentiles(timed(count, call, warmup))}")
-        if queries:
+        if queries or statements:
             with clock.running():
                 began, began_cpu = time.perf_counter(), time.process_time()
                 for index in range(count):
@@ -334,6 +391,8 @@ def measure(api: TestClient, client: Any, loaded_runs: int, requests: int, warmu
                 f" {clock.seconds / count * 1000:7.2f} ms of {total / count * 1000:7.2f} ms"
                 f" ({clock.seconds / total:4.0%}); CPU {cpu / count * 1000:7.2f} ms per request"
             )
+            if statements:
+                print("\n".join(clock.statement_lines(count)))
 
 
 def main() -> None:
@@ -347,6 +406,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20, help="untimed requests before each measurement")
     parser.add_argument(
         "--queries", action="store_true", help="also count round trips and time in ClickHouse per request"
+    )
+    parser.add_argument(
+        "--statements", action="store_true", help="with the round trips, each statement's round trips and time"
+    )
+    parser.add_argument(
+        "--endpoints",
+        default="",
+        help="comma-separated labels of the endpoints to time, as printed; all if empty",
     )
     parser.add_argument(
         "--store", type=Path, help="keep the store in this folder and reuse the runs already loaded there"
@@ -386,7 +453,8 @@ def main() -> None:
                 "SELECT count() FROM system.parts WHERE database = 'bench' AND table = 'spans' AND active"
             )
             print(f"merges settled after {settled:.1f} s; active parts of spans: {parts}")
-            measure(api, client, loaded, args.requests, args.warmup, args.queries)
+            endpoints = frozenset(label.strip() for label in args.endpoints.split(",") if label.strip())
+            measure(api, client, loaded, args.requests, args.warmup, args.queries, args.statements, endpoints)
 
 
 if __name__ == "__main__":

@@ -282,33 +282,17 @@ WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
 """
 
 # The newest rows of the time-ordered run index (migration 0012) that started in [from, to]: the window
-# of candidate runs the listing and the cost baseline recompute exactly (query_api/store/runs.py).
+# of candidate runs the listing and the cost baseline recompute exactly (query_api/store/runs.py). Each row
+# carries the agent of the spans it was made from: the baseline picks the agents' latest runs from these
+# rows alone (agents_recent_runs), with no read of the runs table.
 RUN_STARTS_WINDOW: Final = """
-SELECT run_id, toUnixTimestamp64Nano(first_start) AS start_ns
+SELECT run_id, toUnixTimestamp64Nano(first_start) AS start_ns, agent_id
 FROM run_starts
 WHERE tenant = {tenant:String}
   AND first_start >= fromUnixTimestamp64Nano({from_ns:Int64})
   AND first_start <= fromUnixTimestamp64Nano({to_ns:Int64})
 ORDER BY first_start DESC
 LIMIT {scan:UInt32}
-"""
-
-# The cost baseline, in two reads: the agents' latest runs that started at or before {until_ns}, at most
-# {per_agent} per agent, newest first (the audit takes, per run, those that started before it), then their
-# total tokens (RUNS_TOKENS). Read for the candidate runs of a window of the time-ordered index, of which
-# only those that started after {floor_ns} are known to be complete (RUN_STARTS_WINDOW). Two statements,
-# not one: a statement using the runs twice (the tokens' filter and the join) had ClickHouse compute them
-# twice, which cost more than the second round trip.
-AGENT_RECENT_RUNS: Final = """
-SELECT run_id, max(agent_id) AS run_agent, toUnixTimestamp64Nano(min(first_start)) AS first_start_ns
-FROM runs
--- Rows of a run carry its agent and start once merged; filtering them first keeps the grouping small.
-WHERE tenant = {tenant:String} AND run_id IN {candidates:Array(String)} AND agent_id IN {agents:Array(String)}
-  AND first_start <= fromUnixTimestamp64Nano({until_ns:Int64})
-GROUP BY run_id
-HAVING first_start_ns > {floor_ns:Int64}
-ORDER BY first_start_ns DESC, run_id DESC
-LIMIT {per_agent:UInt32} BY run_agent
 """
 
 # The tokens of each of these runs' spans, as migration 0013 copies them (one row per stored copy of a

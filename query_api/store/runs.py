@@ -239,11 +239,13 @@ _NO_FLOOR: Final = -(2**63)
 @dataclass(frozen=True)
 class RunWindow:
     """The newest rows of the time-ordered run index in a time range: the candidate run ids, and the
-    floor above which every run of the range is among them (a run's earliest row is its exact start)."""
+    floor above which every run of the range is among them (a run's earliest row is its exact start);
+    `rows` are the window's (run id, start ns, agent id) rows, newest first."""
 
     candidates: list[str]
     floor_ns: int
     complete: bool  # the window holds every row of the range
+    rows: list[tuple[str, int, str]]
 
 
 def newest_runs_window(client: Client, tenant: str, from_ns: int, to_ns: int, rows: int) -> RunWindow:
@@ -251,22 +253,61 @@ def newest_runs_window(client: Client, tenant: str, from_ns: int, to_ns: int, ro
         queries.RUN_STARTS_WINDOW,
         parameters={"tenant": tenant, "from_ns": from_ns, "to_ns": min(to_ns, _MAX_INT64), "scan": rows},
     )
-    found = result.result_rows
+    found = [(str(run_id), int(start_ns), str(agent_id)) for run_id, start_ns, agent_id in result.result_rows]
     complete = len(found) < rows
     # Only runs that started strictly after the window's oldest row are sure to be complete: another run
     # may have a row at that very time beyond the window.
-    floor_ns = _NO_FLOOR if complete else int(found[-1][1])
-    return RunWindow(list(dict.fromkeys(str(row[0]) for row in found)), floor_ns, complete)
+    floor_ns = _NO_FLOOR if complete else found[-1][1]
+    return RunWindow(list(dict.fromkeys(row[0] for row in found)), floor_ns, complete, found)
 
 
 def first_window_rows(runs: int) -> int:
     return WINDOW_ROWS_PER_RUN * runs + WINDOW_MIN_ROWS
 
 
+@dataclass(frozen=True)
+class RecentRun:
+    """One of an agent's latest runs, as the cost baseline takes it from a window of the run index."""
+
+    run_id: str
+    agent_id: str
+    first_start_ns: int
+
+
+def agents_recent_runs(window: RunWindow, agents: Iterable[str], per_agent: int) -> list[RecentRun]:
+    """Of the window's runs known to be complete (started after its floor), those of these agents, at most
+    `per_agent` per agent, newest first (start, then run id, descending). A run's start and agent are those
+    of all its rows (the earliest start, the greatest agent id), as the run index gives them once merged;
+    every row of such a run is in the window, since each of its rows started at or after its start. (The
+    runs read this replaces filtered a run's unmerged rows by agent before grouping them; a run whose insert
+    blocks name different agents is the only one it could have credited otherwise.)"""
+    start_of: dict[str, int] = {}
+    agent_of: dict[str, str] = {}
+    for run_id, start_ns, agent_id in window.rows:
+        start_of[run_id] = min(start_ns, start_of.get(run_id, start_ns))
+        agent_of[run_id] = max(agent_id, agent_of.get(run_id, agent_id))
+    wanted = set(agents)
+    ordered = sorted(
+        ((start_ns, run_id) for run_id, start_ns in start_of.items()
+         if start_ns > window.floor_ns and agent_of[run_id] in wanted),
+        reverse=True,
+    )  # fmt: skip
+    taken: dict[str, int] = {}
+    recent: list[RecentRun] = []
+    for start_ns, run_id in ordered:
+        agent = agent_of[run_id]
+        if taken.get(agent, 0) < per_agent:
+            taken[agent] = taken.get(agent, 0) + 1
+            recent.append(RecentRun(run_id, agent, start_ns))
+    return recent
+
+
 def load_token_baselines(
     client: Client, tenant: str, runs: Sequence[RunLocation], per_agent: int
 ) -> dict[str, list[int]]:
-    """Per run: the total tokens of its agent's latest `per_agent` runs that started before it, newest first."""
+    """Per run: the total tokens of its agent's latest `per_agent` runs that started before it, newest first.
+    Two reads: a window of the time-ordered run index (grown until it holds enough of each agent's runs),
+    then the tokens of the runs picked from it."""
     agents = sorted({run.summary.agent_id for run in runs if run.summary.agent_id})
     if not agents:
         return {}
@@ -278,22 +319,17 @@ def load_token_baselines(
         # The agents' newest runs are found in growing windows of the time-ordered index (one key range
         # each) rather than by grouping the agents' whole history.
         window = newest_runs_window(client, tenant, 0, until_ns, window_rows)
-        result = client.query(
-            queries.AGENT_RECENT_RUNS,
-            parameters={"tenant": tenant, "agents": agents, "until_ns": until_ns, "per_agent": wanted,
-                        "candidates": window.candidates, "floor_ns": window.floor_ns},
-        )  # fmt: skip
-        found = list(result.named_results())
+        found = agents_recent_runs(window, agents, wanted)
         per_agent_found: dict[str, int] = {}
-        for row in found:
-            per_agent_found[str(row["run_agent"])] = per_agent_found.get(str(row["run_agent"]), 0) + 1
+        for recent in found:
+            per_agent_found[recent.agent_id] = per_agent_found.get(recent.agent_id, 0) + 1
         if window.complete or all(per_agent_found.get(agent, 0) >= wanted for agent in agents):
             break
         window_rows *= WINDOW_GROWTH
     tokens_of: dict[str, int] = {}
     if found:
         copies = client.query(
-            queries.RUNS_TOKENS, parameters={"tenant": tenant, "run_ids": [str(row["run_id"]) for row in found]}
+            queries.RUNS_TOKENS, parameters={"tenant": tenant, "run_ids": [recent.run_id for recent in found]}
         ).result_rows
         # One copy of each span counts (a replayed copy carries the same tokens).
         of_span = {
@@ -302,9 +338,9 @@ def load_token_baselines(
         for (run_id, _, _), tokens in of_span.items():
             tokens_of[run_id] = tokens_of.get(run_id, 0) + tokens
     history: dict[str, list[tuple[int, str, int]]] = {}
-    for row in found:
-        history.setdefault(str(row["run_agent"]), []).append(
-            (int(row["first_start_ns"]), str(row["run_id"]), tokens_of.get(str(row["run_id"]), 0))
+    for recent in found:
+        history.setdefault(recent.agent_id, []).append(
+            (recent.first_start_ns, recent.run_id, tokens_of.get(recent.run_id, 0))
         )
     ordered = {agent: sorted(rows) for agent, rows in history.items()}  # oldest first, for bisection
     baselines: dict[str, list[int]] = {}

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.benchmarks.running import run_benchmark
 
 ENDPOINTS = [
@@ -70,3 +72,23 @@ def test_a_kept_store_is_reused_and_only_grown(tmp_path: Path) -> None:
     assert "skipping 32 spans: the store already holds 64" in lines, second
     assert re.search(r"^loaded 32 more spans in ", second, re.MULTILINE), second
     assert [line for line in lines if line.startswith("== ")] == ["== 96 spans stored (3 runs), 1 requests each, warm"]
+
+
+STATEMENT = re.compile(
+    r"^ {8}(?P<name>\S+) +(?P<per_request>[0-9.]+)/request  median +[0-9.]+ ms  mean +[0-9.]+ ms +[0-9.]+ ms/request$"
+)
+
+
+def test_statements_break_the_round_trips_down_by_statement_for_the_endpoints_named() -> None:
+    output = run_benchmark(
+        "query.py", "--sizes", "64", "--requests", "2", "--warmup", "1", "--statements",
+        "--endpoints", "GET /v1/runs/{id}/timeline,GET /v1/runs/{id}/audit",
+    )  # fmt: skip
+    lines = output.splitlines()
+
+    assert [match["label"] for line in lines if (match := TIMING.match(line))] == ENDPOINTS[:2]
+    statements = [(match["name"], float(match["per_request"])) for line in lines if (match := STATEMENT.match(line))]
+    # Named as in query_api/queries.py; together as many round trips as the endpoint's count.
+    assert {name for name, _ in statements} >= {"RUN_SUMMARY", "RUN_SPANS", "RUNS_FACT_SPANS", "RUN_STARTS_WINDOW"}
+    trips = [float(line.split()[4].rstrip(";")) for line in lines if ROUND_TRIPS.match(line)]
+    assert len(trips) == 2 and sum(per_request for _, per_request in statements) == pytest.approx(sum(trips))
