@@ -15,4 +15,5 @@ echo "== mypy"
 echo "== pytest"
 # One worker per core, a test file per worker (module-scoped Phoenix and browser start once per file).
 # Each worker is its own process, so each has its own chDB folder (chDB allows one per process).
-exec .venv/bin/pytest -n "${AGENTLEDGER_TEST_WORKERS:-auto}" --dist loadfile "$@"
+# The slowest tests are listed at the end: with a file per worker, one long file sets the suite's tail.
+exec .venv/bin/pytest -n "${AGENTLEDGER_TEST_WORKERS:-auto}" --dist loadfile --durations=15 "$@"
