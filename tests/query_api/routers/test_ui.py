@@ -14,7 +14,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from playwright.sync_api import Browser, Page, expect
 
 from agentledger.schema import conventions as conv
-from tests.conftest import RunningService
+from tests.conftest import RunningService, wait_for_timeline
 from tests.query_api.browser import launched_chromium, screenshot_path
 from tests.query_api.incidents import (
     PR_URL,
@@ -191,6 +191,8 @@ def test_each_write_call_has_its_chain_even_when_no_decision_applies_to_it(
         headers={"Content-Type": "application/x-protobuf"},
     )
     assert response.status_code == 200
+    # The collector acknowledges once the spool holds the spans; storage follows asynchronously.
+    wait_for_timeline(service.api_url, "run_unreviewed", len(spans))
     audit = httpx.get(f"{service.api_url}/v1/runs/run_unreviewed/audit").json()
     page = _open(browser, f"{service.api_url}/ui?run=run_unreviewed")
     expect(page.locator("#chains .chain")).to_have_count(2)
