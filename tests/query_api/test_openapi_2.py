@@ -1,0 +1,12 @@
+"""Schemathesis, second shard of the operations (see openapi_properties.py)."""
+
+from __future__ import annotations
+
+from clickhouse_connect.driver.client import Client
+
+from tests.query_api.openapi_properties import OPERATIONS, SHARDS, check_operations
+
+
+def test_every_other_operation_answers_only_documented_responses_and_never_500(client: Client) -> None:
+    checked = check_operations(client, shard=1)
+    assert len(checked) == len(range(1, OPERATIONS, SHARDS))
