@@ -36,7 +36,7 @@ from agentledger.collector.processors.redaction_detectors import (
     custom_detector,
     normal_secret,
 )
-from agentledger.collector.processors.redaction_hyperscan import HyperscanScans, hyperscan_scans
+from agentledger.collector.processors.redaction_hyperscan import MARKING_DATABASE, HyperscanScans, hyperscan_scans
 from agentledger.collector.processors.redaction_ner import NerRedactor, load_ner, ner_problem
 from agentledger.collector.processors.redaction_rules import SecretRuleSet, gitleaks_rules
 from agentledger.schema import conventions as conv
@@ -319,19 +319,23 @@ class _Scanner:
         }
         self.small_rules = _re2(rules.keyword_pattern) if rules is not None else None
         hyperscan_prefilters = [
-            (pattern.first, pattern.exact) if isinstance(pattern, SecondLook) else (pattern, None)
+            (pattern.first, pattern.exact, _hyperscan_database(d))
+            if isinstance(pattern, SecondLook)
+            else (pattern, None, _hyperscan_database(d))
             for d in self.detectors
             for pattern in (d.hyperscan_prefilter or d.prefilter_patterns)
         ]
         self.hyperscan = self._hyperscan(hyperscan_prefilters) if use_hyperscan else None
 
-    def _hyperscan(self, prefilters: Sequence[tuple[str, str | None]]) -> HyperscanScans | None:
+    def _hyperscan(self, prefilters: Sequence[tuple[str, str | None, str]]) -> HyperscanScans | None:
         """The column scans on Hyperscan, or None (RE2 alone) where a pattern is beyond what it compiles."""
         # One group per pass: each pass runs on the values its own pattern may mark (a secret value that one of the
         # six secret passes may mark need not meet the other five). A custom pattern's passes run on every
         # candidate: its marks are not bound to `\b` alone.
         groups = [
-            None if self.detectors[ord(marker) - _FIRST_INDEX].reason == "custom" else (pattern,)
+            None
+            if self.detectors[ord(marker) - _FIRST_INDEX].reason == "custom"
+            else ((pattern,), _marking_database(self.detectors[ord(marker) - _FIRST_INDEX]))
             for pattern, marker in self.passes
         ]
         rules = self.rules
@@ -340,6 +344,7 @@ class _Scanner:
             rules.keyword_literals if rules is not None else None,
             rules.short_rule_patterns if rules is not None else (),
             tuple(groups),
+            _hyperscan_database(self.secret_detector) if self.secret_detector is not None else "secret",
         )
 
     def replacement(self, entity: str, value: str, normalise: Callable[[str], str]) -> str:
@@ -351,6 +356,23 @@ class _Scanner:
         # Only a pseudonym needs the normalised value (parsing an IP address or a phone number costs).
         digest = hmac.new(self.key, normalise(value).encode(), hashlib.sha256).hexdigest()
         return f"<{entity}:{digest[:PSEUDONYM_HEX_DIGITS]}>"
+
+
+# Hyperscan databases (see redaction_hyperscan's labels, with the figures): detectors named here share one, every
+# other detector has its own; the gitleaks keywords join the secret detector's. In the marking scan only the e-mail
+# pass has a database of its own (~2 ms less there, on 3,000 dense values).
+_SHARED_HYPERSCAN_DATABASES: Final = {"card": "iban", "ssn": "iban"}
+_OWN_MARKING_DATABASE: Final = frozenset({"email"})
+
+
+def _hyperscan_database(detector: Detector) -> str:
+    if detector.reason == "custom":
+        return "custom"
+    return _SHARED_HYPERSCAN_DATABASES.get(detector.entity, detector.entity)
+
+
+def _marking_database(detector: Detector) -> str:
+    return detector.entity if detector.entity in _OWN_MARKING_DATABASE else MARKING_DATABASE
 
 
 # (entity, pattern part) in marking order; an SSN after its keyword (part 1) before the phone digit runs.
