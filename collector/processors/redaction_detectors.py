@@ -432,8 +432,19 @@ CARD_PATTERN: Final = (
 CARD_PREFILTER: Final = rf"\b(?:1\d{{14}}|[2-9]\d{{11,18}}|0604\d{{8,15}})\b|{_CARD_GROUPED}"
 
 
+# The Luhn sum's doubled digits (python-stdnum's `sum(divmod(2 * d, 10))`), by digit character.
+_LUHN_DOUBLED: Final = {str(digit): sum(divmod(2 * digit, 10)) for digit in range(10)}
+_LUHN_PLAIN: Final = {str(digit): digit for digit in range(10)}
+
+
 def luhn_valid(digits: str) -> bool:
-    return stdnum_luhn.is_valid(digits)
+    """python-stdnum's Luhn check; on ASCII digit strings (every card candidate) its sums written out with table
+    lookups, ~5x faster than its alphabet search per digit (tests compare both)."""
+    if not (digits.isascii() and digits.isdigit()):
+        return stdnum_luhn.is_valid(digits)
+    reverse = digits[::-1]
+    plain = sum(map(_LUHN_PLAIN.__getitem__, reverse[::2]))
+    return (plain + sum(map(_LUHN_DOUBLED.__getitem__, reverse[1::2]))) % 10 == 0
 
 
 def card_brand(digits: str) -> str | None:
@@ -510,8 +521,22 @@ def iban_valid(compact: str) -> bool:
     # account numbers fail while still identifying a person's account.
     if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact.isalnum() or not compact[2:4].isdigit():
         return False
+    return mod_97_10_valid(compact[4:] + compact[:4])
+
+
+# Base-36 digits as python-stdnum's mod 97-10 writes them (`str(int(x, 36))`): letters become 10-35.
+_BASE36_DECIMAL: Final = str.maketrans(
+    {letter: str(int(letter, 36)) for letter in string.ascii_letters}  # (digits stand for themselves)
+)
+
+
+def mod_97_10_valid(number: str) -> bool:
+    """python-stdnum's ISO 7064 mod 97-10 check; on ASCII letters and digits (every IBAN that reaches it) one
+    `translate` instead of its `int(x, 36)` per character (tests compare both)."""
+    if number.isascii() and number.isalnum():
+        return int(number.translate(_BASE36_DECIMAL)) % 97 == 1
     try:
-        return mod_97_10.is_valid(compact[4:] + compact[:4])
+        return mod_97_10.is_valid(number)
     except ValueError:
         return False
 

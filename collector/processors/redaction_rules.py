@@ -5,6 +5,7 @@ with its MIT licence and pinned commit): keywords pick the rules worth running, 
 from __future__ import annotations
 
 import math
+import operator
 import re
 import tomllib
 from collections import Counter
@@ -41,8 +42,11 @@ class SecretRule:
 
 
 def shannon_entropy(text: str) -> float:
-    counts = Counter(text)
-    return -sum(count / len(text) * math.log2(count / len(text)) for count in counts.values())
+    # The same terms in the same order as `-sum(p * log2(p))` over a generator (bit for bit: thresholds compare it),
+    # through `map`: a third of the cost of `find` on the dense corpus went to the generator.
+    length = len(text)
+    shares = [count / length for count in Counter(text).values()]
+    return -float(sum(map(operator.mul, shares, map(math.log2, shares))))
 
 
 class SecretRuleSet:
