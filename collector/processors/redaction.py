@@ -540,31 +540,36 @@ class _Scan:
 
     def _redact(self, position: int, marked: str, original: str, keyed: bool) -> str:
         scanner = self._scanner
-        candidates: list[tuple[int, int, int, str]] = [
-            (start, end, index, "") for start, end, index in _candidates(marked)
-        ]
+        candidates = _candidates(marked)
+        # Secrets the gitleaks rules find join the marked candidates with a negative index naming their rule.
+        rule_ids: list[str] = []
         if keyed and scanner.rules is not None:
-            extra = [(start, end, -1, rule) for start, end, rule in scanner.rules.find(original)]
+            extra: list[tuple[int, int, int]] = []
+            for start, end, rule in scanner.rules.find(original):
+                extra.append((start, end, -1 - len(rule_ids)))
+                rule_ids.append(rule)
             if extra:
                 candidates = sorted(candidates + extra, key=lambda candidate: (candidate[0], -candidate[1]))
         pieces: list[str] = []
         done = 0
-        for start, end, index, rule in candidates:
+        detectors, found, spans, take = scanner.detectors, self.found, self.spans, self._take
+        for start, end, index in candidates:
             if start < done:
                 continue  # inside a candidate already redacted
             if index < 0:  # a gitleaks rule found it: the span is the secret itself
-                entity, reason, secret_start, secret = "secret", f"gitleaks rule {rule}", start, original[start:end]
+                entity, secret_start, secret = "secret", start, original[start:end]
+                reason = f"gitleaks rule {rule_ids[-1 - index]}"
                 normalise: Callable[[str], str] = normal_secret
             else:
-                detector = scanner.detectors[index]
-                taken = self._take(detector, original, start, end)
+                detector = detectors[index]
+                taken = take(detector, original, start, end)
                 if taken is None:
                     continue
                 secret_start, secret = taken
                 entity, reason, normalise = detector.entity, detector.reason, detector.normalise
-            self.found.setdefault(entity, []).append(position)
-            if self.spans is not None:
-                self.spans.append((position, entity, secret_start, secret_start + len(secret), reason))
+            found.setdefault(entity, []).append(position)
+            if spans is not None:
+                spans.append((position, entity, secret_start, secret_start + len(secret), reason))
             pieces.append(original[done:secret_start])
             pieces.append(scanner.replacement(entity, secret, normalise))
             done = secret_start + len(secret)
@@ -582,10 +587,15 @@ class _Scan:
         before = original[max(0, start - CONTEXT_CHARS - 1) : start]
         # Validators judge context as text: an escape just before the value reads as the space it stands for.
         context = _TRAILING_ESCAPE.sub(" ", before) if "\\" in before else before
-        length = detector.accepted_length(candidate, context, original[end : end + CONTEXT_CHARS])
-        if length == 0:
+        after = original[end : end + CONTEXT_CHARS]
+        # (Detector.accepted_length, inlined: this runs once per candidate.)
+        if detector.refine is not None:
+            length = detector.refine(candidate, context, after)
+            if length == 0:
+                return None
+            candidate = candidate[:length]
+        elif not detector.validate(candidate, context, after):
             return None
-        candidate = candidate[:length]
         prefix, secret, _ = detector.split(candidate) if detector.split is not None else ("", candidate, "")
         # Keep JSON escapes whole: a candidate that starts inside `\n` or `\u00e9`, or ends on a lone `\`.
         if "\\" in before or "\\" in prefix:

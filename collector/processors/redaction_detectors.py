@@ -317,6 +317,22 @@ def phone_shape(candidate: str) -> tuple[bool, str] | None:
     return needs_keyword, number.replace("(0)", "")
 
 
+@lru_cache(maxsize=65536)
+def _no_phone_shape(candidate: str) -> bool:
+    """Whether `phone_shape` rules out the candidate and each trimmed form the phone detector's `refine` tries (the
+    candidate without its last one or two space-separated groups): then it rejects the candidate whatever stands
+    around it (half the dense corpus's phone candidates: SSNs, dates, ISBNs, versions), without the context checks."""
+    text = candidate
+    for _ in range(3):
+        if phone_shape(text) is not None:
+            return False
+        cut = text.rfind(" ")
+        if cut <= 0:
+            return True
+        text = text[:cut].rstrip(" ,")
+    return True
+
+
 def _without_extension(candidate: str) -> str:
     # Every extension holds an `x` (no other character matches it case-insensitively) or a `#`: without one
     # there is nothing to strip, and the substitution's search is skipped.
@@ -388,8 +404,8 @@ def phone_detector(regions: Sequence[str]) -> Detector:
 
     def refine(candidate: str, before: str, after: str) -> int:
         # A candidate may have swallowed a neighbouring number (`415-555-0199 2 times`): drop trailing groups.
-        if part_of_longer(before):
-            return 0  # and so is every trimmed form: they share the text before
+        if part_of_longer(before) or _no_phone_shape(candidate):
+            return 0  # and so is every trimmed form: they share the text before, and their shapes are ruled out
         context = _Context(before, other_entity_before, has_keyword)
         text = candidate
         for _ in range(3):
