@@ -38,7 +38,7 @@ from agentledger.collector.processors.redaction_detectors import (
 )
 from agentledger.collector.processors.redaction_hyperscan import MARKING_DATABASE, HyperscanScans, hyperscan_scans
 from agentledger.collector.processors.redaction_ner import NerRedactor, load_ner, ner_problem
-from agentledger.collector.processors.redaction_rules import SecretRuleSet, gitleaks_rules
+from agentledger.collector.processors.redaction_rules import SecretRuleSet, found_in, gitleaks_rules
 from agentledger.schema import conventions as conv
 from agentledger.schema.span_columns import PROMOTED_COLUMNS, SPAN_SCHEMA
 
@@ -484,8 +484,8 @@ class _Scan:
             assert combined is not None  # run() returns early without detectors or rules
             where = np.flatnonzero(outside)
             for position, text in zip(where.tolist(), texts.take(pa.array(where)).to_pylist(), strict=True):
-                hits_np[position] = text is not None and combined.search(text) is not None
-                keyed_np[position] = text is not None and rules is not None and rules.search(text) is not None
+                hits_np[position] = text is not None and found_in(combined, text)
+                keyed_np[position] = text is not None and rules is not None and found_in(rules, text)
             if len(present) < len(values):
                 hits_all, keyed_all = np.zeros(len(values), np.bool_), np.zeros(len(values), np.bool_)
                 hits_all[present], keyed_all[present] = hits_np, keyed_np
