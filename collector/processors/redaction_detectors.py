@@ -317,6 +317,22 @@ def phone_shape(candidate: str) -> tuple[bool, str] | None:
     return needs_keyword, number.replace("(0)", "")
 
 
+@lru_cache(maxsize=65536)
+def _no_phone_shape(candidate: str) -> bool:
+    """Whether `phone_shape` rules out the candidate and each trimmed form the phone detector's `refine` tries (the
+    candidate without its last one or two space-separated groups): then it rejects the candidate whatever stands
+    around it (half the dense corpus's phone candidates: SSNs, dates, ISBNs, versions), without the context checks."""
+    text = candidate
+    for _ in range(3):
+        if phone_shape(text) is not None:
+            return False
+        cut = text.rfind(" ")
+        if cut <= 0:
+            return True
+        text = text[:cut].rstrip(" ,")
+    return True
+
+
 def _without_extension(candidate: str) -> str:
     # Every extension holds an `x` (no other character matches it case-insensitively) or a `#`: without one
     # there is nothing to strip, and the substitution's search is skipped.
@@ -388,8 +404,8 @@ def phone_detector(regions: Sequence[str]) -> Detector:
 
     def refine(candidate: str, before: str, after: str) -> int:
         # A candidate may have swallowed a neighbouring number (`415-555-0199 2 times`): drop trailing groups.
-        if part_of_longer(before):
-            return 0  # and so is every trimmed form: they share the text before
+        if part_of_longer(before) or _no_phone_shape(candidate):
+            return 0  # and so is every trimmed form: they share the text before, and their shapes are ruled out
         context = _Context(before, other_entity_before, has_keyword)
         text = candidate
         for _ in range(3):
@@ -432,8 +448,19 @@ CARD_PATTERN: Final = (
 CARD_PREFILTER: Final = rf"\b(?:1\d{{14}}|[2-9]\d{{11,18}}|0604\d{{8,15}})\b|{_CARD_GROUPED}"
 
 
+# The Luhn sum's doubled digits (python-stdnum's `sum(divmod(2 * d, 10))`), by digit character.
+_LUHN_DOUBLED: Final = {str(digit): sum(divmod(2 * digit, 10)) for digit in range(10)}
+_LUHN_PLAIN: Final = {str(digit): digit for digit in range(10)}
+
+
 def luhn_valid(digits: str) -> bool:
-    return stdnum_luhn.is_valid(digits)
+    """python-stdnum's Luhn check; on ASCII digit strings (every card candidate) its sums written out with table
+    lookups, ~5x faster than its alphabet search per digit (tests compare both)."""
+    if not (digits.isascii() and digits.isdigit()):
+        return stdnum_luhn.is_valid(digits)
+    reverse = digits[::-1]
+    plain = sum(map(_LUHN_PLAIN.__getitem__, reverse[::2]))
+    return (plain + sum(map(_LUHN_DOUBLED.__getitem__, reverse[1::2]))) % 10 == 0
 
 
 def card_brand(digits: str) -> str | None:
@@ -510,8 +537,22 @@ def iban_valid(compact: str) -> bool:
     # account numbers fail while still identifying a person's account.
     if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact.isalnum() or not compact[2:4].isdigit():
         return False
+    return mod_97_10_valid(compact[4:] + compact[:4])
+
+
+# Base-36 digits as python-stdnum's mod 97-10 writes them (`str(int(x, 36))`): letters become 10-35.
+_BASE36_DECIMAL: Final = str.maketrans(
+    {letter: str(int(letter, 36)) for letter in string.ascii_letters}  # (digits stand for themselves)
+)
+
+
+def mod_97_10_valid(number: str) -> bool:
+    """python-stdnum's ISO 7064 mod 97-10 check; on ASCII letters and digits (every IBAN that reaches it) one
+    `translate` instead of its `int(x, 36)` per character (tests compare both)."""
+    if number.isascii() and number.isalnum():
+        return int(number.translate(_BASE36_DECIMAL)) % 97 == 1
     try:
-        return mod_97_10.is_valid(compact[4:] + compact[:4])
+        return mod_97_10.is_valid(number)
     except ValueError:
         return False
 

@@ -37,12 +37,23 @@ _NEEDS_RE2: Final = r"[\x80-\xff\x01\x03\x0b]"
 _CONTEXT_ASSERTIONS: Final = ("^", "$", "\\B", "\\A", "\\z", "\\Z", "\\G")
 
 
+# Patterns are compiled into several databases, one per label (see `_Program`): Hyperscan's cost for one database of
+# many patterns is not the sum of theirs. Measured on the redaction benchmark's corpora (benchmarks/redaction.py,
+# 9.3 MB of realistic spans): the prefilter as one database 40 ms, one per detector 29 ms, with these labels 25 ms.
+# The e-mail patterns (their top-level-domain complement of the file extensions) cost ~1 ms alone and ~14 ms more
+# beside the others; the secret patterns and the gitleaks keywords, and the IBAN, card and SSN ones, share a
+# database for less than apart.
+NEEDS_RE2_DATABASE: Final = "needs_re2"
+MARKING_DATABASE: Final = "marking"
+
+
 @lru_cache(maxsize=16)
 def hyperscan_scans(
-    prefilters: tuple[tuple[str, str | None], ...],
+    prefilters: tuple[tuple[str, str | None, str], ...],
     keyword_literals: str | None,
     short_rules: tuple[str, ...],
-    pass_groups: tuple[tuple[str, ...] | None, ...],
+    pass_groups: tuple[tuple[tuple[str, ...], str] | None, ...],
+    rules_database: str = "secret",
 ) -> HyperscanScans | None:
     """The scans for these patterns, compiled once per process (compiling takes about a second), or None where
     Hyperscan is not installed or a pattern is beyond what it compiles: the processor then keeps RE2 alone. (A
@@ -50,7 +61,7 @@ def hyperscan_scans(
     if hyperscan is None:
         return None
     try:
-        return HyperscanScans(prefilters, keyword_literals, short_rules, pass_groups)
+        return HyperscanScans(prefilters, keyword_literals, short_rules, pass_groups, rules_database)
     except hyperscan.error:
         return None
 
@@ -101,9 +112,9 @@ def _has_end_anchor(pattern: str) -> bool:
     return any(not in_class and token in ("$", "\\z", "\\Z") for token, in_class in _tokens(pattern))
 
 
-def _compile(patterns: Sequence[tuple[str, int]], separator: str) -> Any:
-    """A block-mode database of `(pattern, flags)`, ids in order. Raises hyperscan.error for a pattern beyond
-    Hyperscan (an end anchor inside a custom pattern, `(?:x$|y)z`): the processor then keeps RE2 alone.
+def _compile(patterns: Sequence[tuple[str, int, int]], separator: str) -> Any:
+    """A block-mode database of `(pattern, flags, id)`. Raises hyperscan.error for a pattern beyond Hyperscan (an end
+    anchor inside a custom pattern, `(?:x$|y)z`): the processor then keeps RE2 alone.
 
     Each pattern runs on to the next separator: Hyperscan reports every end offset of every match, one Python
     call each (a digit-run pattern ends at every digit), and this way all the matches of one value end at one
@@ -112,12 +123,48 @@ def _compile(patterns: Sequence[tuple[str, int]], separator: str) -> Any:
     escaped = f"\\x{ord(separator):02x}"
     # (A pattern with `$` cannot run on: Hyperscan has no end anchor inside a pattern. It runs as written.)
     expressions = [
-        pattern if _has_end_anchor(pattern) else f"(?:{pattern})[^{escaped}]*{escaped}" for pattern, _ in patterns
+        pattern if _has_end_anchor(pattern) else f"(?:{pattern})[^{escaped}]*{escaped}" for pattern, _, _ in patterns
     ]
-    flags = [flag for _, flag in patterns]
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    database.compile(expressions=[e.encode() for e in expressions], ids=list(range(len(expressions))), flags=flags)
+    database.compile(
+        expressions=[e.encode() for e in expressions],
+        ids=[pattern_id for _, _, pattern_id in patterns],
+        flags=[flag for _, flag, _ in patterns],
+    )
     return database
+
+
+class _Program:
+    """Patterns, ids in order, compiled into one database per label (`(pattern, flags, label)`), scanned one after
+    the other: their matches are those of one database of them all, with the same ids."""
+
+    def __init__(self, patterns: Sequence[tuple[str, int, str]], separator: str) -> None:
+        labels = list(dict.fromkeys(label for _, _, label in patterns))
+        numbered = list(enumerate(patterns))
+        self._databases = [
+            _compile([(pattern, flags, number) for number, (pattern, flags, of) in numbered if of == label], separator)
+            for label in labels
+        ]
+        # A scratch space serves one scan at a time: each thread gets its own, so scans run in parallel.
+        self._scratch = threading.local()
+
+    def matches(self, buffer: pa.Buffer | None) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(pattern id, end offset) of every match in `buffer`."""
+        scratches: list[Any] | None = getattr(self._scratch, "spaces", None)
+        if scratches is None:
+            scratches = [hyperscan.Scratch(database) for database in self._databases]
+            self._scratch.spaces = scratches
+        ids: list[int] = []
+        ends: list[int] = []
+
+        def on_match(pattern_id: int, start: int, end: int, flags: int, context: object) -> None:
+            ids.append(pattern_id)
+            ends.append(end)
+
+        if buffer is not None:
+            for database, scratch in zip(self._databases, scratches, strict=True):
+                database.scan(buffer, match_event_handler=on_match, scratch=scratch)
+        return np.asarray(ids, np.int64), np.asarray(ends, np.int64)
 
 
 class HyperscanScans:
@@ -140,53 +187,46 @@ class HyperscanScans:
 
     def __init__(
         self,
-        prefilters: Sequence[tuple[str, str | None]],
+        prefilters: Sequence[tuple[str, str | None, str]],
         keyword_literals: str | None,
         short_rules: Sequence[str],
-        pass_groups: Sequence[Sequence[str] | None],
+        pass_groups: Sequence[tuple[Sequence[str], str] | None],
+        rules_database: str,
     ) -> None:
         assert hyperscan is not None
         multiline = hyperscan.HS_FLAG_MULTILINE
-        # Each detector pattern `(first, exact)`: `first` on the column; where it alone passes a value, `exact` on it.
-        prefilter_patterns = [(first, multiline) for first, _ in prefilters]
+        # Each detector pattern `(first, exact, database)`: `first` on the column; where it alone passes a value,
+        # `exact` on it.
+        prefilter_patterns = [(first, multiline, database) for first, _, database in prefilters]
         self._detector_ids = len(prefilter_patterns)
-        exact = [(pattern, multiline) for _, pattern in prefilters if pattern is not None]
-        self._second_look = _compile(exact, _LINE_SEPARATOR) if exact else None
+        exact = [(pattern, multiline, database) for _, pattern, database in prefilters if pattern is not None]
+        self._second_look = _Program(exact, _LINE_SEPARATOR) if exact else None
         if keyword_literals:
-            prefilter_patterns.append((keyword_literals, multiline | hyperscan.HS_FLAG_CASELESS))
-        prefilter_patterns += [(pattern, multiline) for pattern in short_rules]
-        prefilter_patterns.append((_NEEDS_RE2, 0))
+            prefilter_patterns.append((keyword_literals, multiline | hyperscan.HS_FLAG_CASELESS, rules_database))
+        prefilter_patterns += [(pattern, multiline, rules_database) for pattern in short_rules]
+        prefilter_patterns.append((_NEEDS_RE2, 0, NEEDS_RE2_DATABASE))
         self._needs_re2_id = len(prefilter_patterns) - 1
-        self._prefilter = _compile(prefilter_patterns, _LINE_SEPARATOR)
+        self._prefilter = _Program(prefilter_patterns, _LINE_SEPARATOR)
         self._has_second_look = np.zeros(len(prefilter_patterns), np.bool_)
-        self._has_second_look[[index for index, (_, pattern) in enumerate(prefilters) if pattern is not None]] = True
+        self._has_second_look[[index for index, (_, pattern, _) in enumerate(prefilters) if pattern is not None]] = True
         # Marking: one id per restricted pass group (None: the group runs on every candidate).
         self.restricted: list[bool] = []
-        group_patterns: list[tuple[str, int]] = []
+        group_patterns: list[tuple[str, int, str]] = []
         self._group_of_id: list[int] = []
         for group_index, group in enumerate(pass_groups):
-            widened = [_without_word_boundaries(pattern) for pattern in group] if group is not None else [None]
-            if any(pattern is None for pattern in widened):
+            widened = [_without_word_boundaries(pattern) for pattern in group[0]] if group is not None else [None]
+            if group is None or any(pattern is None for pattern in widened):
                 self.restricted.append(False)
                 continue
             self.restricted.append(True)
             for pattern in widened:
                 assert pattern is not None
-                group_patterns.append((pattern, 0))
+                group_patterns.append((pattern, 0, group[1]))
                 self._group_of_id.append(group_index)
-        group_patterns.append((_NEEDS_RE2, 0))
+        group_patterns.append((_NEEDS_RE2, 0, MARKING_DATABASE))
         self._group_of_id.append(-1)
-        self._groups = _compile(group_patterns, _NUL_SEPARATOR)
+        self._groups = _Program(group_patterns, _NUL_SEPARATOR)
         self._group_count = len(self.restricted)
-        # A scratch space serves one scan at a time: each thread gets its own, so scans run in parallel.
-        self._scratch = threading.local()
-
-    def _scratch_for(self, name: str, database: Any) -> Any:
-        scratch = getattr(self._scratch, name, None)
-        if scratch is None:
-            scratch = hyperscan.Scratch(database)
-            setattr(self._scratch, name, scratch)
-        return scratch
 
     def scan_column(self, values: pa.Array) -> tuple[_Mask, _Mask, _Mask]:
         """(Hyperscan passes the value, Hyperscan finds a keyword or short rule, the value needs RE2's answer:
@@ -196,7 +236,7 @@ class HyperscanScans:
         keyed = np.zeros(count, np.bool_)
         outside = np.zeros(count, np.bool_)
         buffer, starts = _joined(values, _LINE_SEPARATOR)
-        ids, ends = _matches(self._prefilter, buffer, self._scratch_for("prefilter", self._prefilter))
+        ids, ends = self._prefilter.matches(buffer)
         if len(ids):
             owners = np.searchsorted(starts, ends - 1, side="right") - 1
             needs_re2 = ids == self._needs_re2_id
@@ -216,7 +256,7 @@ class HyperscanScans:
         assert self._second_look is not None  # a value is looked at again only through a pattern that has one
         where = np.flatnonzero(looked)
         buffer, starts = _joined(values.take(pa.array(where)), _LINE_SEPARATOR)
-        ids, ends = _matches(self._second_look, buffer, self._scratch_for("second_look", self._second_look))
+        ids, ends = self._second_look.matches(buffer)
         if len(ids) == 0:
             return where[:0]
         return where[np.unique(np.searchsorted(starts, ends - 1, side="right") - 1)]
@@ -229,7 +269,7 @@ class HyperscanScans:
         if count == 0:
             return may_match
         buffer, starts = _joined(values, _NUL_SEPARATOR)
-        ids, ends = _matches(self._groups, buffer, self._scratch_for("groups", self._groups))
+        ids, ends = self._groups.matches(buffer)
         if len(ids):
             owners = np.searchsorted(starts, ends - 1, side="right") - 1
             groups = np.asarray(self._group_of_id, np.int64)[ids]
@@ -246,19 +286,3 @@ def _joined(values: pa.Array, separator: str) -> tuple[pa.Buffer | None, npt.NDA
     data = joined.buffers()[2]
     buffer = data[offsets[0] : offsets[-1]] if data is not None and offsets[-1] > offsets[0] else None
     return buffer, offsets - offsets[0]
-
-
-def _matches(
-    database: Any, buffer: pa.Buffer | None, scratch: Any
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(pattern id, end offset) of every match in `buffer`."""
-    ids: list[int] = []
-    ends: list[int] = []
-
-    def on_match(pattern_id: int, start: int, end: int, flags: int, context: object) -> None:
-        ids.append(pattern_id)
-        ends.append(end)
-
-    if buffer is not None:
-        database.scan(buffer, match_event_handler=on_match, scratch=scratch)
-    return np.asarray(ids, np.int64), np.asarray(ends, np.int64)
