@@ -448,19 +448,10 @@ CARD_PATTERN: Final = (
 CARD_PREFILTER: Final = rf"\b(?:1\d{{14}}|[2-9]\d{{11,18}}|0604\d{{8,15}})\b|{_CARD_GROUPED}"
 
 
-# The Luhn sum's doubled digits (python-stdnum's `sum(divmod(2 * d, 10))`), by digit character.
-_LUHN_DOUBLED: Final = {str(digit): sum(divmod(2 * digit, 10)) for digit in range(10)}
-_LUHN_PLAIN: Final = {str(digit): digit for digit in range(10)}
-
-
 def luhn_valid(digits: str) -> bool:
-    """python-stdnum's Luhn check; on ASCII digit strings (every card candidate) its sums written out with table
-    lookups, ~5x faster than its alphabet search per digit (tests compare both)."""
-    if not (digits.isascii() and digits.isdigit()):
-        return stdnum_luhn.is_valid(digits)
-    reverse = digits[::-1]
-    plain = sum(map(_LUHN_PLAIN.__getitem__, reverse[::2]))
-    return (plain + sum(map(_LUHN_DOUBLED.__getitem__, reverse[1::2]))) % 10 == 0
+    # python-stdnum's check, as issue 17 asks (kept libraries, not hand-written validators): a written-out sum
+    # was ~2.4 us faster per candidate (3.3 vs 0.9 us), ~3% of the dense corpus's time, not worth a second checker.
+    return stdnum_luhn.is_valid(digits)
 
 
 def card_brand(digits: str) -> str | None:
@@ -540,17 +531,8 @@ def iban_valid(compact: str) -> bool:
     return mod_97_10_valid(compact[4:] + compact[:4])
 
 
-# Base-36 digits as python-stdnum's mod 97-10 writes them (`str(int(x, 36))`): letters become 10-35.
-_BASE36_DECIMAL: Final = str.maketrans(
-    {letter: str(int(letter, 36)) for letter in string.ascii_letters}  # (digits stand for themselves)
-)
-
-
 def mod_97_10_valid(number: str) -> bool:
-    """python-stdnum's ISO 7064 mod 97-10 check; on ASCII letters and digits (every IBAN that reaches it) one
-    `translate` instead of its `int(x, 36)` per character (tests compare both)."""
-    if number.isascii() and number.isalnum():
-        return int(number.translate(_BASE36_DECIMAL)) % 97 == 1
+    """python-stdnum's ISO 7064 mod 97-10 check (False where stdnum refuses the characters)."""
     try:
         return mod_97_10.is_valid(number)
     except ValueError:

@@ -19,11 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from stdnum import luhn
-from stdnum.iso7064 import mod_97_10
-
 from agentledger.collector.processors.redaction import RedactionProcessor, _candidates, explain
-from agentledger.collector.processors.redaction_detectors import luhn_valid, mod_97_10_valid
 from agentledger.collector.processors.redaction_rules import shannon_entropy
 from tests.collector.redaction_corpus import generate_broad_corpus, generate_corpus, generate_decoys
 from tests.collector.span_batches import span_columns_table
@@ -107,21 +103,11 @@ def test_the_detections_are_the_recorded_ones() -> None:
     assert now["batches"] == recorded["batches"]
 
 
-def test_the_written_out_checks_answer_as_python_stdnum_and_the_plain_entropy() -> None:
+def test_the_entropy_written_through_map_is_the_plain_formula_bit_for_bit() -> None:
     rng = random.Random(5)
-    valid_ibans = 0
     for _ in range(30_000):
-        digits = "".join(rng.choice(string.digits) for _ in range(rng.randint(1, 24)))
-        assert luhn_valid(digits) == luhn.is_valid(digits), digits
-        number = "".join(rng.choice(string.digits + string.ascii_letters) for _ in range(rng.randint(1, 34)))
-        valid_ibans += mod_97_10_valid(number)
-        assert mod_97_10_valid(number) == mod_97_10.is_valid(number), number
         text = "".join(rng.choice(string.printable + "é€") for _ in range(rng.randint(1, 60)))
         assert shannon_entropy(text) == -sum(c / len(text) * math.log2(c / len(text)) for c in Counter(text).values())
-    assert valid_ibans > 100
-    for odd in ("", "4111 1111", "٤١١١١١١١١١١١١١١١", "DE89\u00e9", "de89370400440532013000"):
-        assert luhn_valid(odd) == luhn.is_valid(odd)
-        assert mod_97_10_valid(odd) == mod_97_10.is_valid(odd)
 
 
 def test_marked_candidates_come_outer_before_inner_in_unmarked_offsets() -> None:
