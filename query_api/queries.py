@@ -487,7 +487,6 @@ RUN_LIST: Final = {
 # with spans, and a 'write' row per stored copy of each of the runs' writes, which the store counts as the
 # timeline shows them (one per system, ref and time; list_usage). One statement, not two, and the writes'
 # DISTINCT and GROUP BY done on these few rows in Python: a round trip and two plan steps fewer per page.
-# The spans are filtered in PREWHERE, as in RUN_SPANS.
 RUN_LIST_USAGE: Final = """
 SELECT
     'usage' AS part,
@@ -503,7 +502,7 @@ SELECT
 FROM (
     SELECT run_id, entry_type, toString(model) AS model, input_tokens, output_tokens, attributes
     FROM spans
-    PREWHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
+    WHERE tenant = {tenant:String} AND run_id IN {run_ids:Array(String)}
     LIMIT 1 BY run_id, trace_id, span_id
 )
 GROUP BY run_id
