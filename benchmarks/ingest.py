@@ -119,6 +119,10 @@ class Result:
     stored: int
     # RSS sampled every 0.1 s from the first request until every span is stored (the peak is VmHWM).
     median_rss_mib: float = float("nan")
+    # RssAnon and RssFile of the largest sample: which part of the peak a change moved (heap and chDB's
+    # allocations, or mapped files: chDB's code, mostly).
+    anon_at_peak_mib: float = float("nan")
+    file_at_peak_mib: float = float("nan")
 
 
 class RssSampler:
@@ -127,12 +131,18 @@ class RssSampler:
     def __init__(self, pid: int, period: float = 0.1) -> None:
         self._pid, self._period = pid, period
         self._samples: list[float] = []
+        self.anon_file_at_peak = (float("nan"), float("nan"))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._samples.append(rss_mib(self._pid))
+            status = Path(f"/proc/{self._pid}/status").read_text()
+            rss, anon, file = (int(re.search(rf"{field}:\s+(\d+) kB", status)[1]) / 1024  # type: ignore[index]
+                               for field in ("VmRSS", "RssAnon", "RssFile"))  # fmt: skip
+            if not self._samples or rss > max(self._samples):
+                self.anon_file_at_peak = (anon, file)
+            self._samples.append(rss)
             self._stop.wait(self._period)
 
     def start(self) -> RssSampler:
@@ -186,7 +196,7 @@ def run_agentledger(
             profiler.wait(timeout=60)
             print_profile(workdir / "profile.txt")
         return Result(accepted / send_seconds, accepted / stored_seconds, cpu / accepted * 100_000, rss, accepted,
-                      stored, median_rss)  # fmt: skip
+                      stored, median_rss, *sampler.anon_file_at_peak)  # fmt: skip
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
@@ -573,6 +583,8 @@ def main() -> None:
               f"  {result.median_rss_mib:5.0f} MiB median RSS")  # fmt: skip
         print(f"  agentledger run {index + 1} spans: {sent} sent, {result.acknowledged} acknowledged,"
               f" {result.stored} stored")  # fmt: skip
+        print(f"  agentledger run {index + 1} at the largest RSS sample: {result.anon_at_peak_mib:.0f} MiB anonymous,"
+              f" {result.file_at_peak_mib:.0f} MiB mapped files")  # fmt: skip
     median = Result(
         *(statistics.median(getattr(r, f) for r in ours) for f in FIGURES),
         ours[-1].acknowledged,

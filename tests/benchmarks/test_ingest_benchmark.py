@@ -47,6 +47,8 @@ def test_the_ingest_benchmark_measures_bytes_per_span_on_disk_at_smoke_size() ->
     assert re.search(r"^    audit_chain\s+\d+ rows\s+\d+ bytes$", output, re.MULTILINE), output
     assert "phoenix: not run" in output
     assert re.search(rf"^  agentledger run 1: .* {NUMBER} MiB peak\s+{NUMBER} MiB median RSS$", output, re.MULTILINE)
+    assert re.search(r"^  agentledger run 1 at the largest RSS sample: \d+ MiB anonymous, \d+ MiB mapped files$",
+                     output, re.MULTILINE), output  # fmt: skip
 
 
 @pytest.mark.slow
