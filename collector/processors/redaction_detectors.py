@@ -317,20 +317,26 @@ def phone_shape(candidate: str) -> tuple[bool, str] | None:
     return needs_keyword, number.replace("(0)", "")
 
 
-@lru_cache(maxsize=65536)
-def _no_phone_shape(candidate: str) -> bool:
-    """Whether `phone_shape` rules out the candidate and each trimmed form the phone detector's `refine` tries (the
-    candidate without its last one or two space-separated groups): then it rejects the candidate whatever stands
-    around it (half the dense corpus's phone candidates: SSNs, dates, ISBNs, versions), without the context checks."""
+def _trimmed_forms(candidate: str) -> list[str]:
+    """The candidate and the forms the phone detector tries after it, each without its last space-separated group
+    (`415-555-0199 2 times` swallowed a neighbouring number): at most three forms, shortest last."""
+    forms = [candidate]
     text = candidate
-    for _ in range(3):
-        if phone_shape(text) is not None:
-            return False
+    while len(forms) < 3:
         cut = text.rfind(" ")
         if cut <= 0:
-            return True
+            break
         text = text[:cut].rstrip(" ,")
-    return True
+        forms.append(text)
+    return forms
+
+
+@lru_cache(maxsize=65536)
+def _no_phone_shape(candidate: str) -> bool:
+    """Whether `phone_shape` rules out every trimmed form of the candidate: then the phone detector's `refine` rejects
+    it whatever stands around it (half the dense corpus's phone candidates: SSNs, dates, ISBNs, versions), without
+    the context checks."""
+    return all(phone_shape(text) is None for text in _trimmed_forms(candidate))
 
 
 def _without_extension(candidate: str) -> str:
@@ -407,15 +413,8 @@ def phone_detector(regions: Sequence[str]) -> Detector:
         if part_of_longer(before) or _no_phone_shape(candidate):
             return 0  # and so is every trimmed form: they share the text before, and their shapes are ruled out
         context = _Context(before, other_entity_before, has_keyword)
-        text = candidate
-        for _ in range(3):
-            if number_valid(text, candidate[len(text) :] + after, context):
-                break
-            cut = text.rfind(" ")
-            if cut <= 0:
-                return 0
-            text = text[:cut].rstrip(" ,")
-        else:
+        text = next((t for t in _trimmed_forms(candidate) if number_valid(t, candidate[len(t) :] + after, context)), "")
+        if not text:
             return 0
         # A card number or an SSN is the inner candidate's: no trimming it into a "phone number". Checked only
         # for candidates libphonenumber accepted (most are rejected earlier, and the Luhn check costs).
