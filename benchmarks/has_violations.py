@@ -28,6 +28,7 @@ from harness import embedded_chdb
 from agentledger.ingest.span_writer import SpanWriter
 from agentledger.query_api.app import QueryApiConfig, create_app
 from agentledger.query_api.findings import load_audit
+from agentledger.query_api.read_pool import InlineReads
 from agentledger.query_api.routers.runs import MAX_AUDITED_PER_PAGE
 from agentledger.query_api.writes import NewWrite, insert_writes
 
@@ -70,7 +71,7 @@ def measure(api: TestClient, client: object, runs: int, requests: int, warmup: i
         found = [
             runs_data.run_id(i)
             for i in newest
-            if (audited := load_audit(client, TENANT, runs_data.run_id(i))) is not None  # type: ignore[arg-type]
+            if (audited := load_audit(InlineReads(client), TENANT, runs_data.run_id(i))) is not None  # type: ignore[arg-type]
             and audited[2].findings
         ]
         assert found[:50] == expected, found

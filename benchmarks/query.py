@@ -7,6 +7,9 @@ grows from one size to the next). Prints p50/p95 in milliseconds; the query cond
 repeated predicates are not cached. --queries also prints, per endpoint, the round trips to ClickHouse
 per request and the share of the request spent waiting for them; --statements breaks that down by
 statement (named as in query_api/queries.py). --endpoints times only the endpoints named.
+--read-workers sets the API's read pool (0: every read in turn through the main client, as before the
+pool); --ingest-rate inserts spans of another tenant through the main client while the reads are timed,
+as the collector's exporter does in `agentledger up`.
 
     .venv/bin/python benchmarks/query.py [--sizes 100000,1000000,10000000] [--requests 300] [--queries]
     .venv/bin/python benchmarks/query.py --smoke
@@ -21,6 +24,7 @@ import argparse
 import random
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +42,7 @@ from harness import embedded_chdb
 
 from agentledger.ingest.span_writer import SpanWriter
 from agentledger.query_api.app import QueryApiConfig, create_app
+from agentledger.query_api.read_pool import DEFAULT_WORKERS, InlineReads, ReadPool, Reads, handle_opener
 from agentledger.query_api.writes import NewWrite, insert_writes
 from agentledger.schema.span_columns import SPAN_SCHEMA
 from tests.collector.span_batches import span_rows_table
@@ -137,8 +142,8 @@ TEMPLATE = _template()
 SPANS_PER_RUN = len(TEMPLATE)
 
 
-def _template_table() -> pa.Table:
-    common = {"tenant": TENANT, "status_code": "OK", "service_name": "refund-agent",
+def _template_table(tenant: str = TENANT) -> pa.Table:
+    common = {"tenant": tenant, "status_code": "OK", "service_name": "refund-agent",
               "agent_id": "refund-agent-prod-1", "agent_name": "refund-agent"}  # fmt: skip
     return span_rows_table(
         {**common, **{name: value for name, value in row.items() if not name.startswith("_")}} for row in TEMPLATE
@@ -208,6 +213,46 @@ def load(client_writer: SpanWriter, client: object, first_run: int, last_run: in
     return time.perf_counter() - started
 
 
+# The tenant and first run index of the runs --ingest-rate writes while the reads are timed: apart from the
+# benchmark's own runs, so a kept store's count of loaded runs stays right.
+INGEST_TENANT = "bench-ingest"
+INGEST_FIRST_RUN = 100_000_000
+
+
+@contextmanager
+def ingesting(writer: SpanWriter, rate: int, block_runs: int) -> Iterator[list[float]]:
+    """While inside: a thread inserts runs of INGEST_TENANT through `writer` (the main client, as the
+    collector's ClickHouse exporter does) at `rate` spans/s, in blocks of `block_runs` runs; yields the
+    insert times in seconds, filled as it goes. A store kept with --store grows by what it inserts."""
+    inserts: list[float] = []
+    if rate <= 0:
+        yield inserts
+        return
+    stop = threading.Event()
+    interval = block_runs * SPANS_PER_RUN / rate
+    template = _template_table(INGEST_TENANT)
+    first = INGEST_FIRST_RUN + int(time.time()) % 1_000_000 * 1_000  # a later run of a kept store adds new runs
+
+    def insert_blocks() -> None:
+        due, index = time.perf_counter(), first
+        while not stop.is_set():
+            block = _batch(template, index, block_runs)
+            started = time.perf_counter()
+            writer.insert(block)
+            inserts.append(time.perf_counter() - started)
+            index += block_runs
+            due += interval
+            stop.wait(max(0.0, due - time.perf_counter()))
+
+    thread = threading.Thread(target=insert_blocks, name="bench-ingest")
+    thread.start()
+    try:
+        yield inserts
+    finally:
+        stop.set()
+        thread.join()
+
+
 def settle(client: object, database: str, limit_s: float = 120.0) -> float:
     """Waits until no merge runs in the database (merges right after a load would be measured too)."""
     started = time.perf_counter()
@@ -250,18 +295,38 @@ def statement_names() -> dict[str, str]:
 
 
 class QueryClock:
-    """Counts the client's round trips to ClickHouse and the time spent in them, by wrapping the client's
-    query methods on the instance (the API holds the same client object); each round trip's time is also
-    kept under the name of the statement it ran (statement_names), for --statements."""
+    """Counts the clients' round trips to ClickHouse and the time spent in them, by wrapping the clients'
+    query methods on the instances (the API holds the same client objects: its main client and the read
+    pool's handles, registered by `opened` as the pool opens them); each round trip's time is also kept
+    under the name of the statement it ran (statement_names), for --statements. Reads of one request run
+    at once, so the time in ClickHouse is summed over them and can exceed the request's."""
 
     METHODS = ("query", "command", "query_arrow", "query_np", "query_df", "raw_query", "insert", "insert_arrow")
 
     def __init__(self, client: Any) -> None:
-        self.client = client
+        self.clients = [client]
         self.calls = 0
         self.seconds = 0.0
         self.by_statement: dict[str, list[float]] = {}
         self._names = statement_names()
+        self._lock = threading.Lock()
+        self._running = False
+
+    def opened(self, client: Any) -> Any:
+        """Registers a client the read pool opened (timed from now on if the clock is running)."""
+        with self._lock:
+            self.clients.append(client)
+            if self._running:
+                self._wrap_client(client)
+        return client
+
+    def _wrap_client(self, client: Any) -> None:
+        for name in self.METHODS:
+            setattr(client, name, self._wrap(name, getattr(client, name)))
+
+    def _unwrap_client(self, client: Any) -> None:
+        for name in self.METHODS:
+            delattr(client, name)
 
     def _name(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         text = args[0] if args else kwargs.get("query", kwargs.get("cmd", kwargs.get("table", "")))
@@ -276,23 +341,27 @@ class QueryClock:
                 return method(*args, **kwargs)
             finally:
                 elapsed = time.perf_counter() - started
-                self.calls += 1
-                self.seconds += elapsed
-                self.by_statement.setdefault(self._name(name, args, kwargs), []).append(elapsed)
+                with self._lock:
+                    self.calls += 1
+                    self.seconds += elapsed
+                    self.by_statement.setdefault(self._name(name, args, kwargs), []).append(elapsed)
 
         return timed_call
 
     @contextmanager
     def running(self) -> Iterator[QueryClock]:
-        originals = {name: getattr(self.client, name) for name in self.METHODS}
-        for name, method in originals.items():
-            setattr(self.client, name, self._wrap(name, method))
-        self.calls, self.seconds, self.by_statement = 0, 0.0, {}
+        with self._lock:
+            for client in self.clients:
+                self._wrap_client(client)
+            self.calls, self.seconds, self.by_statement = 0, 0.0, {}
+            self._running = True
         try:
             yield self
         finally:
-            for name in originals:
-                delattr(self.client, name)
+            with self._lock:
+                self._running = False
+                for client in self.clients:
+                    self._unwrap_client(client)
 
     def statement_lines(self, requests: int) -> list[str]:
         """Per statement, most time first: round trips per request, median and mean ms per round trip,
@@ -321,6 +390,7 @@ def timed(requests: int, call: Callable[[int], None], warmup: int) -> list[float
 def measure(
     api: TestClient,
     client: Any,
+    clock: QueryClock,
     loaded_runs: int,
     requests: int,
     warmup: int,
@@ -365,7 +435,6 @@ def measure(
     stored = client.command("SELECT count() FROM spans WHERE tenant = {t:String}", parameters={"t": TENANT})
     print(f"\n== {spans:,} spans stored ({loaded_runs:,} runs), {requests} requests each, warm")
     print(f"spans in the spans table: {int(stored):,}")
-    clock = QueryClock(client)
     for label, call, count in (
         ("GET /v1/runs/{id}/timeline", timeline, requests),
         ("GET /v1/runs/{id}/audit", audit, requests),
@@ -387,8 +456,8 @@ def measure(
             # CPU time of the whole process (chDB's threads included) is the figure least moved by other
             # work on a shared machine; wall time waits for the cores too.
             print(
-                f"{'':<4}round trips per request {clock.calls / count:5.1f}; in ClickHouse"
-                f" {clock.seconds / count * 1000:7.2f} ms of {total / count * 1000:7.2f} ms"
+                f"{'':<4}round trips per request {clock.calls / count:5.1f}; in ClickHouse (summed over reads"
+                f" at once) {clock.seconds / count * 1000:7.2f} ms of {total / count * 1000:7.2f} ms"
                 f" ({clock.seconds / total:4.0%}); CPU {cpu / count * 1000:7.2f} ms per request"
             )
             if statements:
@@ -418,6 +487,20 @@ def main() -> None:
     parser.add_argument(
         "--store", type=Path, help="keep the store in this folder and reuse the runs already loaded there"
     )
+    parser.add_argument(
+        "--read-workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help="the API's read pool (api.read_workers); 0: every read in turn through the main client, as before"
+        " the pool",
+    )
+    parser.add_argument(
+        "--ingest-rate",
+        type=int,
+        default=0,
+        help="spans/s inserted through the main client while the reads are timed (0: none); grows a kept store",
+    )
+    parser.add_argument("--ingest-block", type=int, default=20_000, help="spans per insert with --ingest-rate")
     parser.add_argument("--smoke", action="store_true", help="3,200 then 6,400 spans, 5 requests: checks it runs")
     args = parser.parse_args()
     if args.smoke:
@@ -430,31 +513,57 @@ def main() -> None:
         parser.error(f"--sizes must increase and each be at least {SPANS_PER_RUN} spans (one run)")
     with embedded_chdb("bench", kept_in=args.store) as client:
         writer = SpanWriter(client)
-        api = TestClient(create_app(client, QueryApiConfig(tenant=TENANT)))
-        # Runs are loaded in index order, so the runs a kept store holds are the first `loaded`.
-        loaded = int(client.command("SELECT uniqExact(run_id) FROM runs WHERE tenant = {t:String}",
-                                    parameters={"t": TENANT}))  # fmt: skip
-        if loaded:
-            print(f"\nreusing {loaded:,} runs ({loaded * SPANS_PER_RUN:,} spans) stored in {args.store}")
-        for size in sizes:
-            runs = -(-size // SPANS_PER_RUN)
-            if runs < loaded:
-                print(f"\nskipping {size:,} spans: the store already holds {loaded * SPANS_PER_RUN:,}")
-                continue
-            if runs > loaded:
-                seconds = load(writer, client, loaded, runs)
-                more = " more" if loaded else ""
-                rate = (runs - loaded) * SPANS_PER_RUN / seconds
-                added = (runs - loaded) * SPANS_PER_RUN
-                print(f"\nloaded {added:,}{more} spans in {seconds:.1f} s ({rate:,.0f} spans/s)")
-                loaded = runs
-            settled = settle(client, "bench")
-            parts = client.command(
-                "SELECT count() FROM system.parts WHERE database = 'bench' AND table = 'spans' AND active"
-            )
-            print(f"merges settled after {settled:.1f} s; active parts of spans: {parts}")
-            endpoints = frozenset(label.strip() for label in args.endpoints.split(",") if label.strip())
-            measure(api, client, loaded, args.requests, args.warmup, args.queries, args.statements, endpoints)
+        clock = QueryClock(client)
+        # The pool's handles read with the query condition cache off too (embedded_chdb), and are timed.
+        open_handle, owned = handle_opener(client, settings={"use_query_condition_cache": 0})
+        reads: Reads = (
+            ReadPool(lambda: clock.opened(open_handle()), args.read_workers, owned)
+            if args.read_workers > 0
+            else InlineReads(client)
+        )
+        api = TestClient(create_app(client, QueryApiConfig(tenant=TENANT), reads))
+        try:
+            # Runs are loaded in index order, so the runs a kept store holds are the first `loaded`.
+            loaded = int(client.command("SELECT uniqExact(run_id) FROM runs WHERE tenant = {t:String}",
+                                        parameters={"t": TENANT}))  # fmt: skip
+            if loaded:
+                print(f"\nreusing {loaded:,} runs ({loaded * SPANS_PER_RUN:,} spans) stored in {args.store}")
+            for size in sizes:
+                runs = -(-size // SPANS_PER_RUN)
+                if runs < loaded:
+                    print(f"\nskipping {size:,} spans: the store already holds {loaded * SPANS_PER_RUN:,}")
+                    continue
+                if runs > loaded:
+                    seconds = load(writer, client, loaded, runs)
+                    more = " more" if loaded else ""
+                    rate = (runs - loaded) * SPANS_PER_RUN / seconds
+                    added = (runs - loaded) * SPANS_PER_RUN
+                    print(f"\nloaded {added:,}{more} spans in {seconds:.1f} s ({rate:,.0f} spans/s)")
+                    loaded = runs
+                settled = settle(client, "bench")
+                parts = client.command(
+                    "SELECT count() FROM system.parts WHERE database = 'bench' AND table = 'spans' AND active"
+                )
+                print(f"merges settled after {settled:.1f} s; active parts of spans: {parts}")
+                endpoints = frozenset(label.strip() for label in args.endpoints.split(",") if label.strip())
+                block_runs = max(1, args.ingest_block // SPANS_PER_RUN)
+                with ingesting(writer, args.ingest_rate, block_runs) as inserts:
+                    measure(
+                        api, client, clock, loaded, args.requests, args.warmup, args.queries, args.statements, endpoints
+                    )
+                if args.ingest_rate > 0:
+                    stored = client.command(
+                        "SELECT count() FROM spans WHERE tenant = {t:String}", parameters={"t": INGEST_TENANT}
+                    )
+                    print(
+                        f"while ingesting {args.ingest_rate:,} spans/s through the main client in blocks of"
+                        f" {block_runs * SPANS_PER_RUN:,}: {len(inserts)} inserts, median"
+                        f" {statistics.median(inserts) * 1000 if inserts else 0:.0f} ms each;"
+                        f" {int(stored):,} spans of {INGEST_TENANT} stored"
+                    )
+
+        finally:
+            reads.close()  # its handles before the client (read_pool.py)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Builds the FastAPI query API over one shared ClickHouse client."""
+"""Builds the FastAPI query API over one shared ClickHouse client and a pool of readers beside it."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from agentledger.ingest.clickhouse import first_line
 from agentledger.query_api.auth import AccessPolicy
 from agentledger.query_api.dependencies import QueryApiConfig
 from agentledger.query_api.phoenix_sync import PhoenixSync
+from agentledger.query_api.read_pool import ReadPool, Reads
 from agentledger.query_api.routers import (
     admin,
     agents,
@@ -34,7 +35,9 @@ from agentledger.query_api.routers import (
 __all__ = ["QueryApiConfig", "create_app"]
 
 
-def create_app(client: Client, config: QueryApiConfig | None = None) -> FastAPI:
+def create_app(client: Client, config: QueryApiConfig | None = None, reads: Reads | None = None) -> FastAPI:
+    """The API over `client`; its requests' independent reads run on `reads` (default: a pool beside the
+    client, query_api/read_pool.py), which whoever stops the app closes before the client."""
     app = FastAPI(
         # /docs and /redoc are served by routers/docs.py from an installed package, not from a CDN.
         docs_url=None,
@@ -48,6 +51,7 @@ def create_app(client: Client, config: QueryApiConfig | None = None) -> FastAPI:
         ),
     )
     app.state.client = client
+    app.state.reads = reads if reads is not None else ReadPool.beside(client)
     app.state.config = config = config or QueryApiConfig()
     app.state.access = AccessPolicy(config.tenant, config.api_keys)
     sink = CheckpointSink(config.checkpoint_dir) if config.checkpoint_dir is not None else None

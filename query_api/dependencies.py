@@ -1,7 +1,9 @@
-"""FastAPI dependencies shared by the routers: the ClickHouse client and the query API's settings."""
+"""FastAPI dependencies shared by the routers: the ClickHouse client, the read pool and the query API's
+settings."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, cast
@@ -16,6 +18,7 @@ from agentledger.ingest.signing import LinkSigner
 from agentledger.query_api.audit_config import AuditConfig
 from agentledger.query_api.metrics_config import MetricsConfig
 from agentledger.query_api.phoenix_sync import PhoenixConnection, PhoenixSync
+from agentledger.query_api.read_pool import Reads
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,15 @@ class QueryApiConfig:
     ddl_shape: DdlShape | None = None
 
 
-def get_client(request: Request) -> Client:
-    return cast(Client, request.app.state.client)
+def get_client(request: Request) -> Iterator[Client]:
+    """A client of the read pool's for the request alone (not the main client, whose calls the collector's
+    inserts hold in `agentledger up`)."""
+    with cast(Reads, request.app.state.reads).lease() as client:
+        yield client
+
+
+def get_reads(request: Request) -> Reads:
+    return cast(Reads, request.app.state.reads)
 
 
 def get_config(request: Request) -> QueryApiConfig:
@@ -61,6 +71,8 @@ def get_chain_writer(request: Request) -> ChainWriter:
 
 ClientDep = Annotated[Client, Depends(get_client)]
 ConfigDep = Annotated[QueryApiConfig, Depends(get_config)]
+# A request's independent reads at once (timeline, audit, listing); ClientDep for the rest and for writes.
+ReadsDep = Annotated[Reads, Depends(get_reads)]
 ChainWriterDep = Annotated[ChainWriter, Depends(get_chain_writer)]
 
 

@@ -38,6 +38,7 @@ from agentledger.ingest.audit_chain import (
 from agentledger.ingest.checkpoints import latest_checkpoints
 from agentledger.query_api import queries
 from agentledger.query_api.audit_log import load_checkpoints
+from agentledger.query_api.read_pool import InlineReads
 from agentledger.query_api.store.runs import locate_run
 from agentledger.query_api.timeline import load_timeline
 from agentledger.query_api.verify import verify_run_record
@@ -107,7 +108,7 @@ def build_bundle(
         return None
     location = locate_run(client, tenant, run_id)
     trace_ids = location.summary.trace_ids if location is not None else []
-    timeline = load_timeline(client, tenant, run_id)
+    timeline = load_timeline(InlineReads(client), tenant, run_id)
     parameters = {"tenant": tenant, "run_id": run_id, "trace_ids": trace_ids}
     stored_links = [dict(row) for row in client.query(queries.RUN_CHAIN, parameters=parameters).named_results()]
     versions: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""Audits runs as stored: builds each run's audit context (the tenant's tool catalogue, the agent's cost
+"""Audits runs as stored: reads each run's audit context (the tenant's tool catalogue, the agent's cost
 baseline) and runs the rules, for one run or for a page of runs with a fixed number of reads."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from clickhouse_connect.driver.client import Client
 from agentledger.query_api.audit import AuditContext, SpanFact, active_rules, audit_run, link_writes
 from agentledger.query_api.audit_config import SEVERITY_ORDER, AuditConfig, ToolCatalogue
 from agentledger.query_api.models import Audit, LinkedWrite
+from agentledger.query_api.read_pool import Reads
 from agentledger.query_api.store import catalogue as catalogue_store
 from agentledger.query_api.store import runs as run_store
 
@@ -20,36 +21,34 @@ def tool_catalogue(client: Client, tenant: str, config: AuditConfig) -> ToolCata
     return stored.catalogue if stored is not None else config.catalogue_for(tenant)
 
 
-def audit_context(
-    client: Client, tenant: str, location: run_store.RunLocation, config: AuditConfig | None = None
-) -> AuditContext:
-    """One run's audit context (for the timeline, which reads the run's spans itself)."""
-    config = config or AuditConfig()
-    baselines = run_store.load_token_baselines(client, tenant, [location], config.cost.baseline_runs)
-    return AuditContext(config, tool_catalogue(client, tenant, config), baselines.get(location.run_id, []))
-
-
 def load_audit(
-    client: Client, tenant: str, run_id: str, config: AuditConfig | None = None
+    reads: Reads, tenant: str, run_id: str, config: AuditConfig | None = None
 ) -> tuple[list[SpanFact], list[LinkedWrite], Audit] | None:
     """The run's facts, linked writes and audit, or None for an unknown run."""
-    audits = audit_runs(client, tenant, [run_id], config)
+    audits = audit_runs(reads, tenant, [run_id], config)
     return audits.get(run_id)
 
 
 def audit_runs(
-    client: Client, tenant: str, run_ids: Sequence[str], config: AuditConfig | None = None
+    reads: Reads, tenant: str, run_ids: Sequence[str], config: AuditConfig | None = None
 ) -> dict[str, tuple[list[SpanFact], list[LinkedWrite], Audit]]:
-    """Audits of many runs in five reads whatever their number (locations, spans, writes, baselines,
-    catalogue); runs the index does not know are left out."""
+    """Audits of many runs in six reads whatever their number (locations, spans, writes, the baseline's
+    two, catalogue); runs the index does not know are left out. The writes and the catalogue need only
+    the run ids, so they are read beside the locations; the spans and the baseline once these are known
+    (query_api/read_pool.py)."""
     config = config or AuditConfig()
-    locations = run_store.locate_runs(client, tenant, run_ids)
+    found = reads.submit(lambda client: run_store.locate_runs(client, tenant, run_ids))
+    run_writes = reads.submit(lambda client: run_store.load_runs_writes(client, tenant, list(run_ids)))
+    tenant_catalogue = reads.submit(lambda client: tool_catalogue(client, tenant, config))
+    locations = found.result()
     if not locations:
         return {}
-    facts = run_store.load_runs_span_facts(client, tenant, locations)
-    writes = run_store.load_runs_writes(client, tenant, [location.run_id for location in locations])
-    baselines = run_store.load_token_baselines(client, tenant, locations, config.cost.baseline_runs)
-    catalogue = tool_catalogue(client, tenant, config)
+    span_facts = reads.submit(lambda client: run_store.load_runs_span_facts(client, tenant, locations))
+    run_baselines = reads.submit(
+        lambda client: run_store.load_token_baselines(client, tenant, locations, config.cost.baseline_runs)
+    )
+    facts, writes, catalogue = span_facts.result(), run_writes.result(), tenant_catalogue.result()
+    baselines = run_baselines.result()
     rules = active_rules(config)
     audited: dict[str, tuple[list[SpanFact], list[LinkedWrite], Audit]] = {}
     for location in locations:

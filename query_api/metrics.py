@@ -32,6 +32,7 @@ from agentledger.query_api.metrics_models import (
     PolicyViolation,
     TimeToCorrect,
 )
+from agentledger.query_api.read_pool import InlineReads
 
 NS_PER_SECOND = 1_000_000_000
 DEFAULT_PERIOD_NS = 24 * 3_600 * NS_PER_SECOND
@@ -199,7 +200,7 @@ def _findings_by_group(
     run_ids = sorted(groups)
     for start in range(0, len(run_ids), AUDIT_BATCH_RUNS):
         batch = run_ids[start : start + AUDIT_BATCH_RUNS]
-        for run_id, (_, _, audit) in audit_runs(client, tenant, batch, config).items():
+        for run_id, (_, _, audit) in audit_runs(InlineReads(client), tenant, batch, config).items():
             seen: set[str] = set()
             for finding in audit.findings:
                 tally = counts[groups[run_id]].setdefault((finding.rule, finding.severity), [0, 0])

@@ -22,6 +22,7 @@ from agentledger.query_api import queries
 from agentledger.query_api.audit_config import AuditConfig
 from agentledger.query_api.findings import load_audit
 from agentledger.query_api.models import Audit, Verification
+from agentledger.query_api.read_pool import InlineReads
 from agentledger.query_api.verify import verify_run
 from agentledger.schema.run_ids import run_page_url
 
@@ -201,7 +202,7 @@ class PhoenixSync:
             if verification is None or not anchor:
                 continue
             annotations = findings_annotations(verification, anchor[0]["span_id"])
-            audited = load_audit(self._client, self._tenant, run_id, self._audit_config)
+            audited = load_audit(InlineReads(self._client), self._tenant, run_id, self._audit_config)
             if audited is not None:
                 annotations += audit_annotations(audited[2], anchor[0]["span_id"])
             if self.connection.page_base_url:

@@ -7,10 +7,11 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from agentledger.query_api.audit import SpanFact, audit_run, link_writes, span_fact
+from agentledger.query_api.audit import AuditContext, SpanFact, audit_run, link_writes, span_fact
 from agentledger.query_api.audit_config import AuditConfig
-from agentledger.query_api.findings import audit_context
+from agentledger.query_api.findings import tool_catalogue
 from agentledger.query_api.models import Annotation, LinkedWrite, SpanEvent, Timeline, TimelineEntry
+from agentledger.query_api.read_pool import Reads
 from agentledger.query_api.store import runs as run_store
 from agentledger.query_api.store.runs import locate_run
 from agentledger.query_api.times import rfc3339_nanos
@@ -28,22 +29,34 @@ def _details(entry_type: str, row: Mapping[str, Any], attributes: Mapping[str, s
 
 
 def load_timeline(
-    client: Client,
+    reads: Reads,
     tenant: str,
     run_id: str,
     span_url: Callable[[str], str] | None = None,
     audit_config: AuditConfig | None = None,
 ) -> Timeline | None:
     """The run's timeline, or None when the run index has no such run for this tenant. `span_url` makes each
-    entry's link to the span in Phoenix."""
-    location = locate_run(client, tenant, run_id)
+    entry's link to the span in Phoenix. Its seven reads run at once where they can (query_api/read_pool.py):
+    the run's index row first, as the span reads, annotations and baseline need where the run is; its writes
+    and the tenant's catalogue beside it."""
+    config = audit_config or AuditConfig()
+    # Submitted in the order of the longest path: the index row, then the span read it unlocks.
+    found = reads.submit(lambda client: locate_run(client, tenant, run_id))
+    run_writes = reads.submit(lambda client: load_run_writes(client, tenant, run_id))
+    catalogue = reads.submit(lambda client: tool_catalogue(client, tenant, config))
+    location = found.result()
     if location is None:
         return None
     summary = location.summary
-    annotations = _annotations_by_span(client, tenant, run_id, summary.trace_ids)
+    span_rows = reads.submit(lambda client: list(run_store.run_span_rows(client, tenant, location)))
+    baselines = reads.submit(
+        lambda client: run_store.load_token_baselines(client, tenant, [location], config.cost.baseline_runs)
+    )
+    annotations_of = reads.submit(lambda client: _annotations_by_span(client, tenant, run_id, summary.trace_ids))
+    annotations = annotations_of.result()
     entries: list[TimelineEntry] = []
     facts: list[SpanFact] = []
-    for row in run_store.run_span_rows(client, tenant, location):
+    for row in span_rows.result():
         attributes: dict[str, str] = dict(row["attributes"])
         facts.append(span_fact(row))
         entry_type = row["entry_type"]
@@ -78,8 +91,9 @@ def load_timeline(
                 phoenix_url=span_url(row["span_id"]) if span_url is not None else "",
             )
         )
-    linked = link_writes(load_run_writes(client, tenant, run_id), facts)
-    audit = audit_run(run_id, facts, linked, audit_context(client, tenant, location, audit_config))
+    linked = link_writes(run_writes.result(), facts)
+    context = AuditContext(config, catalogue.result(), baselines.result().get(location.run_id, []))
+    audit = audit_run(run_id, facts, linked, context)
     failed: dict[str, list[str]] = {}
     for finding in audit.findings:
         # Every span of a finding's evidence shows it; a write entry has no span id, only its ref.

@@ -5,15 +5,22 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from functools import partial
 from time import time_ns
 from typing import Annotated, Any, Final
 
-from clickhouse_connect.driver.client import Client
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from agentledger.query_api.auth import AUTH_RESPONSES, Admin, Reader, Reviewer, error
-from agentledger.query_api.dependencies import ChainWriterDep, ClientDep, ConfigDep, PhoenixSyncDep, QueryApiConfig
+from agentledger.query_api.dependencies import (
+    ChainWriterDep,
+    ClientDep,
+    ConfigDep,
+    PhoenixSyncDep,
+    QueryApiConfig,
+    ReadsDep,
+)
 from agentledger.query_api.downloads import attachment
 from agentledger.query_api.evidence import build_bundle
 from agentledger.query_api.findings import audit_runs, load_audit, matches, max_severity
@@ -29,6 +36,7 @@ from agentledger.query_api.models import (
     Verification,
 )
 from agentledger.query_api.paths import RunId
+from agentledger.query_api.read_pool import Reads
 from agentledger.query_api.report import timeline_markdown
 from agentledger.query_api.store import runs as run_store
 from agentledger.query_api.timeline import load_timeline
@@ -83,7 +91,7 @@ def _time_bound(name: str, value: str | None, default: int) -> int:
 )
 def list_runs(
     caller: Reader,
-    client: ClientDep,
+    reads: ReadsDep,
     config: ConfigDep,
     agent: Annotated[str, Query(max_length=256, description="gen_ai.agent.id or gen_ai.agent.name.")] = "",
     outcome: Annotated[str, Query(max_length=64, description="success, failure, escalated, cancelled.")] = "",
@@ -133,13 +141,12 @@ def list_runs(
     more = True
     while more and len(page) < limit and examined < MAX_AUDITED_PER_PAGE:
         batch = limit + 1 if not audited else MAX_AUDITED_PER_PAGE - examined
-        rows = run_store.list_runs(
-            client, {**parameters, "cursor_ns": cursor_ns, "cursor_run": cursor_run, "limit": batch}
-        )
+        window = {**parameters, "cursor_ns": cursor_ns, "cursor_run": cursor_run, "limit": batch}
+        rows = reads.submit(partial(run_store.list_runs, parameters=window)).result()
         more = len(rows) == batch
         audits = (
             {run_id: item[2] for run_id, item in
-             audit_runs(client, caller.tenant, [str(row["run_id"]) for row in rows], config.audit).items()}
+             audit_runs(reads, caller.tenant, [str(row["run_id"]) for row in rows], config.audit).items()}
             if counted else {}
         )  # fmt: skip
         for row in rows:
@@ -172,14 +179,15 @@ def list_runs(
                 )
             )
     next_cursor = _encode_cursor(cursor_ns, cursor_run) if more else None
-    return RunPage(runs=_with_usage(client, caller.tenant, page, config), next_cursor=next_cursor)
+    return RunPage(runs=_with_usage(reads, caller.tenant, page, config), next_cursor=next_cursor)
 
 
-def _with_usage(client: Client, tenant: str, page: list[RunListItem], config: QueryApiConfig) -> list[RunListItem]:
+def _with_usage(reads: Reads, tenant: str, page: list[RunListItem], config: QueryApiConfig) -> list[RunListItem]:
     """The listed runs with their workflow, tokens, cost and downstream writes (one query per page)."""
     if not page:
         return page
-    usage, writes = run_store.list_usage(client, tenant, [item.run_id for item in page], config.metrics.price_arrays())
+    run_ids, prices = [item.run_id for item in page], config.metrics.price_arrays()
+    usage, writes = reads.submit(lambda client: run_store.list_usage(client, tenant, run_ids, prices)).result()
     listed = []
     for item in page:
         row = usage.get(item.run_id)
@@ -212,6 +220,7 @@ def get_timeline(
     run_id: RunId,
     caller: Reader,
     client: ClientDep,
+    reads: ReadsDep,
     config: ConfigDep,
     phoenix: PhoenixSyncDep,
     format: Annotated[str, Query(pattern="^(json|md)$", description="json (default) or md.")] = "json",
@@ -221,7 +230,7 @@ def get_timeline(
     (and, with `verify=true`, the integrity of the stored record); reviewers' annotations and, when Phoenix
     is configured, a link to each span there."""
     span_url = phoenix.connection.span_url if phoenix is not None else None
-    timeline = load_timeline(client, caller.tenant, run_id, span_url, config.audit)
+    timeline = load_timeline(reads, caller.tenant, run_id, span_url, config.audit)
     if timeline is None:
         raise _not_found(run_id)
     timeline = with_totals(timeline, config.metrics)
@@ -236,10 +245,10 @@ def get_timeline(
 
 
 @router.get("/{run_id:text}/audit", responses={**AUTH_RESPONSES, **_NOT_FOUND})
-def get_audit(run_id: RunId, caller: Reader, client: ClientDep, config: ConfigDep) -> Audit:
+def get_audit(run_id: RunId, caller: Reader, reads: ReadsDep, config: ConfigDep) -> Audit:
     """The run's audit: each finding with its rule, severity, evidence spans and sentence; the rules that
     ran; and per tool call the policy decisions and approvals that apply to it."""
-    audited = load_audit(client, caller.tenant, run_id, config.audit)
+    audited = load_audit(reads, caller.tenant, run_id, config.audit)
     if audited is None:
         raise _not_found(run_id)
     return audited[2]

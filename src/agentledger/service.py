@@ -49,6 +49,7 @@ from agentledger.phoenix import phoenix_connection, phoenix_exporter
 from agentledger.query_api.app import QueryApiConfig, create_app
 from agentledger.query_api.auth import ROLES
 from agentledger.query_api.phoenix_sync import PhoenixSync, run_periodically
+from agentledger.query_api.read_pool import ReadPool
 from agentledger.settings import ENV_API_KEYS_FILE, Settings, is_loopback
 
 logger = logging.getLogger("agentledger")
@@ -127,7 +128,8 @@ def build_collector_role(settings: Settings, client: Client) -> CollectorRole:
 def build_api_role(settings: Settings, client: Client, api_keys: CredentialStore | None = None) -> Starlette:
     """The query API for `settings`, reading (and writing tombstones, webhooks) through `client`; the keys
     are loaded from api.keys_file unless given (already loaded, as run_service does before binding)."""
-    return create_app(client, _api_config(settings, api_keys if api_keys is not None else _api_keys(settings)))
+    config = _api_config(settings, api_keys if api_keys is not None else _api_keys(settings))
+    return create_app(client, config, ReadPool.beside(client, settings.api.read_workers))
 
 
 def check_roles(settings: Settings, roles: frozenset[Role]) -> None:
@@ -164,6 +166,7 @@ def run_service(
     grpc_server: grpc.Server | None = None
     client = None
     collector: CollectorRole | None = None
+    api_app: Starlette | None = None
     try:
         http_socket = None
         if collector_wanted and receiver.protocols.http is not None:
@@ -217,6 +220,8 @@ def run_service(
             if collector is not None:
                 collector.pipeline.shutdown(SPOOL_DRAIN_SECONDS)
     finally:
+        if api_app is not None:
+            api_app.state.reads.close()  # its chDB handles before the main client (query_api/read_pool.py)
         if client is not None:
             client.close()
         for sock in sockets:

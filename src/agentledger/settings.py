@@ -30,6 +30,7 @@ from agentledger.ingest.clickhouse import chdb_dsn
 from agentledger.ingest.cluster_ddl import CLUSTER_NAME, DdlShape
 from agentledger.query_api.audit_config import AuditConfig
 from agentledger.query_api.metrics_config import MetricsConfig
+from agentledger.query_api.read_pool import DEFAULT_WORKERS as DEFAULT_READ_WORKERS
 
 ENV_CONFIG: Final = "AGENTLEDGER_CONFIG"
 ENV_DATA_DIR: Final = "AGENTLEDGER_DATA_DIR"
@@ -133,6 +134,8 @@ class ApiConfig(EndpointConfig):
     jira_webhook_secret: str = ""
     # The Jira custom field holding the agent run id.
     jira_run_id_field: str = Field(DEFAULT_JIRA_RUN_ID_FIELD, min_length=1)
+    # How many of one request's independent reads run at once (query_api/read_pool.py); 1: one after another.
+    read_workers: int = Field(DEFAULT_READ_WORKERS, ge=1, le=64)
     # Prices, review cost and blast-radius ceilings of the metrics API.
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     # Tool catalogue, rule settings, user rules, cost baselines and budgets of the audit.

@@ -42,7 +42,8 @@ def test_the_query_benchmark_runs_at_smoke_size_over_every_stored_span() -> None
 
 
 ROUND_TRIPS = re.compile(
-    r"^ {4}round trips per request +[0-9.]+; in ClickHouse +[0-9.]+ ms of +[0-9.]+ ms \( *[0-9]+%\);"
+    r"^ {4}round trips per request +[0-9.]+; in ClickHouse \(summed over reads at once\)"
+    r" +[0-9.]+ ms of +[0-9.]+ ms \( *[0-9]+%\);"
     r" CPU +[0-9.]+ ms per request$"
 )
 
@@ -92,3 +93,24 @@ def test_statements_break_the_round_trips_down_by_statement_for_the_endpoints_na
     assert {name for name, _ in statements} >= {"RUN_SUMMARY", "RUN_SPANS", "RUNS_FACT_SPANS", "RUN_STARTS_WINDOW"}
     trips = [float(line.split()[4].rstrip(";")) for line in lines if ROUND_TRIPS.match(line)]
     assert len(trips) == 2 and sum(per_request for _, per_request in statements) == pytest.approx(sum(trips))
+
+
+INGESTING = re.compile(
+    r"^while ingesting 4,000 spans/s through the main client in blocks of 640: (?P<inserts>[0-9]+) inserts,"
+    r" median [0-9]+ ms each; (?P<stored>[0-9,]+) spans of bench-ingest stored$"
+)
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_reads_are_timed_while_spans_are_inserted_through_the_main_client(workers: str) -> None:
+    output = run_benchmark(
+        "query.py", "--sizes", "64", "--requests", "20", "--warmup", "1", "--read-workers", workers,
+        "--ingest-rate", "4000", "--ingest-block", "640", "--endpoints", "GET /v1/runs/{id}/timeline",
+    )  # fmt: skip
+    lines = output.splitlines()
+
+    assert [match["label"] for line in lines if (match := TIMING.match(line))] == ENDPOINTS[:1]
+    ingested = [match for line in lines if (match := INGESTING.match(line))]
+    assert len(ingested) == 1, output
+    inserts = int(ingested[0]["inserts"])
+    assert inserts >= 1 and int(ingested[0]["stored"].replace(",", "")) == inserts * 640, output
