@@ -28,7 +28,6 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol, TypeVar
 
 import clickhouse_connect
-from clickhouse_connect.driver._chdbclient import ChdbClient
 from clickhouse_connect.driver.client import Client
 
 T = TypeVar("T")
@@ -74,6 +73,10 @@ def handle_opener(client: Client, settings: Mapping[str, str | int] | None = Non
     """How a pool beside `client` gets a client, and whether it owns (closes) those: for embedded chDB a
     new handle on the client's engine path and database, with these client `settings`; for a ClickHouse
     server the client itself."""
+    # Imported here: the chDB backend module loads chDB, whose allocator options `agentledger up` sets
+    # before it loads (ingest/embedded_memory.py). clickhouse-connect (>= 1.12) does not re-export the class.
+    from clickhouse_connect.driver._chdbclient import ChdbClient
+
     if isinstance(client, ChdbClient):
         path, database = client.path, client.database
 
@@ -119,7 +122,7 @@ class ReadPool:
     def submit(self, read: Callable[[Client], T]) -> Future[T]:
         if self._closed:
             raise RuntimeError("the read pool is closed")
-        return self._executor.submit(self._run, read)
+        return self._executor.submit(self._run, read)  # its worker leases a handle as a request does
 
     def _run(self, read: Callable[[Client], T]) -> T:
         with self.lease() as client:
@@ -129,6 +132,8 @@ class ReadPool:
     def lease(self) -> Iterator[Client]:
         """A client of the pool's for the caller alone while inside (a request's own reads in turn): a free
         handle, or a new one, so there are as many handles as reads and requests at once."""
+        if self._closed:
+            raise RuntimeError("the read pool is closed")
         try:
             client = self._free.get_nowait()
         except queue.Empty:

@@ -34,6 +34,15 @@ def test_the_dirty_decay_reaches_chdbs_allocator(tmp_path: Path) -> None:
     assert output.splitlines() == ["True", "['opt.dirty_decay_ms: 250 (arenas.dirty_decay_ms: 250)']"]
 
 
+def test_the_decay_still_reaches_chdb_after_everything_up_imports(tmp_path: Path) -> None:
+    # `agentledger up` sets the decay after its modules are imported: none of them may load chDB (an eager
+    # import of clickhouse-connect's chDB backend did, and the decay was silently not applied).
+    script = "import agentledger.cli, agentledger.service, agentledger.query_api.app\n" + _DECAY_OF_ENGINE
+    output = _run(script, "250", str(tmp_path / "chdb"))
+
+    assert output.splitlines() == ["True", "['opt.dirty_decay_ms: 250 (arenas.dirty_decay_ms: 250)']"]
+
+
 def test_other_allocator_options_of_the_environment_are_kept_and_the_decay_replaced(tmp_path: Path) -> None:
     script = (
         "import os\n"
