@@ -37,6 +37,8 @@ def audit_runs(
     the run ids, so they are read beside the locations; the spans and the baseline once these are known
     (query_api/read_pool.py)."""
     config = config or AuditConfig()
+    if not run_ids:
+        return {}
     found = reads.submit(lambda client: run_store.locate_runs(client, tenant, run_ids))
     run_writes = reads.submit(lambda client: run_store.load_runs_writes(client, tenant, list(run_ids)))
     tenant_catalogue = reads.submit(lambda client: tool_catalogue(client, tenant, config))

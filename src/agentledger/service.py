@@ -1,9 +1,11 @@
-"""`agentledger up`: the collector and the query API in one process over one ClickHouse client;
+"""`agentledger up`: the collector and the query API in one process over one ClickHouse engine (the main
+client, and the API's read pool of handles on the same engine: query_api/read_pool.py);
 `agentledger collector` and `agentledger api`: one role each, against a ClickHouse server.
 
 `up` is one process because an embedded chDB data folder belongs to exactly one process; the HTTP servers
-share an event loop and the client, gRPC has its own thread pool, and all stop together on
-SIGTERM/SIGINT: listeners first (finishing in-flight requests), then the export workers drain the spool.
+share an event loop and the engine, gRPC has its own thread pool, and all stop together on
+SIGTERM/SIGINT: listeners first (finishing in-flight requests), then the export workers drain the spool,
+then the read pool's handles close before the main client.
 """
 
 from __future__ import annotations
