@@ -109,7 +109,7 @@ class SecretRuleSet:
                 if first_group and spans[1][1] > spans[1][0]:
                     group = 1  # gitleaks: the first group is the secret when the rule names none
                 start, end = spans[group]
-                if start < 0 or end <= start:
+                if start < 0 or (end := _before_json_escape(text, start, end)) <= start:
                     continue
                 if self._allowed(rule, text[start:end]):
                     continue
@@ -124,6 +124,22 @@ class SecretRuleSet:
             return True
         allow = self._allow.get(rule.rule_id)
         return allow is not None and found_in(allow, secret)
+
+
+# An escaped newline, tab, carriage return or quote of JSON text, after an even run of backslashes (`\\n` is an
+# escaped backslash then `n`). Rules whose classes admit backslashes (gitleaks' JWT rule, for `\/`) would
+# otherwise run on over it into the next value: in plain text the same token ends at the newline itself.
+_JSON_ESCAPE: Final = re.compile(r'(?<!\\)(?:\\\\)*\\[nrtbf"]')
+
+
+def _before_json_escape(text: str, start: int, end: int) -> int:
+    """Where a secret found at `start` ends: `end`, or the first JSON layout escape before it (one whose
+    letter lies just past `end` too: a rule stopped by the `"` of `\\"` would keep the backslash and break
+    the JSON document)."""
+    if "\\" not in text[start:end]:
+        return end
+    found = _JSON_ESCAPE.search(text, start, min(len(text), end + 1))
+    return min(end, found.end() - 2) if found is not None else end
 
 
 def match_spans(regex: Any, text: str) -> Iterator[Sequence[tuple[int, int]]]:

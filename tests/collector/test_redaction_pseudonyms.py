@@ -87,3 +87,28 @@ def test_key_errors_fail_at_startup_naming_the_key(
 
     with pytest.raises(ValidationError, match=message.replace("(", r"\(")):
         RedactionConfig.model_validate(settings)
+
+
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiAiNjUxNjc4NDUifQ.GWPzQfyJGCljAReDBpo-Nx2nuN9uj2Lj7ZVZw-ieW-D"
+)
+
+
+@pytest.mark.parametrize("escape", ["\\n", "\\t", "\\r", '\\"'])
+def test_a_token_inside_json_text_ends_at_an_escaped_newline_or_quote_as_it_does_in_plain_text(escape: str) -> None:
+    # gitleaks' JWT rule admits backslashes (escaped slashes); in JSON text it ran on over `\n` into the card
+    # that followed, which then got the secret's mask and the token another pseudonym than in plain text
+    # (found by test_redaction_otlp's hypothesis test: seed 164).
+    config = RedactionConfig(default_mode="pseudonym", hmac_key=SecretStr(KEY))
+    plain, in_json = redact(f"{JWT}\n5145-1791-8115-0407", f'{{"content": "{JWT}{escape}5145-1791-8115-0407"}}',
+                            config=config)  # fmt: skip
+    secret, card = token("secret", JWT), token("card", "5145179181150407")
+    assert plain == f"{secret}\n{card}"
+    assert in_json == f'{{"content": "{secret}{escape}{card}"}}'
+
+
+def test_an_escaped_backslash_inside_a_token_is_kept_with_it() -> None:
+    # `\\n` in JSON text is a backslash then `n`, not a newline: the token runs on as gitleaks' rule says.
+    config = RedactionConfig(default_mode="mask")
+    (masked,) = redact(f'{{"content": "{JWT}\\\\nrest"}}', config=config)
+    assert JWT not in masked and "nrest" not in masked, masked
