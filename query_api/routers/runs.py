@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from functools import partial
 from time import time_ns
 from typing import Annotated, Any, Final
 
+from clickhouse_connect.driver.client import Client
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
@@ -36,7 +36,6 @@ from agentledger.query_api.models import (
     Verification,
 )
 from agentledger.query_api.paths import RunId
-from agentledger.query_api.read_pool import Reads
 from agentledger.query_api.report import timeline_markdown
 from agentledger.query_api.store import runs as run_store
 from agentledger.query_api.timeline import load_timeline
@@ -91,6 +90,7 @@ def _time_bound(name: str, value: str | None, default: int) -> int:
 )
 def list_runs(
     caller: Reader,
+    client: ClientDep,
     reads: ReadsDep,
     config: ConfigDep,
     agent: Annotated[str, Query(max_length=256, description="gen_ai.agent.id or gen_ai.agent.name.")] = "",
@@ -141,8 +141,9 @@ def list_runs(
     more = True
     while more and len(page) < limit and examined < MAX_AUDITED_PER_PAGE:
         batch = limit + 1 if not audited else MAX_AUDITED_PER_PAGE - examined
-        window = {**parameters, "cursor_ns": cursor_ns, "cursor_run": cursor_run, "limit": batch}
-        rows = reads.submit(partial(run_store.list_runs, parameters=window)).result()
+        rows = run_store.list_runs(
+            client, {**parameters, "cursor_ns": cursor_ns, "cursor_run": cursor_run, "limit": batch}
+        )
         more = len(rows) == batch
         audits = (
             {run_id: item[2] for run_id, item in
@@ -179,15 +180,14 @@ def list_runs(
                 )
             )
     next_cursor = _encode_cursor(cursor_ns, cursor_run) if more else None
-    return RunPage(runs=_with_usage(reads, caller.tenant, page, config), next_cursor=next_cursor)
+    return RunPage(runs=_with_usage(client, caller.tenant, page, config), next_cursor=next_cursor)
 
 
-def _with_usage(reads: Reads, tenant: str, page: list[RunListItem], config: QueryApiConfig) -> list[RunListItem]:
+def _with_usage(client: Client, tenant: str, page: list[RunListItem], config: QueryApiConfig) -> list[RunListItem]:
     """The listed runs with their workflow, tokens, cost and downstream writes (one query per page)."""
     if not page:
         return page
-    run_ids, prices = [item.run_id for item in page], config.metrics.price_arrays()
-    usage, writes = reads.submit(lambda client: run_store.list_usage(client, tenant, run_ids, prices)).result()
+    usage, writes = run_store.list_usage(client, tenant, [item.run_id for item in page], config.metrics.price_arrays())
     listed = []
     for item in page:
         row = usage.get(item.run_id)
